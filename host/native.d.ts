@@ -1,0 +1,171 @@
+/**
+ * The whole native surface (bindings/, a Node-API addon in C). Loaded by `native-loader.ts`.
+ *
+ * Conventions, for every function below:
+ * - Syscalls only: numbers/strings in, numbers/fds out. No policy.
+ * - A result >= 0 is success; a negative number is `-errno` (e.g. -2 for ENOENT). Nothing throws for a
+ *   failed syscall. Functions throw only for programmer errors (wrong argument types), which never
+ *   depend on guest input.
+ * - `path`/`name` strings are passed to the kernel as given (UTF-8); `""` with AT_EMPTY_PATH means the fd itself.
+ * - A "memory" argument is an ArrayBuffer (typically `WebAssembly.Memory#buffer`) or an ArrayBufferView; a byte
+ *   offset into it is checked against its length (`-EFAULT` when out of range).
+ * - Every fd created is O_CLOEXEC.
+ */
+export type Memory = ArrayBuffer | ArrayBufferView;
+
+/** Opaque handle of a poller thread. */
+export interface PollerHandle { readonly __poller: unique symbol }
+
+export interface NativeConstants {
+  // open(2)
+  O_RDONLY: number; O_WRONLY: number; O_RDWR: number; O_ACCMODE: number; O_CREAT: number; O_EXCL: number;
+  O_NOCTTY: number; O_TRUNC: number; O_APPEND: number; O_NONBLOCK: number; O_DSYNC: number; O_SYNC: number;
+  O_DIRECT: number; O_LARGEFILE: number; O_DIRECTORY: number; O_NOFOLLOW: number; O_NOATIME: number;
+  O_CLOEXEC: number; O_PATH: number; O_TMPFILE: number;
+  // *at flags
+  AT_FDCWD: number; AT_EMPTY_PATH: number; AT_SYMLINK_NOFOLLOW: number; AT_SYMLINK_FOLLOW: number;
+  AT_REMOVEDIR: number; AT_NO_AUTOMOUNT: number;
+  // renameat2
+  RENAME_NOREPLACE: number; RENAME_EXCHANGE: number; RENAME_WHITEOUT: number;
+  // utimensat
+  UTIME_NOW: number; UTIME_OMIT: number;
+  // statx
+  STATX_BASIC_STATS: number; STATX_BTIME: number; STATX_MNT_ID: number;
+  // lseek
+  SEEK_SET: number; SEEK_CUR: number; SEEK_END: number; SEEK_DATA: number; SEEK_HOLE: number;
+  // mode bits
+  S_IFMT: number; S_IFREG: number; S_IFDIR: number; S_IFLNK: number; S_IFIFO: number; S_IFSOCK: number;
+  S_IFCHR: number; S_IFBLK: number; S_ISUID: number; S_ISGID: number; S_ISVTX: number;
+  // mmap / memfd / eventfd / epoll
+  PROT_READ: number; PROT_WRITE: number; MFD_CLOEXEC: number; MFD_ALLOW_SEALING: number;
+  EFD_NONBLOCK: number; EFD_SEMAPHORE: number; EPOLLIN: number; EPOLLOUT: number; EPOLLERR: number;
+  EPOLLHUP: number; EPOLLRDHUP: number;
+  /** Host page size (sysconf(_SC_PAGESIZE)). */
+  PAGE_SIZE: number;
+  /** errno values by name: ENOENT, EIO, EBADF, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV,
+   *  ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ENOTTY, EFBIG, ENOSPC, ESPIPE, EROFS, EMLINK, EPIPE, ERANGE,
+   *  ENAMETOOLONG, ENOSYS, ENOTEMPTY, ELOOP, ENODATA, EOPNOTSUPP, ENOTSUP, EOVERFLOW, EPROTO, EMSGSIZE,
+   *  ECONNRESET, ENOTCONN, EADDRINUSE, EINTR, EPERM, ESRCH, ENXIO, E2BIG, ETIMEDOUT, ECONNREFUSED, ENOTSOCK. */
+  errno: Record<string, number>;
+}
+
+export interface Native {
+  readonly constants: NativeConstants;
+  /** strerror(errno) for logs; takes a positive errno. */
+  strerror(errno: number): string;
+
+  // ---- socket.c -------------------------------------------------------------------------------------------
+  /** socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) + bind + listen. Does not unlink an existing path. */
+  unixListen(path: string, backlog: number): number;
+  /** Blocking connect to a Unix stream socket; the returned fd is blocking. */
+  unixConnect(path: string): number;
+  /** accept4(fd, SOCK_CLOEXEC|SOCK_NONBLOCK). -EAGAIN when nothing is pending. */
+  accept(listenFd: number): number;
+  /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC); fills out[0], out[1]. */
+  socketpair(out: Int32Array): number;
+  /**
+   * recvmsg into mem[offset, offset+length) with room for SCM_RIGHTS fds. Received fds are written to
+   * fdsOut[0..n) and the rest of fdsOut is set to -1; fds beyond fdsOut.length are closed (never leaked).
+   * waitAll: MSG_WAITALL. Returns bytes read (0 = peer closed) or -errno (-EAGAIN on an empty nonblocking socket).
+   * MSG_CTRUNC is reported as -EMSGSIZE after closing what was received.
+   */
+  recvmsg(fd: number, mem: Memory, offset: number, length: number, fdsOut: Int32Array, waitAll: boolean): number;
+  /** sendmsg of mem[offset, offset+length) with fds (may be empty) as SCM_RIGHTS; MSG_NOSIGNAL. Bytes or -errno. */
+  sendmsg(fd: number, mem: Memory, offset: number, length: number, fds: ArrayLike<number>): number;
+  /** Sets or clears O_NONBLOCK. */
+  setNonblocking(fd: number, on: boolean): number;
+  /** shutdown(fd, SHUT_RDWR). */
+  shutdown(fd: number): number;
+
+  // ---- mman.c ---------------------------------------------------------------------------------------------
+  /** memfd_create(name, flags | MFD_CLOEXEC). */
+  memfdCreate(name: string, flags: number): number;
+  /**
+   * mmap(base(mem)+offset, length, prot, MAP_SHARED|MAP_FIXED, fd, fileOffset): makes the file's pages appear
+   * inside `mem` (e.g. a grown, non-shared WebAssembly.Memory). offset, length and fileOffset must be
+   * page-aligned and [offset, offset+length) inside mem; else -EINVAL/-EFAULT.
+   */
+  mmapInto(mem: Memory, offset: number, length: number, prot: number, fd: number, fileOffset: number): number;
+  /**
+   * Undoes mmapInto: replaces the range with fresh anonymous private zero pages (MAP_FIXED), so the memory
+   * stays valid for its owner. Same checks as mmapInto.
+   */
+  unmapFrom(mem: Memory, offset: number, length: number): number;
+  /** Address of mem's first byte as a number (for logs and tests that two views share pages). */
+  addressOf(mem: Memory): number;
+
+  // ---- eventfd.c ------------------------------------------------------------------------------------------
+  /** eventfd(initval, flags | EFD_CLOEXEC). */
+  eventfd(initval: number, flags: number): number;
+  /** Reads the 8-byte counter; returns it (>= 0, as a number) or -errno (-EAGAIN when zero and nonblocking). */
+  eventfdRead(fd: number): number;
+  /** Adds value to the counter. 0 or -errno. */
+  eventfdWrite(fd: number, value: number): number;
+
+  // ---- poller.c -------------------------------------------------------------------------------------------
+  /**
+   * Starts a thread that epoll_waits and calls `callback(token, events)` on the JS thread for every ready fd.
+   * Registrations are one-shot (EPOLLONESHOT): after a callback the fd is silent until pollerRearm.
+   * The poller keeps the event loop alive until pollerClose.
+   */
+  pollerCreate(callback: (token: number, events: number) => void): PollerHandle;
+  /** Registers fd (events: EPOLLIN etc.) with a caller-chosen token (int32). 0 or -errno. */
+  pollerAdd(poller: PollerHandle, fd: number, token: number, events: number): number;
+  /** Re-enables a one-shot registration. 0 or -errno. */
+  pollerRearm(poller: PollerHandle, fd: number, token: number, events: number): number;
+  /** Removes fd. 0 or -errno (-ENOENT if not registered). Call before closing the fd. */
+  pollerRemove(poller: PollerHandle, fd: number): number;
+  /** Stops and joins the thread; pending callbacks are dropped. Idempotent. */
+  pollerClose(poller: PollerHandle): void;
+  /** Raw epoll for worker threads that may block: epoll_create1(EPOLL_CLOEXEC). */
+  epollCreate(): number;
+  /** epoll_ctl(epfd, op (1 add, 2 del, 3 mod), fd, {events, data.u32 = token}). */
+  epollCtl(epfd: number, op: number, fd: number, events: number, token: number): number;
+  /** Blocking epoll_wait; fills out with (token, events) pairs; returns the count or -errno. */
+  epollWait(epfd: number, out: Int32Array, timeoutMs: number): number;
+
+  // ---- fsat.c ---------------------------------------------------------------------------------------------
+  close(fd: number): number;
+  dup(fd: number): number;
+  openat(dirfd: number, path: string, flags: number, mode: number): number;
+  /** statx(dirfd, path, flags, mask) writing the raw `struct statx` (256 bytes) at mem[offset]. */
+  statx(dirfd: number, path: string, flags: number, mask: number, mem: Memory, offset: number): number;
+  mkdirat(dirfd: number, name: string, mode: number): number;
+  mknodat(dirfd: number, name: string, mode: number, dev: number): number;
+  symlinkat(target: string, dirfd: number, name: string): number;
+  /** readlinkat; the target as a string, or -errno. */
+  readlinkat(dirfd: number, name: string): string | number;
+  linkat(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): number;
+  unlinkat(dirfd: number, name: string, flags: number): number;
+  renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): number;
+  /** fchmodat(dirfd, name, mode, 0) (symlinks are not followed on the host: callers use /proc/self/fd paths). */
+  fchmodat(dirfd: number, name: string, mode: number): number;
+  fchmod(fd: number, mode: number): number;
+  /** fchownat; uid/gid -1 leaves that id unchanged. */
+  fchownat(dirfd: number, name: string, uid: number, gid: number, flags: number): number;
+  /** utimensat; *Nsec may be UTIME_NOW or UTIME_OMIT. */
+  utimensat(dirfd: number, name: string, atimeSec: number, atimeNsec: number, mtimeSec: number,
+            mtimeNsec: number, flags: number): number;
+  /** fstatvfs into out: [bsize, frsize, blocks, bfree, bavail, files, ffree, namemax]. */
+  fstatvfs(fd: number, out: Float64Array): number;
+  /** getdents64 into mem[offset, offset+length): raw `struct linux_dirent64` records. Bytes or -errno. */
+  getdents64(fd: number, mem: Memory, offset: number, length: number): number;
+  /** lseek with a 64-bit offset (directory cookies need all 64 bits). New offset or -errno, as a bigint. */
+  lseek(fd: number, offset: bigint, whence: number): bigint;
+  ftruncate(fd: number, size: number): number;
+  fsync(fd: number): number;
+  fdatasync(fd: number): number;
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
+  /**
+   * preadv/pwritev whose iovecs point into `mem` itself: iovCount entries of { u32 offset, u32 length } (8 bytes
+   * each, little endian) at mem[iovOffset]. Each entry is bounds-checked against mem (-EFAULT). Bytes or -errno.
+   * position -1 means the current file position (readv/writev).
+   */
+  preadv(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
+  pwritev(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
+  /** Plain pread/pwrite into/from a view (tests, control plane). Bytes or -errno. */
+  pread(fd: number, buf: ArrayBufferView, position: number): number;
+  pwrite(fd: number, buf: ArrayBufferView, position: number): number;
+  /** Counts open fds of this process (/proc/self/fd), for leak checks. */
+  countOpenFds(): number;
+}
