@@ -1,1 +1,21 @@
-{ "targets": [] }
+{
+  "targets": [
+    {
+      "target_name": "virtiofsd_native",
+      "sources": [
+        "bindings/addon.c",
+        "bindings/socket.c",
+        "bindings/mman.c",
+        "bindings/eventfd.c",
+        "bindings/poller.c",
+        "bindings/fsat.c"
+      ],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
+      "libraries": ["-lpthread"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none" }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,320 @@
+/*
+ * virtiofsd_native: module registration, argument helpers, constants and strerror.
+ * The surface is declared in host/native.d.ts; each function lives in the file named there.
+ */
+#include "common.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- error and argument helpers ----------------------------------------------------------------------- */
+
+void vfs_throw_status(napi_env env, napi_status status, const char *what) {
+  bool pending = false;
+  const napi_extended_error_info *info = NULL;
+  /* Must come first: any other Node-API call overwrites the last error. */
+  if (napi_get_last_error_info(env, &info) != napi_ok) info = NULL;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return;
+
+  char msg[256];
+  const char *detail = (info != NULL && info->error_message != NULL) ? info->error_message : "failed";
+  snprintf(msg, sizeof msg, "virtiofsd-ts native: %s (%s)", detail, what);
+  switch (status) {
+    case napi_object_expected:
+    case napi_string_expected:
+    case napi_name_expected:
+    case napi_function_expected:
+    case napi_number_expected:
+    case napi_boolean_expected:
+    case napi_array_expected:
+    case napi_arraybuffer_expected:
+    case napi_bigint_expected:
+    case napi_date_expected:
+    case napi_detachable_arraybuffer_expected:
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+      break;
+    default:
+      napi_throw_error(env, NULL, msg);
+      break;
+  }
+}
+
+bool vfs_get_i32(napi_env env, napi_value v, int32_t *out) {
+  NAPI_CHECK_OR(env, napi_get_value_int32(env, v, out), false);
+  return true;
+}
+
+bool vfs_get_u32(napi_env env, napi_value v, uint32_t *out) {
+  NAPI_CHECK_OR(env, napi_get_value_uint32(env, v, out), false);
+  return true;
+}
+
+bool vfs_get_i64(napi_env env, napi_value v, int64_t *out) {
+  NAPI_CHECK_OR(env, napi_get_value_int64(env, v, out), false);
+  return true;
+}
+
+bool vfs_get_bool(napi_env env, napi_value v, bool *out) {
+  NAPI_CHECK_OR(env, napi_get_value_bool(env, v, out), false);
+  return true;
+}
+
+int vfs_get_name(napi_env env, napi_value v, char *buf) {
+  size_t len = 0;
+  NAPI_CHECK_OR(env, napi_get_value_string_utf8(env, v, buf, VFS_NAME_BUF, &len), 1);
+  /* Node-API copies at most VFS_NAME_BUF-1 = PATH_MAX bytes: a copy that long is a name of >= PATH_MAX bytes,
+   * which the kernel would refuse anyway (PATH_MAX counts the NUL). */
+  if (len >= PATH_MAX) return -ENAMETOOLONG;
+  if (strlen(buf) != len) return -EINVAL; /* embedded NUL: the kernel would see a different name */
+  return 0;
+}
+
+static size_t vfs_element_size(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array:
+      return 1;
+    case napi_int16_array:
+    case napi_uint16_array:
+      return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      return 4;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      return 8;
+  }
+  return 1;
+}
+
+bool vfs_get_memory(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  bool is = false;
+  void *p = NULL;
+
+  NAPI_CHECK_OR(env, napi_is_arraybuffer(env, v, &is), false);
+  if (is) {
+    NAPI_CHECK_OR(env, napi_get_arraybuffer_info(env, v, &p, len), false);
+    *data = p;
+    return true;
+  }
+  NAPI_CHECK_OR(env, napi_is_typedarray(env, v, &is), false);
+  if (is) {
+    napi_typedarray_type type;
+    size_t count = 0;
+    NAPI_CHECK_OR(env, napi_get_typedarray_info(env, v, &type, &count, &p, NULL, NULL), false);
+    *data = p; /* already adjusted by the view's byte offset */
+    *len = count * vfs_element_size(type);
+    return true;
+  }
+  NAPI_CHECK_OR(env, napi_is_dataview(env, v, &is), false);
+  if (is) {
+    NAPI_CHECK_OR(env, napi_get_dataview_info(env, v, len, &p, NULL, NULL), false);
+    *data = p;
+    return true;
+  }
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: expected an ArrayBuffer or ArrayBufferView");
+  return false;
+}
+
+static bool vfs_get_typed(napi_env env, napi_value v, napi_typedarray_type want, const char *name, void **data,
+                          size_t *count) {
+  bool is = false;
+  napi_typedarray_type type;
+  NAPI_CHECK_OR(env, napi_is_typedarray(env, v, &is), false);
+  if (is) NAPI_CHECK_OR(env, napi_get_typedarray_info(env, v, &type, count, data, NULL, NULL), false);
+  if (!is || type != want) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "virtiofsd-ts native: expected an %s", name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  return true;
+}
+
+bool vfs_get_int32_array(napi_env env, napi_value v, int32_t **data, size_t *count) {
+  void *p = NULL;
+  if (!vfs_get_typed(env, v, napi_int32_array, "Int32Array", &p, count)) return false;
+  *data = p;
+  return true;
+}
+
+bool vfs_get_float64_array(napi_env env, napi_value v, double **data, size_t *count) {
+  void *p = NULL;
+  if (!vfs_get_typed(env, v, napi_float64_array, "Float64Array", &p, count)) return false;
+  *data = p;
+  return true;
+}
+
+napi_value vfs_int(napi_env env, int64_t v) {
+  napi_value out;
+  NAPI_CALL(env, napi_create_int64(env, v, &out));
+  return out;
+}
+
+napi_value vfs_errno(napi_env env) { return vfs_int(env, -(int64_t)errno); }
+
+napi_value vfs_result(napi_env env, int64_t r) { return r < 0 ? vfs_errno(env) : vfs_int(env, r); }
+
+/* ---- strerror ------------------------------------------------------------------------------------------- */
+
+VFS_FN(vfs_strerror) {
+  VFS_ARGS(env, info, 1);
+  int32_t e;
+  if (!vfs_get_i32(env, argv[0], &e)) return NULL;
+  char buf[256];
+  const char *s = strerror_r(e < 0 ? -e : e, buf, sizeof buf); /* GNU strerror_r returns the message */
+  napi_value out;
+  NAPI_CALL(env, napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+/* ---- constants ------------------------------------------------------------------------------------------ */
+
+struct vfs_constant {
+  const char *name;
+  int64_t value;
+};
+
+/* Every value comes from the C headers, never typed by hand. */
+#define K(name) {#name, (int64_t)(name)}
+
+static const struct vfs_constant vfs_constants[] = {
+    /* open(2) (O_LARGEFILE is 0 in 64-bit userspace headers; the kernel ABI bit differs) */
+    K(O_RDONLY), K(O_WRONLY), K(O_RDWR), K(O_ACCMODE), K(O_CREAT), K(O_EXCL), K(O_NOCTTY), K(O_TRUNC),
+    K(O_APPEND), K(O_NONBLOCK), K(O_DSYNC), K(O_SYNC), K(O_DIRECT), K(O_LARGEFILE), K(O_DIRECTORY),
+    K(O_NOFOLLOW), K(O_NOATIME), K(O_CLOEXEC), K(O_PATH), K(O_TMPFILE),
+    /* *at flags */
+    K(AT_FDCWD), K(AT_EMPTY_PATH), K(AT_SYMLINK_NOFOLLOW), K(AT_SYMLINK_FOLLOW), K(AT_REMOVEDIR),
+    K(AT_NO_AUTOMOUNT),
+    /* renameat2 */
+    K(RENAME_NOREPLACE), K(RENAME_EXCHANGE), K(RENAME_WHITEOUT),
+    /* utimensat */
+    K(UTIME_NOW), K(UTIME_OMIT),
+    /* statx */
+    K(STATX_BASIC_STATS), K(STATX_BTIME), K(STATX_MNT_ID),
+    /* lseek */
+    K(SEEK_SET), K(SEEK_CUR), K(SEEK_END), K(SEEK_DATA), K(SEEK_HOLE),
+    /* mode bits */
+    K(S_IFMT), K(S_IFREG), K(S_IFDIR), K(S_IFLNK), K(S_IFIFO), K(S_IFSOCK), K(S_IFCHR), K(S_IFBLK),
+    K(S_ISUID), K(S_ISGID), K(S_ISVTX),
+    /* mmap / memfd / eventfd / epoll */
+    K(PROT_READ), K(PROT_WRITE), K(MFD_CLOEXEC), K(MFD_ALLOW_SEALING), K(EFD_NONBLOCK), K(EFD_SEMAPHORE),
+    K(EPOLLIN), K(EPOLLOUT), K(EPOLLERR), K(EPOLLHUP), K(EPOLLRDHUP),
+};
+
+static const struct vfs_constant vfs_errnos[] = {
+    K(ENOENT), K(EIO), K(EBADF), K(EAGAIN), K(ENOMEM), K(EACCES), K(EFAULT), K(EBUSY), K(EEXIST),
+    K(EXDEV), K(ENODEV), K(ENOTDIR), K(EISDIR), K(EINVAL), K(ENFILE), K(EMFILE), K(ENOTTY), K(EFBIG),
+    K(ENOSPC), K(ESPIPE), K(EROFS), K(EMLINK), K(EPIPE), K(ERANGE), K(ENAMETOOLONG), K(ENOSYS),
+    K(ENOTEMPTY), K(ELOOP), K(ENODATA), K(EOPNOTSUPP), K(ENOTSUP), K(EOVERFLOW), K(EPROTO), K(EMSGSIZE),
+    K(ECONNRESET), K(ENOTCONN), K(EADDRINUSE), K(EINTR), K(EPERM), K(ESRCH), K(ENXIO), K(E2BIG),
+    K(ETIMEDOUT), K(ECONNREFUSED), K(ENOTSOCK), K(EWOULDBLOCK), K(ECHILD), K(ENOLCK), K(ESTALE),
+    K(EDEADLK), K(ETXTBSY), K(EDQUOT), K(ECANCELED), K(EINPROGRESS), K(EALREADY), K(EADDRNOTAVAIL),
+    K(ENOBUFS), K(EISCONN), K(ECONNABORTED), K(ENOMSG), K(EILSEQ), K(EBADMSG), K(ENOTBLK),
+};
+
+#undef K
+
+static bool vfs_set_table(napi_env env, napi_value obj, const struct vfs_constant *table, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    napi_value v;
+    NAPI_CHECK_OR(env, napi_create_int64(env, table[i].value, &v), false);
+    NAPI_CHECK_OR(env, napi_set_named_property(env, obj, table[i].name, v), false);
+  }
+  return true;
+}
+
+napi_value vfs_make_constants(napi_env env) {
+  napi_value obj, errnos, page;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  if (!vfs_set_table(env, obj, vfs_constants, sizeof vfs_constants / sizeof vfs_constants[0])) return NULL;
+  NAPI_CALL(env, napi_create_int64(env, (int64_t)sysconf(_SC_PAGESIZE), &page));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "PAGE_SIZE", page));
+  NAPI_CALL(env, napi_create_object(env, &errnos));
+  if (!vfs_set_table(env, errnos, vfs_errnos, sizeof vfs_errnos / sizeof vfs_errnos[0])) return NULL;
+  NAPI_CALL(env, napi_object_freeze(env, errnos));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "errno", errnos));
+  NAPI_CALL(env, napi_object_freeze(env, obj));
+  return obj;
+}
+
+/* ---- registration --------------------------------------------------------------------------------------- */
+
+#define FN(js, c) {js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL}
+
+NAPI_MODULE_INIT() {
+  static const napi_property_descriptor fns[] = {
+      FN("strerror", vfs_strerror),
+      /* socket.c */
+      FN("unixListen", vfs_unix_listen),
+      FN("unixConnect", vfs_unix_connect),
+      FN("accept", vfs_accept),
+      FN("socketpair", vfs_socketpair),
+      FN("recvmsg", vfs_recvmsg),
+      FN("sendmsg", vfs_sendmsg),
+      FN("setNonblocking", vfs_set_nonblocking),
+      FN("shutdown", vfs_shutdown),
+      /* mman.c */
+      FN("memfdCreate", vfs_memfd_create),
+      FN("mmapInto", vfs_mmap_into),
+      FN("unmapFrom", vfs_unmap_from),
+      FN("addressOf", vfs_address_of),
+      /* eventfd.c */
+      FN("eventfd", vfs_eventfd),
+      FN("eventfdRead", vfs_eventfd_read),
+      FN("eventfdWrite", vfs_eventfd_write),
+      /* poller.c */
+      FN("pollerCreate", vfs_poller_create),
+      FN("pollerAdd", vfs_poller_add),
+      FN("pollerRearm", vfs_poller_rearm),
+      FN("pollerRemove", vfs_poller_remove),
+      FN("pollerClose", vfs_poller_close),
+      FN("epollCreate", vfs_epoll_create),
+      FN("epollCtl", vfs_epoll_ctl),
+      FN("epollWait", vfs_epoll_wait),
+      /* fsat.c */
+      FN("close", vfs_close),
+      FN("dup", vfs_dup),
+      FN("openat", vfs_openat),
+      FN("statx", vfs_statx),
+      FN("mkdirat", vfs_mkdirat),
+      FN("mknodat", vfs_mknodat),
+      FN("symlinkat", vfs_symlinkat),
+      FN("readlinkat", vfs_readlinkat),
+      FN("linkat", vfs_linkat),
+      FN("unlinkat", vfs_unlinkat),
+      FN("renameat2", vfs_renameat2),
+      FN("fchmodat", vfs_fchmodat),
+      FN("fchmod", vfs_fchmod),
+      FN("fchownat", vfs_fchownat),
+      FN("utimensat", vfs_utimensat),
+      FN("fstatvfs", vfs_fstatvfs),
+      FN("getdents64", vfs_getdents64),
+      FN("lseek", vfs_lseek),
+      FN("ftruncate", vfs_ftruncate),
+      FN("fsync", vfs_fsync),
+      FN("fdatasync", vfs_fdatasync),
+      FN("fallocate", vfs_fallocate),
+      FN("preadv", vfs_preadv),
+      FN("pwritev", vfs_pwritev),
+      FN("pread", vfs_pread),
+      FN("pwrite", vfs_pwrite),
+      FN("countOpenFds", vfs_count_open_fds),
+  };
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
+
+  napi_value constants = vfs_make_constants(env);
+  if (constants == NULL) return NULL;
+  napi_property_descriptor c = {"constants", NULL, NULL, NULL, NULL, constants, napi_enumerable, NULL};
+  NAPI_CALL(env, napi_define_properties(env, exports, 1, &c));
+  return exports;
+}

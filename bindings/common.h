@@ -1,0 +1,167 @@
+/*
+ * Shared helpers of the virtiofsd-ts native addon (the surface is host/native.d.ts).
+ *
+ * Conventions:
+ * - A failed syscall is returned as -errno (a JS number); it never throws.
+ * - A failed Node-API call is a programmer error (wrong JS types, too few arguments): it throws, through the
+ *   single macro NAPI_CHECK_OR (NAPI_CALL is its "return NULL" form used by every napi_callback).
+ * - Request-path functions never allocate: names go to PATH_MAX stack buffers, iovecs to a fixed stack array.
+ */
+#ifndef VIRTIOFSD_COMMON_H
+#define VIRTIOFSD_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <node_api.h>
+
+/* Throws (unless an exception is already pending) a TypeError/Error describing the failed Node-API call. */
+void vfs_throw_status(napi_env env, napi_status status, const char *what);
+
+/* Checks one Node-API call; on failure throws and returns __VA_ARGS__ (nothing for void functions). */
+#define NAPI_CHECK_OR(env, call, ...)                                                                        \
+  do {                                                                                                       \
+    napi_status vfs_status_ = (call);                                                                        \
+    if (vfs_status_ != napi_ok) {                                                                            \
+      vfs_throw_status((env), vfs_status_, #call);                                                           \
+      return __VA_ARGS__;                                                                                    \
+    }                                                                                                        \
+  } while (0)
+
+/* The form used inside napi_callback functions (which return napi_value; NULL = exception pending). */
+#define NAPI_CALL(env, call) NAPI_CHECK_OR(env, call, NULL)
+
+/* Most functions take at most this many arguments. */
+#define VFS_MAX_ARGS 8
+
+/* Fetches exactly the first n arguments into `argv` (throws TypeError if fewer were passed). */
+#define VFS_ARGS(env, info, n)                                                                               \
+  napi_value argv[VFS_MAX_ARGS];                                                                             \
+  do {                                                                                                       \
+    size_t vfs_argc_ = VFS_MAX_ARGS;                                                                         \
+    NAPI_CALL(env, napi_get_cb_info((env), (info), &vfs_argc_, argv, NULL, NULL));                           \
+    if (vfs_argc_ < (size_t)(n)) {                                                                           \
+      napi_throw_type_error((env), "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: too few arguments");        \
+      return NULL;                                                                                           \
+    }                                                                                                        \
+  } while (0)
+
+/* Argument readers: false = exception pending (caller returns NULL). */
+bool vfs_get_i32(napi_env env, napi_value v, int32_t *out);
+bool vfs_get_u32(napi_env env, napi_value v, uint32_t *out);
+bool vfs_get_i64(napi_env env, napi_value v, int64_t *out);
+bool vfs_get_bool(napi_env env, napi_value v, bool *out);
+
+/*
+ * Copies a JS string as UTF-8 into buf (of VFS_NAME_BUF bytes, on the caller's stack).
+ * Returns 0, -ENAMETOOLONG (does not fit in PATH_MAX including the NUL) or -EINVAL (embedded NUL);
+ * returns 1 if an exception is pending (not a string).
+ */
+#define VFS_NAME_BUF (PATH_MAX + 1)
+int vfs_get_name(napi_env env, napi_value v, char *buf);
+
+/* Reads name argument v into the stack buffer buf, returning from the caller on a pending exception (NULL) or
+ * with -ENAMETOOLONG/-EINVAL as the JS result. */
+#define VFS_NAME(env, v, buf)                                                                                \
+  do {                                                                                                       \
+    int vfs_name_rc_ = vfs_get_name((env), (v), (buf));                                                      \
+    if (vfs_name_rc_ > 0) return NULL;                                                                       \
+    if (vfs_name_rc_ < 0) return vfs_int((env), vfs_name_rc_);                                               \
+  } while (0)
+
+/* The bytes of an ArrayBuffer or ArrayBufferView (TypedArray/DataView). false = exception pending. */
+bool vfs_get_memory(napi_env env, napi_value v, uint8_t **data, size_t *len);
+
+/* An Int32Array / Float64Array argument (TypeError otherwise). false = exception pending. */
+bool vfs_get_int32_array(napi_env env, napi_value v, int32_t **data, size_t *count);
+bool vfs_get_float64_array(napi_env env, napi_value v, double **data, size_t *count);
+
+/* [offset, offset+length) lies inside a buffer of len bytes (offset/length as given by JS, may be negative). */
+static inline bool vfs_in_range(size_t len, int64_t offset, int64_t length) {
+  return offset >= 0 && length >= 0 && (uint64_t)offset <= len && (uint64_t)length <= len - (uint64_t)offset;
+}
+
+/* Result constructors: a number (NULL = exception pending). */
+napi_value vfs_int(napi_env env, int64_t v);
+/* -errno of the last failed syscall. */
+napi_value vfs_errno(napi_env env);
+/* r >= 0 ? r : -errno */
+napi_value vfs_result(napi_env env, int64_t r);
+
+/* ---- the exported functions, by file ------------------------------------------------------------------- */
+#define VFS_FN(name) napi_value name(napi_env env, napi_callback_info info)
+
+/* addon.c */
+VFS_FN(vfs_strerror);
+napi_value vfs_make_constants(napi_env env);
+
+/* socket.c */
+VFS_FN(vfs_unix_listen);
+VFS_FN(vfs_unix_connect);
+VFS_FN(vfs_accept);
+VFS_FN(vfs_socketpair);
+VFS_FN(vfs_recvmsg);
+VFS_FN(vfs_sendmsg);
+VFS_FN(vfs_set_nonblocking);
+VFS_FN(vfs_shutdown);
+
+/* mman.c */
+VFS_FN(vfs_memfd_create);
+VFS_FN(vfs_mmap_into);
+VFS_FN(vfs_unmap_from);
+VFS_FN(vfs_address_of);
+
+/* eventfd.c */
+VFS_FN(vfs_eventfd);
+VFS_FN(vfs_eventfd_read);
+VFS_FN(vfs_eventfd_write);
+
+/* poller.c */
+VFS_FN(vfs_poller_create);
+VFS_FN(vfs_poller_add);
+VFS_FN(vfs_poller_rearm);
+VFS_FN(vfs_poller_remove);
+VFS_FN(vfs_poller_close);
+VFS_FN(vfs_epoll_create);
+VFS_FN(vfs_epoll_ctl);
+VFS_FN(vfs_epoll_wait);
+
+/* fsat.c */
+VFS_FN(vfs_close);
+VFS_FN(vfs_dup);
+VFS_FN(vfs_openat);
+VFS_FN(vfs_statx);
+VFS_FN(vfs_mkdirat);
+VFS_FN(vfs_mknodat);
+VFS_FN(vfs_symlinkat);
+VFS_FN(vfs_readlinkat);
+VFS_FN(vfs_linkat);
+VFS_FN(vfs_unlinkat);
+VFS_FN(vfs_renameat2);
+VFS_FN(vfs_fchmodat);
+VFS_FN(vfs_fchmod);
+VFS_FN(vfs_fchownat);
+VFS_FN(vfs_utimensat);
+VFS_FN(vfs_fstatvfs);
+VFS_FN(vfs_getdents64);
+VFS_FN(vfs_lseek);
+VFS_FN(vfs_ftruncate);
+VFS_FN(vfs_fsync);
+VFS_FN(vfs_fdatasync);
+VFS_FN(vfs_fallocate);
+VFS_FN(vfs_preadv);
+VFS_FN(vfs_pwritev);
+VFS_FN(vfs_pread);
+VFS_FN(vfs_pwrite);
+VFS_FN(vfs_count_open_fds);
+
+#endif /* VIRTIOFSD_COMMON_H */

@@ -1,0 +1,360 @@
+/*
+ * fsat.c: fd-relative filesystem syscalls (the PassthroughFs request path).
+ * No heap allocation: names are copied to PATH_MAX stack buffers, iovecs to a fixed stack array.
+ */
+#include "common.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(struct statx) == 256, "struct statx is 256 bytes");
+
+VFS_FN(vfs_close) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  /* No EINTR retry: on Linux the fd is released even when close reports EINTR. */
+  return vfs_result(env, close(fd));
+}
+
+VFS_FN(vfs_dup) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  return vfs_result(env, fcntl(fd, F_DUPFD_CLOEXEC, 0));
+}
+
+VFS_FN(vfs_openat) {
+  VFS_ARGS(env, info, 4);
+  int32_t dirfd, flags;
+  uint32_t mode;
+  char path[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd)) return NULL;
+  if (!vfs_get_i32(env, argv[2], &flags) || !vfs_get_u32(env, argv[3], &mode)) return NULL;
+  VFS_NAME(env, argv[1], path);
+  return vfs_result(env, openat(dirfd, path, flags | O_CLOEXEC, (mode_t)mode));
+}
+
+VFS_FN(vfs_statx) {
+  VFS_ARGS(env, info, 6);
+  int32_t dirfd, flags;
+  uint32_t mask;
+  int64_t offset;
+  uint8_t *mem;
+  size_t len;
+  char path[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd)) return NULL;
+  if (!vfs_get_i32(env, argv[2], &flags) || !vfs_get_u32(env, argv[3], &mask)) return NULL;
+  if (!vfs_get_memory(env, argv[4], &mem, &len) || !vfs_get_i64(env, argv[5], &offset)) return NULL;
+  VFS_NAME(env, argv[1], path);
+  if (!vfs_in_range(len, offset, sizeof(struct statx))) return vfs_int(env, -EFAULT);
+  struct statx stx; /* on the stack, then copied: mem + offset need not be 8-byte aligned */
+  if (statx(dirfd, path, flags, mask, &stx) < 0) return vfs_errno(env);
+  memcpy(mem + offset, &stx, sizeof stx);
+  return vfs_int(env, 0);
+}
+
+VFS_FN(vfs_mkdirat) {
+  VFS_ARGS(env, info, 3);
+  int32_t dirfd;
+  uint32_t mode;
+  char name[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_u32(env, argv[2], &mode)) return NULL;
+  VFS_NAME(env, argv[1], name);
+  return vfs_result(env, mkdirat(dirfd, name, (mode_t)mode));
+}
+
+VFS_FN(vfs_mknodat) {
+  VFS_ARGS(env, info, 4);
+  int32_t dirfd;
+  uint32_t mode;
+  int64_t dev;
+  char name[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_u32(env, argv[2], &mode)) return NULL;
+  if (!vfs_get_i64(env, argv[3], &dev)) return NULL;
+  VFS_NAME(env, argv[1], name);
+  return vfs_result(env, mknodat(dirfd, name, (mode_t)mode, (dev_t)dev));
+}
+
+VFS_FN(vfs_symlinkat) {
+  VFS_ARGS(env, info, 3);
+  int32_t dirfd;
+  char target[VFS_NAME_BUF], name[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[1], &dirfd)) return NULL;
+  VFS_NAME(env, argv[0], target);
+  VFS_NAME(env, argv[2], name);
+  return vfs_result(env, symlinkat(target, dirfd, name));
+}
+
+VFS_FN(vfs_readlinkat) {
+  VFS_ARGS(env, info, 2);
+  int32_t dirfd;
+  char name[VFS_NAME_BUF], target[PATH_MAX];
+  if (!vfs_get_i32(env, argv[0], &dirfd)) return NULL;
+  VFS_NAME(env, argv[1], name);
+  ssize_t n = readlinkat(dirfd, name, target, sizeof target);
+  if (n < 0) return vfs_errno(env);
+  if ((size_t)n == sizeof target) return vfs_int(env, -ENAMETOOLONG); /* possibly truncated */
+  napi_value out;
+  NAPI_CALL(env, napi_create_string_utf8(env, target, (size_t)n, &out));
+  return out;
+}
+
+VFS_FN(vfs_linkat) {
+  VFS_ARGS(env, info, 5);
+  int32_t olddirfd, newdirfd, flags;
+  char oldname[VFS_NAME_BUF], newname[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &olddirfd) || !vfs_get_i32(env, argv[2], &newdirfd)) return NULL;
+  if (!vfs_get_i32(env, argv[4], &flags)) return NULL;
+  VFS_NAME(env, argv[1], oldname);
+  VFS_NAME(env, argv[3], newname);
+  return vfs_result(env, linkat(olddirfd, oldname, newdirfd, newname, flags));
+}
+
+VFS_FN(vfs_unlinkat) {
+  VFS_ARGS(env, info, 3);
+  int32_t dirfd, flags;
+  char name[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_i32(env, argv[2], &flags)) return NULL;
+  VFS_NAME(env, argv[1], name);
+  return vfs_result(env, unlinkat(dirfd, name, flags));
+}
+
+VFS_FN(vfs_renameat2) {
+  VFS_ARGS(env, info, 5);
+  int32_t olddirfd, newdirfd;
+  uint32_t flags;
+  char oldname[VFS_NAME_BUF], newname[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &olddirfd) || !vfs_get_i32(env, argv[2], &newdirfd)) return NULL;
+  if (!vfs_get_u32(env, argv[4], &flags)) return NULL;
+  VFS_NAME(env, argv[1], oldname);
+  VFS_NAME(env, argv[3], newname);
+  return vfs_result(env, renameat2(olddirfd, oldname, newdirfd, newname, flags));
+}
+
+VFS_FN(vfs_fchmodat) {
+  VFS_ARGS(env, info, 3);
+  int32_t dirfd;
+  uint32_t mode;
+  char name[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_u32(env, argv[2], &mode)) return NULL;
+  VFS_NAME(env, argv[1], name);
+  return vfs_result(env, fchmodat(dirfd, name, (mode_t)mode, 0));
+}
+
+VFS_FN(vfs_fchmod) {
+  VFS_ARGS(env, info, 2);
+  int32_t fd;
+  uint32_t mode;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_u32(env, argv[1], &mode)) return NULL;
+  return vfs_result(env, fchmod(fd, (mode_t)mode));
+}
+
+VFS_FN(vfs_fchownat) {
+  VFS_ARGS(env, info, 5);
+  int32_t dirfd, flags;
+  int64_t uid, gid; /* -1 (or 0xffffffff) leaves the id unchanged */
+  char name[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_i64(env, argv[2], &uid)) return NULL;
+  if (!vfs_get_i64(env, argv[3], &gid) || !vfs_get_i32(env, argv[4], &flags)) return NULL;
+  VFS_NAME(env, argv[1], name);
+  return vfs_result(env, fchownat(dirfd, name, (uid_t)uid, (gid_t)gid, flags));
+}
+
+VFS_FN(vfs_utimensat) {
+  VFS_ARGS(env, info, 7);
+  int32_t dirfd, flags;
+  int64_t asec, ansec, msec, mnsec;
+  char name[VFS_NAME_BUF];
+  if (!vfs_get_i32(env, argv[0], &dirfd)) return NULL;
+  if (!vfs_get_i64(env, argv[2], &asec) || !vfs_get_i64(env, argv[3], &ansec)) return NULL;
+  if (!vfs_get_i64(env, argv[4], &msec) || !vfs_get_i64(env, argv[5], &mnsec)) return NULL;
+  if (!vfs_get_i32(env, argv[6], &flags)) return NULL;
+  VFS_NAME(env, argv[1], name);
+  struct timespec ts[2] = {{.tv_sec = asec, .tv_nsec = ansec}, {.tv_sec = msec, .tv_nsec = mnsec}};
+  /* "" with AT_EMPTY_PATH (the fd itself): glibc refuses a NULL path, the kernel (>= 5.8) takes "" directly. */
+  return vfs_result(env, utimensat(dirfd, name, ts, flags));
+}
+
+VFS_FN(vfs_fstatvfs) {
+  VFS_ARGS(env, info, 2);
+  int32_t fd;
+  double *out;
+  size_t count;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_float64_array(env, argv[1], &out, &count)) return NULL;
+  if (count < 8) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "virtiofsd-ts native: fstatvfs needs a Float64Array(8)");
+    return NULL;
+  }
+  struct statvfs st;
+  if (fstatvfs(fd, &st) < 0) return vfs_errno(env);
+  out[0] = (double)st.f_bsize;
+  out[1] = (double)st.f_frsize;
+  out[2] = (double)st.f_blocks;
+  out[3] = (double)st.f_bfree;
+  out[4] = (double)st.f_bavail;
+  out[5] = (double)st.f_files;
+  out[6] = (double)st.f_ffree;
+  out[7] = (double)st.f_namemax;
+  return vfs_int(env, 0);
+}
+
+VFS_FN(vfs_getdents64) {
+  VFS_ARGS(env, info, 4);
+  int32_t fd;
+  uint8_t *mem;
+  size_t len;
+  int64_t offset, length;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_memory(env, argv[1], &mem, &len)) return NULL;
+  if (!vfs_get_i64(env, argv[2], &offset) || !vfs_get_i64(env, argv[3], &length)) return NULL;
+  if (!vfs_in_range(len, offset, length)) return vfs_int(env, -EFAULT);
+  if (length > INT_MAX) length = INT_MAX;
+  return vfs_result(env, syscall(SYS_getdents64, fd, mem + offset, (size_t)length));
+}
+
+VFS_FN(vfs_lseek) {
+  VFS_ARGS(env, info, 3);
+  int32_t fd, whence;
+  int64_t offset;
+  napi_valuetype type;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_i32(env, argv[2], &whence)) return NULL;
+  NAPI_CALL(env, napi_typeof(env, argv[1], &type));
+  if (type == napi_bigint) {
+    bool lossless; /* a cookie above 2^63 wraps to its int64 bit pattern, which is what the kernel wants */
+    NAPI_CALL(env, napi_get_value_bigint_int64(env, argv[1], &offset, &lossless));
+  } else if (!vfs_get_i64(env, argv[1], &offset)) {
+    return NULL;
+  }
+  off_t r = lseek(fd, (off_t)offset, whence);
+  napi_value out;
+  NAPI_CALL(env, napi_create_bigint_int64(env, r < 0 ? -(int64_t)errno : (int64_t)r, &out));
+  return out;
+}
+
+VFS_FN(vfs_ftruncate) {
+  VFS_ARGS(env, info, 2);
+  int32_t fd;
+  int64_t size;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_i64(env, argv[1], &size)) return NULL;
+  return vfs_result(env, ftruncate(fd, (off_t)size));
+}
+
+VFS_FN(vfs_fsync) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  return vfs_result(env, fsync(fd));
+}
+
+VFS_FN(vfs_fdatasync) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  return vfs_result(env, fdatasync(fd));
+}
+
+VFS_FN(vfs_fallocate) {
+  VFS_ARGS(env, info, 4);
+  int32_t fd, mode;
+  int64_t offset, length;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_i32(env, argv[1], &mode)) return NULL;
+  if (!vfs_get_i64(env, argv[2], &offset) || !vfs_get_i64(env, argv[3], &length)) return NULL;
+  return vfs_result(env, fallocate(fd, mode, (off_t)offset, (off_t)length));
+}
+
+/*
+ * Fixed maximum iovec count per call: the array lives on the stack (VFS_IOV_MAX * 16 bytes = 16 KiB).
+ * Equal to the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel itself would answer).
+ */
+#define VFS_IOV_MAX 1024
+
+static uint32_t vfs_load_u32le(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Shared body of preadv/pwritev: translates { u32 offset, u32 len } entries at mem[iovOffset] to pointers. */
+static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) {
+  VFS_ARGS(env, info, 5);
+  int32_t fd, count;
+  uint8_t *mem;
+  size_t len;
+  int64_t iov_offset, position;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_memory(env, argv[1], &mem, &len)) return NULL;
+  if (!vfs_get_i64(env, argv[2], &iov_offset) || !vfs_get_i32(env, argv[3], &count)) return NULL;
+  if (!vfs_get_i64(env, argv[4], &position)) return NULL;
+  if (count < 0 || count > VFS_IOV_MAX) return vfs_int(env, -EINVAL);
+  if (!vfs_in_range(len, iov_offset, (int64_t)count * 8)) return vfs_int(env, -EFAULT);
+
+  struct iovec iov[VFS_IOV_MAX];
+  const uint8_t *entry = mem + iov_offset;
+  for (int32_t i = 0; i < count; i++, entry += 8) {
+    uint32_t off = vfs_load_u32le(entry), n = vfs_load_u32le(entry + 4);
+    if (!vfs_in_range(len, off, n)) return vfs_int(env, -EFAULT);
+    iov[i].iov_base = mem + off;
+    iov[i].iov_len = n;
+  }
+  ssize_t r;
+  if (position == -1)
+    r = is_write ? writev(fd, iov, count) : readv(fd, iov, count);
+  else
+    r = is_write ? pwritev(fd, iov, count, (off_t)position) : preadv(fd, iov, count, (off_t)position);
+  return vfs_result(env, r);
+}
+
+VFS_FN(vfs_preadv) { return vfs_rwv(env, info, false); }
+
+VFS_FN(vfs_pwritev) { return vfs_rwv(env, info, true); }
+
+static napi_value vfs_rw(napi_env env, napi_callback_info info, bool is_write) {
+  VFS_ARGS(env, info, 3);
+  int32_t fd;
+  uint8_t *buf;
+  size_t len;
+  int64_t position;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_memory(env, argv[1], &buf, &len)) return NULL;
+  if (!vfs_get_i64(env, argv[2], &position)) return NULL;
+  ssize_t r;
+  if (position == -1)
+    r = is_write ? write(fd, buf, len) : read(fd, buf, len);
+  else
+    r = is_write ? pwrite(fd, buf, len, (off_t)position) : pread(fd, buf, len, (off_t)position);
+  return vfs_result(env, r);
+}
+
+VFS_FN(vfs_pread) { return vfs_rw(env, info, false); }
+
+VFS_FN(vfs_pwrite) { return vfs_rw(env, info, true); }
+
+/* Counts /proc/self/fd entries without allocating (opendir would malloc), minus the fd used to read it. */
+VFS_FN(vfs_count_open_fds) {
+  int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return vfs_errno(env);
+  _Alignas(8) uint8_t buf[4096];
+  int64_t count = 0;
+  for (;;) {
+    long n = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+    if (n < 0) {
+      int e = errno;
+      close(dfd);
+      return vfs_int(env, -(int64_t)e);
+    }
+    if (n == 0) break;
+    for (long pos = 0; pos < n;) {
+      /* struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[] */
+      uint16_t reclen;
+      memcpy(&reclen, buf + pos + 16, sizeof reclen);
+      const char *name = (const char *)buf + pos + 19;
+      if (name[0] != '.') count++;
+      pos += reclen;
+    }
+  }
+  close(dfd);
+  return vfs_int(env, count - 1);
+}

@@ -1,0 +1,79 @@
+/*
+ * mman.c: memfd_create and mapping files into the pages of a JS buffer (guest RAM inside the core's
+ * WebAssembly.Memory, see DESIGN.md "Guest memory inside the core").
+ */
+#include "common.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+VFS_FN(vfs_memfd_create) {
+  VFS_ARGS(env, info, 2);
+  uint32_t flags;
+  char name[VFS_NAME_BUF];
+  if (!vfs_get_u32(env, argv[1], &flags)) return NULL;
+  VFS_NAME(env, argv[0], name);
+  return vfs_result(env, memfd_create(name, flags | MFD_CLOEXEC));
+}
+
+/*
+ * Resolves mem[offset, offset+length) to an address and checks it for a MAP_FIXED mapping:
+ * 0 and *addr on success, -EFAULT outside mem, -EINVAL for an unaligned or empty range, 1 = exception pending.
+ */
+static int vfs_map_target(napi_env env, napi_value memv, napi_value offv, napi_value lenv, uint8_t **addr,
+                          size_t *length) {
+  uint8_t *mem;
+  size_t len;
+  int64_t offset, n;
+  if (!vfs_get_memory(env, memv, &mem, &len)) return 1;
+  if (!vfs_get_i64(env, offv, &offset) || !vfs_get_i64(env, lenv, &n)) return 1;
+  if (!vfs_in_range(len, offset, n)) return -EFAULT;
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = (uintptr_t)(mem + offset);
+  if (n == 0 || start % page != 0 || (uint64_t)n % page != 0) return -EINVAL;
+  *addr = (uint8_t *)start;
+  *length = (size_t)n;
+  return 0;
+}
+
+VFS_FN(vfs_mmap_into) {
+  VFS_ARGS(env, info, 6);
+  int32_t prot, fd;
+  int64_t file_offset;
+  uint8_t *addr;
+  size_t length;
+  if (!vfs_get_i32(env, argv[3], &prot) || !vfs_get_i32(env, argv[4], &fd)) return NULL;
+  if (!vfs_get_i64(env, argv[5], &file_offset)) return NULL;
+  int rc = vfs_map_target(env, argv[0], argv[1], argv[2], &addr, &length);
+  if (rc > 0) return NULL;
+  if (rc < 0) return vfs_int(env, rc);
+  if (file_offset < 0 || (uint64_t)file_offset % (uint64_t)sysconf(_SC_PAGESIZE) != 0)
+    return vfs_int(env, -EINVAL);
+  /* MAP_FIXED replaces the buffer's own pages in place: the buffer's owner keeps using the same addresses. */
+  void *p = mmap(addr, length, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)file_offset);
+  if (p == MAP_FAILED) return vfs_errno(env);
+  return vfs_int(env, 0);
+}
+
+VFS_FN(vfs_unmap_from) {
+  VFS_ARGS(env, info, 3);
+  uint8_t *addr;
+  size_t length;
+  int rc = vfs_map_target(env, argv[0], argv[1], argv[2], &addr, &length);
+  if (rc > 0) return NULL;
+  if (rc < 0) return vfs_int(env, rc);
+  /* Not munmap: a hole inside a WebAssembly.Memory would fault on the next access. Fresh zero pages instead. */
+  void *p = mmap(addr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) return vfs_errno(env);
+  return vfs_int(env, 0);
+}
+
+VFS_FN(vfs_address_of) {
+  VFS_ARGS(env, info, 1);
+  uint8_t *mem;
+  size_t len;
+  if (!vfs_get_memory(env, argv[0], &mem, &len)) return NULL;
+  napi_value out;
+  NAPI_CALL(env, napi_create_double(env, (double)(uintptr_t)mem, &out));
+  return out;
+}

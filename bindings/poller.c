@@ -1,0 +1,295 @@
+/*
+ * poller.c: readiness notification for the JS thread, and raw epoll for worker threads.
+ *
+ * A poller is one thread blocked in epoll_wait on its own epoll fd. Ready registrations are forwarded to the
+ * JS thread through a napi_threadsafe_function as callback(token, events). Registrations are EPOLLONESHOT,
+ * so each fd has at most one event in flight until pollerRearm; the tsfn queue is therefore bounded by the
+ * number of registrations. An internal eventfd (registered with VFS_POLLER_STOP) wakes the thread to stop.
+ *
+ * Lifetime: the state is shared by the JS handle (an external) and the tsfn; whichever is finalized last
+ * frees it (both finalizers run on the JS thread, so `refs` needs no atomics). The thread is stopped and
+ * joined by pollerClose, or by the tsfn finalizer when the environment is torn down without pollerClose.
+ */
+#include "common.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* Tokens are int32, stored zero-extended in data.u64; this value cannot collide with one. */
+#define VFS_POLLER_STOP (UINT64_C(1) << 32)
+#define VFS_POLLER_BATCH 64
+/* Most events one epollWait call reports (its epoll_event array is on the stack). */
+#define VFS_EPOLL_WAIT_MAX 256
+
+_Static_assert(sizeof(void *) == 8, "(token, events) are packed into the tsfn data pointer");
+
+struct vfs_poller {
+  int epfd;
+  int stopfd;
+  pthread_t thread;
+  napi_threadsafe_function tsfn;
+  bool closed;  /* pollerClose was called: no more registrations, pending callbacks dropped */
+  bool stopped; /* the thread was joined and the fds closed */
+  int refs;     /* the external + the tsfn */
+};
+
+static const napi_type_tag vfs_poller_tag = {0x76697274696f6673ULL, 0x64706f6c6c657231ULL};
+
+/* ---- the thread ----------------------------------------------------------------------------------------- */
+
+static void *vfs_poller_main(void *arg) {
+  struct vfs_poller *p = arg;
+  struct epoll_event ev[VFS_POLLER_BATCH];
+  for (;;) {
+    int n = epoll_wait(p->epfd, ev, VFS_POLLER_BATCH, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "virtiofsd-ts native: poller epoll_wait: %s\n", strerror(errno));
+      return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+      if (ev[i].data.u64 == VFS_POLLER_STOP) return NULL;
+      /* (events << 32 | token) travels as the data pointer itself: no allocation per event. */
+      uint64_t packed = (uint64_t)ev[i].events << 32 | (uint32_t)ev[i].data.u64;
+      napi_status s = napi_call_threadsafe_function(p->tsfn, (void *)(uintptr_t)packed, napi_tsfn_nonblocking);
+      if (s == napi_closing) return NULL;
+      if (s != napi_ok) fprintf(stderr, "virtiofsd-ts native: poller could not queue an event (%d)\n", (int)s);
+    }
+  }
+}
+
+static void vfs_poller_stop(struct vfs_poller *p) {
+  if (p->stopped) return;
+  p->stopped = true;
+  uint64_t one = 1;
+  while (write(p->stopfd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  pthread_join(p->thread, NULL);
+  close(p->epfd);
+  close(p->stopfd);
+  p->epfd = p->stopfd = -1;
+}
+
+static void vfs_poller_unref(struct vfs_poller *p) {
+  if (--p->refs == 0) free(p);
+}
+
+/* ---- JS-thread side --------------------------------------------------------------------------------------- */
+
+/* Reports an exception thrown by a poller callback through console.error, then carries on. */
+static void vfs_poller_report(napi_env env, napi_value exception) {
+  napi_value global, console, error, argv[2], ignored;
+  bool ok = napi_get_global(env, &global) == napi_ok &&
+            napi_get_named_property(env, global, "console", &console) == napi_ok &&
+            napi_get_named_property(env, console, "error", &error) == napi_ok &&
+            napi_create_string_utf8(env, "virtiofsd-ts: poller callback threw:", NAPI_AUTO_LENGTH, &argv[0]) ==
+                napi_ok;
+  argv[1] = exception;
+  if (ok) ok = napi_call_function(env, console, error, 2, argv, &ignored) == napi_ok;
+  if (!ok) {
+    napi_value pending;
+    napi_get_and_clear_last_exception(env, &pending); /* console.error itself failed: never rethrow */
+    fprintf(stderr, "virtiofsd-ts: poller callback threw (and could not be logged)\n");
+  }
+}
+
+static void vfs_poller_call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  struct vfs_poller *p = context;
+  if (env == NULL || js_cb == NULL || p->closed) return; /* torn down or closed: drop */
+  uint64_t packed = (uint64_t)(uintptr_t)data;
+  napi_value argv[2], undefined, exception;
+  NAPI_CHECK_OR(env, napi_create_int32(env, (int32_t)(uint32_t)packed, &argv[0]));
+  NAPI_CHECK_OR(env, napi_create_uint32(env, (uint32_t)(packed >> 32), &argv[1]));
+  NAPI_CHECK_OR(env, napi_get_undefined(env, &undefined));
+  napi_status s = napi_call_function(env, undefined, js_cb, 2, argv, NULL);
+  if (s == napi_pending_exception) {
+    /* A throwing callback must not take the daemon down (an uncaught exception would). */
+    NAPI_CHECK_OR(env, napi_get_and_clear_last_exception(env, &exception));
+    vfs_poller_report(env, exception);
+  } else if (s != napi_ok) {
+    vfs_throw_status(env, s, "napi_call_function(poller callback)");
+  }
+}
+
+static void vfs_poller_tsfn_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  struct vfs_poller *p = data;
+  p->closed = true;
+  vfs_poller_stop(p); /* environment teardown without pollerClose: still join the thread */
+  vfs_poller_unref(p);
+}
+
+static void vfs_poller_external_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  /* Only the handle is gone; an unclosed poller keeps running (and keeps the loop alive) until pollerClose. */
+  vfs_poller_unref(data);
+}
+
+/* Throws an Error with code = errno name for a failed setup syscall (control plane, not guest-driven). */
+static napi_value vfs_throw_errno(napi_env env, const char *what, int e) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "virtiofsd-ts native: %s: %s", what, strerror(e));
+  const char *code = strerrorname_np(e);
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+VFS_FN(vfs_poller_create) {
+  VFS_ARGS(env, info, 1);
+  napi_valuetype type;
+  NAPI_CALL(env, napi_typeof(env, argv[0], &type));
+  if (type != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: pollerCreate needs a function");
+    return NULL;
+  }
+
+  struct vfs_poller *p = calloc(1, sizeof *p);
+  if (p == NULL) return vfs_throw_errno(env, "pollerCreate", ENOMEM);
+  p->epfd = epoll_create1(EPOLL_CLOEXEC);
+  p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  struct epoll_event stop = {.events = EPOLLIN, .data.u64 = VFS_POLLER_STOP};
+  if (p->epfd < 0 || p->stopfd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->stopfd, &stop) < 0) {
+    int e = errno;
+    if (p->epfd >= 0) close(p->epfd);
+    if (p->stopfd >= 0) close(p->stopfd);
+    free(p);
+    return vfs_throw_errno(env, "pollerCreate", e);
+  }
+
+  napi_value name;
+  napi_status s = napi_create_string_utf8(env, "virtiofsd-ts poller", NAPI_AUTO_LENGTH, &name);
+  if (s == napi_ok)
+    s = napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, p, vfs_poller_tsfn_finalize, p,
+                                        vfs_poller_call_js, &p->tsfn);
+  if (s != napi_ok) {
+    close(p->epfd);
+    close(p->stopfd);
+    free(p);
+    NAPI_CALL(env, s);
+  }
+  /* From here the tsfn finalizer owns one reference; the handle gets the other. */
+  p->refs = 2;
+
+  /* The thread takes no signals: they stay with the JS thread (libuv's handlers). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int e = pthread_create(&p->thread, NULL, vfs_poller_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (e != 0) {
+    p->closed = p->stopped = true;
+    close(p->epfd);
+    close(p->stopfd);
+    p->refs = 1; /* no handle will be made: the tsfn finalizer frees p */
+    napi_release_threadsafe_function(p->tsfn, napi_tsfn_abort);
+    return vfs_throw_errno(env, "pollerCreate: pthread_create", e);
+  }
+
+  napi_value handle;
+  napi_status hs = napi_create_external(env, p, vfs_poller_external_finalize, NULL, &handle);
+  if (hs == napi_ok) hs = napi_type_tag_object(env, handle, &vfs_poller_tag);
+  if (hs != napi_ok) {
+    /* A handle that could not be made: close the poller now (the external, if any, drops its ref later). */
+    p->closed = true;
+    vfs_poller_stop(p);
+    napi_release_threadsafe_function(p->tsfn, napi_tsfn_abort);
+    NAPI_CALL(env, hs);
+  }
+  return handle;
+}
+
+/* The poller behind a handle argument (TypeError for anything else). NULL = exception pending. */
+static struct vfs_poller *vfs_get_poller(napi_env env, napi_value v) {
+  napi_valuetype type;
+  bool tagged = false;
+  void *p = NULL;
+  NAPI_CALL(env, napi_typeof(env, v, &type));
+  if (type == napi_external) NAPI_CALL(env, napi_check_object_type_tag(env, v, &vfs_poller_tag, &tagged));
+  if (!tagged) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: expected a PollerHandle");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_get_value_external(env, v, &p));
+  return p;
+}
+
+static napi_value vfs_poller_ctl(napi_env env, napi_callback_info info, int op) {
+  VFS_ARGS(env, info, op == EPOLL_CTL_DEL ? 2 : 4);
+  struct vfs_poller *p = vfs_get_poller(env, argv[0]);
+  int32_t fd, token = 0;
+  uint32_t events = 0;
+  if (p == NULL || !vfs_get_i32(env, argv[1], &fd)) return NULL;
+  if (op != EPOLL_CTL_DEL && (!vfs_get_i32(env, argv[2], &token) || !vfs_get_u32(env, argv[3], &events)))
+    return NULL;
+  if (p->closed) return vfs_int(env, -EBADF);
+  struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.u64 = (uint32_t)token};
+  return vfs_result(env, epoll_ctl(p->epfd, op, fd, &ev));
+}
+
+VFS_FN(vfs_poller_add) { return vfs_poller_ctl(env, info, EPOLL_CTL_ADD); }
+
+VFS_FN(vfs_poller_rearm) { return vfs_poller_ctl(env, info, EPOLL_CTL_MOD); }
+
+VFS_FN(vfs_poller_remove) { return vfs_poller_ctl(env, info, EPOLL_CTL_DEL); }
+
+VFS_FN(vfs_poller_close) {
+  VFS_ARGS(env, info, 1);
+  struct vfs_poller *p = vfs_get_poller(env, argv[0]);
+  if (p == NULL) return NULL;
+  if (!p->closed) {
+    p->closed = true;
+    vfs_poller_stop(p);
+    /* abort: queued events are dropped and the loop is no longer kept alive by this poller */
+    NAPI_CALL(env, napi_release_threadsafe_function(p->tsfn, napi_tsfn_abort));
+  }
+  napi_value undefined;
+  NAPI_CALL(env, napi_get_undefined(env, &undefined));
+  return undefined;
+}
+
+/* ---- raw epoll (blocking; for worker threads) ---------------------------------------------------------- */
+
+VFS_FN(vfs_epoll_create) {
+  (void)info;
+  return vfs_result(env, epoll_create1(EPOLL_CLOEXEC));
+}
+
+VFS_FN(vfs_epoll_ctl) {
+  VFS_ARGS(env, info, 5);
+  int32_t epfd, op, fd, token;
+  uint32_t events;
+  if (!vfs_get_i32(env, argv[0], &epfd) || !vfs_get_i32(env, argv[1], &op)) return NULL;
+  if (!vfs_get_i32(env, argv[2], &fd) || !vfs_get_u32(env, argv[3], &events)) return NULL;
+  if (!vfs_get_i32(env, argv[4], &token)) return NULL;
+  struct epoll_event ev = {.events = events, .data.u64 = 0};
+  ev.data.u32 = (uint32_t)token;
+  return vfs_result(env, epoll_ctl(epfd, op, fd, &ev));
+}
+
+VFS_FN(vfs_epoll_wait) {
+  VFS_ARGS(env, info, 3);
+  int32_t epfd, timeout, *out;
+  size_t count;
+  if (!vfs_get_i32(env, argv[0], &epfd) || !vfs_get_int32_array(env, argv[1], &out, &count)) return NULL;
+  if (!vfs_get_i32(env, argv[2], &timeout)) return NULL;
+  size_t max = count / 2;
+  if (max == 0) return vfs_int(env, -EINVAL);
+  if (max > VFS_EPOLL_WAIT_MAX) max = VFS_EPOLL_WAIT_MAX;
+  struct epoll_event ev[VFS_EPOLL_WAIT_MAX];
+  /* No EINTR retry: the caller decides (it may want to look at a stop flag). */
+  int n = epoll_wait(epfd, ev, (int)max, timeout);
+  if (n < 0) return vfs_errno(env);
+  for (int i = 0; i < n; i++) {
+    out[2 * i] = (int32_t)ev[i].data.u32;
+    out[2 * i + 1] = (int32_t)ev[i].events;
+  }
+  return vfs_int(env, n);
+}
