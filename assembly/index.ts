@@ -1,0 +1,191 @@
+// The core's exported ABI (DESIGN.md "Core ABI"). host/core.ts wraps each export 1:1 in camelCase.
+//
+// Everything here is allocation-free: runtime `stub`, every buffer is a fixed `memory.data` area. Guest RAM is
+// mapped by the host above the static data (memory.grow + mmap), so nothing of ours may ever grow into it.
+//
+// Scratch areas (static, addresses via the *Ptr() exports):
+//   ARGS        72 KiB          request args after fuse_in_header (WRITE: fuse_write_in only)
+//   REPLY       1 MiB + 4 KiB   reply body, preceded by a private 16-byte fuse_out_header slot
+//   DIRENT_BUF  64 KiB          getdents64 output
+//   STATX       256 B           one struct statx
+//   IOV         4096 x 8 B      {u32 linearOffset, u32 len}; at most IOV_MAX (1024) are produced per call
+
+import * as gm from './guest-memory';
+import * as sq from './split-queue';
+import * as rq from './request';
+import * as fc from './fuse-codec';
+import './abort'; // coreAbort, the `--use abort=` target (asconfig.json)
+
+const STATX: usize = memory.data(<i32>fc.STATX_SIZE, 16);
+
+// ---- guest memory table -----------------------------------------------------------------------------------------
+
+export function memReset(): void {
+  gm.memReset();
+}
+
+/** 0 or -EINVAL (overlap, overflow, empty, outside linear memory, table full). */
+export function memAddRegion(gpa: u64, uva: u64, size: u64, linearOffset: u32): i32 {
+  return gm.memAddRegion(gpa, uva, size, linearOffset);
+}
+
+/** Linear offset of [gpa, gpa+len) if wholly inside one region, else -1 (host helpers and tests). */
+export function memTranslate(gpa: u64, len: u32): f64 {
+  return <f64>gm.translateGpa(gpa, <u64>len);
+}
+
+// ---- queues -----------------------------------------------------------------------------------------------------
+
+export function queueReset(q: u32): void {
+  sq.queueReset(q);
+}
+
+export function queueSetNum(q: u32, num: u32): i32 {
+  return sq.queueSetNum(q, num);
+}
+
+export function queueSetAddr(q: u32, descUva: u64, usedUva: u64, availUva: u64): i32 {
+  return sq.queueSetAddr(q, descUva, usedUva, availUva);
+}
+
+export function queueSetBase(q: u32, lastAvailIdx: u32): void {
+  sq.queueSetBase(q, lastAvailIdx);
+}
+
+export function queueGetBase(q: u32): u32 {
+  return sq.queueGetBase(q);
+}
+
+export function queueSetFeatures(q: u32, eventIdx: bool, indirect: bool): void {
+  sq.queueSetFeatures(q, eventIdx, indirect);
+}
+
+/** 1 request current, 0 empty, -1 POP_BAD_CHAIN, -2 POP_BAD_MESSAGE, -3 POP_RING_BROKEN. */
+export function queuePop(q: u32): i32 {
+  return rq.queuePop(q);
+}
+
+export function queueNeedsNotify(q: u32): bool {
+  return sq.queueNeedsNotify(q);
+}
+
+// ---- the current request ----------------------------------------------------------------------------------------
+
+export function reqQueue(): u32 {
+  return rq.reqQueue;
+}
+export function reqHead(): u32 {
+  return rq.reqHead;
+}
+export function reqOpcode(): u32 {
+  return rq.reqOpcode;
+}
+export function reqUnique(): u64 {
+  return rq.reqUnique;
+}
+export function reqNodeId(): f64 {
+  return <f64>rq.reqNodeId;
+}
+export function reqUid(): u32 {
+  return rq.reqUid;
+}
+export function reqGid(): u32 {
+  return rq.reqGid;
+}
+export function reqPid(): u32 {
+  return rq.reqPid;
+}
+export function reqLen(): u32 {
+  return rq.reqLen;
+}
+/** fuse_in_header.len - 40 (for WRITE this includes the payload; only fuse_write_in is in ARGS). */
+export function reqArgsLen(): u32 {
+  return rq.reqArgsLen;
+}
+export function reqReadable(): u32 {
+  return rq.reqReadable;
+}
+export function reqWritable(): u32 {
+  return rq.reqWritable;
+}
+
+export function argsPtr(): usize {
+  return rq.ARGS;
+}
+export function replyPtr(): usize {
+  return rq.REPLY;
+}
+export function iovPtr(): usize {
+  return rq.IOV;
+}
+export function statxPtr(): usize {
+  return STATX;
+}
+export function direntBufPtr(): usize {
+  return fc.DIRENT_BUF;
+}
+
+export function payloadReadIov(skip: u32, maxBytes: u32): i32 {
+  return rq.payloadReadIov(skip, maxBytes);
+}
+
+export function payloadWriteIov(skip: u32, maxBytes: u32): i32 {
+  return rq.payloadWriteIov(skip, maxBytes);
+}
+
+export function replySend(error: i32, bodyLen: u32, payloadLen: u32): i32 {
+  return rq.replySend(error, bodyLen, payloadLen);
+}
+
+export function replyNone(): void {
+  rq.replyNone();
+}
+
+// ---- codec ------------------------------------------------------------------------------------------------------
+
+export function encodeAttrOut(dst: usize, attrTimeout: f64, statx: usize): u32 {
+  return fc.encodeAttrOut(dst, attrTimeout, statx);
+}
+
+export function encodeEntryOut(
+  dst: usize, nodeid: f64, generation: f64, entryTimeout: f64, attrTimeout: f64, statx: usize,
+): u32 {
+  return fc.encodeEntryOut(dst, nodeid, generation, entryTimeout, attrTimeout, statx);
+}
+
+export function direntsBegin(len: u32): void {
+  fc.direntsBegin(len);
+}
+export function direntNext(): i32 {
+  return fc.direntNext();
+}
+export function direntIno(): f64 {
+  return fc.direntIno();
+}
+export function direntType(): u32 {
+  return fc.direntType();
+}
+export function direntNamePtr(): usize {
+  return fc.direntNamePtr();
+}
+export function direntNameLen(): u32 {
+  return fc.direntNameLen();
+}
+export function direntSize(): u32 {
+  return fc.direntSize();
+}
+export function direntPlusSize(): u32 {
+  return fc.direntPlusSize();
+}
+
+/** The current record as a fuse_dirent at replyPtr()+dstOffset if dstOffset+size <= cap; bytes or 0. */
+export function direntEmit(dstOffset: u32, cap: u32): u32 {
+  return fc.direntEmitAt(rq.REPLY, rq.REPLY_MAX, dstOffset, cap);
+}
+
+export function direntPlusEmit(
+  dstOffset: u32, cap: u32, nodeid: f64, generation: f64, entryTimeout: f64, attrTimeout: f64, statx: usize,
+): u32 {
+  return fc.direntPlusEmitAt(rq.REPLY, rq.REPLY_MAX, dstOffset, cap, nodeid, generation, entryTimeout,
+    attrTimeout, statx);
+}

@@ -1,0 +1,227 @@
+// The current FUSE request: the chain split-queue.ts popped, read as fuse_in_header + args from its readable
+// segments, answered as fuse_out_header + body (+ payload) into its writable segments.
+//
+//   readable segments                                  writable segments
+//   +----------------+-----------------------+         +-----------------+--------------+-------------+
+//   | fuse_in_header | args (struct, names…) |         | fuse_out_header | reply body   | payload     |
+//   +----------------+-----------------------+         +-----------------+--------------+-------------+
+//     40 bytes         in.len - 40 (copied to ARGS;      16 bytes          from REPLY     placed by preadv
+//                      WRITE: only fuse_write_in)                                          through payloadReadIov
+// Either side may be cut into segments at any byte (the guest's scatterlists, region borders): all access goes
+// through gather/scatter over SEGS.
+
+import {
+  SEGS, segReadable, segWritable, bytesReadable, bytesWritable, chainQueue, chainHead, popChain, pushUsed,
+  POP_REQUEST, POP_BAD_MESSAGE,
+} from './split-queue';
+import {
+  FUSE_IN_HEADER_SIZE, FUSE_OUT_HEADER_SIZE, IN_LEN, IN_OPCODE, IN_UNIQUE, IN_NODEID, IN_UID, IN_GID, IN_PID,
+  OUT_LEN, OUT_ERROR, OUT_UNIQUE, FUSE_WRITE, FUSE_WRITE_IN_SIZE, minArgs,
+} from './fuse-codec';
+
+export const ARGS_MAX: u32 = 72 * 1024;
+export const REPLY_MAX: u32 = 1024 * 1024 + 4096;
+/** UIO_MAXIOV: preadv/pwritev accept no more iovecs than this. */
+export const IOV_MAX: u32 = 1024;
+const IOV_CAPACITY: u32 = 4096;
+
+const EINVAL: i32 = 22;
+const EIO: i32 = 5;
+const ERANGE: i32 = 34;
+
+export const ARGS: usize = memory.data(<i32>ARGS_MAX, 16);
+// fuse_out_header scratch immediately followed by the reply body, so header + body scatter in one pass.
+const REPLY_AREA: usize = memory.data(<i32>(FUSE_OUT_HEADER_SIZE + REPLY_MAX), 16);
+export const REPLY: usize = REPLY_AREA + FUSE_OUT_HEADER_SIZE;
+export const IOV: usize = memory.data(<i32>(IOV_CAPACITY * 8), 16);
+const IN_HEADER: usize = memory.data(<i32>FUSE_IN_HEADER_SIZE, 16);
+
+let active = false;
+export let reqQueue: u32 = 0;
+export let reqHead: u32 = 0;
+export let reqOpcode: u32 = 0;
+export let reqUnique: u64 = 0;
+export let reqNodeId: u64 = 0;
+export let reqUid: u32 = 0;
+export let reqGid: u32 = 0;
+export let reqPid: u32 = 0;
+export let reqLen: u32 = 0;
+export let reqArgsLen: u32 = 0;
+export let reqReadable: u32 = 0;
+export let reqWritable: u32 = 0;
+
+/** Copies readable bytes [off, off+len) of the current chain to dst. The caller checked off+len <= readable. */
+function gather(dst: usize, off: u32, len: u32): void {
+  let skip = off;
+  let left = len;
+  for (let i: u32 = 0; i < segReadable && left != 0; i++) {
+    const s = SEGS + <usize>(i << 3);
+    const segLen = load<u32>(s, 4);
+    if (skip >= segLen) {
+      skip -= segLen;
+      continue;
+    }
+    const n = segLen - skip < left ? segLen - skip : left;
+    memory.copy(dst, <usize>load<u32>(s) + <usize>skip, n);
+    dst += n;
+    left -= n;
+    skip = 0;
+  }
+  // Internal invariant (callers check against bytesReadable): kept in release, it costs one compare.
+  if (left != 0) abort("gather past the readable segments");
+}
+
+/** Copies len bytes from src to writable bytes [0, len) of the current chain. The caller checked the room. */
+function scatter(src: usize, len: u32): void {
+  let left = len;
+  const end = segReadable + segWritable;
+  for (let i = segReadable; i < end && left != 0; i++) {
+    const s = SEGS + <usize>(i << 3);
+    const segLen = load<u32>(s, 4);
+    const n = segLen < left ? segLen : left;
+    memory.copy(<usize>load<u32>(s), src, n);
+    src += n;
+    left -= n;
+  }
+  if (left != 0) abort("scatter past the writable segments");
+}
+
+function finish(len: u32): void {
+  pushUsed(reqQueue, reqHead, len);
+  active = false;
+}
+
+/** Replies with an error header if one fits (unique from the header, if it was readable), else used len 0. */
+function rejectMessage(unique: u64): i32 {
+  if (bytesWritable >= FUSE_OUT_HEADER_SIZE) {
+    store<u32>(REPLY_AREA, FUSE_OUT_HEADER_SIZE, OUT_LEN);
+    store<i32>(REPLY_AREA, -EINVAL, OUT_ERROR);
+    store<u64>(REPLY_AREA, unique, OUT_UNIQUE);
+    scatter(REPLY_AREA, FUSE_OUT_HEADER_SIZE);
+    finish(FUSE_OUT_HEADER_SIZE);
+  } else {
+    finish(0);
+  }
+  return POP_BAD_MESSAGE;
+}
+
+/** queuePop: the next request of queue q, validated, its args in ARGS. */
+export function queuePop(q: u32): i32 {
+  if (active) {
+    // The host popped again without completing the previous request: return that one empty so the guest
+    // gets its buffer back instead of leaking a descriptor chain.
+    finish(0);
+  }
+  const r = popChain(q);
+  if (r != POP_REQUEST) return r;
+  active = true;
+  reqQueue = chainQueue;
+  reqHead = chainHead;
+  reqReadable = bytesReadable;
+  reqWritable = bytesWritable;
+  reqOpcode = 0;
+  reqUnique = 0;
+  reqNodeId = 0;
+  reqLen = 0;
+  reqArgsLen = 0;
+  if (bytesReadable < FUSE_IN_HEADER_SIZE) {
+    finish(0);
+    return POP_BAD_MESSAGE;
+  }
+  gather(IN_HEADER, 0, FUSE_IN_HEADER_SIZE);
+  const len = load<u32>(IN_HEADER, IN_LEN);
+  const opcode = load<u32>(IN_HEADER, IN_OPCODE);
+  const unique = load<u64>(IN_HEADER, IN_UNIQUE);
+  if (len < FUSE_IN_HEADER_SIZE || len > bytesReadable) return rejectMessage(unique);
+  const argsLen = len - FUSE_IN_HEADER_SIZE;
+  if (argsLen < minArgs(opcode)) return rejectMessage(unique);
+  let copy = argsLen;
+  if (opcode == FUSE_WRITE) copy = FUSE_WRITE_IN_SIZE;
+  else if (argsLen > ARGS_MAX) return rejectMessage(unique);
+  gather(ARGS, FUSE_IN_HEADER_SIZE, copy);
+  reqOpcode = opcode;
+  reqUnique = unique;
+  reqNodeId = load<u64>(IN_HEADER, IN_NODEID);
+  reqUid = load<u32>(IN_HEADER, IN_UID);
+  reqGid = load<u32>(IN_HEADER, IN_GID);
+  reqPid = load<u32>(IN_HEADER, IN_PID);
+  reqLen = len;
+  reqArgsLen = argsLen;
+  return POP_REQUEST;
+}
+
+/** Writes up to maxBytes of iovecs over segments [first, end) after skipping `skip` bytes. Returns the count. */
+function buildIov(first: u32, end: u32, skip: u32, maxBytes: u32): i32 {
+  let n: u32 = 0;
+  let left = maxBytes;
+  for (let i = first; i < end && left != 0 && n < IOV_MAX; i++) {
+    const s = SEGS + <usize>(i << 3);
+    const segLen = load<u32>(s, 4);
+    if (skip >= segLen) {
+      skip -= segLen;
+      continue;
+    }
+    const len = segLen - skip < left ? segLen - skip : left;
+    const v = IOV + <usize>(n << 3);
+    store<u32>(v, load<u32>(s) + skip);
+    store<u32>(v, len, 4);
+    n++;
+    left -= len;
+    skip = 0;
+  }
+  return <i32>n;
+}
+
+/** iovecs over the writable segments after `skip` bytes (16 for the out header), at most maxBytes. */
+export function payloadReadIov(skip: u32, maxBytes: u32): i32 {
+  if (!active) return 0;
+  return buildIov(segReadable, segReadable + segWritable, skip, maxBytes);
+}
+
+/**
+ * iovecs over the readable segments, `skip` counted from the start of the args (40 = after fuse_write_in),
+ * at most maxBytes and never past fuse_in_header.len.
+ */
+export function payloadWriteIov(skip: u32, maxBytes: u32): i32 {
+  if (!active || skip >= reqArgsLen) return 0;
+  const room = reqArgsLen - skip;
+  return buildIov(0, segReadable, FUSE_IN_HEADER_SIZE + skip, maxBytes < room ? maxBytes : room);
+}
+
+/**
+ * fuse_out_header {16 + bodyLen + payloadLen, error, unique} and REPLY[0, bodyLen) into the writable segments,
+ * then the used element. 0; -ERANGE if it does not fit (an -EIO header is sent instead when 16 bytes fit);
+ * -EINVAL if no request is current.
+ */
+export function replySend(error: i32, bodyLen: u32, payloadLen: u32): i32 {
+  if (!active) return -EINVAL;
+  const total = <u64>FUSE_OUT_HEADER_SIZE + <u64>bodyLen + <u64>payloadLen;
+  if (bodyLen > REPLY_MAX || total > <u64>reqWritable) {
+    if (reqWritable >= FUSE_OUT_HEADER_SIZE) {
+      store<u32>(REPLY_AREA, FUSE_OUT_HEADER_SIZE, OUT_LEN);
+      store<i32>(REPLY_AREA, -EIO, OUT_ERROR);
+      store<u64>(REPLY_AREA, reqUnique, OUT_UNIQUE);
+      scatter(REPLY_AREA, FUSE_OUT_HEADER_SIZE);
+      finish(FUSE_OUT_HEADER_SIZE);
+    } else {
+      finish(0);
+    }
+    return -ERANGE;
+  }
+  store<u32>(REPLY_AREA, <u32>total, OUT_LEN);
+  store<i32>(REPLY_AREA, error, OUT_ERROR);
+  store<u64>(REPLY_AREA, reqUnique, OUT_UNIQUE);
+  scatter(REPLY_AREA, FUSE_OUT_HEADER_SIZE + bodyLen);
+  finish(<u32>total);
+  return 0;
+}
+
+/** No reply (FORGET, BATCH_FORGET, INTERRUPT): the chain goes back with used len 0. */
+export function replyNone(): void {
+  if (!active) return;
+  finish(0);
+}
+
+export function requestActive(): bool {
+  return active;
+}
