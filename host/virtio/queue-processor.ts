@@ -1,0 +1,158 @@
+/**
+ * Drains one virtqueue through the core on a kick:
+ *
+ * ```
+ * kick -> loop core.queuePop(q):  1 -> server.serveCurrent()   (the server completes the request)
+ *                                -1 -> bad chain   (core returned it with len 0)   count, rate-limited warn
+ *                                -2 -> bad message (core already replied -EINVAL)  count, rate-limited debug
+ *                                -3 -> ring broken: halt, log error, signal the err eventfd
+ *                                 0 -> empty: stop
+ *      -> if core.queueNeedsNotify(q): eventfdWrite(callFd, 1)
+ * ```
+ *
+ * The loop allocates nothing: numbers in, numbers out. Processing is synchronous; the core holds one current
+ * request at a time.
+ */
+
+import { native } from '../native-loader.js';
+import { log } from '../log.js';
+
+/** What the processor needs from the FUSE server (tests pass a stub). */
+export interface RequestServer {
+  /** Handles the request the core just popped and completes it (replySend or replyNone). Must not throw. */
+  serveCurrent(): void;
+}
+
+/** What the processor needs from the core (`host/core.ts` `Core` satisfies it). */
+export interface QueueCore {
+  queuePop(q: number): number;
+  queueNeedsNotify(q: number): boolean;
+  replySend(error: number, bodyLen: number, payloadLen: number): number;
+}
+
+export const POP_EMPTY = 0;
+export const POP_REQUEST = 1;
+export const POP_BAD_CHAIN = -1;
+export const POP_BAD_MESSAGE = -2;
+export const POP_RING_BROKEN = -3;
+
+export interface QueueStats {
+  /** Requests handed to the server. */
+  served: number;
+  /** Chains the core rejected (returned with used len 0). */
+  badChains: number;
+  /** Requests the core answered -EINVAL itself. */
+  badMessages: number;
+  /** Exceptions thrown by the server (bugs); each request was completed with -EIO. */
+  serverExceptions: number;
+  /** Call eventfd writes. */
+  notifications: number;
+}
+
+export interface QueueProcessorOptions {
+  /** Requests per run() before yielding to the event loop (other queues, the control socket). Default 256. */
+  batch?: number;
+}
+
+const WARN_INTERVAL_MS = 1000;
+const EIO = 5;
+
+export class QueueProcessor {
+  /** Call eventfd (-1: none; the frontend polls). Not owned: the backend closes it. */
+  callFd = -1;
+  /** Error eventfd (-1: none). Not owned. */
+  errFd = -1;
+  /** Set on POP_RING_BROKEN; cleared by reset(). While halted, run() does nothing. */
+  halted = false;
+  readonly stats: QueueStats = { served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0 };
+
+  private readonly batch: number;
+  private lastWarn = 0;
+  private suppressed = 0;
+
+  constructor(
+    private readonly core: QueueCore,
+    private readonly server: RequestServer,
+    readonly queue: number,
+    options: QueueProcessorOptions = {},
+  ) {
+    this.batch = options.batch ?? 256;
+  }
+
+  /** Clears the halt (after the ring was reconfigured). Stats are kept for the daemon's lifetime. */
+  reset(): void {
+    this.halted = false;
+  }
+
+  /**
+   * Processes available requests. Returns true when it stopped because the batch was used up (more may be
+   * waiting: the caller schedules another run), false when the ring is empty or halted.
+   */
+  run(): boolean {
+    if (this.halted) return false;
+    const q = this.queue;
+    const core = this.core;
+    let budget = this.batch;
+    let completed = 0;
+    let more = false;
+    for (;;) {
+      if (budget === 0) { more = true; break; }
+      budget--;
+      const r = core.queuePop(q);
+      if (r === POP_REQUEST) {
+        this.serveOne();
+        completed++;
+      } else if (r === POP_EMPTY) {
+        break;
+      } else if (r === POP_BAD_CHAIN) {
+        this.stats.badChains++;
+        completed++;
+        this.rateLimited('warn', 'malformed descriptor chain (returned with len 0)');
+      } else if (r === POP_BAD_MESSAGE) {
+        this.stats.badMessages++;
+        completed++;
+        this.rateLimited('debug', 'malformed FUSE request (answered -EINVAL)');
+      } else if (r === POP_RING_BROKEN) {
+        this.halted = true;
+        log.error(`queue ${q}: ring broken (avail index moved by more than the queue size); queue halted until reset`);
+        if (this.errFd >= 0) native.eventfdWrite(this.errFd, 1);
+        break;
+      } else {
+        this.halted = true;
+        log.error(`queue ${q}: unexpected queuePop result ${r}; queue halted`);
+        break;
+      }
+    }
+    if (completed > 0 && this.callFd >= 0 && core.queueNeedsNotify(q)) {
+      native.eventfdWrite(this.callFd, 1);
+      this.stats.notifications++;
+    }
+    return more;
+  }
+
+  private serveOne(): void {
+    try {
+      this.server.serveCurrent();
+      this.stats.served++;
+    } catch (err) {
+      // serveCurrent never throws by contract; if it does it is a bug. Keep the daemon up and complete the
+      // request: the core refuses replySend when no request is current (already completed before the throw).
+      this.stats.serverExceptions++;
+      log.error(`queue ${this.queue}: request server threw; answering -EIO:`, err);
+      try {
+        this.core.replySend(-EIO, 0, 0);
+      } catch (err2) {
+        log.error(`queue ${this.queue}: replySend after exception failed:`, err2);
+      }
+    }
+  }
+
+  private rateLimited(level: 'warn' | 'debug', what: string): void {
+    const now = Date.now();
+    if (now - this.lastWarn < WARN_INTERVAL_MS) { this.suppressed++; return; }
+    const extra = this.suppressed > 0 ? ` (${this.suppressed} more since last report)` : '';
+    this.lastWarn = now;
+    this.suppressed = 0;
+    log[level](`queue ${this.queue}: ${what}${extra}; totals: bad chains ${this.stats.badChains}, bad messages ${this.stats.badMessages}`);
+  }
+}
