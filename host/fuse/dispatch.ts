@@ -1,0 +1,605 @@
+/**
+ * The FUSE opcode table: one `{ name, method, decode, handle }` per opcode we answer. `decode` turns the args
+ * (in the core's ARGS scratch) into plain values or -errno; `handle` calls the FileSystem and writes the reply body
+ * into the core's REPLY scratch, returning its length, a negative errno, or NO_REPLY. The server (server.ts) owns
+ * the loop around it: lookup, the INIT gate, ENOSYS for what is missing, replySend/replyNone, and catching throws.
+ *
+ * Opcodes not in the table (xattrs, locks, ioctl, poll, bmap, fallocate, lseek, copy_file_range, DAX mapping,
+ * syncfs, tmpfile, notify replies, CUSE) are answered ENOSYS; the kernel remembers that for most of them.
+ */
+import { native } from '../native-loader.js';
+import type { Context, DataSource, DataTarget, DirTarget, Entry, FileSystem, SetAttr, StatFs } from './filesystem.js';
+import { AttrTarget } from './filesystem.js';
+import * as P from './protocol.js';
+import { REPLY_MAX } from '../core.js';
+
+const E = native.constants.errno;
+
+/** A handler's "do not reply" result (FORGET, BATCH_FORGET, INTERRUPT). Not an errno. */
+export const NO_REPLY = -0x7fff_ffff;
+
+/** The core surface the dispatch code needs (host/core.ts provides it). */
+export interface FuseCore {
+  readonly memory: WebAssembly.Memory;
+  /** A DataView over the current memory buffer. */
+  view(): DataView;
+  readonly argsPtr: number;
+  readonly replyPtr: number;
+  readonly iovPtr: number;
+  readonly statxPtr: number;
+  readonly direntBufPtr: number;
+  reqOpcode(): number;
+  reqNodeId(): number;
+  reqUid(): number;
+  reqGid(): number;
+  reqPid(): number;
+  reqArgsLen(): number;
+  replySend(error: number, bodyLen: number, payloadLen: number): number;
+  replyNone(): void;
+  payloadReadIov(skip: number, maxBytes: number): number;
+  payloadWriteIov(skip: number, maxBytes: number): number;
+  encodeAttrOut(dst: number, attrTimeout: number, statx: number): number;
+  encodeEntryOut(dst: number, nodeid: number, generation: number, entryTimeout: number, attrTimeout: number,
+                 statx: number): number;
+  direntsBegin(len: number): void;
+  direntNext(): number;
+  direntNamePtr(): number;
+  direntNameLen(): number;
+  direntPlusSize(): number;
+  direntEmit(dstOffset: number, cap: number): number;
+  direntPlusEmit(dstOffset: number, cap: number, nodeid: number, generation: number, entryTimeout: number,
+                 attrTimeout: number, statx: number): number;
+}
+
+/** What handlers see of the server: the filesystem, the core, the negotiated state and the per-request sinks. */
+export interface Session {
+  readonly fs: FileSystem;
+  readonly core: FuseCore;
+  /** The core's statx scratch. */
+  readonly attr: AttrTarget;
+  /** Cache policy (seconds / FOPEN_* bits). */
+  readonly entryTimeout: number;
+  readonly attrTimeout: number;
+  readonly fileOpenFlags: number;
+  readonly dirOpenFlags: number;
+  /** Set by INIT, cleared by DESTROY. */
+  initialized: boolean;
+  /** Negotiated minor version. */
+  minor: number;
+  /** Bytes of READ data already placed in guest memory after the (empty) body. */
+  payloadLen: number;
+  /** INIT: which flags we offer and the limits we state. */
+  readonly wantFlags: number;
+  readonly maxWrite: number;
+  readonly maxPages: number;
+  readTarget(size: number): DataTarget;
+  writeSource(size: number): DataSource;
+  dirTarget(size: number, plus: boolean): DirTarget;
+}
+
+/** The current request's args: a DataView and where they are. */
+export interface Args {
+  readonly view: DataView;
+  /** Absolute offset of the args in the view. */
+  readonly base: number;
+  readonly len: number;
+  readonly nodeId: number;
+  readonly ctx: Context;
+}
+
+export interface Op<A = unknown> {
+  readonly name: string;
+  /** The FileSystem method this opcode needs; when missing, the answer is ENOSYS (no decode). */
+  readonly method?: keyof FileSystem;
+  /** No reply at all (FORGET, BATCH_FORGET, INTERRUPT): errors are dropped too. */
+  readonly noReply?: boolean;
+  /** The args as plain values, or a negative errno when they are malformed (a numeric A is always >= 0). */
+  decode(a: Args, s: Session): A | number;
+  handle(s: Session, a: A, req: Args): number;
+  /**
+   * The reply of length `bodyLen` could not be delivered (the guest's buffers were too small): take back what it
+   * gave the guest (lookup counts, open handles), since the kernel will never FORGET/RELEASE it.
+   */
+  undo?(s: Session, a: A, req: Args, bodyLen: number): void;
+}
+
+// ---- decoding helpers ---------------------------------------------------------------------------------------------
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8enc = new TextEncoder();
+
+const u32 = (a: Args, off: number): number => a.view.getUint32(a.base + off, true);
+/** A u64 as a number (file handles, node ids, offsets, sizes: all below 2^53 in practice; larger -> imprecise). */
+const u64 = (a: Args, off: number): number => Number(a.view.getBigUint64(a.base + off, true));
+const big = (a: Args, off: number): bigint => a.view.getBigUint64(a.base + off, true);
+
+/**
+ * `count` NUL-terminated UTF-8 strings starting at args offset `off`. -EINVAL when one is unterminated or not
+ * UTF-8 (our syscalls take strings, so a name that is not UTF-8 cannot be passed through faithfully).
+ */
+function cstrings(a: Args, off: number, count: number): string[] | number {
+  const bytes = new Uint8Array(a.view.buffer, a.base, a.len);
+  const out: string[] = [];
+  let pos = off;
+  for (let i = 0; i < count; i++) {
+    if (pos > a.len) return -E.EINVAL;
+    const nul = bytes.indexOf(0, pos);
+    if (nul < 0) return -E.EINVAL;
+    try {
+      out.push(utf8.decode(bytes.subarray(pos, nul)));
+    } catch {
+      return -E.EINVAL;
+    }
+    pos = nul + 1;
+  }
+  return out;
+}
+
+function need(a: Args, size: number): number {
+  return a.len < size ? -E.EINVAL : 0;
+}
+
+// ---- reply helpers -------------------------------------------------------------------------------------------------
+
+function replyView(s: Session): DataView {
+  return s.core.view();
+}
+
+function entryReply(s: Session, r: Entry | number): number {
+  if (typeof r === 'number') return r;
+  const c = s.core;
+  return c.encodeEntryOut(c.replyPtr, r.nodeId, r.generation, r.entryTimeout ?? s.entryTimeout,
+    r.attrTimeout ?? s.attrTimeout, c.statxPtr);
+}
+
+function attrReply(s: Session, r: number): number {
+  if (r < 0) return r;
+  return s.core.encodeAttrOut(s.core.replyPtr, s.attrTimeout, s.core.statxPtr);
+}
+
+function openOut(s: Session, at: number, fh: number, flags: number): number {
+  const v = replyView(s);
+  const o = s.core.replyPtr + at;
+  v.setBigUint64(o + P.OPEN_OUT.fh, BigInt(fh), true);
+  v.setUint32(o + P.OPEN_OUT.openFlags, flags >>> 0, true);
+  v.setUint32(o + P.OPEN_OUT.padding, 0, true);
+  return P.OPEN_OUT.SIZE;
+}
+
+function statusReply(r: number): number {
+  return r < 0 ? r : 0;
+}
+
+// ---- undoing an undelivered reply ------------------------------------------------------------------------------
+
+function undoEntry(s: Session, at = 0): void {
+  const nodeId = Number(replyView(s).getBigUint64(s.core.replyPtr + at, true));
+  if (nodeId !== 0) s.fs.forget?.(nodeId, 1);
+}
+
+function undoOpen(s: Session, req: Args, at: number, dir: boolean): void {
+  const fh = Number(replyView(s).getBigUint64(s.core.replyPtr + at + P.OPEN_OUT.fh, true));
+  if (dir) s.fs.releasedir?.(req.ctx, req.nodeId, fh);
+  else s.fs.release?.(req.ctx, req.nodeId, fh, 0, 0);
+}
+
+function undoDirentPlus(s: Session, bodyLen: number): void {
+  const v = replyView(s);
+  const base = s.core.replyPtr;
+  for (let o = 0; o + P.DIRENTPLUS.name <= bodyLen;) {
+    undoEntry(s, o);
+    const namelen = v.getUint32(base + o + P.DIRENTPLUS.dirent + P.DIRENT.namelen, true);
+    o += (P.DIRENTPLUS.name + namelen + 7) & ~7;
+  }
+}
+
+// ---- decoded argument shapes -----------------------------------------------------------------------------------------
+
+interface NameArgs { name: string }
+interface FhArgs { fh: number }
+interface Init { major: number; minor: number; maxReadahead: number; flags: number; flags2: number }
+interface MknodArgs { mode: number; rdev: number; umask: number; name: string }
+interface MkdirArgs { mode: number; umask: number; name: string }
+interface RenameArgs { newDir: number; flags: number; name: string; newName: string }
+interface ReadArgs { fh: number; offset: number; cookie: bigint; size: number; flags: number }
+interface CreateArgs { flags: number; mode: number; umask: number; name: string }
+
+const noArgs = (): null => null;
+
+function nameDecoder(a: Args): NameArgs | number {
+  const n = cstrings(a, 0, 1);
+  return typeof n === 'number' ? n : { name: n[0] };
+}
+
+function readDecoder(a: Args): ReadArgs | number {
+  const bad = need(a, P.READ_IN.SIZE);
+  if (bad < 0) return bad;
+  return {
+    fh: u64(a, P.READ_IN.fh), offset: u64(a, P.READ_IN.offset), cookie: big(a, P.READ_IN.offset),
+    size: u32(a, P.READ_IN.size), flags: u32(a, P.READ_IN.flags),
+  };
+}
+
+function fhDecoder(a: Args): FhArgs | number {
+  const bad = need(a, 8);
+  return bad < 0 ? bad : { fh: u64(a, 0) };
+}
+
+function renameDecoder(a: Args, headerSize: number, withFlags: boolean): RenameArgs | number {
+  const bad = need(a, headerSize);
+  if (bad < 0) return bad;
+  const names = cstrings(a, headerSize, 2);
+  if (typeof names === 'number') return names;
+  return { newDir: u64(a, 0), flags: withFlags ? u32(a, P.RENAME2_IN.flags) : 0, name: names[0], newName: names[1] };
+}
+
+function readdirHandler(plus: boolean) {
+  return (s: Session, d: ReadArgs, req: Args): number => {
+    const target = s.dirTarget(d.size, plus);
+    const r = plus ? s.fs.readdirplus!(req.ctx, req.nodeId, d.fh, d.cookie, target)
+      : s.fs.readdir!(req.ctx, req.nodeId, d.fh, d.cookie, target);
+    return r < 0 ? r : target.used;
+  };
+}
+
+// ---- INIT ---------------------------------------------------------------------------------------------------------
+
+function handleInit(s: Session, d: Init): number {
+  const v = replyView(s);
+  const o = s.core.replyPtr;
+  new Uint8Array(v.buffer, o, P.INIT_OUT.SIZE).fill(0);
+  if (d.major < P.FUSE_KERNEL_VERSION) return -E.EPROTO;
+  v.setUint32(o + P.INIT_OUT.major, P.FUSE_KERNEL_VERSION, true);
+  v.setUint32(o + P.INIT_OUT.minor, P.FUSE_KERNEL_MINOR_VERSION, true);
+  // A newer major: state ours and wait for the kernel to retry with it.
+  if (d.major > P.FUSE_KERNEL_VERSION) return P.INIT_OUT.COMPAT_SIZE;
+
+  const minor = Math.min(d.minor, P.FUSE_KERNEL_MINOR_VERSION);
+  const kernelFlags = (d.flags >>> 0) + ((d.flags & P.FUSE_INIT_EXT) !== 0 ? (d.flags2 >>> 0) * 2 ** 32 : 0);
+  if (s.fs.init) {
+    const r = s.fs.init({ major: d.major, minor, kernelFlags });
+    if (r < 0) return r;
+  }
+  const flags = (s.wantFlags & d.flags) >>> 0;
+  s.minor = minor;
+  s.initialized = true;
+  v.setUint32(o + P.INIT_OUT.minor, minor, true);
+  v.setUint32(o + P.INIT_OUT.maxReadahead, d.maxReadahead, true);
+  v.setUint32(o + P.INIT_OUT.flags, flags, true);
+  v.setUint16(o + P.INIT_OUT.maxBackground, 0, true); // 0: the kernel keeps its defaults
+  v.setUint16(o + P.INIT_OUT.congestionThreshold, 0, true);
+  v.setUint32(o + P.INIT_OUT.maxWrite, s.maxWrite, true);
+  v.setUint32(o + P.INIT_OUT.timeGran, 1, true); // nanosecond timestamps
+  v.setUint16(o + P.INIT_OUT.maxPages, (flags & P.FUSE_MAX_PAGES) !== 0 ? s.maxPages : 0, true);
+  // flags2: nothing from bits 32+ is negotiated (no FUSE_INIT_EXT in the reply).
+  if (minor < 5) return P.INIT_OUT.COMPAT_SIZE;
+  if (minor < 23) return P.INIT_OUT.COMPAT_22_SIZE;
+  return P.INIT_OUT.SIZE;
+}
+
+// ---- the table ------------------------------------------------------------------------------------------------------
+
+function op<A>(o: Op<A>): Op<unknown> {
+  return o as Op<unknown>;
+}
+
+const table: Array<[number, Op<unknown>]> = [
+  [P.FUSE_INIT, op<Init>({
+    name: 'INIT',
+    decode: (a) => {
+      const bad = need(a, P.INIT_IN.COMPAT_SIZE);
+      if (bad < 0) return bad;
+      const flags = u32(a, P.INIT_IN.flags);
+      return {
+        major: u32(a, P.INIT_IN.major), minor: u32(a, P.INIT_IN.minor),
+        maxReadahead: u32(a, P.INIT_IN.maxReadahead), flags,
+        flags2: a.len >= P.INIT_IN.flags2 + 4 && (flags & P.FUSE_INIT_EXT) !== 0 ? u32(a, P.INIT_IN.flags2) : 0,
+      };
+    },
+    handle: handleInit,
+  })],
+
+  [P.FUSE_DESTROY, op<null>({
+    name: 'DESTROY',
+    decode: noArgs,
+    handle: (s) => {
+      s.fs.destroy?.();
+      s.initialized = false;
+      return 0;
+    },
+  })],
+
+  [P.FUSE_LOOKUP, op<NameArgs>({
+    name: 'LOOKUP', method: 'lookup', undo: (s) => undoEntry(s), decode: nameDecoder,
+    handle: (s, d, req) => entryReply(s, s.fs.lookup!(req.ctx, req.nodeId, d.name, s.attr)),
+  })],
+
+  [P.FUSE_FORGET, op<number>({
+    name: 'FORGET', method: 'forget', noReply: true,
+    decode: (a) => (a.len < P.FORGET_IN.SIZE ? -E.EINVAL : u64(a, P.FORGET_IN.nlookup)),
+    handle: (s, nlookup, req) => {
+      s.fs.forget!(req.nodeId, nlookup);
+      return NO_REPLY;
+    },
+  })],
+
+  [P.FUSE_BATCH_FORGET, op<number>({
+    name: 'BATCH_FORGET', method: 'forget', noReply: true,
+    decode: (a) => {
+      if (a.len < P.BATCH_FORGET_IN.SIZE) return -E.EINVAL;
+      // Only as many entries as are really there.
+      const room = Math.floor((a.len - P.BATCH_FORGET_IN.SIZE) / P.FORGET_ONE.SIZE);
+      return Math.min(u32(a, P.BATCH_FORGET_IN.count), room);
+    },
+    handle: (s, count, req) => {
+      for (let i = 0; i < count; i++) {
+        const at = P.BATCH_FORGET_IN.SIZE + i * P.FORGET_ONE.SIZE;
+        s.fs.forget!(u64(req, at + P.FORGET_ONE.nodeid), u64(req, at + P.FORGET_ONE.nlookup));
+      }
+      return NO_REPLY;
+    },
+  })],
+
+  [P.FUSE_INTERRUPT, op<null>({
+    // Requests are processed synchronously, one at a time: the target has already been answered.
+    name: 'INTERRUPT', noReply: true, decode: noArgs, handle: () => NO_REPLY,
+  })],
+
+  [P.FUSE_GETATTR, op<{ fh: number | undefined }>({
+    name: 'GETATTR', method: 'getattr',
+    decode: (a) => {
+      if (a.len < P.GETATTR_IN.SIZE) return { fh: undefined }; // before 7.9 there were no args
+      return { fh: (u32(a, P.GETATTR_IN.getattrFlags) & P.FUSE_GETATTR_FH) !== 0 ? u64(a, P.GETATTR_IN.fh) : undefined };
+    },
+    handle: (s, d, req) => attrReply(s, s.fs.getattr!(req.ctx, req.nodeId, d.fh, s.attr)),
+  })],
+
+  [P.FUSE_SETATTR, op<SetAttr>({
+    name: 'SETATTR', method: 'setattr',
+    decode: (a) => {
+      const bad = need(a, P.SETATTR_IN.SIZE);
+      if (bad < 0) return bad;
+      const S = P.SETATTR_IN;
+      const valid = u32(a, S.valid);
+      const set: SetAttr = { valid };
+      if (valid & P.FATTR_FH) set.fh = u64(a, S.fh);
+      if (valid & P.FATTR_MODE) set.mode = u32(a, S.mode);
+      if (valid & P.FATTR_UID) set.uid = u32(a, S.uid);
+      if (valid & P.FATTR_GID) set.gid = u32(a, S.gid);
+      if (valid & P.FATTR_SIZE) set.size = u64(a, S.size);
+      if (valid & P.FATTR_ATIME_NOW) set.atime = 'now';
+      else if (valid & P.FATTR_ATIME) set.atime = { sec: Number(a.view.getBigInt64(a.base + S.atime, true)), nsec: u32(a, S.atimensec) };
+      if (valid & P.FATTR_MTIME_NOW) set.mtime = 'now';
+      else if (valid & P.FATTR_MTIME) set.mtime = { sec: Number(a.view.getBigInt64(a.base + S.mtime, true)), nsec: u32(a, S.mtimensec) };
+      if (valid & P.FATTR_KILL_SUIDGID) set.killSuidgid = true;
+      const nsecBad = (t: SetAttr['atime']): boolean => t !== undefined && t !== 'now' && t.nsec > 999_999_999;
+      if (nsecBad(set.atime) || nsecBad(set.mtime)) return -E.EINVAL;
+      return set;
+    },
+    handle: (s, d, req) => attrReply(s, s.fs.setattr!(req.ctx, req.nodeId, d, s.attr)),
+  })],
+
+  [P.FUSE_READLINK, op<null>({
+    name: 'READLINK', method: 'readlink', decode: noArgs,
+    handle: (s, _d, req) => {
+      const r = s.fs.readlink!(req.ctx, req.nodeId);
+      if (typeof r === 'number') return r;
+      const c = s.core;
+      const dst = new Uint8Array(c.memory.buffer, c.replyPtr, REPLY_MAX);
+      const { read, written } = utf8enc.encodeInto(r, dst);
+      return read < r.length ? -E.ENAMETOOLONG : written;
+    },
+  })],
+
+  [P.FUSE_SYMLINK, op<{ name: string; target: string }>({
+    name: 'SYMLINK', method: 'symlink', undo: (s) => undoEntry(s),
+    decode: (a) => {
+      const n = cstrings(a, 0, 2); // the new entry's name, then the link target
+      return typeof n === 'number' ? n : { name: n[0], target: n[1] };
+    },
+    handle: (s, d, req) => entryReply(s, s.fs.symlink!(req.ctx, req.nodeId, d.name, d.target, s.attr)),
+  })],
+
+  [P.FUSE_MKNOD, op<MknodArgs>({
+    name: 'MKNOD', method: 'mknod', undo: (s) => undoEntry(s),
+    decode: (a, s) => {
+      const head = s.minor >= 12 ? P.MKNOD_IN.SIZE : P.MKNOD_IN.COMPAT_SIZE;
+      const bad = need(a, head);
+      if (bad < 0) return bad;
+      const n = cstrings(a, head, 1);
+      if (typeof n === 'number') return n;
+      return { mode: u32(a, P.MKNOD_IN.mode), rdev: u32(a, P.MKNOD_IN.rdev),
+        umask: head === P.MKNOD_IN.SIZE ? u32(a, P.MKNOD_IN.umask) : 0, name: n[0] };
+    },
+    handle: (s, d, req) => entryReply(s, s.fs.mknod!(req.ctx, req.nodeId, d.name, d.mode, d.rdev, d.umask, s.attr)),
+  })],
+
+  [P.FUSE_MKDIR, op<MkdirArgs>({
+    name: 'MKDIR', method: 'mkdir', undo: (s) => undoEntry(s),
+    decode: (a) => {
+      const bad = need(a, P.MKDIR_IN.SIZE);
+      if (bad < 0) return bad;
+      const n = cstrings(a, P.MKDIR_IN.SIZE, 1);
+      if (typeof n === 'number') return n;
+      return { mode: u32(a, P.MKDIR_IN.mode), umask: u32(a, P.MKDIR_IN.umask), name: n[0] };
+    },
+    handle: (s, d, req) => entryReply(s, s.fs.mkdir!(req.ctx, req.nodeId, d.name, d.mode, d.umask, s.attr)),
+  })],
+
+  [P.FUSE_UNLINK, op<NameArgs>({
+    name: 'UNLINK', method: 'unlink', decode: nameDecoder,
+    handle: (s, d, req) => statusReply(s.fs.unlink!(req.ctx, req.nodeId, d.name)),
+  })],
+
+  [P.FUSE_RMDIR, op<NameArgs>({
+    name: 'RMDIR', method: 'rmdir', decode: nameDecoder,
+    handle: (s, d, req) => statusReply(s.fs.rmdir!(req.ctx, req.nodeId, d.name)),
+  })],
+
+  [P.FUSE_RENAME, op<RenameArgs>({
+    name: 'RENAME', method: 'rename', decode: (a) => renameDecoder(a, P.RENAME_IN.SIZE, false),
+    handle: (s, d, req) => statusReply(s.fs.rename!(req.ctx, req.nodeId, d.name, d.newDir, d.newName, 0)),
+  })],
+
+  [P.FUSE_RENAME2, op<RenameArgs>({
+    name: 'RENAME2', method: 'rename', decode: (a) => renameDecoder(a, P.RENAME2_IN.SIZE, true),
+    handle: (s, d, req) => statusReply(s.fs.rename!(req.ctx, req.nodeId, d.name, d.newDir, d.newName, d.flags)),
+  })],
+
+  [P.FUSE_LINK, op<{ oldNode: number; name: string }>({
+    name: 'LINK', method: 'link', undo: (s) => undoEntry(s),
+    decode: (a) => {
+      const bad = need(a, P.LINK_IN.SIZE);
+      if (bad < 0) return bad;
+      const n = cstrings(a, P.LINK_IN.SIZE, 1);
+      return typeof n === 'number' ? n : { oldNode: u64(a, P.LINK_IN.oldnodeid), name: n[0] };
+    },
+    // The request's node is the new parent.
+    handle: (s, d, req) => entryReply(s, s.fs.link!(req.ctx, d.oldNode, req.nodeId, d.name, s.attr)),
+  })],
+
+  [P.FUSE_OPEN, op<number>({
+    name: 'OPEN', method: 'open', undo: (s, _d, req) => undoOpen(s, req, 0, false),
+    decode: (a) => (a.len < P.OPEN_IN.SIZE ? -E.EINVAL : u32(a, P.OPEN_IN.flags)),
+    handle: (s, flags, req) => {
+      const r = s.fs.open!(req.ctx, req.nodeId, flags);
+      if (typeof r === 'number') return r;
+      return openOut(s, 0, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+    },
+  })],
+
+  [P.FUSE_CREATE, op<CreateArgs>({
+    name: 'CREATE', method: 'create',
+    undo: (s, _d, req) => {
+      // The release goes to the new node, then its lookup is dropped.
+      const nodeId = Number(replyView(s).getBigUint64(s.core.replyPtr, true));
+      undoOpen(s, { ...req, nodeId }, P.ENTRY_OUT_SIZE, false);
+      undoEntry(s);
+    },
+    decode: (a) => {
+      const bad = need(a, P.CREATE_IN.SIZE);
+      if (bad < 0) return bad;
+      const n = cstrings(a, P.CREATE_IN.SIZE, 1);
+      if (typeof n === 'number') return n;
+      return { flags: u32(a, P.CREATE_IN.flags), mode: u32(a, P.CREATE_IN.mode), umask: u32(a, P.CREATE_IN.umask),
+        name: n[0] };
+    },
+    handle: (s, d, req) => {
+      const r = s.fs.create!(req.ctx, req.nodeId, d.name, d.mode, d.flags, d.umask, s.attr);
+      const n = entryReply(s, r);
+      if (typeof r === 'number' || n < 0) return n;
+      return n + openOut(s, n, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+    },
+  })],
+
+  [P.FUSE_READ, op<ReadArgs>({
+    name: 'READ', method: 'read', decode: readDecoder,
+    handle: (s, d, req) => {
+      const r = s.fs.read!(req.ctx, req.nodeId, d.fh, d.offset, s.readTarget(d.size));
+      if (r < 0) return r;
+      s.payloadLen = Math.min(r, d.size);
+      return 0;
+    },
+  })],
+
+  [P.FUSE_WRITE, op<{ fh: number; offset: number; size: number; writeFlags: number }>({
+    name: 'WRITE', method: 'write',
+    decode: (a) => {
+      const bad = need(a, P.WRITE_IN.SIZE);
+      if (bad < 0) return bad;
+      const size = u32(a, P.WRITE_IN.size);
+      // The payload must really be there (fuse_in_header.len covers it).
+      if (size > a.len - P.WRITE_IN.SIZE) return -E.EINVAL;
+      return { fh: u64(a, P.WRITE_IN.fh), offset: u64(a, P.WRITE_IN.offset), size,
+        writeFlags: u32(a, P.WRITE_IN.writeFlags) };
+    },
+    handle: (s, d, req) => {
+      const r = s.fs.write!(req.ctx, req.nodeId, d.fh, d.offset, s.writeSource(d.size), d.writeFlags);
+      if (r < 0) return r;
+      const v = replyView(s);
+      v.setUint32(s.core.replyPtr + P.WRITE_OUT.size, r, true);
+      v.setUint32(s.core.replyPtr + P.WRITE_OUT.padding, 0, true);
+      return P.WRITE_OUT.SIZE;
+    },
+  })],
+
+  [P.FUSE_STATFS, op<null>({
+    name: 'STATFS', method: 'statfs', decode: noArgs,
+    handle: (s, _d, req) => {
+      const r = s.fs.statfs!(req.ctx, req.nodeId);
+      if (typeof r === 'number') return r;
+      writeStatfs(replyView(s), s.core.replyPtr, r);
+      return P.STATFS_OUT.SIZE;
+    },
+  })],
+
+  [P.FUSE_RELEASE, op<{ fh: number; flags: number; releaseFlags: number }>({
+    name: 'RELEASE', method: 'release',
+    decode: (a) => (a.len < P.RELEASE_IN.SIZE ? -E.EINVAL
+      : { fh: u64(a, P.RELEASE_IN.fh), flags: u32(a, P.RELEASE_IN.flags), releaseFlags: u32(a, P.RELEASE_IN.releaseFlags) }),
+    handle: (s, d, req) => statusReply(s.fs.release!(req.ctx, req.nodeId, d.fh, d.flags, d.releaseFlags)),
+  })],
+
+  [P.FUSE_FLUSH, op<{ fh: number; lockOwner: bigint }>({
+    name: 'FLUSH', method: 'flush',
+    decode: (a) => (a.len < P.FLUSH_IN.SIZE ? -E.EINVAL : { fh: u64(a, P.FLUSH_IN.fh), lockOwner: big(a, P.FLUSH_IN.lockOwner) }),
+    handle: (s, d, req) => statusReply(s.fs.flush!(req.ctx, req.nodeId, d.fh, d.lockOwner)),
+  })],
+
+  [P.FUSE_FSYNC, op<{ fh: number; datasync: boolean }>({
+    name: 'FSYNC', method: 'fsync',
+    decode: (a) => (a.len < P.FSYNC_IN.SIZE ? -E.EINVAL
+      : { fh: u64(a, P.FSYNC_IN.fh), datasync: (u32(a, P.FSYNC_IN.fsyncFlags) & P.FUSE_FSYNC_FDATASYNC) !== 0 }),
+    handle: (s, d, req) => statusReply(s.fs.fsync!(req.ctx, req.nodeId, d.fh, d.datasync)),
+  })],
+
+  [P.FUSE_OPENDIR, op<number>({
+    name: 'OPENDIR', method: 'opendir', undo: (s, _d, req) => undoOpen(s, req, 0, true),
+    decode: (a) => (a.len < P.OPEN_IN.SIZE ? -E.EINVAL : u32(a, P.OPEN_IN.flags)),
+    handle: (s, flags, req) => {
+      const r = s.fs.opendir!(req.ctx, req.nodeId, flags);
+      if (typeof r === 'number') return r;
+      return openOut(s, 0, r.fh, (r.openFlags ?? 0) | s.dirOpenFlags);
+    },
+  })],
+
+  [P.FUSE_READDIR, op<ReadArgs>({ name: 'READDIR', method: 'readdir', decode: readDecoder, handle: readdirHandler(false) })],
+  [P.FUSE_READDIRPLUS, op<ReadArgs>({
+    name: 'READDIRPLUS', method: 'readdirplus', decode: readDecoder, handle: readdirHandler(true),
+    undo: (s, _d, _req, bodyLen) => undoDirentPlus(s, bodyLen),
+  })],
+
+  [P.FUSE_RELEASEDIR, op<FhArgs>({
+    name: 'RELEASEDIR', method: 'releasedir', decode: fhDecoder,
+    handle: (s, d, req) => statusReply(s.fs.releasedir!(req.ctx, req.nodeId, d.fh)),
+  })],
+
+  [P.FUSE_FSYNCDIR, op<{ fh: number; datasync: boolean }>({
+    name: 'FSYNCDIR', method: 'fsyncdir',
+    decode: (a) => (a.len < P.FSYNC_IN.SIZE ? -E.EINVAL
+      : { fh: u64(a, P.FSYNC_IN.fh), datasync: (u32(a, P.FSYNC_IN.fsyncFlags) & P.FUSE_FSYNC_FDATASYNC) !== 0 }),
+    handle: (s, d, req) => statusReply(s.fs.fsyncdir!(req.ctx, req.nodeId, d.fh, d.datasync)),
+  })],
+
+  [P.FUSE_ACCESS, op<number>({
+    name: 'ACCESS', method: 'access',
+    decode: (a) => (a.len < P.ACCESS_IN.SIZE ? -E.EINVAL : u32(a, P.ACCESS_IN.mask)),
+    handle: (s, mask, req) => statusReply(s.fs.access!(req.ctx, req.nodeId, mask)),
+  })],
+];
+
+function writeStatfs(v: DataView, o: number, st: StatFs): void {
+  const S = P.STATFS_OUT;
+  new Uint8Array(v.buffer, o, S.SIZE).fill(0);
+  v.setBigUint64(o + S.blocks, BigInt(st.blocks), true);
+  v.setBigUint64(o + S.bfree, BigInt(st.bfree), true);
+  v.setBigUint64(o + S.bavail, BigInt(st.bavail), true);
+  v.setBigUint64(o + S.files, BigInt(st.files), true);
+  v.setBigUint64(o + S.ffree, BigInt(st.ffree), true);
+  v.setUint32(o + S.bsize, st.bsize, true);
+  v.setUint32(o + S.namelen, st.namelen, true);
+  v.setUint32(o + S.frsize, st.frsize, true);
+}
+
+/** The dispatch table, indexed by opcode. */
+export const OPS: ReadonlyMap<number, Op<unknown>> = new Map(table);

@@ -1,0 +1,373 @@
+/**
+ * FuseServer: answers the request the core has just popped, through the opcode table (dispatch.ts), and
+ * completes it with `core.replySend` or `core.replyNone`. Never throws: a throw from a handler is a bug, logged
+ * and answered with EIO.
+ *
+ * Zero-copy paths: attributes go from `native.statx` into the core's statx scratch and are encoded by the core;
+ * READ data goes from the file into guest memory by one preadv over the reply's writable segments; WRITE data
+ * goes from guest memory to the file by one pwritev; directory names go from getdents64 into the reply by the core.
+ */
+import { native } from '../native-loader.js';
+import { log } from '../log.js';
+import { ConfigError } from '../errors.js';
+import { AttrTarget, type DataSource, type DataTarget, type DirTarget, type Entry, type FileSystem } from './filesystem.js';
+import { NO_REPLY, OPS, type Args, type FuseCore, type Session } from './dispatch.js';
+import * as P from './protocol.js';
+import { DIRENT_BUF_SIZE, REPLY_MAX } from '../core.js';
+
+const E = native.constants.errno;
+
+export type CacheMode = 'never' | 'auto' | 'always';
+
+export interface FuseServerOptions {
+  /**
+   * Guest caching, as virtiofsd's --cache: `never` (timeouts 0, FOPEN_DIRECT_IO), `auto` (1 s timeouts, the page
+   * cache is dropped on open), `always` (long timeouts, FOPEN_KEEP_CACHE on files and directories, FOPEN_CACHE_DIR).
+   */
+  cache: CacheMode;
+  /**
+   * Negotiate FUSE_WRITEBACK_CACHE (default false: every write reaches the host before write(2) returns). The
+   * FileSystem must be ready for it (PassthroughFs: `writeback: true` too).
+   */
+  writeback?: boolean;
+  /** Largest READ/WRITE in pages (FUSE_MAX_PAGES), 1..256; default 256 (1 MiB with 4 KiB pages). */
+  maxPages?: number;
+  /** Override the cache mode's entry/attr timeouts (seconds). */
+  timeout?: number;
+  /**
+   * The INIT state, shared by every FuseServer serving the same guest over the same FileSystem (one server per
+   * core when queues are spread over several cores: INIT arrives on one queue, requests on all). Default: own.
+   */
+  session?: FuseSessionState;
+}
+
+/** Whether the guest has INITed, and the minor it speaks. */
+export class FuseSessionState {
+  initialized = false;
+  minor = 0;
+}
+
+/** Seconds for cache=always (virtiofsd uses a day). */
+const ALWAYS_TIMEOUT = 86400;
+/** Guest page size the limits are stated in (x86-64 and most arm64 guests). */
+const GUEST_PAGE = 4096;
+
+export class FuseServer implements Session {
+  readonly attr: AttrTarget;
+  readonly entryTimeout: number;
+  readonly attrTimeout: number;
+  readonly fileOpenFlags: number;
+  readonly dirOpenFlags: number;
+  readonly wantFlags: number;
+  readonly maxWrite: number;
+  readonly maxPages: number;
+  payloadLen = 0;
+  readonly session: FuseSessionState;
+
+  private readonly readSink: CoreDataTarget;
+  private readonly writeSrc: CoreDataSource;
+  private readonly dirSink: CoreDirTarget;
+  private dv: DataView | null = null;
+
+  constructor(readonly fs: FileSystem, readonly core: FuseCore, options: FuseServerOptions) {
+    const { cache } = options;
+    if (cache !== 'never' && cache !== 'auto' && cache !== 'always') throw new ConfigError(`unknown cache mode ${cache}`);
+    const maxPages = options.maxPages ?? P.FUSE_MAX_MAX_PAGES;
+    if (!Number.isInteger(maxPages) || maxPages < 1 || maxPages > P.FUSE_MAX_MAX_PAGES) {
+      throw new ConfigError(`maxPages must be 1..${P.FUSE_MAX_MAX_PAGES}`);
+    }
+    const timeout = options.timeout ?? (cache === 'never' ? 0 : cache === 'auto' ? 1 : ALWAYS_TIMEOUT);
+    this.entryTimeout = timeout;
+    this.attrTimeout = timeout;
+    this.fileOpenFlags = cache === 'never' ? P.FOPEN_DIRECT_IO : cache === 'always' ? P.FOPEN_KEEP_CACHE : 0;
+    // The kernel drops a directory's cached listing on open unless KEEP_CACHE comes with CACHE_DIR.
+    this.dirOpenFlags = cache === 'always' ? P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE : 0;
+    this.maxPages = maxPages;
+    // WRITE payloads stay in guest memory (only fuse_write_in is copied), READ data lands there directly; the
+    // limit is the kernel's page count, not our scratch sizes.
+    this.maxWrite = maxPages * GUEST_PAGE;
+
+    let want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
+    if (fs.open !== undefined || fs.create !== undefined) want |= P.FUSE_ATOMIC_O_TRUNC;
+    if (fs.readdirplus !== undefined) want |= P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO;
+    if (options.writeback) want |= P.FUSE_WRITEBACK_CACHE;
+    this.wantFlags = want;
+
+    this.session = options.session ?? new FuseSessionState();
+    this.attr = new AttrTarget(() => core.memory.buffer, core.statxPtr);
+    this.readSink = new CoreDataTarget(core);
+    this.writeSrc = new CoreDataSource(core);
+    this.dirSink = new CoreDirTarget(this);
+  }
+
+  get initialized(): boolean {
+    return this.session.initialized;
+  }
+  set initialized(v: boolean) {
+    this.session.initialized = v;
+  }
+  get minor(): number {
+    return this.session.minor;
+  }
+  set minor(v: number) {
+    this.session.minor = v;
+  }
+
+  /**
+   * The guest is gone (frontend disconnected) without DESTROY: forget everything it held, as DESTROY does, and
+   * answer EIO until the next INIT.
+   */
+  endSession(): void {
+    if (!this.session.initialized) return;
+    this.session.initialized = false;
+    try {
+      this.fs.destroy?.();
+    } catch (e) {
+      log.error('fuse: destroy threw', e);
+    }
+  }
+
+  /** A DataView over the core memory, renewed when the memory grew. */
+  view(): DataView {
+    const buf = this.core.memory.buffer;
+    if (this.dv === null || this.dv.buffer !== buf) this.dv = new DataView(buf);
+    return this.dv;
+  }
+
+  readTarget(size: number): DataTarget {
+    this.readSink.size = size;
+    return this.readSink;
+  }
+
+  writeSource(size: number): DataSource {
+    this.writeSrc.size = size;
+    return this.writeSrc;
+  }
+
+  dirTarget(size: number, plus: boolean): DirTarget {
+    this.dirSink.reset(Math.min(size, REPLY_MAX), plus);
+    return this.dirSink;
+  }
+
+  /** Handles the request the core just popped (queuePop returned 1) and completes it. Never throws. */
+  serveCurrent(): void {
+    const core = this.core;
+    let opcode = 0;
+    let noReply = false;
+    try {
+      opcode = core.reqOpcode();
+      const op = OPS.get(opcode);
+      noReply = op?.noReply === true;
+      this.payloadLen = 0;
+      const req: Args = {
+        view: this.view(), base: core.argsPtr, len: core.reqArgsLen(), nodeId: core.reqNodeId(),
+        ctx: { uid: core.reqUid(), gid: core.reqGid(), pid: core.reqPid() },
+      };
+      let r: number;
+      let args: unknown = null;
+      if (!this.initialized && opcode !== P.FUSE_INIT) r = -E.EIO;
+      else if (op === undefined) r = -E.ENOSYS;
+      else if (op.method !== undefined && this.fs[op.method] === undefined) r = -E.ENOSYS;
+      else {
+        args = op.decode(req, this);
+        // decode answers a negative errno for malformed args; anything else (even a number) is the args.
+        r = typeof args === 'number' && args < 0 ? args : op.handle(this, args, req);
+      }
+      if (log.enabled('trace')) {
+        log.trace(`fuse ${op?.name ?? opcode} node=${req.nodeId} -> ${r === NO_REPLY ? 'no reply' : r}`);
+      }
+      if (noReply) {
+        core.replyNone();
+        return;
+      }
+      if (!Number.isInteger(r) || r < -4095) {
+        // Not an errno (a FileSystem bug): never let it reach the guest as something else.
+        log.error(`fuse ${op?.name ?? opcode}: bad result ${r}`);
+        r = -E.EIO;
+      }
+      const sent = r < 0 ? core.replySend(r, 0, 0) : core.replySend(0, r, this.payloadLen);
+      if (sent < 0) {
+        log.debug(`fuse ${op?.name ?? opcode}: reply did not fit the guest's buffers (${sent})`);
+        if (r >= 0 && op?.undo !== undefined) op.undo(this, args, req, r);
+      }
+    } catch (e) {
+      log.error(`fuse ${P.OPCODE_NAMES[opcode] ?? opcode}: handler threw`, e);
+      try {
+        if (noReply) core.replyNone();
+        else core.replySend(-E.EIO, 0, 0);
+      } catch (e2) {
+        log.error('fuse: could not complete the request', e2);
+      }
+    }
+  }
+}
+
+/** READ: file data straight into the reply's writable guest segments after the 16-byte out header. */
+class CoreDataTarget implements DataTarget {
+  size = 0;
+  constructor(private readonly core: FuseCore) {}
+
+  fromFd(fd: number, position: number): number {
+    const c = this.core;
+    const n = c.payloadReadIov(P.OUT_HEADER.SIZE, this.size);
+    if (n <= 0) return 0;
+    return native.preadv(fd, c.memory.buffer, c.iovPtr, n, position);
+  }
+
+  fromBytes(bytes: Uint8Array): number {
+    const c = this.core;
+    const n = c.payloadReadIov(P.OUT_HEADER.SIZE, Math.min(this.size, bytes.length));
+    const buf = c.memory.buffer;
+    const iov = new DataView(buf, c.iovPtr, n * 8);
+    let done = 0;
+    for (let i = 0; i < n; i++) {
+      const off = iov.getUint32(i * 8, true);
+      const len = iov.getUint32(i * 8 + 4, true);
+      new Uint8Array(buf, off, len).set(bytes.subarray(done, done + len));
+      done += len;
+    }
+    return done;
+  }
+}
+
+/** WRITE: the payload straight from the request's readable guest segments after fuse_write_in. */
+class CoreDataSource implements DataSource {
+  size = 0;
+  constructor(private readonly core: FuseCore) {}
+
+  toFd(fd: number, position: number): number {
+    const c = this.core;
+    const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
+    if (n <= 0) return 0;
+    return native.pwritev(fd, c.memory.buffer, c.iovPtr, n, position);
+  }
+
+  toBytes(): Uint8Array {
+    const c = this.core;
+    const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
+    const buf = c.memory.buffer;
+    const iov = new DataView(buf, c.iovPtr, n * 8);
+    const out = new Uint8Array(this.size);
+    let done = 0;
+    for (let i = 0; i < n; i++) {
+      const off = iov.getUint32(i * 8, true);
+      const len = iov.getUint32(i * 8 + 4, true);
+      out.set(new Uint8Array(buf, off, len), done);
+      done += len;
+    }
+    return done === out.length ? out : out.subarray(0, done);
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8enc = new TextEncoder();
+
+/** READDIR/READDIRPLUS into the core's reply scratch. One per server, reset per request. */
+class CoreDirTarget implements DirTarget {
+  size = 0;
+  plus = false;
+  used = 0;
+  /** Offset in the reply of the last appended fuse_dirent (its `off` is at +8), or -1. */
+  private lastDirent = -1;
+
+  constructor(private readonly s: FuseServer) {}
+
+  get attr(): AttrTarget {
+    return this.s.attr;
+  }
+
+  reset(size: number, plus: boolean): void {
+    this.size = size;
+    this.plus = plus;
+    this.used = 0;
+    this.lastDirent = -1;
+  }
+
+  fill(fd: number): number {
+    const c = this.s.core;
+    // Raw records are smaller than fuse_direntplus ones: read about what can be sent, so a batch is mostly used.
+    const want = this.plus ? this.size >>> 2 : this.size;
+    const len = Math.min(DIRENT_BUF_SIZE, Math.max(1024, want));
+    const n = native.getdents64(fd, c.memory.buffer, c.direntBufPtr, len);
+    if (n > 0) c.direntsBegin(n);
+    return n;
+  }
+
+  next(): number {
+    return this.s.core.direntNext();
+  }
+
+  private nameBytes(): Uint8Array {
+    const c = this.s.core;
+    return new Uint8Array(c.memory.buffer, c.direntNamePtr(), c.direntNameLen());
+  }
+
+  name(): string | null {
+    try {
+      return utf8.decode(this.nameBytes());
+    } catch {
+      return null;
+    }
+  }
+
+  isDotOrDotDot(): boolean {
+    const c = this.s.core;
+    const len = c.direntNameLen();
+    if (len !== 1 && len !== 2) return false;
+    const b = this.nameBytes();
+    return b[0] === 0x2e && (len === 1 || b[1] === 0x2e);
+  }
+
+  emit(): boolean {
+    const w = this.s.core.direntEmit(this.used, this.size);
+    if (w === 0) return false;
+    this.lastDirent = this.used;
+    this.used += w;
+    return true;
+  }
+
+  fitsPlus(): boolean {
+    return this.used + this.s.core.direntPlusSize() <= this.size;
+  }
+
+  emitPlus(nodeId: number, generation: number): boolean {
+    const s = this.s;
+    const c = s.core;
+    const w = c.direntPlusEmit(this.used, this.size, nodeId, generation, nodeId === 0 ? 0 : s.entryTimeout,
+      nodeId === 0 ? 0 : s.attrTimeout, c.statxPtr);
+    if (w === 0) return false;
+    this.lastDirent = this.used + P.DIRENTPLUS.dirent;
+    this.used += w;
+    return true;
+  }
+
+  lastCookie(): bigint | null {
+    if (this.lastDirent < 0) return null;
+    return this.s.view().getBigUint64(this.s.core.replyPtr + this.lastDirent + P.DIRENT.off, true);
+  }
+
+  add(ino: number, cookie: bigint, type: number, name: string, entry?: Entry): boolean {
+    const s = this.s;
+    const c = s.core;
+    const nameBytes = utf8enc.encode(name);
+    const head = this.plus ? P.DIRENTPLUS.dirent : 0;
+    const rec = (head + P.DIRENT.name + nameBytes.length + 7) & ~7;
+    if (this.used + rec > this.size) return false;
+    const v = s.view();
+    const o = c.replyPtr + this.used;
+    new Uint8Array(v.buffer, o, rec).fill(0);
+    if (this.plus && entry !== undefined) {
+      c.encodeEntryOut(o, entry.nodeId, entry.generation, entry.entryTimeout ?? s.entryTimeout,
+        entry.attrTimeout ?? s.attrTimeout, c.statxPtr);
+    }
+    const d = o + head;
+    v.setBigUint64(d + P.DIRENT.ino, BigInt(ino), true);
+    v.setBigUint64(d + P.DIRENT.off, cookie, true);
+    v.setUint32(d + P.DIRENT.namelen, nameBytes.length, true);
+    v.setUint32(d + P.DIRENT.type, type, true);
+    new Uint8Array(v.buffer, d + P.DIRENT.name, nameBytes.length).set(nameBytes);
+    this.lastDirent = this.used + head;
+    this.used += rec;
+    return true;
+  }
+}

@@ -1,0 +1,557 @@
+/**
+ * PassthroughFs: shares one host directory with the guest.
+ *
+ * Safety rules (the guest is untrusted):
+ * - Every operation is relative to an fd: `*at` calls on the O_PATH fds the InodeStore holds, the fd itself with
+ *   AT_EMPTY_PATH, or `/proc/self/fd/N` (an fd-relative name under an O_PATH fd of /proc/self/fd) where a syscall
+ *   has no fd form (chmod, utimes, truncate and open of an O_PATH inode, link). No path string is ever joined.
+ * - Names from the guest are one component: empty names and names containing `/` or NUL are refused with EINVAL;
+ *   `.` and `..` are refused (EPERM) for everything but LOOKUP, and LOOKUP of `..` at the root is the root.
+ * - Symlinks are never followed on the host: lookups open with O_NOFOLLOW, creation with O_NOFOLLOW|O_EXCL, stat
+ *   with AT_SYMLINK_NOFOLLOW, and a symlink node cannot be opened or used as a directory.
+ *
+ * Credentials: the daemon does not switch to the caller's uid/gid (the guest kernel checks permissions:
+ * virtio-fs mounts with default_permissions). When running as root, new nodes are chowned to the caller so
+ * ownership matches what the guest expects.
+ */
+import { native } from '../native-loader.js';
+import { SystemError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { log } from '../log.js';
+import type {
+  AttrTarget, Context, CreateResult, DataSource, DataTarget, DirTarget, Entry, FileSystem, OpenResult, SetAttr,
+  StatFs,
+} from '../fuse/filesystem.js';
+import { FUSE_ROOT_ID, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT } from '../fuse/protocol.js';
+import { HandleTable, type Handle } from './handle-table.js';
+import { InodeStore, inodeKey, type Inode } from './inode-store.js';
+
+const C = native.constants;
+const E = C.errno;
+
+export interface PassthroughOptions {
+  /** The shared directory. */
+  root: string;
+  /** Pass O_DIRECT from the guest through to the host (default false: dropped, as page-cache I/O always works). */
+  allowDirectIo?: boolean;
+  /** chown new nodes to the caller (default: when the daemon runs as root). */
+  chownNew?: boolean;
+  /**
+   * The server negotiates FUSE_WRITEBACK_CACHE: the kernel then reads through write-only handles (to fill partial
+   * pages) and does O_APPEND itself, so files open O_WRONLY as O_RDWR and without O_APPEND.
+   */
+  writeback?: boolean;
+}
+
+const STAT_FLAGS = C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW;
+const R_OK = 4;
+const W_OK = 2;
+const X_OK = 1;
+
+/** 0, -EINVAL (empty, `/`, NUL) or -EPERM (`.`/`..` when not allowed). */
+export function checkName(name: string, allowDots: boolean): number {
+  if (name.length === 0 || name.includes('/') || name.includes('\0')) return -E.EINVAL;
+  if (!allowDots && (name === '.' || name === '..')) return -E.EPERM;
+  return 0;
+}
+
+export class PassthroughFs implements FileSystem {
+  readonly inodes: InodeStore;
+  readonly handles = new HandleTable();
+  /** O_PATH fd of /proc/self/fd: `openat(procFd, String(fd), ...)` reopens an O_PATH fd. */
+  private readonly procFd: number;
+  private readonly chownNew: boolean;
+  private readonly openKeep: number;
+  private readonly writeback: boolean;
+  /** The process umask, read once: creations it narrows get a chmod to the exact mode. */
+  private readonly umask: number;
+  private readonly statfsOut = new Float64Array(8);
+  private closed = false;
+
+  constructor(options: PassthroughOptions) {
+    const rootFd = native.openat(C.AT_FDCWD, options.root, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    if (rootFd < 0) throw new SystemError('openat', -rootFd, native.strerror(-rootFd), options.root);
+    const probe = new ArrayBuffer(256);
+    const dv = new DataView(probe);
+    const r = native.statx(rootFd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe, 0);
+    if (r < 0) {
+      native.close(rootFd);
+      throw new SystemError('statx', -r, native.strerror(-r), options.root);
+    }
+    const key = inodeKey(dv.getUint32(136, true), dv.getUint32(140, true), dv.getBigUint64(32, true));
+    this.inodes = new InodeStore(rootFd, key, dv.getUint16(28, true) & C.S_IFMT);
+    this.procFd = native.openat(C.AT_FDCWD, '/proc/self/fd', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    if (this.procFd < 0) {
+      this.inodes.close();
+      throw new SystemError('openat', -this.procFd, native.strerror(-this.procFd), '/proc/self/fd');
+    }
+    this.chownNew = options.chownNew ?? (process.geteuid?.() === 0);
+    this.writeback = options.writeback ?? false;
+    this.openKeep = C.O_ACCMODE | C.O_APPEND | C.O_TRUNC | C.O_DSYNC | C.O_SYNC |
+      (options.allowDirectIo ? C.O_DIRECT : 0);
+    // The guest kernel applied the caller's umask already (we do not negotiate DONT_MASK), so ours must not
+    // narrow the mode again. The process umask is left alone (it also guards the daemon's socket); new nodes
+    // whose mode it narrowed get a chmod.
+    this.umask = processUmask();
+  }
+
+  /** Closes every fd (nodes, handles, the root, /proc/self/fd). Idempotent; the filesystem is unusable after. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handles.clear();
+    this.inodes.close();
+    native.close(this.procFd);
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------------------------------
+
+  private statInto(fd: number, attr: AttrTarget): number {
+    const r = native.statx(fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, attr.buffer, attr.offset);
+    return r < 0 ? r : 0;
+  }
+
+  /** Registers one lookup of the inode behind `fd` (an O_PATH fd we own), writing its attributes into `attr`. */
+  private acquireFd(fd: number, attr: AttrTarget): Entry | number {
+    const r = this.statInto(fd, attr);
+    if (r < 0) {
+      native.close(fd);
+      return r;
+    }
+    const key = inodeKey(attr.devMajor, attr.devMinor, attr.ino);
+    const inode = this.inodes.acquire(fd, key, attr.mode & C.S_IFMT);
+    return { nodeId: inode.nodeId, generation: inode.generation };
+  }
+
+  /** Looks up `name` (one component, not `.`/`..`) under the directory fd `dirFd`. */
+  private lookupChild(dirFd: number, name: string, attr: AttrTarget): Entry | number {
+    const fd = native.openat(dirFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    if (fd < 0) return fd;
+    return this.acquireFd(fd, attr);
+  }
+
+  private dir(nodeId: number): Inode | number {
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    if (inode.type !== C.S_IFDIR) return -E.ENOTDIR;
+    return inode;
+  }
+
+  private reopen(inode: Inode, flags: number): number {
+    return native.openat(this.procFd, String(inode.fd), flags | C.O_CLOEXEC, 0);
+  }
+
+  /** After creating `name` under `parent`: owner = caller (when root), mode fixed up for a non-zero umask. */
+  private fixNew(ctx: Context, parent: Inode, name: string, mode: number, attr: AttrTarget): void {
+    if (this.chownNew && (ctx.uid !== 0 || ctx.gid !== 0)) {
+      // A setgid parent gives its group to new nodes: keep that.
+      let gid = ctx.gid;
+      if (this.statInto(parent.fd, attr) === 0 && (attr.mode & C.S_ISGID) !== 0) gid = -1;
+      const r = native.fchownat(parent.fd, name, ctx.uid, gid, C.AT_SYMLINK_NOFOLLOW);
+      if (r < 0) log.debug(`passthrough: chown of new node failed: ${native.strerror(-r)}`);
+    }
+    if (this.umask !== 0 && (mode & this.umask & 0o7777) !== 0 && (mode & C.S_IFMT) !== C.S_IFLNK) {
+      const fd = native.openat(parent.fd, name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+      if (fd >= 0) {
+        native.fchmodat(this.procFd, String(fd), mode & 0o7777);
+        native.close(fd);
+      }
+    }
+  }
+
+  private fileHandle(nodeId: number, fh: number): Handle | number {
+    return this.handles.lookup(fh, nodeId, false) ?? -E.EBADF;
+  }
+
+  // ---- FileSystem ---------------------------------------------------------------------------------------------------
+
+  destroy(): void {
+    this.handles.clear();
+    this.inodes.clear();
+  }
+
+  lookup(_ctx: Context, parent: number, name: string, attr: AttrTarget): Entry | number {
+    const bad = checkName(name, true);
+    if (bad < 0) return bad;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    if (name === '.' || (name === '..' && dir === this.inodes.root)) {
+      const r = this.statInto(dir.fd, attr);
+      if (r < 0) return r;
+      this.inodes.ref(dir);
+      return { nodeId: dir.nodeId, generation: dir.generation };
+    }
+    if (name === '..') {
+      const fd = native.openat(dir.fd, '..', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+      if (fd < 0) return fd;
+      return this.acquireFd(fd, attr); // the root's key maps back to node 1
+    }
+    return this.lookupChild(dir.fd, name, attr);
+  }
+
+  forget(nodeId: number, nlookup: number): void {
+    this.inodes.forget(nodeId, nlookup);
+  }
+
+  getattr(_ctx: Context, nodeId: number, _fh: number | undefined, attr: AttrTarget): number {
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    return this.statInto(inode.fd, attr);
+  }
+
+  setattr(_ctx: Context, nodeId: number, set: SetAttr, attr: AttrTarget): number {
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    let h: Handle | undefined;
+    if (set.fh !== undefined) {
+      h = this.handles.lookup(set.fh, nodeId, false);
+      if (h === undefined) return -E.EBADF;
+    }
+    const isLink = inode.type === C.S_IFLNK;
+    let r = 0;
+    if (set.mode !== undefined) {
+      if (isLink) return -E.EOPNOTSUPP;
+      r = h !== undefined ? native.fchmod(h.fd, set.mode & 0o7777)
+        : native.fchmodat(this.procFd, String(inode.fd), set.mode & 0o7777);
+      if (r < 0) return r;
+    }
+    if (set.uid !== undefined || set.gid !== undefined) {
+      r = native.fchownat(inode.fd, '', set.uid ?? -1, set.gid ?? -1, C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW);
+      if (r < 0) return r;
+    }
+    if (set.size !== undefined) {
+      if (inode.type === C.S_IFDIR) return -E.EISDIR;
+      if (inode.type !== C.S_IFREG) return -E.EINVAL;
+      if (h !== undefined) {
+        r = native.ftruncate(h.fd, set.size);
+      } else {
+        const fd = this.reopen(inode, C.O_WRONLY);
+        if (fd < 0) return fd;
+        r = native.ftruncate(fd, set.size);
+        native.close(fd);
+      }
+      if (r < 0) return r;
+    }
+    if (set.atime !== undefined || set.mtime !== undefined) {
+      const [as, an] = timeArg(set.atime);
+      const [ms, mn] = timeArg(set.mtime);
+      // Through /proc/self/fd/N with flags 0: the magic link is the inode itself (a symlink included).
+      const fd = h !== undefined ? h.fd : inode.fd;
+      r = native.utimensat(this.procFd, String(fd), as, an, ms, mn, 0);
+      if (r < 0) return r;
+    }
+    return this.statInto(inode.fd, attr);
+  }
+
+  readlink(_ctx: Context, nodeId: number): string | number {
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    if (inode.type !== C.S_IFLNK) return -E.EINVAL;
+    return native.readlinkat(inode.fd, '');
+  }
+
+  symlink(ctx: Context, parent: number, name: string, target: string, attr: AttrTarget): Entry | number {
+    const bad = checkName(name, false);
+    if (bad < 0) return bad;
+    if (target.length === 0 || target.includes('\0')) return -E.EINVAL;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    const r = native.symlinkat(target, dir.fd, name);
+    if (r < 0) return r;
+    this.fixNew(ctx, dir, name, C.S_IFLNK | 0o777, attr);
+    return this.lookupChild(dir.fd, name, attr);
+  }
+
+  mknod(ctx: Context, parent: number, name: string, mode: number, rdev: number, _umask: number,
+        attr: AttrTarget): Entry | number {
+    const bad = checkName(name, false);
+    if (bad < 0) return bad;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    const type = mode & C.S_IFMT;
+    if (type === C.S_IFDIR || type === C.S_IFLNK) return -E.EINVAL;
+    const r = native.mknodat(dir.fd, name, mode, type === C.S_IFCHR || type === C.S_IFBLK ? rdev : 0);
+    if (r < 0) return r;
+    this.fixNew(ctx, dir, name, mode, attr);
+    return this.lookupChild(dir.fd, name, attr);
+  }
+
+  mkdir(ctx: Context, parent: number, name: string, mode: number, _umask: number, attr: AttrTarget): Entry | number {
+    const bad = checkName(name, false);
+    if (bad < 0) return bad;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    const r = native.mkdirat(dir.fd, name, mode & 0o7777);
+    if (r < 0) return r;
+    this.fixNew(ctx, dir, name, C.S_IFDIR | (mode & 0o7777), attr);
+    return this.lookupChild(dir.fd, name, attr);
+  }
+
+  unlink(_ctx: Context, parent: number, name: string): number {
+    const bad = checkName(name, false);
+    if (bad < 0) return bad;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    return native.unlinkat(dir.fd, name, 0);
+  }
+
+  rmdir(_ctx: Context, parent: number, name: string): number {
+    const bad = checkName(name, false);
+    if (bad < 0) return bad;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    return native.unlinkat(dir.fd, name, C.AT_REMOVEDIR);
+  }
+
+  rename(_ctx: Context, parent: number, name: string, newParent: number, newName: string, flags: number): number {
+    const bad = checkName(name, false) || checkName(newName, false);
+    if (bad < 0) return bad;
+    if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) !== 0) return -E.EINVAL;
+    const hostFlags = (flags & RENAME_NOREPLACE ? C.RENAME_NOREPLACE : 0) |
+      (flags & RENAME_EXCHANGE ? C.RENAME_EXCHANGE : 0) | (flags & RENAME_WHITEOUT ? C.RENAME_WHITEOUT : 0);
+    const from = this.dir(parent);
+    if (typeof from === 'number') return from;
+    const to = this.dir(newParent);
+    if (typeof to === 'number') return to;
+    return native.renameat2(from.fd, name, to.fd, newName, hostFlags);
+  }
+
+  link(_ctx: Context, nodeId: number, newParent: number, newName: string, attr: AttrTarget): Entry | number {
+    const bad = checkName(newName, false);
+    if (bad < 0) return bad;
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    if (inode.type === C.S_IFDIR) return -E.EPERM;
+    const dir = this.dir(newParent);
+    if (typeof dir === 'number') return dir;
+    // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc/self/fd link works for any owner.
+    const r = native.linkat(this.procFd, String(inode.fd), dir.fd, newName, C.AT_SYMLINK_FOLLOW);
+    if (r < 0) return r;
+    return this.lookupChild(dir.fd, newName, attr);
+  }
+
+  /** Open flags from the guest, made safe: access mode, O_APPEND, O_TRUNC, O_(D)SYNC (+O_DIRECT if allowed);
+   *  O_CREAT/O_EXCL/O_NOFOLLOW/O_PATH/O_NONBLOCK and the rest are dropped. */
+  private openFlags(flags: number): number {
+    let f = flags & this.openKeep;
+    if (this.writeback) {
+      f &= ~C.O_APPEND;
+      if ((f & C.O_ACCMODE) === C.O_WRONLY) f = (f & ~C.O_ACCMODE) | C.O_RDWR;
+    }
+    return f | C.O_CLOEXEC;
+  }
+
+  open(_ctx: Context, nodeId: number, flags: number): OpenResult | number {
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    if (inode.type === C.S_IFDIR) return -E.EISDIR;
+    if (inode.type === C.S_IFLNK) return -E.ELOOP;
+    if (inode.type !== C.S_IFREG) return -E.ENXIO; // fifos and devices are the guest's own business
+    const fd = this.reopen(inode, this.openFlags(flags));
+    if (fd < 0) return fd;
+    return { fh: this.handles.add(nodeId, fd, false).fh };
+  }
+
+  create(ctx: Context, parent: number, name: string, mode: number, flags: number, _umask: number,
+         attr: AttrTarget): CreateResult | number {
+    const bad = checkName(name, false);
+    if (bad < 0) return bad;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    const base = this.openFlags(flags);
+    // Create exclusively first, so we know whether the file is new (and may be chowned to the caller).
+    const fd = native.openat(dir.fd, name, base | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777);
+    if (fd === -E.EEXIST && (flags & C.O_EXCL) === 0) {
+      // It exists: look it up without following anything, refuse what is not a regular file (opening a fifo
+      // would block the daemon), and open it through the O_PATH fd.
+      const entry = this.lookupChild(dir.fd, name, attr);
+      if (typeof entry === 'number') return entry;
+      const inode = this.inodes.get(entry.nodeId)!;
+      const type = inode.type;
+      const ofd = type === C.S_IFREG ? this.reopen(inode, base) : -1;
+      if (ofd < 0) {
+        this.inodes.forget(entry.nodeId, 1);
+        return type === C.S_IFREG ? ofd : type === C.S_IFDIR ? -E.EISDIR : type === C.S_IFLNK ? -E.ELOOP : -E.ENXIO;
+      }
+      const h = this.handles.add(entry.nodeId, ofd, false);
+      return { nodeId: entry.nodeId, generation: entry.generation, fh: h.fh };
+    }
+    if (fd < 0) return fd;
+    this.fixNew(ctx, dir, name, C.S_IFREG | (mode & 0o7777), attr);
+    const pathFd = native.openat(this.procFd, String(fd), C.O_PATH | C.O_CLOEXEC, 0);
+    if (pathFd < 0) {
+      native.close(fd);
+      return pathFd;
+    }
+    const entry = this.acquireFd(pathFd, attr);
+    if (typeof entry === 'number') {
+      native.close(fd);
+      return entry;
+    }
+    const h = this.handles.add(entry.nodeId, fd, false);
+    return { nodeId: entry.nodeId, generation: entry.generation, fh: h.fh };
+  }
+
+  read(_ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    return target.fromFd(h.fd, offset);
+  }
+
+  write(_ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, _writeFlags: number): number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    return source.toFd(h.fd, offset);
+  }
+
+  flush(_ctx: Context, nodeId: number, fh: number, _lockOwner: bigint): number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    // close(dup(fd)) makes the host filesystem see a close (network filesystems flush there).
+    const d = native.dup(h.fd);
+    if (d < 0) return d;
+    return native.close(d);
+  }
+
+  release(_ctx: Context, _nodeId: number, fh: number, _flags: number, _releaseFlags: number): number {
+    this.handles.remove(fh);
+    return 0;
+  }
+
+  fsync(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    return datasync ? native.fdatasync(h.fd) : native.fsync(h.fd);
+  }
+
+  opendir(_ctx: Context, nodeId: number, _flags: number): OpenResult | number {
+    const dir = this.dir(nodeId);
+    if (typeof dir === 'number') return dir;
+    const fd = native.openat(dir.fd, '.', C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    if (fd < 0) return fd;
+    return { fh: this.handles.add(nodeId, fd, true).fh };
+  }
+
+  readdir(_ctx: Context, nodeId: number, fh: number, cookie: bigint, target: DirTarget): number {
+    return this.readDirectory(nodeId, fh, cookie, target, false);
+  }
+
+  readdirplus(_ctx: Context, nodeId: number, fh: number, cookie: bigint, target: DirTarget): number {
+    return this.readDirectory(nodeId, fh, cookie, target, true);
+  }
+
+  private readDirectory(nodeId: number, fh: number, cookie: bigint, target: DirTarget, plus: boolean): number {
+    const h = this.handles.lookup(fh, nodeId, true);
+    if (h === undefined) return -E.EBADF;
+    if (h.dirPos !== cookie) {
+      const pos = native.lseek(h.fd, cookie, C.SEEK_SET);
+      if (pos < 0n) return Number(pos);
+      h.dirPos = cookie;
+    }
+    let full = false;
+    while (!full) {
+      const n = target.fill(h.fd);
+      if (n < 0) {
+        h.dirPos = null;
+        return target.used > 0 ? 0 : n; // what was appended is still valid
+      }
+      if (n === 0) break; // end of directory; the position stays
+      let step: number;
+      while ((step = target.next()) === 1) {
+        if (!plus) {
+          if (!target.emit()) { full = true; break; }
+          continue;
+        }
+        if (target.isDotOrDotDot()) {
+          if (!target.emitPlus(0, 0)) { full = true; break; }
+          continue;
+        }
+        if (!target.fitsPlus()) { full = true; break; }
+        const name = target.name();
+        const entry = name === null ? -E.EINVAL : this.lookupChild(h.fd, name, target.attr);
+        if (typeof entry === 'number') {
+          // Gone since getdents (or not nameable): a plain entry; the guest looks it up itself.
+          if (!target.emitPlus(0, 0)) { full = true; break; }
+          continue;
+        }
+        if (entry.nodeId === FUSE_ROOT_ID) {
+          // The kernel refuses node 1 inside a directory listing (a bind mount of the root into itself).
+          this.inodes.forget(entry.nodeId, 1);
+          if (!target.emitPlus(0, 0)) { full = true; break; }
+          continue;
+        }
+        if (!target.emitPlus(entry.nodeId, entry.generation)) {
+          this.inodes.forget(entry.nodeId, 1);
+          full = true;
+          break;
+        }
+      }
+      if (step === -1) {
+        log.warn('passthrough: corrupt getdents64 buffer');
+        h.dirPos = null;
+        return target.used > 0 ? 0 : -E.EIO;
+      }
+    }
+    // A fully used batch leaves the fd exactly after the last record we sent; a partly used one does not.
+    h.dirPos = full ? null : (target.lastCookie() ?? h.dirPos);
+    return 0;
+  }
+
+  releasedir(_ctx: Context, _nodeId: number, fh: number): number {
+    this.handles.remove(fh);
+    return 0;
+  }
+
+  fsyncdir(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number {
+    const h = this.handles.lookup(fh, nodeId, true);
+    if (h === undefined) return -E.EBADF;
+    return datasync ? native.fdatasync(h.fd) : native.fsync(h.fd);
+  }
+
+  statfs(_ctx: Context, nodeId: number): StatFs | number {
+    const inode = this.inodes.get(nodeId) ?? this.inodes.get(FUSE_ROOT_ID)!;
+    const o = this.statfsOut;
+    const r = native.fstatvfs(inode.fd, o);
+    if (r < 0) return r;
+    return { bsize: o[0], frsize: o[1], blocks: o[2], bfree: o[3], bavail: o[4], files: o[5], ffree: o[6], namelen: o[7] };
+  }
+
+  access(ctx: Context, nodeId: number, mask: number): number {
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    // Check on a private buffer: the attr scratch belongs to the reply being built.
+    const probe = accessProbe;
+    const r = native.statx(inode.fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe.buffer, 0);
+    if (r < 0) return r;
+    const mode = probe.getUint16(28, true);
+    const want = mask & (R_OK | W_OK | X_OK);
+    if (want === 0) return 0;
+    if (ctx.uid === 0) {
+      // root: everything, except executing a file nobody may execute.
+      if ((want & X_OK) !== 0 && (mode & C.S_IFMT) !== C.S_IFDIR && (mode & 0o111) === 0) return -E.EACCES;
+      return 0;
+    }
+    const bits = ctx.uid === probe.getUint32(20, true) ? (mode >> 6) & 7
+      : ctx.gid === probe.getUint32(24, true) ? (mode >> 3) & 7 : mode & 7;
+    return (want & ~bits) !== 0 ? -E.EACCES : 0;
+  }
+}
+
+const accessProbe = new DataView(new ArrayBuffer(256));
+
+function timeArg(t: SetAttr['atime']): [number, number] {
+  if (t === undefined) return [0, C.UTIME_OMIT];
+  if (t === 'now') return [0, C.UTIME_NOW];
+  return [t.sec, t.nsec];
+}
+
+/** The umask from /proc/self/status (no side effect, unlike process.umask()). */
+function processUmask(): number {
+  try {
+    const m = /^Umask:\s*([0-7]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return parseInt(m[1], 8);
+  } catch {
+    // fall through
+  }
+  return process.umask();
+}
