@@ -1,0 +1,220 @@
+/**
+ * End-to-end: a real Linux guest (QEMU, TCG) mounts the share over vhost-user-fs and runs
+ * test/e2e/workload.sh; the host re-checks the shared directory afterwards.
+ *
+ * In CI (`CI` set) a missing QEMU, guest kernel or C virtiofsd FAILS these tests; elsewhere they are
+ * skipped with a message. E2E_KEEP=1 keeps the temporary directories for inspection; E2E_ONLY=<text>
+ * runs only the tests whose name contains <text>.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  type BackendHandle,
+  type BackendKind,
+  type CacheMode,
+  type GuestImage,
+  type GuestResult,
+  bootGuest,
+  checkGuestReport,
+  checkWorkloadOnHost,
+  defaultWorkload,
+  describeRun,
+  ensureGuestImage,
+  findCVirtiofsd,
+  fmtStatus,
+  missingGuestTools,
+  processCpuSeconds,
+  startBackend,
+  startGuest,
+  tailLines,
+} from './guest.js';
+
+const IN_CI = !!process.env.CI;
+const KEEP = process.env.E2E_KEEP === '1';
+/** E2E_ONLY=<substring>: register only the tests whose name contains it (for working on one). */
+const ONLY = process.env.E2E_ONLY;
+const BOOT_TIMEOUT_MS = 120_000;
+const IDLE_TIMEOUT_MS = 45_000;
+
+let image: GuestImage | undefined;
+let unavailable: string | undefined;
+const missing = missingGuestTools();
+if (missing.length) {
+  unavailable = `missing: ${missing.join(', ')}`;
+} else {
+  try {
+    image = ensureGuestImage();
+  } catch (e) {
+    unavailable = (e as Error).message;
+  }
+}
+
+/** Registers an e2e test that fails in CI, and is skipped elsewhere, when its prerequisites are missing. */
+function e2e(name: string, fn: () => Promise<void>, needs: { c?: boolean } = {}): void {
+  if (ONLY && !name.includes(ONLY)) return;
+  const reason = unavailable ?? (needs.c && !findCVirtiofsd() ? 'no C virtiofsd (apt-get install qemu-system-common)' : undefined);
+  if (reason && !IN_CI) {
+    console.log(`e2e: skipping "${name}": ${reason}`);
+    test.skip(name, fn);
+    return;
+  }
+  test(name, async () => {
+    if (reason) assert.unreachable(`e2e prerequisite missing (CI does not skip): ${reason}`);
+    await fn();
+  });
+}
+
+interface Env {
+  dir: string;
+  sharedDir: string;
+  socketPath: string;
+}
+
+/** A temporary share and socket path; removed afterwards unless E2E_KEEP=1. */
+async function withEnv(label: string, fn: (env: Env) => Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vfs-e2e-${label}-`));
+  const env = { dir, sharedDir: path.join(dir, 'share'), socketPath: path.join(dir, 'vhost-user-fs.sock') };
+  fs.mkdirSync(env.sharedDir);
+  try {
+    await fn(env);
+  } finally {
+    if (KEEP) console.log(`e2e: kept ${dir}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function timing(label: string, g: GuestResult): void {
+  const s = (ms?: number) => (ms === undefined ? '?' : (ms / 1000).toFixed(1));
+  console.log(`e2e: ${label}: boot ${s(g.bootMs)} s, workload ${s(g.workloadMs)} s, total ${s(g.durationMs)} s`);
+}
+
+/**
+ * The checks must be able to fail: spoil a share that has just passed, and a report, in ways a broken
+ * daemon could, and expect each spoil to be named.
+ */
+function assertChecksCatchDamage(sharedDir: string, g: GuestResult): void {
+  const w = (rel: string) => path.join(sharedDir, 'w', rel);
+  fs.chmodSync(w('m1'), 0o644);
+  const fd = fs.openSync(w('big'), 'r+');
+  const b = Buffer.alloc(1);
+  fs.readSync(fd, b, 0, 1, 12345);
+  b[0] ^= 0xff;
+  fs.writeSync(fd, b, 0, 1, 12345);
+  fs.closeSync(fd);
+  fs.rmSync(w('s/f100'));
+  fs.mkdirSync(w('tree'));
+  fs.utimesSync(w('t1'), new Date(), new Date());
+  fs.rmSync(w('ff'));
+  fs.writeFileSync(w('ff'), '');
+  fs.chownSync(w('o1'), 0, 0);
+  fs.rmSync(w('h2'));
+  fs.truncateSync(w('tr2'), 100);
+  const problems = checkWorkloadOnHost(sharedDir, g).join('\n');
+  for (const want of ['m1: mode', 'big: host sha256', 's/f100: missing', 'tree: still exists', 't1: mtime', 'ff: not a fifo',
+    'o1: owner', 'h2: missing', 'tr2: size']) {
+    assert.ok(problems.includes(want), `host checks missed "${want}"; they said:\n${problems}`);
+  }
+  const spoiled: GuestResult = {
+    ...g,
+    done: false,
+    results: g.results.filter((r) => r.name !== 'rename').map((r) => (r.name === 'chmod' ? { ...r, ok: false } : r)),
+  };
+  const report = checkGuestReport(spoiled).join('\n');
+  for (const want of ['step rename: not reported', 'step chmod: failed', 'no E2E-DONE']) {
+    assert.ok(report.includes(want), `report checks missed "${want}"; they said:\n${report}`);
+  }
+}
+
+/** Runs the full workload against a backend, then checks the guest's report and the share. */
+async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = false): Promise<void> {
+  await withEnv(`${kind}-${cache}`, async (env) => {
+    const backend = await startBackend(kind, { ...env, cache, logLevel: 'warn' });
+    let g: GuestResult | undefined;
+    try {
+      g = await bootGuest({ ...env, image, workload: defaultWorkload(), timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend });
+      timing(`${kind} cache=${cache}`, g);
+      const problems = [...checkGuestReport(g), ...checkWorkloadOnHost(env.sharedDir, g)];
+      assert.ok(problems.length === 0, describeRun(g, backend, problems));
+      if (selfTest) assertChecksCatchDamage(env.sharedDir, g);
+    } finally {
+      const stopped = await backend.stop();
+      if (g && kind === 'ours') {
+        assert.not.ok(stopped.forced, `our daemon ignored SIGTERM for 5 s\n${tailLines(backend.stderr(), 20)}`);
+      }
+    }
+  });
+}
+
+// The reference: if this fails, the harness or the machine is at fault, not our daemon.
+// The reference, which also proves the host checks can fail. If this fails, the harness or the machine
+// is at fault, not our daemon.
+e2e('C virtiofsd (reference), cache=auto: workload passes, share checks out, checks catch damage',
+  () => fullWorkload('c', 'auto', true), { c: true });
+
+for (const cache of ['auto', 'always', 'never'] as const) {
+  e2e(`ours, cache=${cache}: workload passes and the share checks out`, () => fullWorkload('ours', cache));
+}
+
+const WRITER = `#!/bin/sh
+# Writes 256 KiB files until the host kills the VM.
+mkdir -p /mnt/k
+i=0
+while :; do
+  dd if=/dev/urandom of=/mnt/k/f$i bs=65536 count=4 2>/dev/null
+  echo "E2E-PROGRESS $i"
+  i=$((i + 1))
+done
+`;
+
+const AFTER_KILL = `#!/bin/sh
+n=$(ls /mnt/k | wc -l)
+if [ "$n" -ge 3 ]; then echo "E2E-RESULT survivors ok $n"; else echo "E2E-RESULT survivors fail $n"; fi
+echo second-guest > /mnt/second && sync && echo 3 > /proc/sys/vm/drop_caches
+if [ "$(cat /mnt/second)" = second-guest ]; then echo "E2E-RESULT write ok"; else echo "E2E-RESULT write fail"; fi
+sha256sum /mnt/k/f0 | sed 's/^\\([0-9a-f]*\\).*/E2E-INFO f0-sha256 \\1/'
+`;
+
+e2e('ours: a guest SIGKILLed mid-workload leaves the daemon serving the next guest', async () => {
+  await withEnv('ours-kill', async (env) => {
+    const backend: BackendHandle = await startBackend('ours', { ...env, cache: 'auto', logLevel: 'warn' });
+    try {
+      const first = startGuest({ ...env, image, workload: WRITER, timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend });
+      let progressed = true;
+      await first.waitForLine(/^E2E-PROGRESS 3$/, BOOT_TIMEOUT_MS).catch(() => (progressed = false));
+      first.kill();
+      const g1 = await first.result;
+      assert.ok(progressed, describeRun(g1, backend, ['the first guest never made progress']));
+
+      // The daemon must notice the vanished frontend, keep listening, and go idle (not spin on a dead ring).
+      await new Promise((r) => setTimeout(r, 1000));
+      const cpuBefore = backend.running() ? processCpuSeconds(backend.pid) : 0;
+      await new Promise((r) => setTimeout(r, 2000));
+      if (!backend.running()) {
+        assert.unreachable(`our daemon exited after the guest was killed (${fmtStatus(backend.exitStatus()!)})\n${tailLines(backend.stderr(), 40)}`);
+      }
+      const busy = processCpuSeconds(backend.pid) - cpuBefore;
+      assert.ok(busy < 1, `our daemon used ${busy.toFixed(2)} s of CPU in the 2 s after its guest vanished\n${tailLines(backend.stderr(), 20)}`);
+
+      const g2 = await bootGuest({ ...env, image, workload: AFTER_KILL, timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend });
+      timing('ours second guest', g2);
+      const problems = checkGuestReport(g2, ['mount', 'survivors', 'write', 'workload-exit']);
+      if (fs.existsSync(path.join(env.sharedDir, 'second'))) {
+        const got = fs.readFileSync(path.join(env.sharedDir, 'second'), 'utf8');
+        if (got !== 'second-guest\n') problems.push(`second: content ${JSON.stringify(got)}`);
+      } else {
+        problems.push('second: missing on the host');
+      }
+      assert.ok(problems.length === 0, describeRun(g2, backend, problems));
+      if (!backend.running()) {
+        assert.unreachable(`our daemon exited after the second guest (${fmtStatus(backend.exitStatus()!)})\n${tailLines(backend.stderr(), 40)}`);
+      }
+    } finally {
+      await backend.stop();
+    }
+  });
+});
+
+test.run();

@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+// The suite runner: every compiled test file, each in its own `node` process, unit tests first
+// (dist/test/**/*.test.js outside e2e/), then the end-to-end tests (dist/test/e2e/*.test.js).
+//
+//   node test/run.js [filter...]     only files whose path (relative to dist/test) contains a filter
+//
+// Each file's output is passed through as it comes. uvu ends a file with `Total: N`, `Passed: N`,
+// `Skipped: N`; a file that exits non-zero or prints no totals counts one more failure. The last
+// line printed is always `N passed, M failed, K skipped`; the exit code is 1 when anything failed.
+//
+// Environment: TEST_FILE_TIMEOUT_MS (per file; default 10 min, 20 min for e2e files) after which the
+// file's whole process group (QEMU children included) is SIGKILLed and the file counts as failed.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const TEST_DIR = path.join(ROOT, 'dist', 'test');
+const E2E_DIR = path.join(TEST_DIR, 'e2e');
+
+function findTests(dir) {
+  if (!fs.existsSync(dir)) return [];
+  const out = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...findTests(full));
+    else if (entry.isFile() && entry.name.endsWith('.test.js')) out.push(full);
+  }
+  return out.sort();
+}
+
+const all = findTests(TEST_DIR);
+const isE2e = (f) => f.startsWith(E2E_DIR + path.sep);
+const ordered = [...all.filter((f) => !isE2e(f)), ...all.filter(isE2e)];
+const filters = process.argv.slice(2);
+const files = filters.length
+  ? ordered.filter((f) => filters.some((flt) => path.relative(TEST_DIR, f).includes(flt)))
+  : ordered;
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** The last uvu totals in `text`, or undefined. */
+function parseTotals(text) {
+  const plain = text.replace(ANSI, '');
+  const last = (re) => {
+    const all = [...plain.matchAll(re)];
+    return all.length ? Number(all[all.length - 1][1]) : undefined;
+  };
+  const total = last(/^\s*Total:\s+(\d+)\s*$/gm);
+  const passed = last(/^\s*Passed:\s+(\d+)\s*$/gm);
+  const skipped = last(/^\s*Skipped:\s+(\d+)\s*$/gm) ?? 0;
+  if (total === undefined || passed === undefined) return undefined;
+  return { total, passed, skipped };
+}
+
+let current; // the running child, for signal handling
+
+function runFile(file) {
+  const timeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS) || (isE2e(file) ? 20 : 10) * 60_000;
+  return new Promise((resolve) => {
+    const started = Date.now();
+    // Its own process group, so a timeout can take down whatever it started (QEMU, daemons).
+    const child = spawn(process.execPath, [file], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    current = child;
+    let output = '';
+    child.stdout.on('data', (d) => {
+      output += d;
+      process.stdout.write(d);
+    });
+    child.stderr.on('data', (d) => {
+      output += d;
+      process.stderr.write(d);
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child);
+    }, timeoutMs);
+    const finish = (code, signal) => {
+      clearTimeout(timer);
+      current = undefined;
+      resolve({ file, code, signal, timedOut, output, ms: Date.now() - started });
+    };
+    child.on('error', (err) => {
+      output += `\n${err.stack ?? err}\n`;
+      finish(-1, null);
+    });
+    child.on('close', finish);
+  });
+}
+
+function killGroup(child) {
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+}
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (current) killGroup(current);
+    process.stdout.write(`\ninterrupted (${sig})\n0 passed, 1 failed\n`);
+    process.exit(1);
+  });
+}
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const rows = [];
+
+if (files.length === 0) {
+  const why = filters.length ? `no test file matches ${filters.map((f) => JSON.stringify(f)).join(' or ')}` : `no test files under ${path.relative(ROOT, TEST_DIR)} (run the build first)`;
+  console.log(`test/run.js: ${why}`);
+  failed = 1;
+} else {
+  for (const file of files) {
+    const rel = path.relative(ROOT, file);
+    process.stdout.write(`\n=== ${rel}\n`);
+    const r = await runFile(file);
+    const totals = parseTotals(r.output);
+    let p = 0;
+    let f = 0;
+    let s = 0;
+    const notes = [];
+    if (totals) {
+      p = totals.passed;
+      f = Math.max(0, totals.total - totals.passed);
+      s = totals.skipped;
+    } else {
+      notes.push('no totals');
+    }
+    if (r.timedOut) notes.push(`timed out after ${Math.round(r.ms / 1000)} s`);
+    if (r.code !== 0) notes.push(r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`);
+    // A crash, a timeout or a non-zero exit with nothing failed in the totals is one failure more.
+    if ((r.code !== 0 || r.timedOut || !totals) && f === 0) f = 1;
+    passed += p;
+    failed += f;
+    skipped += s;
+    rows.push({ rel, p, f, s, ms: r.ms, notes });
+  }
+}
+
+if (rows.length) {
+  console.log('\n=== summary');
+  const width = Math.max(...rows.map((r) => r.rel.length));
+  for (const r of rows) {
+    const status = r.f ? 'FAIL' : 'ok  ';
+    const extra = r.notes.length ? `  (${r.notes.join(', ')})` : '';
+    console.log(
+      `${status} ${r.rel.padEnd(width)}  ${String(r.p).padStart(4)} passed ${String(r.f).padStart(3)} failed ${String(r.s).padStart(3)} skipped  ${(r.ms / 1000).toFixed(1).padStart(6)} s${extra}`,
+    );
+  }
+}
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exitCode = failed ? 1 : 0;
