@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+/**
+ * The `virtiofsd-ts` command. Option names follow the Rust virtiofsd for what we support, so a VMM's launch
+ * line needs no translation.
+ */
+import { parseArgs } from 'node:util';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, VirtiofsdError } from './errors.js';
+import { isLogLevel, log, setLogLevel } from './log.js';
+import { CACHE_MODES, type CacheMode, type DaemonOptions, VirtiofsDaemon } from './daemon.js';
+
+const USAGE = `Usage: virtiofsd-ts --socket-path=PATH --shared-dir=DIR [options]
+
+A vhost-user-fs backend: serves DIR to a virtual machine whose VMM connects to PATH
+(QEMU: -chardev socket,id=char0,path=PATH -device vhost-user-fs-pci,chardev=char0,tag=TAG).
+
+Options:
+  --socket-path=PATH        vhost-user Unix socket to listen on (required)
+  --shared-dir=DIR          host directory to share (required)
+  --cache=MODE              guest caching: never | auto | always (default: auto)
+  --log-level=LEVEL         error | warn | info | debug | trace | off (default: info)
+  --tag=TAG                 accepted for compatibility; QEMU sets the mount tag with -device ...,tag=TAG
+  --num-request-queues=N    request queues offered to the frontend (default: 1, max: 63)
+  --exit-on-disconnect      exit when the frontend disconnects instead of waiting for the next one
+  -h, --help                print this help and exit
+  -V, --version             print the version and exit
+`;
+
+function packageVersion(): string {
+  const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
+  try {
+    return (JSON.parse(readFileSync(pkgPath, 'utf8')) as { version: string }).version;
+  } catch {
+    return JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')).version;
+  }
+}
+
+/** Parses argv into daemon options; throws ConfigError with a message fit for the user. */
+export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'version' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        'socket-path': { type: 'string' },
+        'shared-dir': { type: 'string' },
+        cache: { type: 'string' },
+        'log-level': { type: 'string' },
+        tag: { type: 'string' },
+        'num-request-queues': { type: 'string' },
+        'exit-on-disconnect': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    });
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  if (v.version) return 'version';
+  if (!v['socket-path']) throw new ConfigError('--socket-path is required');
+  if (!v['shared-dir']) throw new ConfigError('--shared-dir is required');
+  const cache = (v.cache ?? 'auto') as CacheMode;
+  if (!CACHE_MODES.includes(cache)) {
+    throw new ConfigError(`--cache must be one of ${CACHE_MODES.join(', ')} (got '${v.cache}')`);
+  }
+  const level = v['log-level'] ?? 'info';
+  if (!isLogLevel(level)) throw new ConfigError(`--log-level: unknown level '${level}'`);
+  let numRequestQueues = 1;
+  if (v['num-request-queues'] !== undefined) {
+    numRequestQueues = Number(v['num-request-queues']);
+    if (!Number.isInteger(numRequestQueues) || numRequestQueues < 1 || numRequestQueues > 63) {
+      throw new ConfigError('--num-request-queues must be an integer from 1 to 63');
+    }
+  }
+  return {
+    socketPath: v['socket-path'],
+    sharedDir: v['shared-dir'],
+    cache,
+    logLevel: level,
+    tag: v.tag,
+    numRequestQueues,
+    exitOnDisconnect: v['exit-on-disconnect'] ?? false,
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let opts;
+  try {
+    opts = parseCommandLine(argv);
+  } catch (e) {
+    process.stderr.write(`virtiofsd-ts: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (opts === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (opts === 'version') {
+    process.stdout.write(`virtiofsd-ts ${packageVersion()}\n`);
+    return 0;
+  }
+  setLogLevel(opts.logLevel ?? 'info');
+  let daemon: VirtiofsDaemon;
+  try {
+    daemon = await VirtiofsDaemon.start(opts);
+  } catch (e) {
+    const msg = e instanceof VirtiofsdError ? e.message : String((e as Error)?.stack ?? e);
+    process.stderr.write(`virtiofsd-ts: ${msg}\n`);
+    return 1;
+  }
+  log.info(`listening on ${opts.socketPath}, sharing ${opts.sharedDir} (cache=${opts.cache})`);
+  const stop = (sig: string) => {
+    log.info(`${sig}: shutting down`);
+    void daemon.close();
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  await daemon.closed;
+  return 0;
+}
+
+// Run when executed as the CLI (not when imported by tests).
+function invokedAsMain(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+if (invokedAsMain()) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`virtiofsd-ts: fatal: ${(e as Error)?.stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
+}
