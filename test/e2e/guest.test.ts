@@ -148,7 +148,6 @@ async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = fals
   });
 }
 
-// The reference: if this fails, the harness or the machine is at fault, not our daemon.
 // The reference, which also proves the host checks can fail. If this fails, the harness or the machine
 // is at fault, not our daemon.
 e2e('C virtiofsd (reference), cache=auto: workload passes, share checks out, checks catch damage',
