@@ -37,6 +37,7 @@ export function memTranslate(gpa: u64, len: u32): f64 {
 // ---- queues -----------------------------------------------------------------------------------------------------
 
 export function queueReset(q: u32): void {
+  rq.forgetRequestOf(q);
   sq.queueReset(q);
 }
 

@@ -222,6 +222,15 @@ export function replyNone(): void {
   finish(0);
 }
 
+/**
+ * Queue q is being reset: a request popped from it belongs to a ring that no longer exists, so it is forgotten
+ * (no used element). Otherwise the next pop would return its head into the queue's next ring, which never made
+ * it available (fuzz finding ring-3326651569).
+ */
+export function forgetRequestOf(q: u32): void {
+  if (active && reqQueue == q) active = false;
+}
+
 export function requestActive(): bool {
   return active;
 }
