@@ -403,21 +403,21 @@ export class Core {
 
   // ---- the current request ------------------------------------------------------------------------------------
 
-  reqQueue(): number { return this.e.reqQueue(); }
+  reqQueue(): number { return this.e.reqQueue() >>> 0; }
   /** The chain's head descriptor index (logs, tests). */
-  reqHead(): number { return this.e.reqHead(); }
-  reqOpcode(): number { return this.e.reqOpcode(); }
+  reqHead(): number { return this.e.reqHead() >>> 0; }
+  reqOpcode(): number { return this.e.reqOpcode() >>> 0; }
   /** fuse_in_header.unique (logs, tests; the core puts it in the reply itself). */
-  reqUnique(): bigint { return this.e.reqUnique(); }
+  reqUnique(): bigint { return BigInt.asUintN(64, this.e.reqUnique()); }
   reqNodeId(): number { return this.e.reqNodeId(); }
-  reqUid(): number { return this.e.reqUid(); }
-  reqGid(): number { return this.e.reqGid(); }
-  reqPid(): number { return this.e.reqPid(); }
-  reqLen(): number { return this.e.reqLen(); }
+  reqUid(): number { return this.e.reqUid() >>> 0; }
+  reqGid(): number { return this.e.reqGid() >>> 0; }
+  reqPid(): number { return this.e.reqPid() >>> 0; }
+  reqLen(): number { return this.e.reqLen() >>> 0; }
   /** fuse_in_header.len - 40 (for WRITE it includes the payload; only fuse_write_in is in ARGS). */
-  reqArgsLen(): number { return this.e.reqArgsLen(); }
-  reqReadable(): number { return this.e.reqReadable(); }
-  reqWritable(): number { return this.e.reqWritable(); }
+  reqArgsLen(): number { return this.e.reqArgsLen() >>> 0; }
+  reqReadable(): number { return this.e.reqReadable() >>> 0; }
+  reqWritable(): number { return this.e.reqWritable() >>> 0; }
 
   /** iovecs at iovPtr over the writable segments after `skip` bytes; returns the count (<= IOV_MAX). */
   payloadReadIov(skip: number, maxBytes: number): number {
