@@ -1,0 +1,258 @@
+/**
+ * "Allocation-free on the request path" (STYLE.md), proven: the same assembly/index.ts built with a real allocator
+ * (`--runtime incremental`, `--use ASC_RTRACE=1`: asconfig.json target `rtrace` -> build/core.rtrace.wasm) reports
+ * every allocation, resize, move and free through the `rtrace` imports. A batch of 1000 requests of several
+ * opcodes — pop, args copy, READ/WRITE iovecs, replySend, replyNone, encodeAttrOut/encodeEntryOut, dirent
+ * packing, bad chains and bad messages, notification decisions — must count zero.
+ *
+ * The counter itself is checked to see an allocation: the rtrace build exports the runtime (`__new`), and one
+ * `__new` on a separate instance must count exactly one (otherwise this test could not fail).
+ *
+ * assemblyscript 0.28 does not ship its JS rtrace module (`#rtrace` points at a lib/rtrace that is not in the
+ * package), so the hooks are implemented here; Core.create cannot pass extra imports, so the rtrace build is
+ * instantiated here too, with @wasmer/wasi for the abort's fd_write as host/core.ts does.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { init, WASI } from '@wasmer/wasi';
+import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** CORE_RTRACE_WASM: another rtrace build (e.g. one with a deliberate allocation, to see this test fail). */
+const WASM = process.env.CORE_RTRACE_WASM ?? resolve(root, 'build', 'core.rtrace.wasm');
+
+/** Builds the rtrace target when it is missing or older than any assembly/ source (CI runs only build:wasm). */
+async function ensureBuilt(): Promise<void> {
+  if (process.env.CORE_RTRACE_WASM) return;
+  const srcDir = resolve(root, 'assembly');
+  const newest = Math.max(...readdirSync(srcDir).map((f) => statSync(resolve(srcDir, f)).mtimeMs),
+    statSync(resolve(root, 'asconfig.json')).mtimeMs);
+  if (existsSync(WASM) && statSync(WASM).mtimeMs >= newest) return;
+  const asc = (await import('assemblyscript/asc')).default;
+  const cwd = process.cwd();
+  process.chdir(root);
+  try {
+    let err = '';
+    const r = await asc.main(['assembly/index.ts', '--target', 'rtrace'], {
+      stderr: { write: (s: string | Uint8Array) => { err += String(s); return true; } } as never,
+    });
+    if (r.error) throw new Error(`asc --target rtrace failed: ${r.error.message}\n${err}`);
+  } finally {
+    process.chdir(cwd);
+  }
+}
+
+interface Counts { init: number; alloc: number; resize: number; move: number; free: number; collect: number }
+
+interface RawCore {
+  memory: WebAssembly.Memory;
+  memAddRegion(gpa: bigint, uva: bigint, size: bigint, lin: number): number;
+  queueSetNum(q: number, num: number): number;
+  queueSetAddr(q: number, desc: bigint, used: bigint, avail: bigint): number;
+  queueSetBase(q: number, idx: number): void;
+  queueSetFeatures(q: number, eventIdx: number, indirect: number): void;
+  queuePop(q: number): number;
+  queueNeedsNotify(q: number): number;
+  reqOpcode(): number;
+  reqUnique(): bigint;
+  reqNodeId(): number;
+  reqArgsLen(): number;
+  reqWritable(): number;
+  argsPtr(): number;
+  replyPtr(): number;
+  statxPtr(): number;
+  direntBufPtr(): number;
+  payloadReadIov(skip: number, max: number): number;
+  payloadWriteIov(skip: number, max: number): number;
+  replySend(error: number, bodyLen: number, payloadLen: number): number;
+  replyNone(): void;
+  encodeAttrOut(dst: number, t: number, statx: number): number;
+  encodeEntryOut(dst: number, nodeid: number, gen: number, et: number, at: number, statx: number): number;
+  direntsBegin(len: number): void;
+  direntNext(): number;
+  direntEmit(dst: number, cap: number): number;
+  direntPlusEmit(dst: number, cap: number, nodeid: number, gen: number, et: number, at: number, statx: number): number;
+  __new(size: number, id: number): number;
+}
+
+async function instantiate(): Promise<{ e: RawCore; counts: Counts; mod: WebAssembly.Module }> {
+  await ensureBuilt();
+  await init();
+  const mod = await WebAssembly.compile(readFileSync(WASM));
+  const wasi = new WASI({ args: [], env: {} });
+  const counts: Counts = { init: 0, alloc: 0, resize: 0, move: 0, free: 0, collect: 0 };
+  const rtrace = {
+    oninit: () => { counts.init++; },
+    onalloc: () => { counts.alloc++; },
+    onresize: () => { counts.resize++; },
+    onmove: () => { counts.move++; },
+    onfree: () => { counts.free++; },
+    onvisit: () => 1,
+    oncollect: () => { counts.collect++; },
+    oninterrupt: () => {},
+    onyield: () => {},
+    // rtrace's store/load checks: pass the address through unchanged
+    onstore: (ptr: number) => ptr,
+    onload: (ptr: number) => ptr,
+  };
+  const imports = { ...(wasi.getImports(mod) as WebAssembly.Imports), rtrace };
+  const instance = await WebAssembly.instantiate(mod, imports);
+  wasi.instantiate(instance, {});
+  return { e: instance.exports as unknown as RawCore, counts, mod };
+}
+
+const GPA = 0x4000_0000n;
+const RAM = 1 << 20;
+
+function request(opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array): Uint8Array {
+  const b = new Uint8Array(40 + args.length);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, b.length, true);
+  v.setUint32(4, opcode, true);
+  v.setBigUint64(8, unique, true);
+  v.setBigUint64(16, nodeid, true);
+  b.set(args, 40);
+  return b;
+}
+
+function readIn(size: number): Uint8Array {
+  const b = new Uint8Array(40);
+  new DataView(b.buffer).setUint32(16, size, true);
+  return b;
+}
+
+/** getdents64 output with `n` records. */
+function dirents(n: number): Uint8Array {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `entry-${i}`;
+    const reclen = (19 + name.length + 1 + 7) & ~7;
+    const r = new Uint8Array(reclen);
+    const v = new DataView(r.buffer);
+    v.setBigUint64(0, BigInt(1000 + i), true);
+    v.setBigUint64(8, BigInt(i + 1), true);
+    v.setUint16(16, reclen, true);
+    r[18] = 8;
+    r.set(new TextEncoder().encode(name), 19);
+    out.push(...r);
+  }
+  return Uint8Array.from(out);
+}
+
+test('the rtrace build imports the allocator hooks and the counter sees an allocation', async () => {
+  const { e, counts, mod } = await instantiate();
+  const hooks = WebAssembly.Module.imports(mod).filter((i) => i.module === 'rtrace').map((i) => i.name);
+  assert.ok(hooks.includes('onalloc'), `rtrace.onalloc is imported (${hooks.join(', ')})`);
+  assert.is(counts.alloc, 0, 'nothing allocated at start-up');
+  // The positive control: one allocation through the real allocator must be counted.
+  const ptr = e.__new(64, 0);
+  assert.ok(ptr > 0);
+  assert.is(counts.alloc, 1, 'one __new = one onalloc');
+  assert.is(counts.init, 1, 'the TLSF allocator initialised on first use');
+});
+
+test('1000 requests of several opcodes allocate nothing', async () => {
+  const { e, counts } = await instantiate();
+  const startCounts = { ...counts };
+  // guest RAM: grown pages registered as one region (as Core.addTestRegion does)
+  const lin = e.memory.grow(RAM / 65536) * 65536;
+  assert.is(e.memAddRegion(GPA, GPA, BigInt(RAM), lin), 0);
+  const bytes = () => new Uint8Array(e.memory.buffer);
+  const num = 64;
+  const driver = new VirtqueueDriver({ gpa: GPA, bytes: () => bytes().subarray(lin, lin + RAM) },
+    { num, ringGpa: GPA, eventIdx: true });
+  assert.is(e.queueSetNum(0, num), 0);
+  assert.is(e.queueSetAddr(0, driver.layout.descGpa, driver.layout.usedGpa, driver.layout.availGpa), 0);
+  e.queueSetBase(0, 0);
+  e.queueSetFeatures(0, 1, 1);
+  const bufBase = GPA + 0x8_0000n;
+  const put = (gpa: bigint, data: Uint8Array) => bytes().set(data, lin + Number(gpa - GPA));
+  const statx = e.statxPtr();
+  bytes().fill(7, statx, statx + 256);
+  const listing = dirents(40);
+  bytes().set(listing, e.direntBufPtr());
+
+  const kinds = ['getattr', 'lookup', 'read', 'write', 'readdir', 'readdirplus', 'forget', 'badmsg', 'badchain', 'init'];
+  let served = 0;
+  for (let i = 0; i < 1000; i++) {
+    const kind = kinds[i % kinds.length];
+    const unique = BigInt(i + 1);
+    const inGpa = bufBase;
+    const outGpa = bufBase + 0x1_0000n;
+    let req: Uint8Array;
+    let readable = [{ gpa: inGpa, len: 0 }];
+    let writable = [{ gpa: outGpa, len: 4096 }, { gpa: outGpa + 0x2000n, len: 8192 }];
+    switch (kind) {
+      case 'getattr': req = request(3, unique, 1n, new Uint8Array(16)); break;
+      case 'lookup': req = request(1, unique, 1n, new TextEncoder().encode('name\0')); break;
+      case 'read': req = request(15, unique, 2n, readIn(6000)); break;
+      case 'write': {
+        req = request(16, unique, 2n, new Uint8Array(40 + 3000));
+        new DataView(req.buffer).setUint32(40 + 16, 3000, true);
+        break;
+      }
+      case 'readdir': case 'readdirplus': req = request(kind === 'readdir' ? 28 : 44, unique, 1n, readIn(4096)); break;
+      case 'forget': req = request(2, unique, 5n, new Uint8Array(8)); break;
+      case 'badmsg': req = request(3, unique, 1n, new Uint8Array(4)); break; // args shorter than getattr_in
+      case 'badchain': req = request(3, unique, 1n, new Uint8Array(16)); break;
+      default: req = request(26, unique, 0n, new Uint8Array(64));
+    }
+    put(inGpa, req);
+    readable = [{ gpa: inGpa, len: Math.min(req.length, 1000) }, { gpa: inGpa + 1000n, len: Math.max(0, req.length - 1000) }]
+      .filter((r) => r.len > 0);
+    if (req.length > 1000) put(inGpa + 1000n, req.subarray(1000));
+    if (kind === 'badchain') writable = [{ gpa: 0xdead_0000_0000n, len: 16 }]; // not guest RAM
+    driver.add(readable, writable, { indirect: i % 3 === 0 });
+    driver.publish();
+    const rc = e.queuePop(0);
+    if (kind === 'badchain') {
+      assert.is(rc, -1);
+    } else if (kind === 'badmsg') {
+      assert.is(rc, -2);
+    } else {
+      assert.is(rc, 1, `${kind} pops`);
+      const reply = e.replyPtr();
+      switch (kind) {
+        case 'getattr': assert.is(e.replySend(0, e.encodeAttrOut(reply, 1.5, statx), 0), 0); break;
+        case 'lookup': assert.is(e.replySend(0, e.encodeEntryOut(reply, 7, 1, 1, 1, statx), 0), 0); break;
+        case 'read': {
+          const n = e.payloadReadIov(16, 6000);
+          assert.ok(n >= 1);
+          assert.is(e.replySend(0, 0, 6000), 0);
+          break;
+        }
+        case 'write': {
+          assert.ok(e.payloadWriteIov(40, 3000) >= 1);
+          new DataView(e.memory.buffer).setUint32(reply, 3000, true);
+          assert.is(e.replySend(0, 8, 0), 0);
+          break;
+        }
+        case 'readdir': case 'readdirplus': {
+          e.direntsBegin(listing.length);
+          let at = 0;
+          while (e.direntNext() === 1) {
+            const n = kind === 'readdir' ? e.direntEmit(at, 4096) : e.direntPlusEmit(at, 4096, 9, 1, 1, 1, statx);
+            if (n === 0) break;
+            at += n;
+          }
+          assert.ok(at > 0);
+          assert.is(e.replySend(0, at, 0), 0);
+          break;
+        }
+        case 'forget': e.replyNone(); break;
+        default: assert.is(e.replySend(0, 64, 0), 0);
+      }
+      served++;
+    }
+    e.queueNeedsNotify(0);
+    assert.is(driver.pollUsed().length, 1);
+  }
+  assert.is(served, 800);
+  assert.equal(counts, startCounts, 'no allocation, resize, move, free or collection during the batch');
+  assert.is(counts.alloc, 0);
+});
+
+test.run();

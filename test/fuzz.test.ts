@@ -1,0 +1,79 @@
+/**
+ * The fuzz targets (test/fuzz/targets.ts) on a bounded budget for CI: each target runs from a fixed run seed for
+ * FUZZ_MS / 3 (default 20 s in all) and must find nothing. `npm run fuzz` runs them longer from any seed.
+ *
+ * Before that, the harness's own checks are shown to fire (a fuzzer whose invariants cannot fail finds nothing
+ * and proves nothing): a byte changed behind the core's back, an iovec outside guest RAM, a wrong request field.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FuzzRig, Finding, QueueUnderTest, goodRequest, GPA_C, UVA_DELTA } from './fuzz/harness.js';
+import { TARGETS, runTarget, RUN } from './fuzz/targets.js';
+import { caseSeed } from './fuzz/prng.js';
+
+const BUDGET_MS = Number(process.env.FUZZ_MS ?? 20_000);
+const RUN_SEED = Number(process.env.FUZZ_SEED ?? 0x5eed) >>> 0;
+const wasmPath = process.env.CORE_WASM;
+
+function expectFinding(invariant: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    assert.instance(err, Finding, (err as Error).message);
+    assert.is((err as Finding).invariant, invariant, (err as Error).message);
+    return;
+  }
+  assert.unreachable(`expected a ${invariant} finding`);
+}
+
+test('harness: a guest-memory change the model did not make is a finding', async () => {
+  const rig = await FuzzRig.create(wasmPath);
+  rig.reset();
+  const qt = new QueueUnderTest(rig, {
+    num: 8, eventIdx: false, indirect: false, lastAvail: 0,
+    descUva: GPA_C + UVA_DELTA, availUva: GPA_C + 128n + UVA_DELTA, usedUva: GPA_C + 4096n + UVA_DELTA,
+  });
+  assert.is(qt.pop().rc, 0, 'empty ring');
+  rig.live()[12345] ^= 1; // "the core" wrote a byte it should not have
+  expectFinding('memory', () => qt.pop());
+});
+
+test('harness: an iovec outside every region is a finding', async () => {
+  const rig = await FuzzRig.create(wasmPath);
+  const v = rig.core.view();
+  v.setUint32(rig.core.iovPtr, rig.core.replyPtr, true); // core scratch, not guest RAM
+  v.setUint32(rig.core.iovPtr + 4, 16, true);
+  expectFinding('iov-in-region', () => rig.checkIovInRegions(1, 'test'));
+});
+
+test('harness: the good-request check notices a core that lost its memory table', async () => {
+  const rig = await FuzzRig.create(wasmPath);
+  rig.reset();
+  goodRequest(rig, 1n);
+  rig.core.memReset();
+  expectFinding('good-request', () => goodRequest(rig, 2n));
+});
+
+test('harness: a case replays identically from its seed', async () => {
+  const a = await FuzzRig.create(wasmPath);
+  const b = await FuzzRig.create(wasmPath);
+  for (let i = 0; i < 20; i++) {
+    const seed = caseSeed(RUN_SEED, i);
+    RUN.ring(a, seed);
+    RUN.ring(b, seed);
+    assert.ok(Buffer.from(a.live()).equals(Buffer.from(b.live())), `case ${seed}: same guest memory afterwards`);
+  }
+});
+
+for (const target of TARGETS) {
+  test(`fuzz ${target}: run seed ${RUN_SEED}, ${Math.round(BUDGET_MS / TARGETS.length / 1000)} s, no finding`, async () => {
+    const stats = await runTarget(target, RUN_SEED, BUDGET_MS / TARGETS.length, Infinity, wasmPath);
+    console.log(`  ${target}: ${stats.executions} executions in ${(stats.ms / 1000).toFixed(1)} s`);
+    assert.ok(stats.executions > 50, `${target} ran (${stats.executions} cases)`);
+    const first = stats.findings[0];
+    assert.is(stats.findings.length, 0, first &&
+      `${first.message} — replay: npm run fuzz -- --target ${target} --case-seed ${first.caseSeed}`);
+  });
+}
+
+test.run();
