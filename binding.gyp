@@ -8,7 +8,8 @@
         "bindings/mman.c",
         "bindings/eventfd.c",
         "bindings/poller.c",
-        "bindings/fsat.c"
+        "bindings/fsat.c",
+        "bindings/creds.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],

@@ -11,6 +11,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <linux/falloc.h>
 #include <unistd.h>
 
 /* ---- error and argument helpers ----------------------------------------------------------------------- */
@@ -147,6 +149,13 @@ bool vfs_get_int32_array(napi_env env, napi_value v, int32_t **data, size_t *cou
   return true;
 }
 
+bool vfs_get_bigint64_array(napi_env env, napi_value v, int64_t **data, size_t *count) {
+  void *p = NULL;
+  if (!vfs_get_typed(env, v, napi_bigint64_array, "BigInt64Array", &p, count)) return false;
+  *data = p;
+  return true;
+}
+
 bool vfs_get_float64_array(napi_env env, napi_value v, double **data, size_t *count) {
   void *p = NULL;
   if (!vfs_get_typed(env, v, napi_float64_array, "Float64Array", &p, count)) return false;
@@ -205,7 +214,10 @@ static const struct vfs_constant vfs_constants[] = {
     K(SEEK_SET), K(SEEK_CUR), K(SEEK_END), K(SEEK_DATA), K(SEEK_HOLE),
     /* mode bits */
     K(S_IFMT), K(S_IFREG), K(S_IFDIR), K(S_IFLNK), K(S_IFIFO), K(S_IFSOCK), K(S_IFCHR), K(S_IFBLK),
-    K(S_ISUID), K(S_ISGID), K(S_ISVTX),
+    K(S_ISUID), K(S_ISGID), K(S_ISVTX), K(S_IXGRP),
+    /* xattr flags, fallocate modes */
+    K(XATTR_CREATE), K(XATTR_REPLACE), K(F_OFD_GETLK), K(F_OFD_SETLK), K(F_OFD_SETLKW), K(F_RDLCK), K(F_WRLCK),
+    K(F_UNLCK), K(FALLOC_FL_KEEP_SIZE), K(FALLOC_FL_PUNCH_HOLE), K(FALLOC_FL_ZERO_RANGE),
     /* mmap / memfd / eventfd / epoll */
     K(PROT_READ), K(PROT_WRITE), K(MFD_CLOEXEC), K(MFD_ALLOW_SEALING), K(EFD_NONBLOCK), K(EFD_SEMAPHORE),
     K(EPOLLIN), K(EPOLLOUT), K(EPOLLERR), K(EPOLLHUP), K(EPOLLRDHUP),
@@ -309,6 +321,18 @@ NAPI_MODULE_INIT() {
       FN("pread", vfs_pread),
       FN("pwrite", vfs_pwrite),
       FN("countOpenFds", vfs_count_open_fds),
+      FN("getxattr", vfs_getxattr),
+      FN("listxattr", vfs_listxattr),
+      FN("setxattr", vfs_setxattr),
+      FN("removexattr", vfs_removexattr),
+      FN("copyFileRange", vfs_copy_file_range),
+      FN("syncfs", vfs_syncfs),
+      FN("fcntlLock", vfs_fcntl_lock),
+      /* creds.c */
+      FN("setfsuid", vfs_setfsuid),
+      FN("setfsgid", vfs_setfsgid),
+      FN("getrlimitNofile", vfs_getrlimit_nofile),
+      FN("setrlimitNofile", vfs_setrlimit_nofile),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 

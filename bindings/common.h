@@ -84,6 +84,7 @@ bool vfs_get_memory(napi_env env, napi_value v, uint8_t **data, size_t *len);
 /* An Int32Array / Float64Array argument (TypeError otherwise). false = exception pending. */
 bool vfs_get_int32_array(napi_env env, napi_value v, int32_t **data, size_t *count);
 bool vfs_get_float64_array(napi_env env, napi_value v, double **data, size_t *count);
+bool vfs_get_bigint64_array(napi_env env, napi_value v, int64_t **data, size_t *count);
 
 /* [offset, offset+length) lies inside a buffer of len bytes (offset/length as given by JS, may be negative). */
 static inline bool vfs_in_range(size_t len, int64_t offset, int64_t length) {
@@ -163,5 +164,18 @@ VFS_FN(vfs_pwritev);
 VFS_FN(vfs_pread);
 VFS_FN(vfs_pwrite);
 VFS_FN(vfs_count_open_fds);
+VFS_FN(vfs_getxattr);
+VFS_FN(vfs_listxattr);
+VFS_FN(vfs_setxattr);
+VFS_FN(vfs_removexattr);
+VFS_FN(vfs_copy_file_range);
+VFS_FN(vfs_syncfs);
+VFS_FN(vfs_fcntl_lock);
+
+/* creds.c */
+VFS_FN(vfs_setfsuid);
+VFS_FN(vfs_setfsgid);
+VFS_FN(vfs_getrlimit_nofile);
+VFS_FN(vfs_setrlimit_nofile);
 
 #endif /* VIRTIOFSD_COMMON_H */

@@ -12,6 +12,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(struct statx) == 256, "struct statx is 256 bytes");
@@ -357,4 +358,118 @@ VFS_FN(vfs_count_open_fds) {
   }
   close(dfd);
   return vfs_int(env, count - 1);
+}
+
+/* ---- extended attributes ----------------------------------------------------------------------------------------
+ * Path forms (the caller passes "/proc/self/fd/N" for an O_PATH fd: the magic link lands on the inode itself, a
+ * symlink included, and nothing further is followed). A zero length asks for the size only.
+ */
+
+/* Reads [offset, offset+length) of a memory argument; returns false on a pending exception, *ok = in range. */
+static bool vfs_mem_range(napi_env env, napi_value m, napi_value o, napi_value l, uint8_t **p, int64_t *length,
+                          bool *ok) {
+  uint8_t *mem;
+  size_t len;
+  int64_t offset;
+  if (!vfs_get_memory(env, m, &mem, &len) || !vfs_get_i64(env, o, &offset) || !vfs_get_i64(env, l, length))
+    return false;
+  *ok = vfs_in_range(len, offset, *length);
+  *p = *ok ? mem + offset : NULL;
+  return true;
+}
+
+VFS_FN(vfs_getxattr) {
+  VFS_ARGS(env, info, 5);
+  char path[VFS_NAME_BUF], name[VFS_NAME_BUF];
+  uint8_t *p;
+  int64_t length;
+  bool ok;
+  if (!vfs_mem_range(env, argv[2], argv[3], argv[4], &p, &length, &ok)) return NULL;
+  VFS_NAME(env, argv[0], path);
+  VFS_NAME(env, argv[1], name);
+  if (!ok) return vfs_int(env, -EFAULT);
+  return vfs_result(env, getxattr(path, name, length == 0 ? NULL : p, (size_t)length));
+}
+
+VFS_FN(vfs_listxattr) {
+  VFS_ARGS(env, info, 4);
+  char path[VFS_NAME_BUF];
+  uint8_t *p;
+  int64_t length;
+  bool ok;
+  if (!vfs_mem_range(env, argv[1], argv[2], argv[3], &p, &length, &ok)) return NULL;
+  VFS_NAME(env, argv[0], path);
+  if (!ok) return vfs_int(env, -EFAULT);
+  return vfs_result(env, listxattr(path, length == 0 ? NULL : (char *)p, (size_t)length));
+}
+
+VFS_FN(vfs_setxattr) {
+  VFS_ARGS(env, info, 6);
+  char path[VFS_NAME_BUF], name[VFS_NAME_BUF];
+  uint8_t *p;
+  int64_t length;
+  int32_t flags;
+  bool ok;
+  if (!vfs_mem_range(env, argv[2], argv[3], argv[4], &p, &length, &ok)) return NULL;
+  if (!vfs_get_i32(env, argv[5], &flags)) return NULL;
+  VFS_NAME(env, argv[0], path);
+  VFS_NAME(env, argv[1], name);
+  if (!ok) return vfs_int(env, -EFAULT);
+  return vfs_result(env, setxattr(path, name, p, (size_t)length, flags));
+}
+
+VFS_FN(vfs_removexattr) {
+  VFS_ARGS(env, info, 2);
+  char path[VFS_NAME_BUF], name[VFS_NAME_BUF];
+  VFS_NAME(env, argv[0], path);
+  VFS_NAME(env, argv[1], name);
+  return vfs_result(env, removexattr(path, name));
+}
+
+/* ---- whole-file operations -------------------------------------------------------------------------------------- */
+
+VFS_FN(vfs_copy_file_range) {
+  VFS_ARGS(env, info, 6);
+  int32_t fd_in, fd_out;
+  int64_t off_in, off_out, length;
+  uint32_t flags;
+  if (!vfs_get_i32(env, argv[0], &fd_in) || !vfs_get_i64(env, argv[1], &off_in)) return NULL;
+  if (!vfs_get_i32(env, argv[2], &fd_out) || !vfs_get_i64(env, argv[3], &off_out)) return NULL;
+  if (!vfs_get_i64(env, argv[4], &length) || !vfs_get_u32(env, argv[5], &flags)) return NULL;
+  if (length < 0) return vfs_int(env, -EINVAL);
+  loff_t in = off_in, out = off_out;
+  return vfs_result(env, copy_file_range(fd_in, &in, fd_out, &out, (size_t)length, flags));
+}
+
+VFS_FN(vfs_syncfs) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  return vfs_result(env, syncfs(fd));
+}
+
+/*
+ * fcntl record locks with a struct flock held in a BigInt64Array(5): [l_type, l_whence, l_start, l_len, l_pid].
+ * cmd is F_OFD_GETLK / F_OFD_SETLK / F_OFD_SETLKW (or the classic ones); GETLK writes the answer back.
+ */
+VFS_FN(vfs_fcntl_lock) {
+  VFS_ARGS(env, info, 3);
+  int32_t fd, cmd;
+  int64_t *lk;
+  size_t count;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_i32(env, argv[1], &cmd)) return NULL;
+  if (!vfs_get_bigint64_array(env, argv[2], &lk, &count)) return NULL;
+  if (count < 5) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "virtiofsd-ts native: fcntlLock needs a BigInt64Array(5)");
+    return NULL;
+  }
+  struct flock fl = {.l_type = (short)lk[0], .l_whence = (short)lk[1], .l_start = (off_t)lk[2],
+                     .l_len = (off_t)lk[3], .l_pid = 0};
+  if (fcntl(fd, cmd, &fl) < 0) return vfs_errno(env);
+  lk[0] = fl.l_type;
+  lk[1] = fl.l_whence;
+  lk[2] = fl.l_start;
+  lk[3] = fl.l_len;
+  lk[4] = fl.l_pid;
+  return vfs_int(env, 0);
 }

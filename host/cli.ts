@@ -23,6 +23,12 @@ Options:
   --tag=TAG                 accepted for compatibility; QEMU sets the mount tag with -device ...,tag=TAG
   --num-request-queues=N    request queues offered to the frontend (default: 1, max: 63)
   --exit-on-disconnect      exit when the frontend disconnects instead of waiting for the next one
+  --xattr                   serve extended attributes (getxattr/setxattr/listxattr/removexattr)
+  --writeback               let the guest cache writes (FUSE writeback cache)
+  --allow-direct-io         honour O_DIRECT opens from the guest on the host
+  --readonly                refuse every change to the shared directory (EROFS)
+  --rlimit-nofile=N         set the open-file limit to N (0: leave it; default: raise it to
+                            min(1000000, fs.nr_open), or to the hard limit when that is not allowed)
   -h, --help                print this help and exit
   -V, --version             print the version and exit
 `;
@@ -52,6 +58,11 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
         tag: { type: 'string' },
         'num-request-queues': { type: 'string' },
         'exit-on-disconnect': { type: 'boolean' },
+        xattr: { type: 'boolean' },
+        writeback: { type: 'boolean' },
+        'allow-direct-io': { type: 'boolean' },
+        readonly: { type: 'boolean' },
+        'rlimit-nofile': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -77,6 +88,13 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
       throw new ConfigError('--num-request-queues must be an integer from 1 to 63');
     }
   }
+  let rlimitNofile: number | undefined;
+  if (v['rlimit-nofile'] !== undefined) {
+    rlimitNofile = Number(v['rlimit-nofile']);
+    if (!/^\d+$/.test(v['rlimit-nofile']) || !Number.isSafeInteger(rlimitNofile)) {
+      throw new ConfigError('--rlimit-nofile must be a non-negative integer');
+    }
+  }
   return {
     socketPath: v['socket-path'],
     sharedDir: v['shared-dir'],
@@ -85,6 +103,11 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
     tag: v.tag,
     numRequestQueues,
     exitOnDisconnect: v['exit-on-disconnect'] ?? false,
+    xattr: v.xattr ?? false,
+    writeback: v.writeback ?? false,
+    allowDirectIo: v['allow-direct-io'] ?? false,
+    readonly: v.readonly ?? false,
+    rlimitNofile,
   };
 }
 

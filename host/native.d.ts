@@ -35,7 +35,12 @@ export interface NativeConstants {
   SEEK_SET: number; SEEK_CUR: number; SEEK_END: number; SEEK_DATA: number; SEEK_HOLE: number;
   // mode bits
   S_IFMT: number; S_IFREG: number; S_IFDIR: number; S_IFLNK: number; S_IFIFO: number; S_IFSOCK: number;
-  S_IFCHR: number; S_IFBLK: number; S_ISUID: number; S_ISGID: number; S_ISVTX: number;
+  S_IFCHR: number; S_IFBLK: number; S_ISUID: number; S_ISGID: number; S_ISVTX: number; S_IXGRP: number;
+  // setxattr flags, fallocate modes
+  XATTR_CREATE: number; XATTR_REPLACE: number; FALLOC_FL_KEEP_SIZE: number; FALLOC_FL_PUNCH_HOLE: number;
+  FALLOC_FL_ZERO_RANGE: number;
+  // record locks
+  F_OFD_GETLK: number; F_OFD_SETLK: number; F_OFD_SETLKW: number; F_RDLCK: number; F_WRLCK: number; F_UNLCK: number;
   // mmap / memfd / eventfd / epoll
   PROT_READ: number; PROT_WRITE: number; MFD_CLOEXEC: number; MFD_ALLOW_SEALING: number;
   EFD_NONBLOCK: number; EFD_SEMAPHORE: number; EPOLLIN: number; EPOLLOUT: number; EPOLLERR: number;
@@ -168,4 +173,36 @@ export interface Native {
   pwrite(fd: number, buf: ArrayBufferView, position: number): number;
   /** Counts open fds of this process (/proc/self/fd), for leak checks. */
   countOpenFds(): number;
+  /**
+   * getxattr(path, name) into mem[offset, offset+length): the value's size. length 0 asks for the size only
+   * (nothing is written); -ERANGE when the value is longer than length. Follows symlinks: pass
+   * `/proc/self/fd/N` for an O_PATH fd (the magic link lands on that inode, a symlink included).
+   */
+  getxattr(path: string, name: string, mem: Memory, offset: number, length: number): number;
+  /** listxattr(path) into mem: NUL-terminated names; the byte count. length 0 = size only; -ERANGE if too small. */
+  listxattr(path: string, mem: Memory, offset: number, length: number): number;
+  /** setxattr(path, name, mem[offset, offset+length), flags: XATTR_CREATE | XATTR_REPLACE). */
+  setxattr(path: string, name: string, mem: Memory, offset: number, length: number, flags: number): number;
+  removexattr(path: string, name: string): number;
+  /** copy_file_range with explicit offsets (the fds' positions do not move). Bytes copied or -errno. */
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number, flags: number): number;
+  /** syncfs(fd) (fd must not be O_PATH). */
+  syncfs(fd: number): number;
+  /**
+   * fcntl(fd, cmd, struct flock) for record locks (F_OFD_GETLK/F_OFD_SETLK/F_OFD_SETLKW). `lock` holds
+   * [l_type, l_whence, l_start, l_len, l_pid] and receives the kernel's answer (GETLK). 0 or -errno.
+   */
+  fcntlLock(fd: number, cmd: number, lock: BigInt64Array): number;
+
+  // ---- creds.c --------------------------------------------------------------------------------------------
+  /**
+   * setfsuid/setfsgid of the *calling thread only* (raw syscall; glibc does not broadcast it). Returns the
+   * previous id, or -EPERM when the change did not take effect. -1 only reads the current id.
+   */
+  setfsuid(uid: number): number;
+  setfsgid(gid: number): number;
+  /** getrlimit(RLIMIT_NOFILE) into out: [soft, hard] (-1 = unlimited). */
+  getrlimitNofile(out: Float64Array): number;
+  /** setrlimit(RLIMIT_NOFILE, soft, hard) (-1 = unlimited). */
+  setrlimitNofile(soft: number, hard: number): number;
 }

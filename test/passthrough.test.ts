@@ -249,6 +249,7 @@ test('setattr uid/gid (chown) when running as root', () => {
 test('as root, new nodes belong to the caller (a setgid directory keeps its group)', () => {
   if (process.getuid!() !== 0) return;
   const caller = { uid: 1234, gid: 5678, pid: 1 };
+  fs.chmodSync(dir, 0o777); // (mkdtemp makes it 0700: the caller could not create anything there)
   entry(pfs.mkdir(caller, 1, 'd', 0o755, 0, attr));
   assert.is(attr.uid, 1234);
   assert.is(attr.gid, 5678);

@@ -4,16 +4,24 @@
  * into the core's REPLY scratch, returning its length, a negative errno, or NO_REPLY. The server (server.ts) owns
  * the loop around it: lookup, the INIT gate, ENOSYS for what is missing, replySend/replyNone, and catching throws.
  *
- * Opcodes not in the table (xattrs, locks, ioctl, poll, bmap, fallocate, lseek, copy_file_range, DAX mapping,
- * syncfs, tmpfile, notify replies, CUSE) are answered ENOSYS; the kernel remembers that for most of them.
+ * GETLK/SETLK/SETLKW arrive only when FUSE_POSIX_LOCKS was negotiated (FuseServerOptions.posixLocks); FLOCK_LOCKS
+ * never is, so a BSD flock (FUSE_LK_FLOCK) is refused with ENOSYS.
+ *
+ * Opcodes not in the table are answered ENOSYS, which the kernel remembers (it stops sending them and falls back to
+ * local behaviour): POLL (the kernel then treats files as always ready), BMAP (block devices
+ * only), SETUPMAPPING/REMOVEMAPPING (sent only with a DAX window, which we do not offer), NOTIFY_REPLY (we never
+ * send a retrieve notification), CUSE_INIT. IOCTL is answered ENOTTY (no ioctl is passed through).
  */
 import { native } from '../native-loader.js';
-import type { Context, DataSource, DataTarget, DirTarget, Entry, FileSystem, SetAttr, StatFs } from './filesystem.js';
+import type {
+  ByteTarget, Context, CreateResult, DataSource, DataTarget, DirTarget, Entry, FileLock, FileSystem, SetAttr, StatFs,
+} from './filesystem.js';
 import { AttrTarget } from './filesystem.js';
 import * as P from './protocol.js';
 import { REPLY_MAX } from '../core.js';
 
-const E = native.constants.errno;
+const C = native.constants;
+const E = C.errno;
 
 /** A handler's "do not reply" result (FORGET, BATCH_FORGET, INTERRUPT). Not an errno. */
 export const NO_REPLY = -0x7fff_ffff;
@@ -72,6 +80,8 @@ export interface Session {
   readonly wantFlags: number;
   readonly maxWrite: number;
   readonly maxPages: number;
+  /** Answer EROFS to every request that would change the filesystem. */
+  readonly readonly: boolean;
   readTarget(size: number): DataTarget;
   writeSource(size: number): DataSource;
   dirTarget(size: number, plus: boolean): DirTarget;
@@ -93,6 +103,11 @@ export interface Op<A = unknown> {
   readonly method?: keyof FileSystem;
   /** No reply at all (FORGET, BATCH_FORGET, INTERRUPT): errors are dropped too. */
   readonly noReply?: boolean;
+  /**
+   * The request changes the filesystem (answered EROFS on a read-only share before the method is called); a
+   * function decides from the decoded args (OPEN for writing or truncating).
+   */
+  readonly modifies?: boolean | ((args: A) => boolean);
   /** The args as plain values, or a negative errno when they are malformed (a numeric A is always >= 0). */
   decode(a: Args, s: Session): A | number;
   handle(s: Session, a: A, req: Args): number;
@@ -193,6 +208,19 @@ function undoDirentPlus(s: Session, bodyLen: number): void {
   }
 }
 
+/** CREATE/TMPFILE: the new node's release goes out first, then its lookup is dropped. */
+function undoCreate(s: Session, _d: unknown, req: Args): void {
+  const nodeId = Number(replyView(s).getBigUint64(s.core.replyPtr, true));
+  undoOpen(s, { ...req, nodeId }, P.ENTRY_OUT_SIZE, false);
+  undoEntry(s);
+}
+
+function createReply(s: Session, r: CreateResult | number): number {
+  const n = entryReply(s, r);
+  if (typeof r === 'number' || n < 0) return n;
+  return n + openOut(s, n, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+}
+
 // ---- decoded argument shapes -----------------------------------------------------------------------------------------
 
 interface NameArgs { name: string }
@@ -202,7 +230,44 @@ interface MknodArgs { mode: number; rdev: number; umask: number; name: string }
 interface MkdirArgs { mode: number; umask: number; name: string }
 interface RenameArgs { newDir: number; flags: number; name: string; newName: string }
 interface ReadArgs { fh: number; offset: number; cookie: bigint; size: number; flags: number }
-interface CreateArgs { flags: number; mode: number; umask: number; name: string }
+interface CreateArgs { flags: number; mode: number; umask: number; openFlags: number; name: string }
+interface XattrGetArgs { size: number; name: string }
+interface XattrSetArgs { name: string; value: Uint8Array; flags: number }
+interface FallocateArgs { fh: number; offset: number; length: number; mode: number }
+interface LkArgs { fh: number; owner: bigint; lock: FileLock }
+interface LseekArgs { fh: number; offset: bigint; whence: number }
+interface CopyArgs { fhIn: number; offIn: number; nodeOut: number; fhOut: number; offOut: number; len: number; flags: number }
+
+/** Largest COPY_FILE_RANGE we do in one request: the reply's size field is a u32 (kept page-aligned). */
+const COPY_MAX = 0xffff_f000;
+
+/** GETXATTR/LISTXATTR: `size` 0 -> fuse_getxattr_out with the needed size; else the bytes themselves. */
+function xattrReply(s: Session, asked: number, r: number): number {
+  if (r < 0) return r;
+  if (asked === 0) {
+    const v = replyView(s);
+    v.setUint32(s.core.replyPtr + P.GETXATTR_OUT.size, r, true);
+    v.setUint32(s.core.replyPtr + P.GETXATTR_OUT.padding, 0, true);
+    return P.GETXATTR_OUT.SIZE;
+  }
+  return r > asked ? -E.ERANGE : r;
+}
+
+function lkDecoder(a: Args, s: Session): LkArgs | number {
+  if ((s.wantFlags & P.FUSE_POSIX_LOCKS) === 0) return -E.ENOSYS; // not offered: the guest keeps its locks
+  const bad = need(a, P.LK_IN.SIZE);
+  if (bad < 0) return bad;
+  if ((u32(a, P.LK_IN.lkFlags) & P.FUSE_LK_FLOCK) !== 0) return -E.ENOSYS; // FLOCK_LOCKS is not negotiated
+  const lock: FileLock = { start: big(a, P.LK_IN.start), end: big(a, P.LK_IN.end), type: u32(a, P.LK_IN.type),
+    pid: u32(a, P.LK_IN.pid) };
+  if (lock.type !== C.F_RDLCK && lock.type !== C.F_WRLCK && lock.type !== C.F_UNLCK) return -E.EINVAL;
+  if (lock.start > P.OFFSET_MAX || lock.end > P.OFFSET_MAX || lock.end < lock.start) return -E.EINVAL;
+  return { fh: u64(a, P.LK_IN.fh), owner: big(a, P.LK_IN.owner), lock };
+}
+
+function replyBytes(s: Session, size: number): ByteTarget {
+  return { buffer: s.core.memory.buffer, offset: s.core.replyPtr, size: Math.min(size, REPLY_MAX) };
+}
 
 const noArgs = (): null => null;
 
@@ -355,7 +420,7 @@ const table: Array<[number, Op<unknown>]> = [
   })],
 
   [P.FUSE_SETATTR, op<SetAttr>({
-    name: 'SETATTR', method: 'setattr',
+    name: 'SETATTR', method: 'setattr', modifies: true,
     decode: (a) => {
       const bad = need(a, P.SETATTR_IN.SIZE);
       if (bad < 0) return bad;
@@ -392,7 +457,7 @@ const table: Array<[number, Op<unknown>]> = [
   })],
 
   [P.FUSE_SYMLINK, op<{ name: string; target: string }>({
-    name: 'SYMLINK', method: 'symlink', undo: (s) => undoEntry(s),
+    name: 'SYMLINK', method: 'symlink', modifies: true, undo: (s) => undoEntry(s),
     decode: (a) => {
       const n = cstrings(a, 0, 2); // the new entry's name, then the link target
       return typeof n === 'number' ? n : { name: n[0], target: n[1] };
@@ -401,7 +466,7 @@ const table: Array<[number, Op<unknown>]> = [
   })],
 
   [P.FUSE_MKNOD, op<MknodArgs>({
-    name: 'MKNOD', method: 'mknod', undo: (s) => undoEntry(s),
+    name: 'MKNOD', method: 'mknod', modifies: true, undo: (s) => undoEntry(s),
     decode: (a, s) => {
       const head = s.minor >= 12 ? P.MKNOD_IN.SIZE : P.MKNOD_IN.COMPAT_SIZE;
       const bad = need(a, head);
@@ -415,7 +480,7 @@ const table: Array<[number, Op<unknown>]> = [
   })],
 
   [P.FUSE_MKDIR, op<MkdirArgs>({
-    name: 'MKDIR', method: 'mkdir', undo: (s) => undoEntry(s),
+    name: 'MKDIR', method: 'mkdir', modifies: true, undo: (s) => undoEntry(s),
     decode: (a) => {
       const bad = need(a, P.MKDIR_IN.SIZE);
       if (bad < 0) return bad;
@@ -427,27 +492,27 @@ const table: Array<[number, Op<unknown>]> = [
   })],
 
   [P.FUSE_UNLINK, op<NameArgs>({
-    name: 'UNLINK', method: 'unlink', decode: nameDecoder,
+    name: 'UNLINK', method: 'unlink', modifies: true, decode: nameDecoder,
     handle: (s, d, req) => statusReply(s.fs.unlink!(req.ctx, req.nodeId, d.name)),
   })],
 
   [P.FUSE_RMDIR, op<NameArgs>({
-    name: 'RMDIR', method: 'rmdir', decode: nameDecoder,
+    name: 'RMDIR', method: 'rmdir', modifies: true, decode: nameDecoder,
     handle: (s, d, req) => statusReply(s.fs.rmdir!(req.ctx, req.nodeId, d.name)),
   })],
 
   [P.FUSE_RENAME, op<RenameArgs>({
-    name: 'RENAME', method: 'rename', decode: (a) => renameDecoder(a, P.RENAME_IN.SIZE, false),
+    name: 'RENAME', method: 'rename', modifies: true, decode: (a) => renameDecoder(a, P.RENAME_IN.SIZE, false),
     handle: (s, d, req) => statusReply(s.fs.rename!(req.ctx, req.nodeId, d.name, d.newDir, d.newName, 0)),
   })],
 
   [P.FUSE_RENAME2, op<RenameArgs>({
-    name: 'RENAME2', method: 'rename', decode: (a) => renameDecoder(a, P.RENAME2_IN.SIZE, true),
+    name: 'RENAME2', method: 'rename', modifies: true, decode: (a) => renameDecoder(a, P.RENAME2_IN.SIZE, true),
     handle: (s, d, req) => statusReply(s.fs.rename!(req.ctx, req.nodeId, d.name, d.newDir, d.newName, d.flags)),
   })],
 
   [P.FUSE_LINK, op<{ oldNode: number; name: string }>({
-    name: 'LINK', method: 'link', undo: (s) => undoEntry(s),
+    name: 'LINK', method: 'link', modifies: true, undo: (s) => undoEntry(s),
     decode: (a) => {
       const bad = need(a, P.LINK_IN.SIZE);
       if (bad < 0) return bad;
@@ -458,38 +523,43 @@ const table: Array<[number, Op<unknown>]> = [
     handle: (s, d, req) => entryReply(s, s.fs.link!(req.ctx, d.oldNode, req.nodeId, d.name, s.attr)),
   })],
 
-  [P.FUSE_OPEN, op<number>({
+  [P.FUSE_OPEN, op<{ flags: number; openFlags: number }>({
     name: 'OPEN', method: 'open', undo: (s, _d, req) => undoOpen(s, req, 0, false),
-    decode: (a) => (a.len < P.OPEN_IN.SIZE ? -E.EINVAL : u32(a, P.OPEN_IN.flags)),
-    handle: (s, flags, req) => {
-      const r = s.fs.open!(req.ctx, req.nodeId, flags);
+    modifies: (d) => (d.flags & C.O_ACCMODE) !== C.O_RDONLY || (d.flags & C.O_TRUNC) !== 0,
+    decode: (a) => (a.len < P.OPEN_IN.SIZE ? -E.EINVAL
+      : { flags: u32(a, P.OPEN_IN.flags), openFlags: u32(a, P.OPEN_IN.openFlags) }),
+    handle: (s, d, req) => {
+      const r = s.fs.open!(req.ctx, req.nodeId, d.flags, d.openFlags);
       if (typeof r === 'number') return r;
       return openOut(s, 0, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
     },
   })],
 
   [P.FUSE_CREATE, op<CreateArgs>({
-    name: 'CREATE', method: 'create',
-    undo: (s, _d, req) => {
-      // The release goes to the new node, then its lookup is dropped.
-      const nodeId = Number(replyView(s).getBigUint64(s.core.replyPtr, true));
-      undoOpen(s, { ...req, nodeId }, P.ENTRY_OUT_SIZE, false);
-      undoEntry(s);
-    },
+    name: 'CREATE', method: 'create', modifies: true,
+    undo: undoCreate,
     decode: (a) => {
       const bad = need(a, P.CREATE_IN.SIZE);
       if (bad < 0) return bad;
       const n = cstrings(a, P.CREATE_IN.SIZE, 1);
       if (typeof n === 'number') return n;
       return { flags: u32(a, P.CREATE_IN.flags), mode: u32(a, P.CREATE_IN.mode), umask: u32(a, P.CREATE_IN.umask),
-        name: n[0] };
+        openFlags: u32(a, P.CREATE_IN.openFlags), name: n[0] };
     },
-    handle: (s, d, req) => {
-      const r = s.fs.create!(req.ctx, req.nodeId, d.name, d.mode, d.flags, d.umask, s.attr);
-      const n = entryReply(s, r);
-      if (typeof r === 'number' || n < 0) return n;
-      return n + openOut(s, n, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+    handle: (s, d, req) => createReply(s,
+      s.fs.create!(req.ctx, req.nodeId, d.name, d.mode, d.flags, d.umask, s.attr, d.openFlags)),
+  })],
+
+  [P.FUSE_TMPFILE, op<CreateArgs>({
+    // fuse_create_in, then a name the kernel makes up (ignored): the file has none.
+    name: 'TMPFILE', method: 'tmpfile', modifies: true, undo: undoCreate,
+    decode: (a) => {
+      const bad = need(a, P.CREATE_IN.SIZE);
+      if (bad < 0) return bad;
+      return { flags: u32(a, P.CREATE_IN.flags), mode: u32(a, P.CREATE_IN.mode), umask: u32(a, P.CREATE_IN.umask),
+        openFlags: u32(a, P.CREATE_IN.openFlags), name: '' };
     },
+    handle: (s, d, req) => createReply(s, s.fs.tmpfile!(req.ctx, req.nodeId, d.mode, d.flags, d.umask, s.attr)),
   })],
 
   [P.FUSE_READ, op<ReadArgs>({
@@ -503,7 +573,7 @@ const table: Array<[number, Op<unknown>]> = [
   })],
 
   [P.FUSE_WRITE, op<{ fh: number; offset: number; size: number; writeFlags: number }>({
-    name: 'WRITE', method: 'write',
+    name: 'WRITE', method: 'write', modifies: true,
     decode: (a) => {
       const bad = need(a, P.WRITE_IN.SIZE);
       if (bad < 0) return bad;
@@ -579,6 +649,132 @@ const table: Array<[number, Op<unknown>]> = [
     decode: (a) => (a.len < P.FSYNC_IN.SIZE ? -E.EINVAL
       : { fh: u64(a, P.FSYNC_IN.fh), datasync: (u32(a, P.FSYNC_IN.fsyncFlags) & P.FUSE_FSYNC_FDATASYNC) !== 0 }),
     handle: (s, d, req) => statusReply(s.fs.fsyncdir!(req.ctx, req.nodeId, d.fh, d.datasync)),
+  })],
+
+  [P.FUSE_GETXATTR, op<XattrGetArgs>({
+    name: 'GETXATTR', method: 'getxattr',
+    decode: (a) => {
+      const bad = need(a, P.GETXATTR_IN.SIZE);
+      if (bad < 0) return bad;
+      const n = cstrings(a, P.GETXATTR_IN.SIZE, 1);
+      return typeof n === 'number' ? n : { size: u32(a, P.GETXATTR_IN.size), name: n[0] };
+    },
+    handle: (s, d, req) => xattrReply(s, d.size, s.fs.getxattr!(req.ctx, req.nodeId, d.name, replyBytes(s, d.size))),
+  })],
+
+  [P.FUSE_LISTXATTR, op<number>({
+    name: 'LISTXATTR', method: 'listxattr',
+    decode: (a) => (a.len < P.GETXATTR_IN.SIZE ? -E.EINVAL : u32(a, P.GETXATTR_IN.size)),
+    handle: (s, size, req) => xattrReply(s, size, s.fs.listxattr!(req.ctx, req.nodeId, replyBytes(s, size))),
+  })],
+
+  [P.FUSE_SETXATTR, op<XattrSetArgs>({
+    name: 'SETXATTR', method: 'setxattr', modifies: true,
+    decode: (a) => {
+      // FUSE_SETXATTR_EXT is not negotiated: the 8-byte form.
+      const bad = need(a, P.SETXATTR_IN.SIZE);
+      if (bad < 0) return bad;
+      const bytes = new Uint8Array(a.view.buffer, a.base, a.len);
+      const nul = bytes.indexOf(0, P.SETXATTR_IN.SIZE);
+      if (nul < 0) return -E.EINVAL;
+      let name: string;
+      try {
+        name = utf8.decode(bytes.subarray(P.SETXATTR_IN.SIZE, nul));
+      } catch {
+        return -E.EINVAL;
+      }
+      const size = u32(a, P.SETXATTR_IN.size);
+      if (size > a.len - (nul + 1)) return -E.EINVAL; // the value must really be there
+      return { name, value: bytes.subarray(nul + 1, nul + 1 + size), flags: u32(a, P.SETXATTR_IN.flags) };
+    },
+    handle: (s, d, req) => statusReply(s.fs.setxattr!(req.ctx, req.nodeId, d.name, d.value, d.flags)),
+  })],
+
+  [P.FUSE_REMOVEXATTR, op<NameArgs>({
+    name: 'REMOVEXATTR', method: 'removexattr', modifies: true, decode: nameDecoder,
+    handle: (s, d, req) => statusReply(s.fs.removexattr!(req.ctx, req.nodeId, d.name)),
+  })],
+
+  [P.FUSE_FALLOCATE, op<FallocateArgs>({
+    name: 'FALLOCATE', method: 'fallocate', modifies: true,
+    decode: (a) => {
+      const bad = need(a, P.FALLOCATE_IN.SIZE);
+      if (bad < 0) return bad;
+      return { fh: u64(a, P.FALLOCATE_IN.fh), offset: u64(a, P.FALLOCATE_IN.offset),
+        length: u64(a, P.FALLOCATE_IN.length), mode: u32(a, P.FALLOCATE_IN.mode) };
+    },
+    handle: (s, d, req) => statusReply(s.fs.fallocate!(req.ctx, req.nodeId, d.fh, d.offset, d.length, d.mode)),
+  })],
+
+  [P.FUSE_LSEEK, op<LseekArgs>({
+    name: 'LSEEK', method: 'lseek',
+    decode: (a) => {
+      const bad = need(a, P.LSEEK_IN.SIZE);
+      if (bad < 0) return bad;
+      return { fh: u64(a, P.LSEEK_IN.fh), offset: big(a, P.LSEEK_IN.offset), whence: u32(a, P.LSEEK_IN.whence) };
+    },
+    handle: (s, d, req) => {
+      const r = s.fs.lseek!(req.ctx, req.nodeId, d.fh, d.offset, d.whence);
+      if (typeof r === 'number') return r < 0 ? r : -E.EIO;
+      replyView(s).setBigUint64(s.core.replyPtr + P.LSEEK_OUT.offset, r, true);
+      return P.LSEEK_OUT.SIZE;
+    },
+  })],
+
+  [P.FUSE_COPY_FILE_RANGE, op<CopyArgs>({
+    name: 'COPY_FILE_RANGE', method: 'copyFileRange', modifies: true,
+    decode: (a) => {
+      const bad = need(a, P.COPY_FILE_RANGE_IN.SIZE);
+      if (bad < 0) return bad;
+      const X = P.COPY_FILE_RANGE_IN;
+      const flags = big(a, X.flags);
+      if (flags > 0xffff_ffffn) return -E.EINVAL;
+      return { fhIn: u64(a, X.fhIn), offIn: u64(a, X.offIn), nodeOut: u64(a, X.nodeidOut), fhOut: u64(a, X.fhOut),
+        offOut: u64(a, X.offOut), len: Math.min(u64(a, X.len), COPY_MAX), flags: Number(flags) };
+    },
+    handle: (s, d, req) => {
+      const r = s.fs.copyFileRange!(req.ctx, req.nodeId, d.fhIn, d.offIn, d.nodeOut, d.fhOut, d.offOut, d.len, d.flags);
+      if (r < 0) return r;
+      const v = replyView(s);
+      v.setUint32(s.core.replyPtr + P.WRITE_OUT.size, r, true);
+      v.setUint32(s.core.replyPtr + P.WRITE_OUT.padding, 0, true);
+      return P.WRITE_OUT.SIZE;
+    },
+  })],
+
+  [P.FUSE_GETLK, op<LkArgs>({
+    name: 'GETLK', method: 'getlk', decode: lkDecoder,
+    handle: (s, d, req) => {
+      const r = s.fs.getlk!(req.ctx, req.nodeId, d.fh, d.owner, d.lock);
+      if (typeof r === 'number') return r < 0 ? r : -E.EIO;
+      const v = replyView(s);
+      const o = s.core.replyPtr;
+      v.setBigUint64(o + P.LK_OUT.start, r.start, true);
+      v.setBigUint64(o + P.LK_OUT.end, r.end, true);
+      v.setUint32(o + P.LK_OUT.type, r.type, true);
+      v.setUint32(o + P.LK_OUT.pid, r.pid >>> 0, true);
+      return P.LK_OUT.SIZE;
+    },
+  })],
+
+  [P.FUSE_SETLK, op<LkArgs>({
+    name: 'SETLK', method: 'setlk', decode: lkDecoder,
+    handle: (s, d, req) => statusReply(s.fs.setlk!(req.ctx, req.nodeId, d.fh, d.owner, d.lock, false)),
+  })],
+
+  [P.FUSE_SETLKW, op<LkArgs>({
+    name: 'SETLKW', method: 'setlk', decode: lkDecoder,
+    handle: (s, d, req) => statusReply(s.fs.setlk!(req.ctx, req.nodeId, d.fh, d.owner, d.lock, true)),
+  })],
+
+  [P.FUSE_SYNCFS, op<null>({
+    name: 'SYNCFS', method: 'syncfs', decode: noArgs,
+    handle: (s, _d, req) => statusReply(s.fs.syncfs!(req.ctx, req.nodeId)),
+  })],
+
+  [P.FUSE_IOCTL, op<null>({
+    // No ioctl is passed through to the host (they carry pointers and host-specific semantics).
+    name: 'IOCTL', decode: noArgs, handle: () => -E.ENOTTY,
   })],
 
   [P.FUSE_ACCESS, op<number>({

@@ -283,8 +283,42 @@ export interface DirTarget {
   add(ino: number, cookie: bigint, type: number, name: string, entry?: Entry): boolean;
 }
 
+/** A POSIX record lock as FUSE carries it: [start, end] inclusive (end OFFSET_MAX = to the end of the file);
+ *  type F_RDLCK / F_WRLCK / F_UNLCK (the Linux values); pid of the holder (0 when unknown). */
+export interface FileLock {
+  start: bigint;
+  end: bigint;
+  type: number;
+  pid: number;
+}
+
+// ---- byte replies (xattrs) ------------------------------------------------------------------------------------------
+/**
+ * Where a GETXATTR/LISTXATTR value goes: `size` bytes at `buffer[offset]` (the reply scratch; valid only during
+ * the call). `size` 0 means the guest asks for the size only.
+ */
+export interface ByteTarget {
+  readonly buffer: ArrayBuffer;
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** A ByteTarget over an ordinary buffer (tests, using a FileSystem without a core). */
+export class BufferBytes implements ByteTarget {
+  readonly buffer: ArrayBuffer;
+  readonly offset = 0;
+  constructor(readonly size: number) {
+    this.buffer = new ArrayBuffer(Math.max(1, size));
+  }
+  /** The first n bytes. */
+  bytes(n: number): Uint8Array {
+    return new Uint8Array(this.buffer, 0, n);
+  }
+}
+
 // ---- the interface ---------------------------------------------------------------------------------------------------
 export interface FileSystem {
+
   /**
    * INIT. Called once, before any other method. Returns 0 or -errno (the mount fails).
    */
@@ -336,13 +370,16 @@ export interface FileSystem {
   link?(ctx: Context, nodeId: number, newParent: number, newName: string, attr: AttrTarget): Entry | number;
 
   /** OPEN with open(2) `flags` (the kernel removed O_CREAT/O_EXCL/O_NOCTTY; O_TRUNC only with ATOMIC_O_TRUNC).
+   *  `openFlags` are fuse_open_in.open_flags (FUSE_OPEN_KILL_SUIDGID: with O_TRUNC, clear setuid/setgid).
    *  Replies: a handle or -errno. Lookup count unchanged. */
-  open?(ctx: Context, nodeId: number, flags: number): OpenResult | number;
+  open?(ctx: Context, nodeId: number, flags: number, openFlags?: number): OpenResult | number;
 
   /** READ up to `target.size` bytes at `offset` into `target`. Replies: the byte count (short at EOF) or -errno. */
   read?(ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): number;
 
-  /** WRITE `source.size` bytes at `offset`. `writeFlags` are FUSE_WRITE_*. Replies: bytes written or -errno. */
+  /** WRITE `source.size` bytes at `offset`. `writeFlags` are FUSE_WRITE_* (FUSE_WRITE_KILL_SUIDGID: clear
+   *  setuid, and setgid if group-executable, as a write by an unprivileged process does). Replies: bytes written or
+   *  -errno. */
   write?(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, writeFlags: number): number;
 
   /** FLUSH (every close(2) of a descriptor). Replies: 0 or -errno. */
@@ -383,11 +420,62 @@ export interface FileSystem {
   access?(ctx: Context, nodeId: number, mask: number): number;
 
   /**
-   * CREATE and open `name` in `parent` (`flags` include O_CREAT, maybe O_EXCL). Replies: entry + handle or -errno.
-   * Lookup count +1 on success.
+   * CREATE and open `name` in `parent` (`flags` include O_CREAT, maybe O_EXCL; `openFlags` as for open).
+   * Replies: entry + handle or -errno. Lookup count +1 on success.
    */
   create?(ctx: Context, parent: number, name: string, mode: number, flags: number, umask: number,
-          attr: AttrTarget): CreateResult | number;
+          attr: AttrTarget, openFlags?: number): CreateResult | number;
+
+  /**
+   * TMPFILE (7.37): create an unnamed regular file in `parent` (O_TMPFILE) and open it. Replies: entry + handle or
+   * -errno (-EOPNOTSUPP when the host filesystem cannot). Lookup count +1 on success.
+   */
+  tmpfile?(ctx: Context, parent: number, mode: number, flags: number, umask: number,
+           attr: AttrTarget): CreateResult | number;
+
+  /**
+   * GETXATTR. `out.size` 0: reply the value's size only; else write the value into `out` and reply its length,
+   * -ERANGE when it is longer than `out.size`. -ENODATA when absent. -ENOSYS: xattrs are off (the kernel stops
+   * asking and answers EOPNOTSUPP itself).
+   */
+  getxattr?(ctx: Context, nodeId: number, name: string, out: ByteTarget): number;
+
+  /** LISTXATTR: NUL-terminated names, with the size-probe and ERANGE rules of getxattr. */
+  listxattr?(ctx: Context, nodeId: number, out: ByteTarget): number;
+
+  /** SETXATTR. `value` is a view of the request (valid during the call); `flags`: XATTR_CREATE | XATTR_REPLACE.
+   *  Replies: 0 or -errno. */
+  setxattr?(ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number): number;
+
+  /** REMOVEXATTR. Replies: 0 or -errno (-ENODATA when absent). */
+  removexattr?(ctx: Context, nodeId: number, name: string): number;
+
+  /** FALLOCATE on an open file with fallocate(2) `mode` bits as given. Replies: 0 or -errno (-EOPNOTSUPP when
+   *  the host filesystem does not support the mode). */
+  fallocate?(ctx: Context, nodeId: number, fh: number, offset: number, length: number, mode: number): number;
+
+  /** LSEEK (the kernel sends SEEK_DATA / SEEK_HOLE). Replies: the new offset or -errno (-ENXIO past the data). */
+  lseek?(ctx: Context, nodeId: number, fh: number, offset: bigint, whence: number): bigint | number;
+
+  /** COPY_FILE_RANGE from (nodeIn, fhIn, offIn) to (nodeOut, fhOut, offOut). Replies: bytes copied or -errno. */
+  copyFileRange?(ctx: Context, nodeIn: number, fhIn: number, offIn: number, nodeOut: number, fhOut: number,
+                 offOut: number, length: number, flags: number): number;
+
+  /**
+   * GETLK (only with FuseServerOptions.posixLocks): a lock of another owner that conflicts with `lock`, or `lock`
+   * with type F_UNLCK when none does. `owner` is the guest's lock owner (one per process file table).
+   */
+  getlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock): FileLock | number;
+
+  /**
+   * SETLK / SETLKW (`sleep`): take or release (F_UNLCK) a lock for `owner`. Replies: 0, -EAGAIN on a conflict
+   * (SETLK). A filesystem that cannot wait answers SETLKW's conflicts with -EOPNOTSUPP. FLUSH with the same owner
+   * releases the owner's locks on that node (close(2) semantics).
+   */
+  setlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock, sleep: boolean): number;
+
+  /** SYNCFS: flush the host filesystem(s) behind the share. Replies: 0 or -errno. */
+  syncfs?(ctx: Context, nodeId: number): number;
 }
 
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true });

@@ -10,7 +10,7 @@
 
 /** The protocol we speak. The kernel and we settle on min(kernel minor, ours). */
 export const FUSE_KERNEL_VERSION = 7;
-/** 7.37 added FUSE_TMPFILE (Linux 6.1); we answer it ENOSYS, which the kernel remembers. */
+/** 7.37 added FUSE_TMPFILE (Linux 6.1). */
 export const FUSE_KERNEL_MINOR_VERSION = 37;
 /** Node id of the root directory. */
 export const FUSE_ROOT_ID = 1;
@@ -34,37 +34,37 @@ export const FUSE_WRITE = 16;
 export const FUSE_STATFS = 17;
 export const FUSE_RELEASE = 18;
 export const FUSE_FSYNC = 20;
-export const FUSE_SETXATTR = 21; // not handled (ENOSYS)
-export const FUSE_GETXATTR = 22; // not handled
-export const FUSE_LISTXATTR = 23; // not handled
-export const FUSE_REMOVEXATTR = 24; // not handled
+export const FUSE_SETXATTR = 21;
+export const FUSE_GETXATTR = 22;
+export const FUSE_LISTXATTR = 23;
+export const FUSE_REMOVEXATTR = 24;
 export const FUSE_FLUSH = 25;
 export const FUSE_INIT = 26;
 export const FUSE_OPENDIR = 27;
 export const FUSE_READDIR = 28;
 export const FUSE_RELEASEDIR = 29;
 export const FUSE_FSYNCDIR = 30;
-export const FUSE_GETLK = 31; // not handled: POSIX locks stay local to the guest (we do not negotiate POSIX_LOCKS)
-export const FUSE_SETLK = 32; // not handled
-export const FUSE_SETLKW = 33; // not handled
+export const FUSE_GETLK = 31; // only with FUSE_POSIX_LOCKS (FuseServerOptions.posixLocks); else locks stay in the guest
+export const FUSE_SETLK = 32;
+export const FUSE_SETLKW = 33;
 export const FUSE_ACCESS = 34;
 export const FUSE_CREATE = 35;
 export const FUSE_INTERRUPT = 36; // no reply from us (requests complete synchronously)
 export const FUSE_BMAP = 37; // not handled (block devices only)
 export const FUSE_DESTROY = 38;
-export const FUSE_IOCTL = 39; // not handled
-export const FUSE_POLL = 40; // not handled
+export const FUSE_IOCTL = 39; // ENOTTY
+export const FUSE_POLL = 40; // ENOSYS (the kernel then assumes always ready)
 export const FUSE_NOTIFY_REPLY = 41; // not handled (we never send notifications)
 export const FUSE_BATCH_FORGET = 42; // no reply
-export const FUSE_FALLOCATE = 43; // not handled yet
+export const FUSE_FALLOCATE = 43;
 export const FUSE_READDIRPLUS = 44;
 export const FUSE_RENAME2 = 45;
-export const FUSE_LSEEK = 46; // not handled yet (the kernel falls back to generic llseek)
-export const FUSE_COPY_FILE_RANGE = 47; // not handled (the kernel falls back to read+write)
-export const FUSE_SETUPMAPPING = 48; // DAX, not handled
-export const FUSE_REMOVEMAPPING = 49; // DAX, not handled
-export const FUSE_SYNCFS = 50; // not handled
-export const FUSE_TMPFILE = 51; // not handled
+export const FUSE_LSEEK = 46;
+export const FUSE_COPY_FILE_RANGE = 47;
+export const FUSE_SETUPMAPPING = 48; // DAX: ENOSYS (no DAX window offered)
+export const FUSE_REMOVEMAPPING = 49; // DAX: ENOSYS
+export const FUSE_SYNCFS = 50;
+export const FUSE_TMPFILE = 51; // args and reply as CREATE
 export const CUSE_INIT = 4096; // never valid on virtio-fs
 
 // ---- INIT flags (fuse_init_in.flags / fuse_init_out.flags; bits 32..63 travel in flags2) ---------------------------
@@ -190,6 +190,23 @@ export const WRITE_IN = { fh: 0, offset: 8, size: 16, writeFlags: 20, lockOwner:
 export const FSYNC_IN = { fh: 0, fsyncFlags: 8, padding: 12, SIZE: 16 } as const;
 export const ACCESS_IN = { mask: 0, padding: 4, SIZE: 8 } as const;
 export const INTERRUPT_IN = { unique: 0, SIZE: 8 } as const;
+/** SETXATTR: followed by the NUL-terminated name, then `size` value bytes. With FUSE_SETXATTR_EXT (not negotiated)
+ *  the struct is 16 bytes (setxattr_flags, padding); without it only these 8. */
+export const SETXATTR_IN = { size: 0, flags: 4, SIZE: 8 } as const;
+/** GETXATTR (followed by the name) and LISTXATTR. */
+export const GETXATTR_IN = { size: 0, padding: 4, SIZE: 8 } as const;
+export const FALLOCATE_IN = { fh: 0, offset: 8, length: 16, mode: 24, padding: 28, SIZE: 32 } as const;
+export const LSEEK_IN = { fh: 0, offset: 8, whence: 16, padding: 20, SIZE: 24 } as const;
+export const COPY_FILE_RANGE_IN = {
+  fhIn: 0, offIn: 8, nodeidOut: 16, fhOut: 24, offOut: 32, len: 40, flags: 48, SIZE: 56,
+} as const;
+export const SYNCFS_IN = { padding: 0, SIZE: 8 } as const;
+/** GETLK/SETLK/SETLKW: fuse_lk_in, with struct fuse_file_lock { start, end (inclusive), type, pid } at 16. */
+export const LK_IN = { fh: 0, owner: 8, start: 16, end: 24, type: 32, pid: 36, lkFlags: 40, padding: 44, SIZE: 48 } as const;
+/** fuse_lk_in.lk_flags: a BSD flock (only with FUSE_FLOCK_LOCKS, which we do not negotiate). */
+export const FUSE_LK_FLOCK = 1 << 0;
+/** The end of a lock that runs to the end of the file (the kernel's OFFSET_MAX). */
+export const OFFSET_MAX = 0x7fff_ffff_ffff_ffffn;
 
 // ---- reply structs (offsets from the start of the reply body, i.e. after fuse_out_header) -------------------------
 export const INIT_OUT = {
@@ -202,6 +219,11 @@ export const INIT_OUT = {
 } as const;
 export const OPEN_OUT = { fh: 0, openFlags: 8, padding: 12, SIZE: 16 } as const;
 export const WRITE_OUT = { size: 0, padding: 4, SIZE: 8 } as const;
+/** GETXATTR/LISTXATTR with size 0: the size the value (list) needs. */
+export const GETXATTR_OUT = { size: 0, padding: 4, SIZE: 8 } as const;
+export const LSEEK_OUT = { offset: 0, SIZE: 8 } as const;
+/** GETLK: fuse_lk_out { struct fuse_file_lock lk }. */
+export const LK_OUT = { start: 0, end: 8, type: 16, pid: 20, SIZE: 24 } as const;
 /** struct fuse_statfs_out { struct fuse_kstatfs st; } */
 export const STATFS_OUT = {
   blocks: 0, bfree: 8, bavail: 16, files: 24, ffree: 32, bsize: 40, namelen: 44, frsize: 48, padding: 52,

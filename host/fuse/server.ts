@@ -30,8 +30,27 @@ export interface FuseServerOptions {
    * FileSystem must be ready for it (PassthroughFs: `writeback: true` too).
    */
   writeback?: boolean;
+  /**
+   * Negotiate FUSE_HANDLE_KILLPRIV_V2: the guest then leaves clearing setuid/setgid to us (write, truncate, open
+   * O_TRUNC carry a KILL_SUIDGID flag; chown must clear them). The FileSystem must honour those flags
+   * (PassthroughFs does). Default false: the guest kernel clears them itself with SETATTR for cached I/O; a
+   * direct-I/O write (cache=never) still carries FUSE_WRITE_KILL_SUIDGID from an unprivileged writer whatever was
+   * negotiated, and nothing else clears the bits for it.
+   */
+  killprivV2?: boolean;
+  /**
+   * Negotiate FUSE_POSIX_LOCKS (when the FileSystem has getlk and setlk): fcntl locks of the guest then reach the
+   * host, where other guests and host processes see them. Default false: the guest kernel keeps its locks itself,
+   * correct among the guest's own processes only.
+   */
+  posixLocks?: boolean;
   /** Largest READ/WRITE in pages (FUSE_MAX_PAGES), 1..256; default 256 (1 MiB with 4 KiB pages). */
   maxPages?: number;
+  /**
+   * A read-only share (virtiofsd's --readonly): every request that would change the filesystem (OPEN for writing
+   * or truncating, CREATE, MKDIR, SETATTR, WRITE, SETXATTR, ...) is answered EROFS without reaching it.
+   */
+  readonly?: boolean;
   /** Override the cache mode's entry/attr timeouts (seconds). */
   timeout?: number;
   /**
@@ -62,6 +81,7 @@ export class FuseServer implements Session {
   readonly maxWrite: number;
   readonly maxPages: number;
   payloadLen = 0;
+  readonly readonly: boolean;
   readonly session: FuseSessionState;
 
   private readonly readSink: CoreDataTarget;
@@ -90,7 +110,10 @@ export class FuseServer implements Session {
     let want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
     if (fs.open !== undefined || fs.create !== undefined) want |= P.FUSE_ATOMIC_O_TRUNC;
     if (fs.readdirplus !== undefined) want |= P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO;
-    if (options.writeback) want |= P.FUSE_WRITEBACK_CACHE;
+    this.readonly = options.readonly ?? false;
+    if (options.killprivV2) want |= P.FUSE_HANDLE_KILLPRIV_V2;
+    if (options.posixLocks && fs.getlk !== undefined && fs.setlk !== undefined) want |= P.FUSE_POSIX_LOCKS;
+    if (options.writeback && !this.readonly) want |= P.FUSE_WRITEBACK_CACHE;
     this.wantFlags = want;
 
     this.session = options.session ?? new FuseSessionState();
@@ -171,7 +194,10 @@ export class FuseServer implements Session {
       else {
         args = op.decode(req, this);
         // decode answers a negative errno for malformed args; anything else (even a number) is the args.
-        r = typeof args === 'number' && args < 0 ? args : op.handle(this, args, req);
+        if (typeof args === 'number' && args < 0) r = args;
+        else if (this.readonly && op.modifies !== undefined &&
+          (op.modifies === true || (typeof op.modifies === 'function' && op.modifies(args)))) r = -E.EROFS;
+        else r = op.handle(this, args, req);
       }
       if (log.enabled('trace')) {
         log.trace(`fuse ${op?.name ?? opcode} node=${req.nodeId} -> ${r === NO_REPLY ? 'no reply' : r}`);

@@ -10,9 +10,20 @@
  * - Symlinks are never followed on the host: lookups open with O_NOFOLLOW, creation with O_NOFOLLOW|O_EXCL, stat
  *   with AT_SYMLINK_NOFOLLOW, and a symlink node cannot be opened or used as a directory.
  *
- * Credentials: the daemon does not switch to the caller's uid/gid (the guest kernel checks permissions:
- * virtio-fs mounts with default_permissions). When running as root, new nodes are chowned to the caller so
- * ownership matches what the guest expects.
+ * Credentials (credentials.ts): the guest kernel checks permissions itself (virtio-fs mounts with
+ * default_permissions, and it knows the caller's supplementary groups, which FUSE 7.37 does not send us). So the
+ * daemon switches its fsuid/fsgid to the caller's only where the caller's identity decides the outcome: creating a
+ * node (MKNOD, MKDIR, SYMLINK, CREATE of a new file, TMPFILE): the host kernel then gives the node its owner and
+ * group (a setgid parent's group included) and applies its own setgid stripping. Everything else runs with the
+ * daemon's identity, so a guest user's access through a supplementary group is not refused on the host.
+ * - CVE-2022-0358 class: the daemon keeps its own supplementary groups (setgroups is process-wide), so the host
+ *   kernel could let a caller keep S_ISGID on a file created in a setgid directory whose group only the daemon is
+ *   in. New non-directories therefore lose S_ISGID here first when the parent is setgid, the caller is not root and
+ *   its gid is not the parent's group.
+ * - Killpriv (FUSE_HANDLE_KILLPRIV_V2): FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID with a size change and
+ *   FUSE_OPEN_KILL_SUIDGID with O_TRUNC clear setuid, and setgid when group-executable, as the kernel does for an
+ *   unprivileged writer; chown by the daemon clears them by itself; security.capability goes on write, truncate
+ *   and chown by the host kernel.
  */
 import { native } from '../native-loader.js';
 import { SystemError } from '../errors.js';
@@ -22,7 +33,12 @@ import type {
   AttrTarget, Context, CreateResult, DataSource, DataTarget, DirTarget, Entry, FileSystem, OpenResult, SetAttr,
   StatFs,
 } from '../fuse/filesystem.js';
-import { FUSE_ROOT_ID, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT } from '../fuse/protocol.js';
+import type { ByteTarget, FileLock } from '../fuse/filesystem.js';
+import {
+  FUSE_OPEN_KILL_SUIDGID, FUSE_ROOT_ID, FUSE_WRITE_KILL_SUIDGID, OFFSET_MAX, RENAME_EXCHANGE, RENAME_NOREPLACE,
+  RENAME_WHITEOUT,
+} from '../fuse/protocol.js';
+import { FsCredentials } from './credentials.js';
 import { HandleTable, type Handle } from './handle-table.js';
 import { InodeStore, inodeKey, type Inode } from './inode-store.js';
 
@@ -34,8 +50,16 @@ export interface PassthroughOptions {
   root: string;
   /** Pass O_DIRECT from the guest through to the host (default false: dropped, as page-cache I/O always works). */
   allowDirectIo?: boolean;
-  /** chown new nodes to the caller (default: when the daemon runs as root). */
+  /**
+   * Create new nodes with the caller's fsuid/fsgid (default: when the daemon runs as root, which it must to
+   * switch).
+   */
+  switchCredentials?: boolean;
+  /** chown new nodes to the caller after creating them (default false; an alternative to switchCredentials). */
   chownNew?: boolean;
+  /** Serve the xattr operations (virtiofsd's --xattr). Default false: they answer ENOSYS, as virtiofsd does,
+   *  and the guest kernel stops asking (its callers get EOPNOTSUPP). */
+  xattr?: boolean;
   /**
    * The server negotiates FUSE_WRITEBACK_CACHE: the kernel then reads through write-only handles (to fill partial
    * pages) and does O_APPEND itself, so files open O_WRONLY as O_RDWR and without O_APPEND.
@@ -63,9 +87,19 @@ export class PassthroughFs implements FileSystem {
   private readonly chownNew: boolean;
   private readonly openKeep: number;
   private readonly writeback: boolean;
+  private readonly xattr: boolean;
+  readonly creds: FsCredentials;
   /** The process umask, read once: creations it narrows get a chmod to the exact mode. */
   private readonly umask: number;
   private readonly statfsOut = new Float64Array(8);
+  /**
+   * POSIX locks: node id -> guest lock owner -> an fd opened for that owner alone. The host lock is an OFD lock on
+   * it, so each guest owner is its own lock holder (a lock per guest fh would merge processes sharing an open
+   * file, and a classic POSIX lock on the daemon's fds would merge every owner into the daemon process). FLUSH by
+   * the owner closes the fd, which drops its locks, as close(2) drops a process's locks.
+   */
+  private readonly lockFds = new Map<number, Map<bigint, number>>();
+  private readonly flock = new BigInt64Array(5);
   private closed = false;
 
   constructor(options: PassthroughOptions) {
@@ -85,7 +119,9 @@ export class PassthroughFs implements FileSystem {
       this.inodes.close();
       throw new SystemError('openat', -this.procFd, native.strerror(-this.procFd), '/proc/self/fd');
     }
-    this.chownNew = options.chownNew ?? (process.geteuid?.() === 0);
+    this.creds = new FsCredentials(options.switchCredentials ?? (process.geteuid?.() === 0));
+    this.chownNew = options.chownNew ?? false;
+    this.xattr = options.xattr ?? false;
     this.writeback = options.writeback ?? false;
     this.openKeep = C.O_ACCMODE | C.O_APPEND | C.O_TRUNC | C.O_DSYNC | C.O_SYNC |
       (options.allowDirectIo ? C.O_DIRECT : 0);
@@ -99,6 +135,7 @@ export class PassthroughFs implements FileSystem {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropLocks();
     this.handles.clear();
     this.inodes.close();
     native.close(this.procFd);
@@ -141,22 +178,52 @@ export class PassthroughFs implements FileSystem {
     return native.openat(this.procFd, String(inode.fd), flags | C.O_CLOEXEC, 0);
   }
 
-  /** After creating `name` under `parent`: owner = caller (when root), mode fixed up for a non-zero umask. */
+  /** After creating `name` under `parent`: owner = caller (chownNew), permission bits the umask removed put back. */
   private fixNew(ctx: Context, parent: Inode, name: string, mode: number, attr: AttrTarget): void {
-    if (this.chownNew && (ctx.uid !== 0 || ctx.gid !== 0)) {
+    if (this.chownNew && !this.creds.isDaemon(ctx)) {
       // A setgid parent gives its group to new nodes: keep that.
       let gid = ctx.gid;
       if (this.statInto(parent.fd, attr) === 0 && (attr.mode & C.S_ISGID) !== 0) gid = -1;
       const r = native.fchownat(parent.fd, name, ctx.uid, gid, C.AT_SYMLINK_NOFOLLOW);
       if (r < 0) log.debug(`passthrough: chown of new node failed: ${native.strerror(-r)}`);
     }
-    if (this.umask !== 0 && (mode & this.umask & 0o7777) !== 0 && (mode & C.S_IFMT) !== C.S_IFLNK) {
+    if (this.umask !== 0 && (mode & this.umask & 0o777) !== 0 && (mode & C.S_IFMT) !== C.S_IFLNK) {
       const fd = native.openat(parent.fd, name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
       if (fd >= 0) {
-        native.fchmodat(this.procFd, String(fd), mode & 0o7777);
+        // Only the permission bits: setuid/setgid/sticky stay as the kernel left them (an inherited or stripped
+        // S_ISGID included).
+        if (native.statx(fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe.buffer, 0) === 0) {
+          const cur = probe.getUint16(28, true) & 0o7777;
+          native.fchmodat(this.procFd, String(fd), (cur & ~0o777) | (mode & 0o777));
+        }
         native.close(fd);
       }
     }
+  }
+
+  /**
+   * The mode a new non-directory may have under `parent`: without S_ISGID when the parent is setgid and the caller
+   * is neither root nor of the parent's group (see the CVE-2022-0358 note above). Directories keep theirs (they
+   * inherit S_ISGID from the parent anyway).
+   */
+  private createMode(ctx: Context, parent: Inode, mode: number): number {
+    if ((mode & C.S_ISGID) === 0 || (mode & C.S_IFMT) === C.S_IFDIR || ctx.uid === 0) return mode;
+    if (native.statx(parent.fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe.buffer, 0) < 0) return mode & ~C.S_ISGID;
+    const parentMode = probe.getUint16(28, true);
+    const parentGid = probe.getUint32(24, true);
+    return (parentMode & C.S_ISGID) !== 0 && parentGid !== ctx.gid ? mode & ~C.S_ISGID : mode;
+  }
+
+  /** Clears setuid, and setgid if group-executable, on a regular file (killpriv). 0 or -errno. */
+  private killSuidgid(fd: number): number {
+    const r = native.statx(fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe.buffer, 0);
+    if (r < 0) return r;
+    const mode = probe.getUint16(28, true);
+    if ((mode & C.S_IFMT) !== C.S_IFREG) return 0;
+    let kill = mode & C.S_ISUID;
+    if ((mode & C.S_ISGID) !== 0 && (mode & C.S_IXGRP) !== 0) kill |= C.S_ISGID;
+    if (kill === 0) return 0;
+    return native.fchmodat(this.procFd, String(fd), mode & 0o7777 & ~kill);
   }
 
   private fileHandle(nodeId: number, fh: number): Handle | number {
@@ -166,6 +233,7 @@ export class PassthroughFs implements FileSystem {
   // ---- FileSystem ---------------------------------------------------------------------------------------------------
 
   destroy(): void {
+    this.dropLocks();
     this.handles.clear();
     this.inodes.clear();
   }
@@ -191,6 +259,7 @@ export class PassthroughFs implements FileSystem {
 
   forget(nodeId: number, nlookup: number): void {
     this.inodes.forget(nodeId, nlookup);
+    if (this.lockFds.size > 0 && this.inodes.get(nodeId) === undefined) this.dropLocks(nodeId);
   }
 
   getattr(_ctx: Context, nodeId: number, _fh: number | undefined, attr: AttrTarget): number {
@@ -222,6 +291,10 @@ export class PassthroughFs implements FileSystem {
     if (set.size !== undefined) {
       if (inode.type === C.S_IFDIR) return -E.EISDIR;
       if (inode.type !== C.S_IFREG) return -E.EINVAL;
+      if (set.killSuidgid) {
+        r = this.killSuidgid(inode.fd);
+        if (r < 0) return r;
+      }
       if (h !== undefined) {
         r = native.ftruncate(h.fd, set.size);
       } else {
@@ -256,7 +329,7 @@ export class PassthroughFs implements FileSystem {
     if (target.length === 0 || target.includes('\0')) return -E.EINVAL;
     const dir = this.dir(parent);
     if (typeof dir === 'number') return dir;
-    const r = native.symlinkat(target, dir.fd, name);
+    const r = this.creds.asCaller(ctx, () => native.symlinkat(target, dir.fd, name));
     if (r < 0) return r;
     this.fixNew(ctx, dir, name, C.S_IFLNK | 0o777, attr);
     return this.lookupChild(dir.fd, name, attr);
@@ -270,9 +343,11 @@ export class PassthroughFs implements FileSystem {
     if (typeof dir === 'number') return dir;
     const type = mode & C.S_IFMT;
     if (type === C.S_IFDIR || type === C.S_IFLNK) return -E.EINVAL;
-    const r = native.mknodat(dir.fd, name, mode, type === C.S_IFCHR || type === C.S_IFBLK ? rdev : 0);
+    const m = this.createMode(ctx, dir, mode);
+    const r = this.creds.asCaller(ctx,
+      () => native.mknodat(dir.fd, name, m, type === C.S_IFCHR || type === C.S_IFBLK ? rdev : 0));
     if (r < 0) return r;
-    this.fixNew(ctx, dir, name, mode, attr);
+    this.fixNew(ctx, dir, name, m, attr);
     return this.lookupChild(dir.fd, name, attr);
   }
 
@@ -281,7 +356,7 @@ export class PassthroughFs implements FileSystem {
     if (bad < 0) return bad;
     const dir = this.dir(parent);
     if (typeof dir === 'number') return dir;
-    const r = native.mkdirat(dir.fd, name, mode & 0o7777);
+    const r = this.creds.asCaller(ctx, () => native.mkdirat(dir.fd, name, mode & 0o7777));
     if (r < 0) return r;
     this.fixNew(ctx, dir, name, C.S_IFDIR | (mode & 0o7777), attr);
     return this.lookupChild(dir.fd, name, attr);
@@ -341,33 +416,48 @@ export class PassthroughFs implements FileSystem {
     return f | C.O_CLOEXEC;
   }
 
-  open(_ctx: Context, nodeId: number, flags: number): OpenResult | number {
+  open(_ctx: Context, nodeId: number, flags: number, openFlags = 0): OpenResult | number {
     const inode = this.inodes.get(nodeId);
     if (inode === undefined) return -E.ENOENT;
     if (inode.type === C.S_IFDIR) return -E.EISDIR;
     if (inode.type === C.S_IFLNK) return -E.ELOOP;
     if (inode.type !== C.S_IFREG) return -E.ENXIO; // fifos and devices are the guest's own business
+    if ((flags & C.O_TRUNC) !== 0 && (openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0) {
+      const k = this.killSuidgid(inode.fd);
+      if (k < 0) return k;
+    }
     const fd = this.reopen(inode, this.openFlags(flags));
     if (fd < 0) return fd;
     return { fh: this.handles.add(nodeId, fd, false).fh };
   }
 
   create(ctx: Context, parent: number, name: string, mode: number, flags: number, _umask: number,
-         attr: AttrTarget): CreateResult | number {
+         attr: AttrTarget, openFlags = 0): CreateResult | number {
     const bad = checkName(name, false);
     if (bad < 0) return bad;
     const dir = this.dir(parent);
     if (typeof dir === 'number') return dir;
     const base = this.openFlags(flags);
-    // Create exclusively first, so we know whether the file is new (and may be chowned to the caller).
-    const fd = native.openat(dir.fd, name, base | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode & 0o7777);
-    if (fd === -E.EEXIST && (flags & C.O_EXCL) === 0) {
+    // Create exclusively first, as the caller, so we know whether the file is new (and it gets the caller's owner).
+    const m = this.createMode(ctx, dir, C.S_IFREG | (mode & 0o7777));
+    const fd = this.creds.asCaller(ctx,
+      () => native.openat(dir.fd, name, base | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, m & 0o7777));
+    if ((flags & C.O_EXCL) === 0 && (fd === -E.EEXIST || (fd === -E.EACCES && this.exists(dir, name)))) {
+      // (EACCES as the caller for an existing name: a search permission through a group the host does not know
+      // the caller is in; the guest kernel has checked the open already.)
       // It exists: look it up without following anything, refuse what is not a regular file (opening a fifo
       // would block the daemon), and open it through the O_PATH fd.
       const entry = this.lookupChild(dir.fd, name, attr);
       if (typeof entry === 'number') return entry;
       const inode = this.inodes.get(entry.nodeId)!;
       const type = inode.type;
+      if (type === C.S_IFREG && (base & C.O_TRUNC) !== 0 && (openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0) {
+        const k = this.killSuidgid(inode.fd);
+        if (k < 0) {
+          this.inodes.forget(entry.nodeId, 1);
+          return k;
+        }
+      }
       const ofd = type === C.S_IFREG ? this.reopen(inode, base) : -1;
       if (ofd < 0) {
         this.inodes.forget(entry.nodeId, 1);
@@ -377,7 +467,19 @@ export class PassthroughFs implements FileSystem {
       return { nodeId: entry.nodeId, generation: entry.generation, fh: h.fh };
     }
     if (fd < 0) return fd;
-    this.fixNew(ctx, dir, name, C.S_IFREG | (mode & 0o7777), attr);
+    this.fixNew(ctx, dir, name, m, attr);
+    return this.openedNew(fd, attr);
+  }
+
+  private exists(dir: Inode, name: string): boolean {
+    const fd = native.openat(dir.fd, name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    if (fd < 0) return false;
+    native.close(fd);
+    return true;
+  }
+
+  /** A new file open as `fd` (ours): its node (+1 lookup) and a handle on `fd`. */
+  private openedNew(fd: number, attr: AttrTarget): CreateResult | number {
     const pathFd = native.openat(this.procFd, String(fd), C.O_PATH | C.O_CLOEXEC, 0);
     if (pathFd < 0) {
       native.close(fd);
@@ -398,15 +500,27 @@ export class PassthroughFs implements FileSystem {
     return target.fromFd(h.fd, offset);
   }
 
-  write(_ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, _writeFlags: number): number {
+  write(_ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, writeFlags: number): number {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
+    if ((writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0) {
+      const k = this.killSuidgid(h.fd);
+      if (k < 0) return k;
+    }
     return source.toFd(h.fd, offset);
   }
 
-  flush(_ctx: Context, nodeId: number, fh: number, _lockOwner: bigint): number {
+  flush(_ctx: Context, nodeId: number, fh: number, lockOwner: bigint): number {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
+    // close(2) by a lock owner releases its POSIX locks on the file.
+    const owners = this.lockFds.get(nodeId);
+    const lfd = owners?.get(lockOwner);
+    if (lfd !== undefined) {
+      native.close(lfd);
+      owners!.delete(lockOwner);
+      if (owners!.size === 0) this.lockFds.delete(nodeId);
+    }
     // close(dup(fd)) makes the host filesystem see a close (network filesystems flush there).
     const d = native.dup(h.fd);
     if (d < 0) return d;
@@ -535,9 +649,160 @@ export class PassthroughFs implements FileSystem {
       : ctx.gid === probe.getUint32(24, true) ? (mode >> 3) & 7 : mode & 7;
     return (want & ~bits) !== 0 ? -E.EACCES : 0;
   }
+
+  tmpfile(ctx: Context, parent: number, mode: number, flags: number, _umask: number,
+          attr: AttrTarget): CreateResult | number {
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    const m = this.createMode(ctx, dir, C.S_IFREG | (mode & 0o7777));
+    const base = this.openFlags(flags) & ~C.O_TRUNC;
+    const fd = this.creds.asCaller(ctx, () => native.openat(dir.fd, '.', base | C.O_TMPFILE, m & 0o7777));
+    if (fd < 0) return fd;
+    if (this.umask !== 0 && (m & this.umask & 0o777) !== 0) native.fchmod(fd, m & 0o7777);
+    return this.openedNew(fd, attr);
+  }
+
+  // ---- extended attributes: path calls on /proc/self/fd/N (the inode itself, never a guest symlink's target) ----
+
+  private xattrPath(nodeId: number): string | number {
+    if (!this.xattr) return -E.ENOSYS;
+    const inode = this.inodes.get(nodeId);
+    return inode === undefined ? -E.ENOENT : `/proc/self/fd/${inode.fd}`;
+  }
+
+  getxattr(_ctx: Context, nodeId: number, name: string, out: ByteTarget): number {
+    const p = this.xattrPath(nodeId);
+    return typeof p === 'number' ? p : native.getxattr(p, name, out.buffer, out.offset, out.size);
+  }
+
+  listxattr(_ctx: Context, nodeId: number, out: ByteTarget): number {
+    const p = this.xattrPath(nodeId);
+    return typeof p === 'number' ? p : native.listxattr(p, out.buffer, out.offset, out.size);
+  }
+
+  setxattr(_ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number): number {
+    const p = this.xattrPath(nodeId);
+    return typeof p === 'number' ? p : native.setxattr(p, name, value, 0, value.length, flags);
+  }
+
+  removexattr(_ctx: Context, nodeId: number, name: string): number {
+    const p = this.xattrPath(nodeId);
+    return typeof p === 'number' ? p : native.removexattr(p, name);
+  }
+
+  // ---- whole-file operations -------------------------------------------------------------------------------------
+
+  fallocate(_ctx: Context, nodeId: number, fh: number, offset: number, length: number, mode: number): number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    return native.fallocate(h.fd, mode, offset, length);
+  }
+
+  lseek(_ctx: Context, nodeId: number, fh: number, offset: bigint, whence: number): bigint | number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    if (whence !== C.SEEK_SET && whence !== C.SEEK_CUR && whence !== C.SEEK_END && whence !== C.SEEK_DATA &&
+      whence !== C.SEEK_HOLE) return -E.EINVAL;
+    const r = native.lseek(h.fd, offset, whence);
+    return r < 0n ? Number(r) : r;
+  }
+
+  copyFileRange(_ctx: Context, nodeIn: number, fhIn: number, offIn: number, nodeOut: number, fhOut: number,
+                offOut: number, length: number, flags: number): number {
+    const hin = this.fileHandle(nodeIn, fhIn);
+    if (typeof hin === 'number') return hin;
+    const hout = this.fileHandle(nodeOut, fhOut);
+    if (typeof hout === 'number') return hout;
+    return native.copyFileRange(hin.fd, offIn, hout.fd, offOut, length, flags);
+  }
+
+  syncfs(_ctx: Context, _nodeId: number): number {
+    // syncfs needs a real open file (not O_PATH): the shared directory's filesystem.
+    const fd = native.openat(this.inodes.root.fd, '.', C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    if (fd < 0) return fd;
+    const r = native.syncfs(fd);
+    native.close(fd);
+    return r;
+  }
+
+  // ---- POSIX record locks (OFD locks on one fd per guest lock owner) ----------------------------------------------
+
+  private dropLocks(nodeId?: number): void {
+    for (const [node, owners] of this.lockFds) {
+      if (nodeId !== undefined && node !== nodeId) continue;
+      for (const fd of owners.values()) native.close(fd);
+      this.lockFds.delete(node);
+    }
+  }
+
+  /** The owner's lock fd on the node (opened on first use), or -errno. */
+  private ownerFd(inode: Inode, owner: bigint, create: boolean): number {
+    let owners = this.lockFds.get(inode.nodeId);
+    const known = owners?.get(owner);
+    if (known !== undefined) return known;
+    if (!create) return -E.ENOENT;
+    // Read and write locks need an fd open for reading or writing: the widest access the host allows.
+    let fd = this.reopen(inode, C.O_RDWR);
+    if (fd === -E.EACCES || fd === -E.EROFS || fd === -E.ETXTBSY) fd = this.reopen(inode, C.O_RDONLY);
+    if (fd === -E.EACCES) fd = this.reopen(inode, C.O_WRONLY);
+    if (fd < 0) return fd;
+    if (owners === undefined) {
+      owners = new Map();
+      this.lockFds.set(inode.nodeId, owners);
+    }
+    owners.set(owner, fd);
+    return fd;
+  }
+
+  /** FileLock -> struct flock in this.flock. */
+  private toFlock(lock: FileLock): void {
+    const f = this.flock;
+    f[0] = BigInt(lock.type);
+    f[1] = BigInt(C.SEEK_SET);
+    f[2] = lock.start;
+    f[3] = lock.end === OFFSET_MAX ? 0n : lock.end - lock.start + 1n; // l_len 0: to the end of the file
+    f[4] = 0n;
+  }
+
+  getlk(_ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock): FileLock | number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    // The owner's own fd: its own locks never conflict with it.
+    const fd = this.ownerFd(inode, owner, true);
+    if (fd < 0) return fd;
+    this.toFlock(lock);
+    const r = native.fcntlLock(fd, C.F_OFD_GETLK, this.flock);
+    if (r < 0) return r;
+    const f = this.flock;
+    const type = Number(f[0]);
+    if (type === C.F_UNLCK) return { ...lock, type };
+    // The holder's pid is a host pid (or -1 for an OFD lock): meaningless to the guest.
+    return { start: f[2], end: f[3] === 0n ? OFFSET_MAX : f[2] + f[3] - 1n, type, pid: 0 };
+  }
+
+  setlk(_ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock, sleep: boolean): number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    const unlock = lock.type === C.F_UNLCK;
+    const fd = this.ownerFd(inode, owner, !unlock);
+    if (fd < 0) return unlock ? 0 : fd; // nothing held: nothing to release
+    this.toFlock(lock);
+    // Never F_OFD_SETLKW: requests are served one at a time on this thread, so waiting would stop the daemon
+    // (and the holder's unlock could never be served). SETLKW gets the lock when it is free; on a conflict it is
+    // refused with EOPNOTSUPP, as virtiofsd refuses blocking locks.
+    const r = native.fcntlLock(fd, C.F_OFD_SETLK, this.flock);
+    if (r === -E.EAGAIN || r === -E.EACCES) return sleep ? -E.EOPNOTSUPP : -E.EAGAIN;
+    return r;
+  }
 }
 
 const accessProbe = new DataView(new ArrayBuffer(256));
+/** statx scratch for checks that must not touch the reply's attr scratch. */
+const probe = new DataView(new ArrayBuffer(256));
 
 function timeArg(t: SetAttr['atime']): [number, number] {
   if (t === undefined) return [0, C.UTIME_OMIT];
