@@ -584,6 +584,8 @@ const table: Array<[number, Op<unknown>]> = [
         writeFlags: u32(a, P.WRITE_IN.writeFlags) };
     },
     handle: (s, d, req) => {
+      // The guest agreed to max_write at INIT; a larger WRITE is refused rather than carried out.
+      if (d.size > s.maxWrite) return -E.EINVAL;
       const r = s.fs.write!(req.ctx, req.nodeId, d.fh, d.offset, s.writeSource(d.size), d.writeFlags);
       if (r < 0) return r;
       const v = replyView(s);
