@@ -46,6 +46,8 @@ export class VhostUserListener extends EventEmitter {
   private readonly poller: FdPoller;
   private readonly ownsPoller: boolean;
   private listenFd = -1;
+  /** O_PATH fd of the socket's directory, opened at listen(). */
+  private socketDirFd = -1;
   private listenToken = 0;
   private session: VhostUserBackend | null = null;
   private closed = false;
@@ -87,6 +89,9 @@ export class VhostUserListener extends EventEmitter {
         { errno: -fd, reconnect: false });
     }
     this.listenFd = fd;
+    // Held so close() removes *this* socket file even after a sandbox pivot changed what the path names.
+    this.socketDirFd = native.openat(native.constants.AT_FDCWD, path.dirname(this.socketPath),
+      native.constants.O_PATH | native.constants.O_DIRECTORY | native.constants.O_CLOEXEC, 0);
     try {
       this.listenToken = this.poller.add(fd, native.constants.EPOLLIN, () => this.onAcceptable());
     } catch (err) {
@@ -108,11 +113,7 @@ export class VhostUserListener extends EventEmitter {
       this.poller.remove(this.listenToken);
       native.close(this.listenFd);
       this.listenFd = -1;
-      try {
-        if (fs.lstatSync(this.socketPath).isSocket()) fs.unlinkSync(this.socketPath);
-      } catch {
-        // already gone
-      }
+      this.removeSocketFile();
     }
     if (this.ownsPoller) this.poller.close();
     this.emit('close');
@@ -167,6 +168,21 @@ export class VhostUserListener extends EventEmitter {
   }
 
   /** EADDRINUSE from bind: unlink the file if it is a socket nobody listens on; else a clear error. */
+  /** Unlinks our socket file (if it is still a socket) relative to the directory it was created in. */
+  private removeSocketFile(): void {
+    const dirFd = this.socketDirFd;
+    if (dirFd < 0) return;
+    this.socketDirFd = -1;
+    const C = native.constants;
+    const name = path.basename(this.socketPath);
+    const st = new Uint8Array(256);
+    if (native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS, st, 0) === 0) {
+      const mode = new DataView(st.buffer).getUint16(28, true); // struct statx.stx_mode
+      if ((mode & C.S_IFMT) === C.S_IFSOCK) native.unlinkat(dirFd, name, 0);
+    }
+    native.close(dirFd);
+  }
+
   private removeStaleSocket(): void {
     let st: fs.Stats;
     try {
