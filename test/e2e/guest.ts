@@ -316,11 +316,34 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
 }
 
 /** CPU time (user + system) a live process has used, in seconds, from /proc (Linux's 100 Hz clock ticks). */
+/** CPU seconds used by a process and its descendants (the daemon may run as a child of a sandbox helper). */
 export function processCpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let total = 0;
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0; // exited meanwhile
+  }
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  total += (Number(fields[11]) + Number(fields[12])) / 100;
+  let tasks: string[] = [];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    // exited meanwhile
+  }
+  for (const tid of tasks) {
+    let children = '';
+    try {
+      children = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const child of children.split(' ').filter(Boolean)) total += processCpuSeconds(Number(child));
+  }
+  return total;
 }
 
 export function fmtStatus(s: ExitStatus): string {
@@ -331,6 +354,7 @@ export function fmtStatus(s: ExitStatus): string {
 // Guests
 
 export interface GuestOptions {
+  /** The vhost-user-fs backend's socket; '' attaches no virtio-fs device (e.g. a `-virtfs` share in qemuArgs). */
   socketPath: string;
   /** The virtio-fs tag (default `e2e`). */
   tag?: string;
@@ -347,6 +371,10 @@ export interface GuestOptions {
   image?: GuestImage;
   /** Called with every console line (without CR). */
   onLine?: (line: string) => void;
+  /** Extra QEMU arguments, after the harness's own (e.g. `-smp 2`, `-virtfs ...`). */
+  qemuArgs?: string[];
+  /** Extra words for the kernel command line. */
+  append?: string;
 }
 
 export interface StepResult {
@@ -414,14 +442,14 @@ export function startGuest(o: GuestOptions): GuestRun {
     '-m', `${mem}`,
     '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
     '-numa', 'node,memdev=mem',
-    '-chardev', `socket,id=char0,path=${o.socketPath}`,
-    '-device', `vhost-user-fs-pci,chardev=char0,tag=${tag}`,
+    ...(o.socketPath ? ['-chardev', `socket,id=char0,path=${o.socketPath}`, '-device', `vhost-user-fs-pci,chardev=char0,tag=${tag}`] : []),
     '-kernel', image.kernel,
     '-initrd', image.initrd,
-    '-append', `console=ttyS0 quiet panic=-1 e2e_tag=${tag}`,
+    '-append', `console=ttyS0 quiet panic=-1 e2e_tag=${tag}${o.append ? ` ${o.append}` : ''}`,
     // No NIC, VGA or monitor: the serial port on stdio is the only output.
     '-nodefaults', '-display', 'none', '-serial', 'stdio',
     '-no-reboot',
+    ...(o.qemuArgs ?? []),
   ];
   const started = Date.now();
   const child = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
