@@ -9,6 +9,8 @@
 //   DIRENT_BUF  64 KiB          getdents64 output
 //   STATX       256 B           one struct statx
 //   IOV         4096 x 8 B      {u32 linearOffset, u32 len}; at most IOV_MAX (1024) are produced per call
+//   LINEAR_IN   1 MiB + 4 KiB   one request as read(2) from /dev/fuse (linearPop)
+//   LINEAR_OUT  1 MiB + 4 KiB   its reply, to write(2) back (linearReplyLen bytes)
 
 import * as gm from './guest-memory';
 import * as sq from './split-queue';
@@ -68,6 +70,26 @@ export function queuePop(q: u32): i32 {
 
 export function queueNeedsNotify(q: u32): bool {
   return sq.queueNeedsNotify(q);
+}
+
+// ---- linear requests (the /dev/fuse transport) -------------------------------------------------------------------
+
+/** 1 request current, -1 POP_BAD_CHAIN (bad ranges; no reply), -2 POP_BAD_MESSAGE (reply per linearReplyLen). */
+export function linearPop(inPtr: u32, inLen: u32, outPtr: u32, outCap: u32): i32 {
+  return rq.linearPop(inPtr, inLen, outPtr, outCap);
+}
+/** Bytes of the last linear request's reply at its outPtr; 0 = nothing to write (FORGET, INTERRUPT). */
+export function linearReplyLen(): u32 {
+  return rq.linearReplyLen;
+}
+export function linearInPtr(): usize {
+  return rq.LINEAR_IN;
+}
+export function linearOutPtr(): usize {
+  return rq.LINEAR_OUT;
+}
+export function linearBufSize(): u32 {
+  return rq.LINEAR_BUF_SIZE;
 }
 
 // ---- the current request ----------------------------------------------------------------------------------------

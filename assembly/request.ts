@@ -9,10 +9,14 @@
 //                      WRITE: only fuse_write_in)                                          through payloadReadIov
 // Either side may be cut into segments at any byte (the guest's scatterlists, region borders): all access goes
 // through gather/scatter over SEGS.
+//
+// A linear request (linearPop, the /dev/fuse transport) is the same thing with one segment each way: the bytes one
+// read(2) of /dev/fuse returned, and an out buffer the reply is written to; the host then write(2)s
+// [outPtr, outPtr + linearReplyLen) back. Replies go there instead of into a used ring; nothing else differs.
 
 import {
   SEGS, segReadable, segWritable, bytesReadable, bytesWritable, chainQueue, chainHead, popChain, pushUsed,
-  POP_REQUEST, POP_BAD_MESSAGE,
+  linearChain, POP_REQUEST, POP_BAD_CHAIN, POP_BAD_MESSAGE,
 } from './split-queue';
 import {
   FUSE_IN_HEADER_SIZE, FUSE_OUT_HEADER_SIZE, IN_LEN, IN_OPCODE, IN_UNIQUE, IN_NODEID, IN_UID, IN_GID, IN_PID,
@@ -36,7 +40,22 @@ export const REPLY: usize = REPLY_AREA + FUSE_OUT_HEADER_SIZE;
 export const IOV: usize = memory.data(<i32>(IOV_CAPACITY * 8), 16);
 const IN_HEADER: usize = memory.data(<i32>FUSE_IN_HEADER_SIZE, 16);
 
+/**
+ * The /dev/fuse transport's buffers. The kernel refuses a read(2) smaller than
+ * max(FUSE_MIN_READ_BUFFER = 8192, sizeof(fuse_in_header) + sizeof(fuse_write_in) + max_write), and our max_write
+ * is at most 1 MiB (FuseServer: 256 pages of 4 KiB); a READ reply is 16 + at most max_pages pages (1 MiB).
+ */
+export const LINEAR_BUF_SIZE: u32 = 1024 * 1024 + 4096;
+export const LINEAR_IN: usize = memory.data(<i32>LINEAR_BUF_SIZE, 16);
+export const LINEAR_OUT: usize = memory.data(<i32>LINEAR_BUF_SIZE, 16);
+/** reqQueue() of a linear request: no virtqueue (forgetRequestOf never matches it). */
+export const LINEAR_QUEUE: u32 = u32.MAX_VALUE;
+
 let active = false;
+/** The current request came from linearPop: finish() records the reply length instead of pushing a used element. */
+let linear = false;
+/** Bytes of the last linear reply at its outPtr (0 = no reply: FORGET, INTERRUPT, a message with no room). */
+export let linearReplyLen: u32 = 0;
 export let reqQueue: u32 = 0;
 export let reqHead: u32 = 0;
 export let reqOpcode: u32 = 0;
@@ -87,7 +106,8 @@ function scatter(src: usize, len: u32): void {
 }
 
 function finish(len: u32): void {
-  pushUsed(reqQueue, reqHead, len);
+  if (linear) linearReplyLen = len;
+  else pushUsed(reqQueue, reqHead, len);
   active = false;
 }
 
@@ -114,9 +134,28 @@ export function queuePop(q: u32): i32 {
   }
   const r = popChain(q);
   if (r != POP_REQUEST) return r;
+  linear = false;
+  return beginRequest(chainQueue, chainHead);
+}
+
+/**
+ * linearPop: the request at [inPtr, inPtr+inLen) (one read(2) of /dev/fuse), answered into [outPtr,
+ * outPtr+outCap). Same results and checks as queuePop: 1 (current), POP_BAD_MESSAGE (an -EINVAL reply is at outPtr
+ * if 16 bytes fit; see linearReplyLen), POP_BAD_CHAIN (a range outside linear memory or the two overlapping).
+ */
+export function linearPop(inPtr: u32, inLen: u32, outPtr: u32, outCap: u32): i32 {
+  if (active) finish(0);
+  linearReplyLen = 0;
+  if (!linearChain(inPtr, inLen, outPtr, outCap)) return POP_BAD_CHAIN;
+  linear = true;
+  return beginRequest(LINEAR_QUEUE, 0);
+}
+
+/** Validates the chain now in SEGS as a FUSE request and makes it current. */
+function beginRequest(queue: u32, head: u32): i32 {
   active = true;
-  reqQueue = chainQueue;
-  reqHead = chainHead;
+  reqQueue = queue;
+  reqHead = head;
   reqReadable = bytesReadable;
   reqWritable = bytesWritable;
   reqOpcode = 0;
@@ -228,7 +267,7 @@ export function replyNone(): void {
  * it available (fuzz finding ring-3326651569).
  */
 export function forgetRequestOf(q: u32): void {
-  if (active && reqQueue == q) active = false;
+  if (active && !linear && reqQueue == q) active = false;
 }
 
 export function requestActive(): bool {

@@ -329,6 +329,42 @@ function walkChain(p: usize, head: u32): bool {
   return true;
 }
 
+// ---- a linear request (the /dev/fuse transport) -----------------------------------------------------------------
+
+/**
+ * Makes [inPtr, inPtr+inLen) the one readable segment and [outPtr, outPtr+outCap) the one writable segment of the
+ * current chain, as if a driver had queued them: request.ts then reads and answers it through the same
+ * gather/scatter and iovec code. The host owns both ranges (no guest input here), but they are still checked:
+ * inside linear memory, no u32 overflow, not overlapping. false leaves the chain empty.
+ */
+export function linearChain(inPtr: u32, inLen: u32, outPtr: u32, outCap: u32): bool {
+  segReadable = 0;
+  segWritable = 0;
+  bytesReadable = 0;
+  bytesWritable = 0;
+  chainQueue = 0;
+  chainHead = 0;
+  const memEnd = <u64>memory.size() << 16;
+  const inEnd = <u64>inPtr + <u64>inLen;
+  const outEnd = <u64>outPtr + <u64>outCap;
+  if (inEnd > memEnd || outEnd > memEnd) return false;
+  if (inLen != 0 && outCap != 0 && <u64>inPtr < outEnd && <u64>outPtr < inEnd) return false;
+  if (inLen != 0) {
+    store<u32>(SEGS, inPtr);
+    store<u32>(SEGS, inLen, 4);
+    segReadable = 1;
+  }
+  if (outCap != 0) {
+    const s = SEGS + <usize>(segReadable << 3);
+    store<u32>(s, outPtr);
+    store<u32>(s, outCap, 4);
+    segWritable = 1;
+  }
+  bytesReadable = inLen;
+  bytesWritable = outCap;
+  return true;
+}
+
 // ---- used ring --------------------------------------------------------------------------------------------------
 
 /** Puts {id: head, len} in the used ring of queue q and publishes it (release-write of used.idx). */

@@ -6,7 +6,7 @@
  *
  * Linear memory layout:
  *
- *   0                 static data (scratch: ARGS, REPLY, DIRENT_BUF, STATX, IOV, ring/region tables)
+ *   0                 static data (scratch: ARGS, REPLY, DIRENT_BUF, STATX, IOV, LINEAR_IN/OUT, ring/region tables)
  *   initial size      ---------------------------------------------------------------------------
  *                     guest area: one 64 KiB-aligned slot per vhost-user region, each mmap'ed over with the
  *                     region's fd (MAP_SHARED|MAP_FIXED); reused on a new memory table
@@ -35,6 +35,11 @@ interface CoreExports {
   queueSetFeatures(q: number, eventIdx: number, indirect: number): void;
   queuePop(q: number): number;
   queueNeedsNotify(q: number): number;
+  linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
+  linearReplyLen(): number;
+  linearInPtr(): number;
+  linearOutPtr(): number;
+  linearBufSize(): number;
   reqQueue(): number;
   reqHead(): number;
   reqOpcode(): number;
@@ -80,6 +85,8 @@ export const POP_BAD_MESSAGE = -2;
 export const POP_RING_BROKEN = -3;
 
 export const MAX_QUEUES = 64;
+/** reqQueue() of a request from linearPop (no virtqueue). */
+export const LINEAR_QUEUE = 0xffff_ffff;
 export const ARGS_MAX = 72 * 1024;
 export const REPLY_MAX = 1024 * 1024 + 4096;
 export const DIRENT_BUF_SIZE = 64 * 1024;
@@ -147,6 +154,10 @@ export class Core {
   readonly statxPtr: number;
   readonly direntBufPtr: number;
   readonly iovPtr: number;
+  /** The /dev/fuse transport's request and reply buffers (linearBufSize bytes each). */
+  readonly linearInPtr: number;
+  readonly linearOutPtr: number;
+  readonly linearBufSize: number;
 
   private readonly e: CoreExports;
   private readonly wasi: WASI | undefined;
@@ -172,6 +183,9 @@ export class Core {
     this.statxPtr = this.e.statxPtr();
     this.direntBufPtr = this.e.direntBufPtr();
     this.iovPtr = this.e.iovPtr();
+    this.linearInPtr = this.e.linearInPtr();
+    this.linearOutPtr = this.e.linearOutPtr();
+    this.linearBufSize = this.e.linearBufSize() >>> 0;
   }
 
   /** Compiles (once per path) and instantiates the core with WASI imports for its stderr. */
@@ -400,6 +414,20 @@ export class Core {
   queueNeedsNotify(q: number): boolean {
     try { return this.e.queueNeedsNotify(q) !== 0; } catch (err) { this.trap(err); }
   }
+
+  // ---- linear requests (/dev/fuse) ---------------------------------------------------------------------------
+
+  /**
+   * Makes the bytes at [inPtr, inPtr+inLen) the current request, answered into [outPtr, outPtr+outCap): one
+   * readable and one writable segment. POP_REQUEST, POP_BAD_MESSAGE (an -EINVAL reply is at outPtr, see
+   * linearReplyLen) or POP_BAD_CHAIN (a range outside linear memory, or overlapping).
+   */
+  linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number {
+    try { return this.e.linearPop(inPtr, inLen, outPtr, outCap); } catch (err) { this.trap(err); }
+  }
+
+  /** Bytes of the last linear request's reply at its outPtr (0: nothing to write, e.g. FORGET). */
+  linearReplyLen(): number { return this.e.linearReplyLen() >>> 0; }
 
   // ---- the current request ------------------------------------------------------------------------------------
 

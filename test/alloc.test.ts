@@ -56,6 +56,11 @@ interface RawCore {
   queueSetFeatures(q: number, eventIdx: number, indirect: number): void;
   queuePop(q: number): number;
   queueNeedsNotify(q: number): number;
+  linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
+  linearReplyLen(): number;
+  linearInPtr(): number;
+  linearOutPtr(): number;
+  linearBufSize(): number;
   reqOpcode(): number;
   reqUnique(): bigint;
   reqNodeId(): number;
@@ -253,6 +258,46 @@ test('1000 requests of several opcodes allocate nothing', async () => {
   assert.is(served, 800);
   assert.equal(counts, startCounts, 'no allocation, resize, move, free or collection during the batch');
   assert.is(counts.alloc, 0);
+});
+
+test('500 linear (/dev/fuse) requests allocate nothing', async () => {
+  const { e, counts } = await instantiate();
+  const startCounts = { ...counts };
+  const bytes = () => new Uint8Array(e.memory.buffer);
+  const [inPtr, outPtr, size] = [e.linearInPtr(), e.linearOutPtr(), e.linearBufSize()];
+  const kinds = ['getattr', 'read', 'write', 'forget', 'badmsg'];
+  for (let i = 0; i < 500; i++) {
+    const kind = kinds[i % kinds.length];
+    const unique = BigInt(i + 1);
+    let req: Uint8Array;
+    switch (kind) {
+      case 'read': req = request(15, unique, 2n, readIn(6000)); break;
+      case 'write': {
+        req = request(16, unique, 2n, new Uint8Array(40 + 3000));
+        new DataView(req.buffer).setUint32(40 + 16, 3000, true);
+        break;
+      }
+      case 'forget': req = request(2, unique, 5n, new Uint8Array(8)); break;
+      case 'badmsg': req = request(3, unique, 1n, new Uint8Array(4)); break;
+      default: req = request(3, unique, 1n, new Uint8Array(16));
+    }
+    bytes().set(req, inPtr);
+    const rc = e.linearPop(inPtr, req.length, outPtr, size);
+    if (kind === 'badmsg') {
+      assert.is(rc, -2);
+      assert.is(e.linearReplyLen(), 16);
+      continue;
+    }
+    assert.is(rc, 1, `${kind} pops`);
+    switch (kind) {
+      case 'read': assert.ok(e.payloadReadIov(16, 6000) === 1); assert.is(e.replySend(0, 0, 6000), 0); break;
+      case 'write': assert.ok(e.payloadWriteIov(40, 3000) === 1); assert.is(e.replySend(0, 8, 0), 0); break;
+      case 'forget': e.replyNone(); break;
+      default: assert.is(e.replySend(0, e.encodeAttrOut(e.replyPtr(), 1.5, e.statxPtr()), 0), 0);
+    }
+    assert.is(e.linearReplyLen(), { read: 6016, write: 24, forget: 0, getattr: 120 }[kind]);
+  }
+  assert.equal(counts, startCounts, 'no allocation, resize, move, free or collection during the batch');
 });
 
 test.run();
