@@ -9,11 +9,22 @@
         "bindings/eventfd.c",
         "bindings/poller.c",
         "bindings/fsat.c",
-        "bindings/creds.c"
+        "bindings/creds.c",
+        "bindings/fuse-dev.c",
+        "bindings/sandbox.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],
       "libraries": ["-lpthread"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none" }]
+      ]
+    },
+    {
+      "target_name": "virtiofsd-ts-sandbox",
+      "type": "executable",
+      "sources": ["bindings/sandbox-helper.c"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }]
       ]

@@ -1,6 +1,6 @@
 /**
  * The two backends as child processes, each on its own socket and shared dir:
- * - ours: `node --trace-gc dist/host/cli.js --cache=never` (GC events are read from its stdout);
+ * - ours: `node --trace-gc dist/host/cli.js --cache=never --sandbox=chroot` (GC events are read from its stdout);
  * - C: `/usr/lib/qemu/virtiofsd -o cache=none -o sandbox=chroot -o readdirplus` (it exits when its frontend leaves,
  *   so a backend lives for one connection).
  */
@@ -85,7 +85,9 @@ async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: stri
 export function startOurs(workDir: string, dir: string): Promise<Backend> {
   const socket = path.join(workDir, 'ours.sock');
   return launch('ours', socket, dir, process.execPath,
-    ['--trace-gc', CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never', '--log-level=error']);
+    ['--trace-gc', CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never', '--log-level=error',
+      // Like the C side's sandbox=chroot; it also keeps the daemon in this pid (namespace mode re-executes).
+      '--sandbox=chroot']);
 }
 
 export function startC(workDir: string, dir: string): Promise<Backend> {

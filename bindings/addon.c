@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <linux/falloc.h>
@@ -221,6 +222,8 @@ static const struct vfs_constant vfs_constants[] = {
     /* mmap / memfd / eventfd / epoll */
     K(PROT_READ), K(PROT_WRITE), K(MFD_CLOEXEC), K(MFD_ALLOW_SEALING), K(EFD_NONBLOCK), K(EFD_SEMAPHORE),
     K(EPOLLIN), K(EPOLLOUT), K(EPOLLERR), K(EPOLLHUP), K(EPOLLRDHUP),
+    /* mount(2) / umount2(2) */
+    K(MS_RDONLY), K(MS_NOSUID), K(MS_NODEV), K(MS_NOEXEC), K(MNT_FORCE), K(MNT_DETACH), K(UMOUNT_NOFOLLOW),
 };
 
 static const struct vfs_constant vfs_errnos[] = {
@@ -333,6 +336,19 @@ NAPI_MODULE_INIT() {
       FN("setfsgid", vfs_setfsgid),
       FN("getrlimitNofile", vfs_getrlimit_nofile),
       FN("setrlimitNofile", vfs_setrlimit_nofile),
+      /* fuse-dev.c */
+      FN("mount", vfs_mount),
+      FN("umount2", vfs_umount2),
+      FN("read", vfs_read),
+      FN("write", vfs_write),
+      /* sandbox.c */
+      FN("pivotRoot", vfs_pivot_root),
+      FN("chroot", vfs_chroot),
+      FN("chdir", vfs_chdir),
+      FN("fchdir", vfs_fchdir),
+      FN("geteuid", vfs_geteuid),
+      FN("execve", vfs_execve),
+      FN("sandboxConstants", vfs_sandbox_constants),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 

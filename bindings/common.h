@@ -178,4 +178,19 @@ VFS_FN(vfs_setfsgid);
 VFS_FN(vfs_getrlimit_nofile);
 VFS_FN(vfs_setrlimit_nofile);
 
+/* fuse-dev.c */
+VFS_FN(vfs_mount);
+VFS_FN(vfs_umount2);
+VFS_FN(vfs_read);
+VFS_FN(vfs_write);
+
+/* sandbox.c */
+VFS_FN(vfs_pivot_root);
+VFS_FN(vfs_chroot);
+VFS_FN(vfs_chdir);
+VFS_FN(vfs_fchdir);
+VFS_FN(vfs_geteuid);
+VFS_FN(vfs_execve);
+VFS_FN(vfs_sandbox_constants);
+
 #endif /* VIRTIOFSD_COMMON_H */

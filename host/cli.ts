@@ -9,14 +9,20 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, VirtiofsdError } from './errors.js';
 import { isLogLevel, log, setLogLevel } from './log.js';
 import { CACHE_MODES, type CacheMode, type DaemonOptions, VirtiofsDaemon } from './daemon.js';
+import { SANDBOX_MODES, SECCOMP_MODES, type SandboxMode, defaultSandbox, insideNamespaceSandbox, reexecInNamespaces }
+  from './sandbox.js';
+import { socketInUse } from './vhost-user/listener.js';
 
 const USAGE = `Usage: virtiofsd-ts --socket-path=PATH --shared-dir=DIR [options]
+       virtiofsd-ts --mountpoint=DIR2 --shared-dir=DIR [options]
 
 A vhost-user-fs backend: serves DIR to a virtual machine whose VMM connects to PATH
-(QEMU: -chardev socket,id=char0,path=PATH -device vhost-user-fs-pci,chardev=char0,tag=TAG).
+(QEMU: -chardev socket,id=char0,path=PATH -device vhost-user-fs-pci,chardev=char0,tag=TAG),
+or mounts DIR on this host at DIR2 through /dev/fuse (as root; unmounted on exit).
 
 Options:
-  --socket-path=PATH        vhost-user Unix socket to listen on (required)
+  --socket-path=PATH        vhost-user Unix socket to listen on (required unless --mountpoint)
+  --mountpoint=DIR2         instead of serving a VM, mount the share at DIR2 on this host (/dev/fuse)
   --shared-dir=DIR          host directory to share (required)
   --cache=MODE              guest caching: never | auto | always (default: auto)
   --log-level=LEVEL         error | warn | info | debug | trace | off (default: info)
@@ -29,6 +35,9 @@ Options:
   --readonly                refuse every change to the shared directory (EROFS)
   --rlimit-nofile=N         set the open-file limit to N (0: leave it; default: raise it to
                             min(1000000, fs.nr_open), or to the hard limit when that is not allowed)
+  --sandbox=MODE            confine the daemon to DIR: namespace (pivot_root in new mount/pid/net
+                            namespaces) | chroot | none (default: namespace as root, else none)
+  --seccomp=MODE            only none (no syscall filter is implemented)
   -h, --help                print this help and exit
   -V, --version             print the version and exit
 `;
@@ -52,6 +61,9 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
       allowPositionals: false,
       options: {
         'socket-path': { type: 'string' },
+        sandbox: { type: 'string' },
+        seccomp: { type: 'string' },
+        mountpoint: { type: 'string' },
         'shared-dir': { type: 'string' },
         cache: { type: 'string' },
         'log-level': { type: 'string' },
@@ -73,8 +85,15 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
   const v = parsed.values;
   if (v.help) return 'help';
   if (v.version) return 'version';
-  if (!v['socket-path']) throw new ConfigError('--socket-path is required');
+  if (!v['socket-path'] && !v.mountpoint) throw new ConfigError('--socket-path is required');
+  if (v['socket-path'] && v.mountpoint) throw new ConfigError('--socket-path and --mountpoint are exclusive');
   if (!v['shared-dir']) throw new ConfigError('--shared-dir is required');
+  if (v.sandbox !== undefined && !SANDBOX_MODES.includes(v.sandbox as SandboxMode)) {
+    throw new ConfigError(`--sandbox must be one of ${SANDBOX_MODES.join(', ')} (got '${v.sandbox}')`);
+  }
+  if (v.seccomp !== undefined && !(SECCOMP_MODES as readonly string[]).includes(v.seccomp)) {
+    throw new ConfigError(`--seccomp: only 'none' is supported (no syscall filter is implemented; got '${v.seccomp}')`);
+  }
   const cache = (v.cache ?? 'auto') as CacheMode;
   if (!CACHE_MODES.includes(cache)) {
     throw new ConfigError(`--cache must be one of ${CACHE_MODES.join(', ')} (got '${v.cache}')`);
@@ -96,8 +115,9 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
     }
   }
   return {
-    socketPath: v['socket-path'],
+    ...(v.mountpoint ? { mountpoint: v.mountpoint } : { socketPath: v['socket-path'] }),
     sharedDir: v['shared-dir'],
+    ...(v.sandbox !== undefined ? { sandbox: v.sandbox as SandboxMode } : {}),
     cache,
     logLevel: level,
     tag: v.tag,
@@ -128,6 +148,22 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   setLogLevel(opts.logLevel ?? 'info');
+  if (opts.mountpoint === undefined) {
+    opts.sandbox ??= defaultSandbox();
+    if (opts.sandbox === 'namespace' && !insideNamespaceSandbox()) {
+      // Inside the sandbox's own network namespace the host's listening sockets are invisible: check here.
+      if (opts.socketPath !== undefined && socketInUse(opts.socketPath)) {
+        process.stderr.write(`virtiofsd-ts: ${opts.socketPath} is in use: another process is listening on it\n`);
+        return 1;
+      }
+      try {
+        reexecInNamespaces(); // returns only by throwing
+      } catch (e) {
+        process.stderr.write(`virtiofsd-ts: ${(e as Error).message}\n`);
+        return 1;
+      }
+    }
+  }
   let daemon: VirtiofsDaemon;
   try {
     daemon = await VirtiofsDaemon.start(opts);
@@ -136,7 +172,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`virtiofsd-ts: ${msg}\n`);
     return 1;
   }
-  log.info(`listening on ${opts.socketPath}, sharing ${opts.sharedDir} (cache=${opts.cache})`);
+  log.info(`${opts.mountpoint !== undefined ? `mounted at ${opts.mountpoint}` : `listening on ${opts.socketPath}`}, ` +
+    `sharing ${opts.sharedDir} (cache=${opts.cache})`);
   const stop = (sig: string) => {
     log.info(`${sig}: shutting down`);
     void daemon.close();

@@ -1,6 +1,7 @@
 /**
  * VirtiofsDaemon: the library entry point. Composes the layers:
- *   VhostUserListener (socket, state machine) -> QueueProcessor -> FuseServer (dispatch table) -> PassthroughFs.
+ *   VhostUserListener (socket, state machine) -> QueueProcessor -> FuseServer (dispatch table) -> PassthroughFs,
+ * or, with `mountpoint`, DevFuseSession (/dev/fuse, a FUSE mount on the host) -> the same FuseServer and core codec.
  * Embedders (hypervisor tooling in Node, Deno or Bun) use this; the CLI is a thin wrapper over it.
  */
 import { readFileSync, statSync } from 'node:fs';
@@ -11,13 +12,20 @@ import { Core } from './core.js';
 import { FuseServer, type CacheMode } from './fuse/server.js';
 import { PassthroughFs } from './passthrough/passthrough-fs.js';
 import { VhostUserListener } from './vhost-user/listener.js';
+import { enterSandbox, prepareSandbox, type SandboxMode } from './sandbox.js';
+import { DevFuseSession, devFuseMaxPages } from './transport/dev-fuse.js';
 
 export type { CacheMode } from './fuse/server.js';
 export const CACHE_MODES: readonly CacheMode[] = ['never', 'auto', 'always'];
 
 export interface DaemonOptions {
-  /** vhost-user Unix socket path to listen on. */
-  socketPath: string;
+  /** vhost-user Unix socket path to listen on (required unless `mountpoint` is given). */
+  socketPath?: string;
+  /**
+   * Serve the share as a FUSE mount on this host directory through /dev/fuse instead of to a VM (needs root).
+   * Excludes `socketPath`.
+   */
+  mountpoint?: string;
   /** Host directory to share. */
   sharedDir: string;
   /** Guest caching policy (default `auto`). */
@@ -43,6 +51,12 @@ export interface DaemonOptions {
    * allowed; a higher limit is left as it is.
    */
   rlimitNofile?: number;
+  /**
+   * Confine the process to the shared directory once it is set up (host/sandbox.ts). Default `none` here (an
+   * embedder's process is not ours to move); the CLI defaults to `namespace` as root and re-executes itself under
+   * the sandbox helper first, which `namespace` requires. vhost-user only (not with `mountpoint`).
+   */
+  sandbox?: SandboxMode;
 }
 
 /** virtiofsd's default open-file limit (capped by fs.nr_open). */
@@ -83,9 +97,11 @@ export class VirtiofsDaemon {
     readonly core: Core,
     readonly fs: PassthroughFs,
     readonly server: FuseServer,
-    readonly listener: VhostUserListener,
+    readonly listener: VhostUserListener | null,
+    readonly devFuse: DevFuseSession | null = null,
   ) {
-    this.closed = new Promise((resolve) => listener.once('close', () => resolve()));
+    this.closed = devFuse !== null ? devFuse.closed
+      : new Promise((resolve) => listener!.once('close', () => resolve()));
   }
 
   /** Validates the options, builds the layers and starts listening. Throws ConfigError / VhostUserError. */
@@ -97,10 +113,18 @@ export class VirtiofsDaemon {
       throw new ConfigError(`--shared-dir ${options.sharedDir}: ${(e as NodeJS.ErrnoException).code ?? e}`);
     }
     if (!st.isDirectory()) throw new ConfigError(`--shared-dir ${options.sharedDir}: not a directory`);
+    if (options.mountpoint !== undefined && options.socketPath !== undefined) {
+      throw new ConfigError('--socket-path and --mountpoint are exclusive (one share, one kind of client)');
+    }
+    if (options.mountpoint === undefined && options.socketPath === undefined) {
+      throw new ConfigError('--socket-path (or --mountpoint) is required');
+    }
 
     const nofile = applyNofileLimit(options.rlimitNofile);
     log.debug(`open-file limit: ${nofile}`);
 
+    const sandbox = options.mountpoint === undefined ? options.sandbox ?? 'none' : 'none';
+    prepareSandbox(sandbox, options.sharedDir);
     const core = await Core.create();
     const fs = new PassthroughFs({
       root: options.sharedDir, xattr: options.xattr ?? false, writeback: options.writeback ?? false,
@@ -108,25 +132,39 @@ export class VirtiofsDaemon {
     });
     const server = new FuseServer(fs, core, {
       cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,
+      ...(options.mountpoint !== undefined ? { maxPages: devFuseMaxPages() } : {}),
     });
+    if (options.mountpoint !== undefined) {
+      let session: DevFuseSession;
+      try {
+        session = DevFuseSession.mount(core, server, {
+          mountpoint: options.mountpoint, sharedDir: options.sharedDir, readonly: options.readonly ?? false,
+        });
+      } catch (e) {
+        fs.close();
+        throw e;
+      }
+      return new VirtiofsDaemon(options, core, fs, server, null, session);
+    }
     const listener = new VhostUserListener({
-      socketPath: options.socketPath,
+      socketPath: options.socketPath!,
       core,
       server,
       numRequestQueues: options.numRequestQueues ?? 1,
       exitOnDisconnect: options.exitOnDisconnect ?? false,
     });
     const daemon = new VirtiofsDaemon(options, core, fs, server, listener);
-    listener.on('connect', () => log.info('vhost-user: frontend connected'));
     // A new frontend is a new guest: it sends FUSE_INIT again and knows none of the old node ids.
     listener.on('disconnect', (reason: Error | null) => {
-      log.info(`vhost-user: frontend disconnected${reason ? `: ${reason.message}` : ''}`);
+      if (reason) log.debug(`session ended: ${reason.message}`);
       server.endSession();
     });
     listener.on('error', (err: Error) => log.warn(`vhost-user: ${err.message}`));
     try {
       listener.listen();
+      enterSandbox(sandbox, options.sharedDir);
     } catch (e) {
+      listener.close();
       fs.close();
       throw e;
     }
@@ -135,7 +173,8 @@ export class VirtiofsDaemon {
 
   /** Stops listening, ends the session, closes every fd. Idempotent. */
   async close(): Promise<void> {
-    this.listener.close();
+    this.listener?.close();
+    await this.devFuse?.close();
     this.server.endSession();
     this.fs.close();
     await this.closed;

@@ -5,6 +5,7 @@ export { FuseServer } from './fuse/server.js';
 export type { FileSystem } from './fuse/filesystem.js';
 export { PassthroughFs } from './passthrough/passthrough-fs.js';
 export { VhostUserListener } from './vhost-user/listener.js';
+export { DevFuseSession, type DevFuseOptions } from './transport/dev-fuse.js';
 export { VhostUserBackend } from './vhost-user/backend.js';
 export { VhostUserFrontend } from './frontend/vhost-user-frontend.js';
 export { VirtqueueDriver } from './frontend/virtqueue-driver.js';

@@ -45,6 +45,9 @@ export interface NativeConstants {
   PROT_READ: number; PROT_WRITE: number; MFD_CLOEXEC: number; MFD_ALLOW_SEALING: number;
   EFD_NONBLOCK: number; EFD_SEMAPHORE: number; EPOLLIN: number; EPOLLOUT: number; EPOLLERR: number;
   EPOLLHUP: number; EPOLLRDHUP: number;
+  // mount(2) flags, umount2(2) flags
+  MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MNT_FORCE: number;
+  MNT_DETACH: number; UMOUNT_NOFOLLOW: number;
   /** Host page size (sysconf(_SC_PAGESIZE)). */
   PAGE_SIZE: number;
   /** errno values by name: ENOENT, EIO, EBADF, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV,
@@ -205,4 +208,32 @@ export interface Native {
   getrlimitNofile(out: Float64Array): number;
   /** setrlimit(RLIMIT_NOFILE, soft, hard) (-1 = unlimited). */
   setrlimitNofile(soft: number, hard: number): number;
+
+  // ---- fuse-dev.c -----------------------------------------------------------------------------------------
+  /** mount(2): source, target, fstype, MS_* flags, data (the filesystem's option string). 0 or -errno. */
+  mount(source: string, target: string, fstype: string, flags: number, data: string): number;
+  /** umount2(2) (flags: MNT_DETACH, MNT_FORCE, UMOUNT_NOFOLLOW). 0 or -errno. */
+  umount2(target: string, flags: number): number;
+  /**
+   * read(2)/write(2) of mem[offset, offset+length) (-EFAULT when outside mem). Bytes or -errno (-EAGAIN on an
+   * empty nonblocking fd). One call is one FUSE message on /dev/fuse.
+   */
+  read(fd: number, mem: Memory, offset: number, length: number): number;
+  write(fd: number, mem: Memory, offset: number, length: number): number;
+
+  // ---- sandbox.c ------------------------------------------------------------------------------------------
+  /** pivot_root(2) (changes the root and cwd of every thread whose root/cwd was the old root). 0 or -errno. */
+  pivotRoot(newRoot: string, putOld: string): number;
+  /** chroot(2) (process-wide: all threads share one fs_struct). 0 or -errno. */
+  chroot(path: string): number;
+  /** chdir(2) (process-wide). 0 or -errno. */
+  chdir(path: string): number;
+  /** fchdir(2) (process-wide). 0 or -errno. */
+  fchdir(fd: number): number;
+  geteuid(): number;
+  /** execve(2); returns only on failure (-errno). Every other thread ends with the exec. */
+  execve(path: string, argv: string[], envp: string[]): number;
+  /** mount(2) flags the sandbox needs besides those in `constants`: MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE, ... */
+  sandboxConstants(): Record<'MS_BIND' | 'MS_REC' | 'MS_PRIVATE' | 'MS_SLAVE' | 'MS_NOSUID' | 'MS_NODEV' | 'MS_NOEXEC'
+    | 'MS_RDONLY' | 'MS_REMOUNT' | 'MNT_DETACH', number>;
 }

@@ -662,32 +662,40 @@ export class PassthroughFs implements FileSystem {
     return this.openedNew(fd, attr);
   }
 
-  // ---- extended attributes: path calls on /proc/self/fd/N (the inode itself, never a guest symlink's target) ----
+  // ---- extended attributes: path calls on the inode's /proc/self/fd entry (the inode itself, never a guest
+  // symlink's target). The entry is named relative to procFd, opened at start-up: after a sandbox pivot there is
+  // no /proc in the new root, and an absolute "/proc/self/fd/N" would resolve to whatever the guest put there.
 
-  private xattrPath(nodeId: number): string | number {
+  /** Runs a path-based xattr syscall on the inode with the process cwd briefly at procFd; restores the cwd. */
+  private viaProcFd(nodeId: number, call: (name: string) => number): number {
     if (!this.xattr) return -E.ENOSYS;
     const inode = this.inodes.get(nodeId);
-    return inode === undefined ? -E.ENOENT : `/proc/self/fd/${inode.fd}`;
+    if (inode === undefined) return -E.ENOENT;
+    const cwd = native.openat(C.AT_FDCWD, '.', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    if (cwd < 0) return cwd;
+    let r = native.fchdir(this.procFd);
+    if (r === 0) {
+      r = call(String(inode.fd));
+      native.fchdir(cwd);
+    }
+    native.close(cwd);
+    return r;
   }
 
   getxattr(_ctx: Context, nodeId: number, name: string, out: ByteTarget): number {
-    const p = this.xattrPath(nodeId);
-    return typeof p === 'number' ? p : native.getxattr(p, name, out.buffer, out.offset, out.size);
+    return this.viaProcFd(nodeId, (p) => native.getxattr(p, name, out.buffer, out.offset, out.size));
   }
 
   listxattr(_ctx: Context, nodeId: number, out: ByteTarget): number {
-    const p = this.xattrPath(nodeId);
-    return typeof p === 'number' ? p : native.listxattr(p, out.buffer, out.offset, out.size);
+    return this.viaProcFd(nodeId, (p) => native.listxattr(p, out.buffer, out.offset, out.size));
   }
 
   setxattr(_ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number): number {
-    const p = this.xattrPath(nodeId);
-    return typeof p === 'number' ? p : native.setxattr(p, name, value, 0, value.length, flags);
+    return this.viaProcFd(nodeId, (p) => native.setxattr(p, name, value, 0, value.length, flags));
   }
 
   removexattr(_ctx: Context, nodeId: number, name: string): number {
-    const p = this.xattrPath(nodeId);
-    return typeof p === 'number' ? p : native.removexattr(p, name);
+    return this.viaProcFd(nodeId, (p) => native.removexattr(p, name));
   }
 
   // ---- whole-file operations -------------------------------------------------------------------------------------

@@ -201,29 +201,38 @@ export class VhostUserListener extends EventEmitter {
     fs.unlinkSync(this.socketPath);
   }
 
-  /**
-   * Is a socket bound to our path in the listening state? Read from /proc/net/unix (non-intrusive: probing with
-   * connect() would look like a frontend coming and going to the other daemon, and the C virtiofsd exits then).
-   * Falls back to a probe connect when /proc is not available.
-   */
   private someoneListens(): boolean {
-    const wanted = new Set([this.socketPath, path.resolve(this.socketPath)]);
-    let table: string;
-    try {
-      table = fs.readFileSync('/proc/net/unix', 'utf8');
-    } catch {
-      const fd = native.unixConnect(this.socketPath);
-      if (fd >= 0) native.close(fd);
-      return fd >= 0;
-    }
-    const SO_ACCEPTCON = 0x10000;
-    for (const line of table.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 8) continue;
-      const flags = parseInt(cols[3]!, 16);
-      const p = cols.slice(7).join(' ');
-      if ((flags & SO_ACCEPTCON) !== 0 && (wanted.has(p) || wanted.has(path.resolve(p)))) return true;
-    }
-    return false;
+    return socketInUse(this.socketPath);
   }
+}
+
+/**
+ * Is a socket bound to this path in the listening state (in our network namespace)? Read from /proc/net/unix
+ * first (non-intrusive: a probe connect looks like a frontend coming and going to the other daemon, and the C
+ * virtiofsd exits then); only a socket not listed there (stale, or in another network namespace) is probed. The CLI asks before it
+ * enters a sandbox's own network namespace, where the host's sockets are not listed.
+ */
+export function socketInUse(socketPath: string): boolean {
+  const wanted = new Set([socketPath, path.resolve(socketPath)]);
+  let table: string;
+  try {
+    table = fs.readFileSync('/proc/net/unix', 'utf8');
+  } catch {
+    const fd = native.unixConnect(socketPath);
+    if (fd >= 0) native.close(fd);
+    return fd >= 0;
+  }
+  const SO_ACCEPTCON = 0x10000;
+  for (const line of table.split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 8) continue;
+    const flags = parseInt(cols[3]!, 16);
+    const p = cols.slice(7).join(' ');
+    if ((flags & SO_ACCEPTCON) !== 0 && (wanted.has(p) || wanted.has(path.resolve(p)))) return true;
+  }
+  // Not listed: either stale, or bound by a daemon in another network namespace (a sandboxed one), which only a
+  // connect can tell.
+  const fd = native.unixConnect(socketPath);
+  if (fd >= 0) native.close(fd);
+  return fd >= 0;
 }

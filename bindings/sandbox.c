@@ -1,0 +1,128 @@
+/*
+ * sandbox.c: the syscalls of the sandbox set-up (host/sandbox.ts has the policy). Each function is one syscall.
+ * mount/umount2 are fuse-dev.c's; the propagation and bind flags they need are in sandboxConstants().
+ *
+ * pivot_root, chroot and chdir change the root/cwd of the whole process: every thread of a pthread process shares
+ * one fs_struct (CLONE_FS), so libuv's pool threads and V8's workers move with the JS thread.
+ */
+#include "common.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+VFS_FN(vfs_pivot_root) {
+  VFS_ARGS(env, info, 2);
+  char new_root[VFS_NAME_BUF], put_old[VFS_NAME_BUF];
+  VFS_NAME(env, argv[0], new_root);
+  VFS_NAME(env, argv[1], put_old);
+  return vfs_result(env, syscall(SYS_pivot_root, new_root, put_old));
+}
+
+VFS_FN(vfs_chroot) {
+  VFS_ARGS(env, info, 1);
+  char path[VFS_NAME_BUF];
+  VFS_NAME(env, argv[0], path);
+  return vfs_result(env, chroot(path));
+}
+
+VFS_FN(vfs_chdir) {
+  VFS_ARGS(env, info, 1);
+  char path[VFS_NAME_BUF];
+  VFS_NAME(env, argv[0], path);
+  return vfs_result(env, chdir(path));
+}
+
+VFS_FN(vfs_fchdir) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  return vfs_result(env, fchdir(fd));
+}
+
+VFS_FN(vfs_geteuid) { return vfs_int(env, (int64_t)geteuid()); }
+
+/* A JS array of strings as a NULL-terminated, heap-allocated char* array (freed by vfs_free_strv). */
+static char **vfs_get_strv(napi_env env, napi_value arr) {
+  bool is = false;
+  NAPI_CHECK_OR(env, napi_is_array(env, arr, &is), NULL);
+  if (!is) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: expected an array of strings");
+    return NULL;
+  }
+  uint32_t n = 0;
+  NAPI_CHECK_OR(env, napi_get_array_length(env, arr, &n), NULL);
+  char **v = calloc((size_t)n + 1, sizeof *v);
+  if (v == NULL) {
+    napi_throw_error(env, NULL, "virtiofsd-ts native: out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value s;
+    size_t len = 0;
+    napi_status st = napi_get_element(env, arr, i, &s);
+    if (st == napi_ok) st = napi_get_value_string_utf8(env, s, NULL, 0, &len);
+    if (st == napi_ok && (v[i] = malloc(len + 1)) == NULL) st = napi_generic_failure;
+    if (st == napi_ok) st = napi_get_value_string_utf8(env, s, v[i], len + 1, &len);
+    if (st != napi_ok) {
+      vfs_throw_status(env, st, "string array element");
+      for (uint32_t k = 0; k <= i; k++) free(v[k]);
+      free(v);
+      return NULL;
+    }
+  }
+  return v;
+}
+
+static void vfs_free_strv(char **v) {
+  if (v == NULL) return;
+  for (char **p = v; *p != NULL; p++) free(*p);
+  free(v);
+}
+
+/* execve(path, argv, envp), stdio kept open: only returns on failure (-errno). The kernel ends every other thread. */
+VFS_FN(vfs_execve) {
+  VFS_ARGS(env, info, 3);
+  char path[VFS_NAME_BUF];
+  VFS_NAME(env, argv[0], path);
+  char **av = vfs_get_strv(env, argv[1]);
+  if (av == NULL) return NULL;
+  char **ev = vfs_get_strv(env, argv[2]);
+  if (ev == NULL) {
+    vfs_free_strv(av);
+    return NULL;
+  }
+  /* libuv marks the stdio fds close-on-exec; the new program must keep them. */
+  for (int fd = 0; fd <= 2; fd++) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0 && (fl & FD_CLOEXEC)) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+  }
+  execve(path, av, ev);
+  int e = errno;
+  vfs_free_strv(av);
+  vfs_free_strv(ev);
+  return vfs_int(env, -(int64_t)e);
+}
+
+VFS_FN(vfs_sandbox_constants) {
+  napi_value obj, v;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+#define SC(name)                                                                                             \
+  NAPI_CALL(env, napi_create_int64(env, (int64_t)(name), &v));                                              \
+  NAPI_CALL(env, napi_set_named_property(env, obj, #name, v))
+  SC(MS_BIND);
+  SC(MS_REC);
+  SC(MS_PRIVATE);
+  SC(MS_SLAVE);
+  SC(MS_NOSUID);
+  SC(MS_NODEV);
+  SC(MS_NOEXEC);
+  SC(MS_RDONLY);
+  SC(MS_REMOUNT);
+  SC(MNT_DETACH);
+#undef SC
+  return obj;
+}
