@@ -160,6 +160,14 @@ function replyView(s: Session): DataView {
   return s.core.view();
 }
 
+/** fuse_write_out { size, padding }: the reply of WRITE and COPY_FILE_RANGE. Returns its length. */
+function writeOutReply(s: Session, written: number): number {
+  const v = replyView(s);
+  v.setUint32(s.core.replyPtr + P.WRITE_OUT.size, written, true);
+  v.setUint32(s.core.replyPtr + P.WRITE_OUT.padding, 0, true);
+  return P.WRITE_OUT.SIZE;
+}
+
 function entryReply(s: Session, r: Entry | number): number {
   if (typeof r === 'number') return r;
   const c = s.core;
@@ -587,11 +595,7 @@ const table: Array<[number, Op<unknown>]> = [
       // The guest agreed to max_write at INIT; a larger WRITE is refused rather than carried out.
       if (d.size > s.maxWrite) return -E.EINVAL;
       const r = s.fs.write!(req.ctx, req.nodeId, d.fh, d.offset, s.writeSource(d.size), d.writeFlags);
-      if (r < 0) return r;
-      const v = replyView(s);
-      v.setUint32(s.core.replyPtr + P.WRITE_OUT.size, r, true);
-      v.setUint32(s.core.replyPtr + P.WRITE_OUT.padding, 0, true);
-      return P.WRITE_OUT.SIZE;
+      return r < 0 ? r : writeOutReply(s, r);
     },
   })],
 
@@ -736,11 +740,7 @@ const table: Array<[number, Op<unknown>]> = [
     },
     handle: (s, d, req) => {
       const r = s.fs.copyFileRange!(req.ctx, req.nodeId, d.fhIn, d.offIn, d.nodeOut, d.fhOut, d.offOut, d.len, d.flags);
-      if (r < 0) return r;
-      const v = replyView(s);
-      v.setUint32(s.core.replyPtr + P.WRITE_OUT.size, r, true);
-      v.setUint32(s.core.replyPtr + P.WRITE_OUT.padding, 0, true);
-      return P.WRITE_OUT.SIZE;
+      return r < 0 ? r : writeOutReply(s, r);
     },
   })],
 
