@@ -14,6 +14,7 @@ import {
 import { VirtqueueDriver, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE }
   from '../host/frontend/virtqueue-driver.js';
 import { VirtiofsdError } from '../host/errors.js';
+import { fuseRequest } from './util/fuse-request.js';
 
 /** The core under test: build/core.wasm, or another build (e.g. CORE_WASM=build/core.debug.wasm). */
 const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM });
@@ -104,21 +105,6 @@ class Rig {
   }
 }
 
-/** fuse_in_header + args. */
-function fuseRequest(opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array,
-  ids = { uid: 1000, gid: 100, pid: 4242 }): Uint8Array {
-  const b = new Uint8Array(40 + args.length);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, b.length, true);
-  v.setUint32(4, opcode, true);
-  v.setBigUint64(8, unique, true);
-  v.setBigUint64(16, nodeid, true);
-  v.setUint32(24, ids.uid, true);
-  v.setUint32(28, ids.gid, true);
-  v.setUint32(32, ids.pid, true);
-  b.set(args, 40);
-  return b;
-}
 
 function getattrArgs(fh = 0n): Uint8Array {
   const b = new Uint8Array(16);

@@ -9,6 +9,7 @@ import {
   Core, LINEAR_QUEUE, POP_BAD_CHAIN, POP_BAD_MESSAGE, POP_EMPTY, POP_REQUEST, ARGS_MAX,
 } from '../host/core.js';
 import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
+import { fuseRequest } from './util/fuse-request.js';
 
 const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM });
 
@@ -25,20 +26,6 @@ const ERANGE = 34;
 const FUSE_MIN_READ_BUFFER = 8192;
 const MAX_WRITE = 1024 * 1024;
 
-function fuseRequest(opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array,
-  ids = { uid: 1000, gid: 100, pid: 4242 }): Uint8Array {
-  const b = new Uint8Array(40 + args.length);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, b.length, true);
-  v.setUint32(4, opcode, true);
-  v.setBigUint64(8, unique, true);
-  v.setBigUint64(16, nodeid, true);
-  v.setUint32(24, ids.uid, true);
-  v.setUint32(28, ids.gid, true);
-  v.setUint32(32, ids.pid, true);
-  b.set(args, 40);
-  return b;
-}
 
 function outHeader(c: Core, at: number) {
   const v = c.view();
