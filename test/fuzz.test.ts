@@ -1,6 +1,7 @@
 /**
- * The fuzz targets (test/fuzz/targets.ts) on a bounded budget for CI: each target runs from a fixed run seed for
- * FUZZ_MS / 3 (default 20 s in all) and must find nothing. `npm run fuzz` runs them longer from any seed.
+ * The fuzz targets (test/fuzz/targets.ts) on a bounded budget for CI: each core target runs from a fixed run seed
+ * for FUZZ_MS / 3 (default 20 s in all), the vhost-user target for FUZZ_VU_MS (default 5 s), and none may find
+ * anything. `npm run fuzz` runs them longer from any seed.
  *
  * Before that, the harness's own checks are shown to fire (a fuzzer whose invariants cannot fail finds nothing
  * and proves nothing): a byte changed behind the core's back, an iovec outside guest RAM, a wrong request field.
@@ -8,16 +9,31 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FuzzRig, Finding, QueueUnderTest, goodRequest, GPA_C, UVA_DELTA } from './fuzz/harness.js';
-import { TARGETS, runTarget, RUN } from './fuzz/targets.js';
+import { CORE_TARGETS, runTarget, RUN } from './fuzz/targets.js';
 import { caseSeed } from './fuzz/prng.js';
+import { VhostUserRig, checkLeaks, goodSession, guestMappings, vhostUserCase } from './fuzz/vhost-user-target.js';
+import { GuestMemory } from '../host/frontend/vhost-user-frontend.js';
+import { native } from '../host/native-loader.js';
 
 const BUDGET_MS = Number(process.env.FUZZ_MS ?? 20_000);
+const VU_BUDGET_MS = Number(process.env.FUZZ_VU_MS ?? 5_000);
 const RUN_SEED = Number(process.env.FUZZ_SEED ?? 0x5eed) >>> 0;
 const wasmPath = process.env.CORE_WASM;
 
 function expectFinding(invariant: string, fn: () => void): void {
   try {
     fn();
+  } catch (err) {
+    assert.instance(err, Finding, (err as Error).message);
+    assert.is((err as Finding).invariant, invariant, (err as Error).message);
+    return;
+  }
+  assert.unreachable(`expected a ${invariant} finding`);
+}
+
+async function expectFindingAsync(invariant: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
   } catch (err) {
     assert.instance(err, Finding, (err as Error).message);
     assert.is((err as Finding).invariant, invariant, (err as Error).message);
@@ -65,9 +81,46 @@ test('harness: a case replays identically from its seed', async () => {
   }
 });
 
-for (const target of TARGETS) {
-  test(`fuzz ${target}: run seed ${RUN_SEED}, ${Math.round(BUDGET_MS / TARGETS.length / 1000)} s, no finding`, async () => {
-    const stats = await runTarget(target, RUN_SEED, BUDGET_MS / TARGETS.length, Infinity, wasmPath);
+test('vhost-user harness: a leaked fd and a leaked guest mapping are findings; a good session is served', async () => {
+  const rig = await VhostUserRig.create();
+  try {
+    await goodSession(rig);
+    await checkLeaks(rig); // the baseline
+    assert.is(rig.goodSessions, 1);
+    const fd = native.eventfd(0, 0);
+    await expectFindingAsync('vhost-fd-leak', () => checkLeaks(rig));
+    native.close(fd);
+    await checkLeaks(rig);
+    const before = guestMappings();
+    const extra = GuestMemory.create(1 << 16, { name: 'vu-fuzz-extra' }); // a mapping of a vu-fuzz memfd
+    assert.is(guestMappings(), before + 1);
+    native.close(extra.fd); // keep the mapping, drop the fd: only the mapping differs from the baseline
+    await expectFindingAsync('vhost-map-leak', () => checkLeaks(rig));
+    native.unmapFrom(extra.memory.buffer, 0, extra.size);
+    await checkLeaks(rig);
+  } finally {
+    rig.close();
+  }
+});
+
+test('vhost-user harness: a case replays identically from its seed', async () => {
+  const rig = await VhostUserRig.create();
+  try {
+    for (let i = 0; i < 10; i++) {
+      const seed = caseSeed(RUN_SEED, i);
+      const a = await vhostUserCase(rig, seed).then(() => 'ok', (e: Error) => e.message);
+      const b = await vhostUserCase(rig, seed).then(() => 'ok', (e: Error) => e.message);
+      assert.is(a, b, `case ${seed}`);
+    }
+  } finally {
+    rig.close();
+  }
+});
+
+for (const target of [...CORE_TARGETS, 'vhost-user' as const]) {
+  const budget = target === 'vhost-user' ? VU_BUDGET_MS : BUDGET_MS / CORE_TARGETS.length;
+  test(`fuzz ${target}: run seed ${RUN_SEED}, ${Math.round(budget / 1000)} s, no finding`, async () => {
+    const stats = await runTarget(target, RUN_SEED, budget, Infinity, wasmPath);
     console.log(`  ${target}: ${stats.executions} executions in ${(stats.ms / 1000).toFixed(1)} s`);
     assert.ok(stats.executions > 50, `${target} ran (${stats.executions} cases)`);
     const first = stats.findings[0];

@@ -933,6 +933,39 @@ test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => 
   }
 });
 
+// ---- fuzz findings (test/fuzz/vhost-user-target.ts) -----------------------------------------------------------
+
+// Finding vhost-user case-seed 2056059019 (run seed 1, 2026-12-01): a SET_MEM_TABLE region larger than its memfd
+// (or with mmap_offset + size past the end) was acked and mapped; the first ring access in the part past EOF is
+// SIGBUS, which killed the daemon (rings set up at 2 MiB of a 1 MiB memfd announced as 4 MiB).
+test('finding vhost-user-2056059019: a region past the end of its memfd is refused; the old table keeps serving', async () => {
+  if (!coreMod) return;
+  const r = await realRig();
+  const mem = GuestMemory.create(4 << 20);
+  const fe = await VhostUserFrontend.connect(r.path);
+  await fe.negotiate({ protocolFeatures: bit(PF.MQ) | bit(PF.REPLY_ACK) | bit(PF.CONFIGURE_MEM_SLOTS) });
+  await fe.setMemTable([mem.region]);
+  const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
+  const before = native.countOpenFds();
+  const nack = (e: Error): boolean => (e as VhostUserError).code === 'VU_ERR_NACK';
+  const size = BigInt(mem.size);
+  await rejects(fe.setMemTable([{ ...mem.region, size: size + 4096n }]), nack);
+  await rejects(fe.setMemTable([{ ...mem.region, size: size / 2n, mmapOffset: size / 2n + 4096n }]), nack);
+  await rejects(fe.setMemTable([{ ...mem.region, mmapOffset: size }]), nack);
+  await rejects(fe.addMemReg({ ...mem.region, guestAddr: 0x40000000n, userAddr: 0x7f4000000000n, size: 1n << 40n }), nack);
+  assert.is(native.countOpenFds(), before, 'the refused regions\' fds were closed');
+  // The table in place still serves requests.
+  const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 77n, 1n, new Uint8Array(16));
+  drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
+  await roundTrip(fe, 1, drv, 1);
+  assert.equal(fuseReply(mem, OUT_GPA), { len: 16, error: -38, unique: 77n });
+  // A region that ends exactly at the end of the file, at an offset, is fine.
+  await fe.setMemTable([{ ...mem.region, size: size / 2n, mmapOffset: size / 2n }]);
+  fe.close();
+  mem.close();
+  r.listener.close();
+});
+
 test.after(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });

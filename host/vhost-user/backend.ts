@@ -690,11 +690,19 @@ export class VhostUserBackend {
    * new fds not already owned are closed and the previous table is kept (reinstalled).
    */
   private installRegions(next: GuestRegion[], retired: GuestRegion[]): HandlerResult {
+    const owned = new Set(this.regions.map((r) => r.fd));
+    for (const r of next) {
+      const bad = owned.has(r.fd) ? null : regionPastEof(r);
+      if (bad === null) continue;
+      // Finding vhost-user-2056059019 (test/vhost-user.test.ts): mapped, such a region is SIGBUS on first access.
+      log.warn(`vhost-user: memory region gpa=0x${r.gpa.toString(16)} rejected: ${bad}`);
+      for (const x of next) if (!owned.has(x.fd)) native.close(x.fd);
+      return 'error';
+    }
     try {
       this.core.mapGuestRegions(next);
     } catch (err) {
       log.warn(`vhost-user: guest memory table rejected: ${(err as Error).message}`);
-      const owned = new Set(this.regions.map((r) => r.fd));
       for (const r of next) if (!owned.has(r.fd)) native.close(r.fd);
       try {
         if (this.regions.length > 0) this.core.mapGuestRegions(this.regions);
@@ -762,6 +770,27 @@ export class VhostUserBackend {
       fds[i] = -1;
     }
   }
+}
+
+const statxBuf = new Uint8Array(256);
+
+/**
+ * Why a region cannot be mapped from its fd, or null. A MAP_SHARED mapping past the end of its file succeeds, but
+ * the first access to those pages (the core reading a ring) raises SIGBUS and kills the daemon: a region of a
+ * regular file (memfd, /dev/shm, hugetlbfs) must end inside it. Other kinds are left to mmap to refuse.
+ */
+function regionPastEof(r: GuestRegion): string | null {
+  const C = native.constants;
+  const rc = native.statx(r.fd, '', C.AT_EMPTY_PATH, C.STATX_BASIC_STATS, statxBuf, 0);
+  if (rc < 0) return `fstat of its fd: ${native.strerror(-rc)}`;
+  const st = new DataView(statxBuf.buffer);
+  if ((st.getUint16(28, true) & C.S_IFMT) !== C.S_IFREG) return null; // struct statx.stx_mode
+  const fileSize = st.getBigUint64(40, true); // stx_size
+  if (r.mmapOffset + r.size > fileSize) {
+    return `mmap offset 0x${r.mmapOffset.toString(16)} + size 0x${r.size.toString(16)} is past the end of its file ` +
+      `(0x${fileSize.toString(16)} bytes)`;
+  }
+  return null;
 }
 
 function toGuestRegion(r: MemRegion, fd: number): GuestRegion {

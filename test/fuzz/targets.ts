@@ -9,6 +9,8 @@
  *           lying fuse_in_header.len, random node ids, requests cut at random places, tiny reply buffers
  *   dirent  random getdents64 buffers through direntNext/direntEmit/direntPlusEmit, plus encodeAttrOut/
  *           encodeEntryOut of random statx and timeouts
+ *   vhost-user  the vhost-user message handler over a socketpair, with real memfds and eventfds
+ *           (vhost-user-target.ts; asynchronous, so it has its own runner)
  */
 import { OPCODE_NAMES } from '../../host/fuse/protocol.js';
 import {
@@ -17,9 +19,13 @@ import {
 import { Space, minArgs, ARGS_MAX, REPLY_MAX, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE }
   from './model.js';
 import { Prng, caseSeed } from './prng.js';
+import { CrashMarker, runVhostUser, replayVhostUser } from './vhost-user-target.js';
 
-export type TargetName = 'ring' | 'codec' | 'dirent';
-export const TARGETS: TargetName[] = ['ring', 'codec', 'dirent'];
+export type CoreTargetName = 'ring' | 'codec' | 'dirent';
+export type TargetName = CoreTargetName | 'vhost-user';
+/** The targets on the Wasm core alone (synchronous, one FuzzRig). */
+export const CORE_TARGETS: CoreTargetName[] = ['ring', 'codec', 'dirent'];
+export const TARGETS: TargetName[] = [...CORE_TARGETS, 'vhost-user'];
 
 export const OPCODES = Object.keys(OPCODE_NAMES).map(Number);
 
@@ -638,7 +644,7 @@ export function direntCase(rig: FuzzRig, seed: number): void {
   }
 }
 
-export const RUN: Record<TargetName, (rig: FuzzRig, seed: number) => void> = {
+export const RUN: Record<CoreTargetName, (rig: FuzzRig, seed: number) => void> = {
   ring: ringCase,
   codec: codecCase,
   dirent: direntCase,
@@ -664,7 +670,12 @@ export interface TargetStats { target: TargetName; executions: number; ms: numbe
  * is recorded and the rig rebuilt (its state may be anything after a trap); the run goes on.
  */
 export async function runTarget(target: TargetName, runSeed: number, budgetMs: number, maxCases = Infinity,
-  wasmPath?: string, maxFindings = 10): Promise<TargetStats> {
+  wasmPath?: string, maxFindings = 10, marker?: CrashMarker): Promise<TargetStats> {
+  if (target === 'vhost-user') {
+    const r = await runVhostUser(runSeed, budgetMs, maxCases, maxFindings, marker);
+    return { target, executions: r.executions, ms: r.ms,
+      findings: r.findings.map((f) => ({ target, runSeed, ...f })) };
+  }
   let rig = await FuzzRig.create(wasmPath);
   const findings: FindingRecord[] = [];
   const started = Date.now();
@@ -685,6 +696,7 @@ export async function runTarget(target: TargetName, runSeed: number, budgetMs: n
 
 /** Replays one case; throws its Finding if it still breaks. */
 export async function replayCase(target: TargetName, seed: number, wasmPath?: string): Promise<void> {
+  if (target === 'vhost-user') return replayVhostUser(seed);
   const rig = await FuzzRig.create(wasmPath);
   RUN[target](rig, seed);
 }
