@@ -9,9 +9,11 @@
         "bindings/eventfd.c",
         "bindings/poller.c",
         "bindings/fsat.c",
+        "bindings/handle.c",
         "bindings/creds.c",
         "bindings/fuse-dev.c",
-        "bindings/sandbox.c"
+        "bindings/sandbox.c",
+        "bindings/seccomp.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"],

@@ -68,6 +68,16 @@ export function queuePop(q: u32): i32 {
   return rq.queuePop(q);
 }
 
+/** Parks the current request; its head (0: linear), or -EINVAL. See request.ts. */
+export function requestPark(): i32 {
+  return rq.requestPark();
+}
+
+/** A header-only reply to a parked request: 0, -EBUSY, -EINVAL, -ERANGE. See request.ts. */
+export function queueReplyParked(q: u32, head: u32, unique: u64, error: i32): i32 {
+  return rq.queueReplyParked(q, head, unique, error);
+}
+
 export function queueNeedsNotify(q: u32): bool {
   return sq.queueNeedsNotify(q);
 }

@@ -16,7 +16,7 @@
 
 import {
   SEGS, segReadable, segWritable, bytesReadable, bytesWritable, chainQueue, chainHead, popChain, pushUsed,
-  linearChain, POP_REQUEST, POP_BAD_CHAIN, POP_BAD_MESSAGE,
+  linearChain, rewalkChain, POP_REQUEST, POP_BAD_CHAIN, POP_BAD_MESSAGE,
 } from './split-queue';
 import {
   FUSE_IN_HEADER_SIZE, FUSE_OUT_HEADER_SIZE, IN_LEN, IN_OPCODE, IN_UNIQUE, IN_NODEID, IN_UID, IN_GID, IN_PID,
@@ -32,6 +32,7 @@ const IOV_CAPACITY: u32 = 4096;
 const EINVAL: i32 = 22;
 const EIO: i32 = 5;
 const ERANGE: i32 = 34;
+const EBUSY: i32 = 16;
 
 export const ARGS: usize = memory.data(<i32>ARGS_MAX, 16);
 // fuse_out_header scratch immediately followed by the reply body, so header + body scatter in one pass.
@@ -259,6 +260,36 @@ export function replySend(error: i32, bodyLen: u32, payloadLen: u32): i32 {
 export function replyNone(): void {
   if (!active) return;
   finish(0);
+}
+
+/**
+ * Parks the current request: it stays unanswered (its chain stays the device's) and stops being current, so the
+ * host can serve others and answer it later with queueReplyParked (a SETLKW waiting for a lock). Returns its head
+ * (0 for a linear request: the host writes that reply to /dev/fuse itself), or -EINVAL when none is current.
+ */
+export function requestPark(): i32 {
+  if (!active) return -EINVAL;
+  active = false;
+  return linear ? 0 : <i32>reqHead;
+}
+
+/**
+ * Answers a parked request of queue q with a header-only reply {16, error, unique}: its chain is walked again
+ * (rewalkChain), so a guest that rewrote the descriptors meanwhile gets the chain back unused, never a write
+ * outside its memory. 0 sent; -EBUSY while another request is current; -EINVAL when the queue or head is gone
+ * or the chain is malformed now; -ERANGE when 16 bytes do not fit (returned with len 0).
+ */
+export function queueReplyParked(q: u32, head: u32, unique: u64, error: i32): i32 {
+  if (active) return -EBUSY;
+  if (rewalkChain(q, head) != 1) return -EINVAL;
+  linear = false;
+  active = true;
+  reqQueue = q;
+  reqHead = head;
+  reqUnique = unique;
+  reqReadable = bytesReadable;
+  reqWritable = bytesWritable;
+  return replySend(error, 0, 0);
 }
 
 /**

@@ -394,6 +394,30 @@ export function pushUsed(q: u32, head: u32, len: u32): void {
  * POP_REQUEST (chainHead/chainQueue set), POP_EMPTY, POP_BAD_CHAIN (already returned with used len 0, or, for a
  * head index >= num, skipped without a used element since it names no descriptor), POP_RING_BROKEN.
  */
+/**
+ * Walks the chain at `head` of queue q again, for a request the host parked (requestPark) and now completes: the
+ * chain is still the device's, and walking it afresh re-checks it against today's memory table. 1: SEGS hold it;
+ * 0: the queue is not ready or `head` is out of range (nothing to return); -1: the chain is malformed now (it was
+ * returned with used len 0).
+ */
+export function rewalkChain(q: u32, head: u32): i32 {
+  if (q >= MAX_QUEUES) return 0;
+  const p = qp(q);
+  if ((load<u32>(p, Q_FLAGS) & QF_BROKEN) != 0 || !ready(p)) return 0;
+  if (head >= load<u32>(p, Q_NUM)) return 0;
+  chainQueue = q;
+  chainHead = head;
+  if (!walkChain(p, head)) {
+    segReadable = 0;
+    segWritable = 0;
+    bytesReadable = 0;
+    bytesWritable = 0;
+    pushUsed(q, head, 0);
+    return -1;
+  }
+  return 1;
+}
+
 export function popChain(q: u32): i32 {
   if (q >= MAX_QUEUES) return POP_EMPTY;
   const p = qp(q);

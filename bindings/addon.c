@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -75,6 +76,14 @@ int vfs_get_name(napi_env env, napi_value v, char *buf) {
    * which the kernel would refuse anyway (PATH_MAX counts the NUL). */
   if (len >= PATH_MAX) return -ENAMETOOLONG;
   if (strlen(buf) != len) return -EINVAL; /* embedded NUL: the kernel would see a different name */
+  return 0;
+}
+
+int vfs_get_bytes(napi_env env, napi_value v, char *buf) {
+  size_t len = 0;
+  NAPI_CHECK_OR(env, napi_get_value_string_latin1(env, v, buf, VFS_NAME_BUF, &len), 1);
+  if (len >= PATH_MAX) return -ENAMETOOLONG;
+  if (strlen(buf) != len) return -EINVAL;
   return 0;
 }
 
@@ -210,7 +219,9 @@ static const struct vfs_constant vfs_constants[] = {
     /* utimensat */
     K(UTIME_NOW), K(UTIME_OMIT),
     /* statx */
-    K(STATX_BASIC_STATS), K(STATX_BTIME), K(STATX_MNT_ID),
+    K(STATX_BASIC_STATS), K(STATX_BTIME), K(STATX_MNT_ID), K(STATX_ATTR_MOUNT_ROOT),
+    /* file handles */
+    K(MAX_HANDLE_SZ),
     /* lseek */
     K(SEEK_SET), K(SEEK_CUR), K(SEEK_END), K(SEEK_DATA), K(SEEK_HOLE),
     /* mode bits */
@@ -218,7 +229,7 @@ static const struct vfs_constant vfs_constants[] = {
     K(S_ISUID), K(S_ISGID), K(S_ISVTX), K(S_IXGRP),
     /* xattr flags, fallocate modes */
     K(XATTR_CREATE), K(XATTR_REPLACE), K(F_OFD_GETLK), K(F_OFD_SETLK), K(F_OFD_SETLKW), K(F_RDLCK), K(F_WRLCK),
-    K(F_UNLCK), K(FALLOC_FL_KEEP_SIZE), K(FALLOC_FL_PUNCH_HOLE), K(FALLOC_FL_ZERO_RANGE),
+    K(F_UNLCK), K(LOCK_SH), K(LOCK_EX), K(LOCK_UN), K(LOCK_NB), K(FALLOC_FL_KEEP_SIZE), K(FALLOC_FL_PUNCH_HOLE), K(FALLOC_FL_ZERO_RANGE),
     /* mmap / memfd / eventfd / epoll */
     K(PROT_READ), K(PROT_WRITE), K(MFD_CLOEXEC), K(MFD_ALLOW_SEALING), K(EFD_NONBLOCK), K(EFD_SEMAPHORE),
     K(EPOLLIN), K(EPOLLOUT), K(EPOLLERR), K(EPOLLHUP), K(EPOLLRDHUP),
@@ -331,6 +342,8 @@ NAPI_MODULE_INIT() {
       FN("copyFileRange", vfs_copy_file_range),
       FN("syncfs", vfs_syncfs),
       FN("fcntlLock", vfs_fcntl_lock),
+      FN("flock", vfs_flock),
+      FN("umask", vfs_umask),
       /* creds.c */
       FN("setfsuid", vfs_setfsuid),
       FN("setfsgid", vfs_setfsgid),
@@ -341,6 +354,9 @@ NAPI_MODULE_INIT() {
       FN("umount2", vfs_umount2),
       FN("read", vfs_read),
       FN("write", vfs_write),
+      /* handle.c */
+      FN("nameToHandleAt", vfs_name_to_handle_at),
+      FN("openByHandleAt", vfs_open_by_handle_at),
       /* sandbox.c */
       FN("pivotRoot", vfs_pivot_root),
       FN("chroot", vfs_chroot),
@@ -349,6 +365,11 @@ NAPI_MODULE_INIT() {
       FN("geteuid", vfs_geteuid),
       FN("execve", vfs_execve),
       FN("sandboxConstants", vfs_sandbox_constants),
+      FN("sandboxRequest", vfs_sandbox_request),
+      /* seccomp.c */
+      FN("seccompArch", vfs_seccomp_arch),
+      FN("seccompConstants", vfs_seccomp_constants),
+      FN("seccompInstall", vfs_seccomp_install),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 

@@ -69,6 +69,20 @@ bool vfs_get_bool(napi_env env, napi_value v, bool *out);
 #define VFS_NAME_BUF (PATH_MAX + 1)
 int vfs_get_name(napi_env env, napi_value v, char *buf);
 
+/*
+ * Copies a JS byte string (one char per byte, 0..255: how host/ carries file names, so that names which are not
+ * UTF-8 pass through unchanged) into buf. Same results as vfs_get_name.
+ */
+int vfs_get_bytes(napi_env env, napi_value v, char *buf);
+
+/* VFS_NAME for a byte-string argument (file names and paths of the *at family). */
+#define VFS_BYTES(env, v, buf)                                                                               \
+  do {                                                                                                       \
+    int vfs_name_rc_ = vfs_get_bytes((env), (v), (buf));                                                     \
+    if (vfs_name_rc_ > 0) return NULL;                                                                       \
+    if (vfs_name_rc_ < 0) return vfs_int((env), vfs_name_rc_);                                               \
+  } while (0)
+
 /* Reads name argument v into the stack buffer buf, returning from the caller on a pending exception (NULL) or
  * with -ENAMETOOLONG/-EINVAL as the JS result. */
 #define VFS_NAME(env, v, buf)                                                                                \
@@ -171,6 +185,8 @@ VFS_FN(vfs_removexattr);
 VFS_FN(vfs_copy_file_range);
 VFS_FN(vfs_syncfs);
 VFS_FN(vfs_fcntl_lock);
+VFS_FN(vfs_flock);
+VFS_FN(vfs_umask);
 
 /* creds.c */
 VFS_FN(vfs_setfsuid);
@@ -184,6 +200,10 @@ VFS_FN(vfs_umount2);
 VFS_FN(vfs_read);
 VFS_FN(vfs_write);
 
+/* handle.c */
+VFS_FN(vfs_name_to_handle_at);
+VFS_FN(vfs_open_by_handle_at);
+
 /* sandbox.c */
 VFS_FN(vfs_pivot_root);
 VFS_FN(vfs_chroot);
@@ -192,5 +212,11 @@ VFS_FN(vfs_fchdir);
 VFS_FN(vfs_geteuid);
 VFS_FN(vfs_execve);
 VFS_FN(vfs_sandbox_constants);
+VFS_FN(vfs_sandbox_request);
+
+/* seccomp.c */
+VFS_FN(vfs_seccomp_arch);
+VFS_FN(vfs_seccomp_constants);
+VFS_FN(vfs_seccomp_install);
 
 #endif /* VIRTIOFSD_COMMON_H */

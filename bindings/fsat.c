@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/file.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -39,7 +40,7 @@ VFS_FN(vfs_openat) {
   char path[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &dirfd)) return NULL;
   if (!vfs_get_i32(env, argv[2], &flags) || !vfs_get_u32(env, argv[3], &mode)) return NULL;
-  VFS_NAME(env, argv[1], path);
+  VFS_BYTES(env, argv[1], path);
   return vfs_result(env, openat(dirfd, path, flags | O_CLOEXEC, (mode_t)mode));
 }
 
@@ -54,7 +55,7 @@ VFS_FN(vfs_statx) {
   if (!vfs_get_i32(env, argv[0], &dirfd)) return NULL;
   if (!vfs_get_i32(env, argv[2], &flags) || !vfs_get_u32(env, argv[3], &mask)) return NULL;
   if (!vfs_get_memory(env, argv[4], &mem, &len) || !vfs_get_i64(env, argv[5], &offset)) return NULL;
-  VFS_NAME(env, argv[1], path);
+  VFS_BYTES(env, argv[1], path);
   if (!vfs_in_range(len, offset, sizeof(struct statx))) return vfs_int(env, -EFAULT);
   struct statx stx; /* on the stack, then copied: mem + offset need not be 8-byte aligned */
   if (statx(dirfd, path, flags, mask, &stx) < 0) return vfs_errno(env);
@@ -68,7 +69,7 @@ VFS_FN(vfs_mkdirat) {
   uint32_t mode;
   char name[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_u32(env, argv[2], &mode)) return NULL;
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[1], name);
   return vfs_result(env, mkdirat(dirfd, name, (mode_t)mode));
 }
 
@@ -80,7 +81,7 @@ VFS_FN(vfs_mknodat) {
   char name[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_u32(env, argv[2], &mode)) return NULL;
   if (!vfs_get_i64(env, argv[3], &dev)) return NULL;
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[1], name);
   return vfs_result(env, mknodat(dirfd, name, (mode_t)mode, (dev_t)dev));
 }
 
@@ -89,8 +90,8 @@ VFS_FN(vfs_symlinkat) {
   int32_t dirfd;
   char target[VFS_NAME_BUF], name[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[1], &dirfd)) return NULL;
-  VFS_NAME(env, argv[0], target);
-  VFS_NAME(env, argv[2], name);
+  VFS_BYTES(env, argv[0], target);
+  VFS_BYTES(env, argv[2], name);
   return vfs_result(env, symlinkat(target, dirfd, name));
 }
 
@@ -99,12 +100,12 @@ VFS_FN(vfs_readlinkat) {
   int32_t dirfd;
   char name[VFS_NAME_BUF], target[PATH_MAX];
   if (!vfs_get_i32(env, argv[0], &dirfd)) return NULL;
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[1], name);
   ssize_t n = readlinkat(dirfd, name, target, sizeof target);
   if (n < 0) return vfs_errno(env);
   if ((size_t)n == sizeof target) return vfs_int(env, -ENAMETOOLONG); /* possibly truncated */
   napi_value out;
-  NAPI_CALL(env, napi_create_string_utf8(env, target, (size_t)n, &out));
+  NAPI_CALL(env, napi_create_string_latin1(env, target, (size_t)n, &out));
   return out;
 }
 
@@ -114,8 +115,8 @@ VFS_FN(vfs_linkat) {
   char oldname[VFS_NAME_BUF], newname[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &olddirfd) || !vfs_get_i32(env, argv[2], &newdirfd)) return NULL;
   if (!vfs_get_i32(env, argv[4], &flags)) return NULL;
-  VFS_NAME(env, argv[1], oldname);
-  VFS_NAME(env, argv[3], newname);
+  VFS_BYTES(env, argv[1], oldname);
+  VFS_BYTES(env, argv[3], newname);
   return vfs_result(env, linkat(olddirfd, oldname, newdirfd, newname, flags));
 }
 
@@ -124,7 +125,7 @@ VFS_FN(vfs_unlinkat) {
   int32_t dirfd, flags;
   char name[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_i32(env, argv[2], &flags)) return NULL;
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[1], name);
   return vfs_result(env, unlinkat(dirfd, name, flags));
 }
 
@@ -135,8 +136,8 @@ VFS_FN(vfs_renameat2) {
   char oldname[VFS_NAME_BUF], newname[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &olddirfd) || !vfs_get_i32(env, argv[2], &newdirfd)) return NULL;
   if (!vfs_get_u32(env, argv[4], &flags)) return NULL;
-  VFS_NAME(env, argv[1], oldname);
-  VFS_NAME(env, argv[3], newname);
+  VFS_BYTES(env, argv[1], oldname);
+  VFS_BYTES(env, argv[3], newname);
   return vfs_result(env, renameat2(olddirfd, oldname, newdirfd, newname, flags));
 }
 
@@ -146,7 +147,7 @@ VFS_FN(vfs_fchmodat) {
   uint32_t mode;
   char name[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_u32(env, argv[2], &mode)) return NULL;
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[1], name);
   return vfs_result(env, fchmodat(dirfd, name, (mode_t)mode, 0));
 }
 
@@ -165,7 +166,7 @@ VFS_FN(vfs_fchownat) {
   char name[VFS_NAME_BUF];
   if (!vfs_get_i32(env, argv[0], &dirfd) || !vfs_get_i64(env, argv[2], &uid)) return NULL;
   if (!vfs_get_i64(env, argv[3], &gid) || !vfs_get_i32(env, argv[4], &flags)) return NULL;
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[1], name);
   return vfs_result(env, fchownat(dirfd, name, (uid_t)uid, (gid_t)gid, flags));
 }
 
@@ -178,7 +179,7 @@ VFS_FN(vfs_utimensat) {
   if (!vfs_get_i64(env, argv[2], &asec) || !vfs_get_i64(env, argv[3], &ansec)) return NULL;
   if (!vfs_get_i64(env, argv[4], &msec) || !vfs_get_i64(env, argv[5], &mnsec)) return NULL;
   if (!vfs_get_i32(env, argv[6], &flags)) return NULL;
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[1], name);
   struct timespec ts[2] = {{.tv_sec = asec, .tv_nsec = ansec}, {.tv_sec = msec, .tv_nsec = mnsec}};
   /* "" with AT_EMPTY_PATH (the fd itself): glibc refuses a NULL path, the kernel (>= 5.8) takes "" directly. */
   return vfs_result(env, utimensat(dirfd, name, ts, flags));
@@ -385,8 +386,8 @@ VFS_FN(vfs_getxattr) {
   int64_t length;
   bool ok;
   if (!vfs_mem_range(env, argv[2], argv[3], argv[4], &p, &length, &ok)) return NULL;
-  VFS_NAME(env, argv[0], path);
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[0], path);
+  VFS_BYTES(env, argv[1], name);
   if (!ok) return vfs_int(env, -EFAULT);
   return vfs_result(env, getxattr(path, name, length == 0 ? NULL : p, (size_t)length));
 }
@@ -398,7 +399,7 @@ VFS_FN(vfs_listxattr) {
   int64_t length;
   bool ok;
   if (!vfs_mem_range(env, argv[1], argv[2], argv[3], &p, &length, &ok)) return NULL;
-  VFS_NAME(env, argv[0], path);
+  VFS_BYTES(env, argv[0], path);
   if (!ok) return vfs_int(env, -EFAULT);
   return vfs_result(env, listxattr(path, length == 0 ? NULL : (char *)p, (size_t)length));
 }
@@ -412,8 +413,8 @@ VFS_FN(vfs_setxattr) {
   bool ok;
   if (!vfs_mem_range(env, argv[2], argv[3], argv[4], &p, &length, &ok)) return NULL;
   if (!vfs_get_i32(env, argv[5], &flags)) return NULL;
-  VFS_NAME(env, argv[0], path);
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[0], path);
+  VFS_BYTES(env, argv[1], name);
   if (!ok) return vfs_int(env, -EFAULT);
   return vfs_result(env, setxattr(path, name, p, (size_t)length, flags));
 }
@@ -421,8 +422,8 @@ VFS_FN(vfs_setxattr) {
 VFS_FN(vfs_removexattr) {
   VFS_ARGS(env, info, 2);
   char path[VFS_NAME_BUF], name[VFS_NAME_BUF];
-  VFS_NAME(env, argv[0], path);
-  VFS_NAME(env, argv[1], name);
+  VFS_BYTES(env, argv[0], path);
+  VFS_BYTES(env, argv[1], name);
   return vfs_result(env, removexattr(path, name));
 }
 
@@ -472,4 +473,20 @@ VFS_FN(vfs_fcntl_lock) {
   lk[3] = fl.l_len;
   lk[4] = fl.l_pid;
   return vfs_int(env, 0);
+}
+
+/* flock(fd, op) with op = LOCK_SH | LOCK_EX | LOCK_UN, optionally | LOCK_NB. */
+VFS_FN(vfs_flock) {
+  VFS_ARGS(env, info, 2);
+  int32_t fd, op;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_i32(env, argv[1], &op)) return NULL;
+  return vfs_result(env, flock(fd, op));
+}
+
+/* umask(mask): the previous mask (umask cannot fail). Process-wide, so callers restore it at once. */
+VFS_FN(vfs_umask) {
+  VFS_ARGS(env, info, 1);
+  uint32_t mask;
+  if (!vfs_get_u32(env, argv[0], &mask)) return NULL;
+  return vfs_int(env, (int32_t)umask((mode_t)(mask & 0777)));
 }

@@ -7,10 +7,12 @@
  */
 #include "common.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -125,4 +127,32 @@ VFS_FN(vfs_sandbox_constants) {
   SC(MNT_DETACH);
 #undef SC
   return obj;
+}
+
+/*
+ * One request to the sandbox helper over its socket pair (bindings/sandbox-helper.c has the protocol): sends
+ * op + path + NUL as one SOCK_SEQPACKET message and waits for the int reply. 0, -errno of the helper's syscall, or
+ * -errno of the exchange itself (-EPIPE: the helper has closed the channel). Blocking: start-up only.
+ */
+VFS_FN(vfs_sandbox_request) {
+  VFS_ARGS(env, info, 3);
+  int32_t fd, op;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_i32(env, argv[1], &op)) return NULL;
+  char path[VFS_NAME_BUF];
+  VFS_NAME(env, argv[2], path);
+  size_t len = strlen(path);
+  if (op <= 0 || op > 127 || len > 4096) return vfs_int(env, -EINVAL);
+  char msg[1 + 4096 + 1];
+  msg[0] = (char)op;
+  memcpy(msg + 1, path, len + 1);
+  ssize_t n;
+  do n = send(fd, msg, len + 2, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return vfs_errno(env);
+  int reply = 0;
+  do n = recv(fd, &reply, sizeof reply, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return vfs_errno(env);
+  if (n != (ssize_t)sizeof reply) return vfs_int(env, -EPIPE);
+  return vfs_int(env, -(int64_t)reply);
 }

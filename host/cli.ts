@@ -9,9 +9,13 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, VirtiofsdError } from './errors.js';
 import { isLogLevel, log, setLogLevel } from './log.js';
 import { CACHE_MODES, type CacheMode, type DaemonOptions, VirtiofsDaemon } from './daemon.js';
-import { SANDBOX_MODES, SECCOMP_MODES, type SandboxMode, defaultSandbox, insideNamespaceSandbox, reexecInNamespaces }
-  from './sandbox.js';
+import { SANDBOX_MODES, SECCOMP_MODES, type SandboxMode, type SeccompMode, capabilitiesToDrop, capabilitySet,
+  defaultSandbox, insideNamespaceSandbox, parseModcaps, relaunch } from './sandbox.js';
 import { socketInUse } from './vhost-user/listener.js';
+import { IdMap } from './passthrough/id-map.js';
+import { XattrMap } from './passthrough/xattr-map.js';
+import { INODE_FILE_HANDLES, type InodeFileHandles } from './passthrough/inode-store.js';
+import { native } from './native-loader.js';
 
 const USAGE = `Usage: virtiofsd-ts --socket-path=PATH --shared-dir=DIR [options]
        virtiofsd-ts --mountpoint=DIR2 --shared-dir=DIR [options]
@@ -30,14 +34,40 @@ Options:
   --num-request-queues=N    request queues offered to the frontend (default: 1, max: 63)
   --exit-on-disconnect      exit when the frontend disconnects instead of waiting for the next one
   --xattr                   serve extended attributes (getxattr/setxattr/listxattr/removexattr)
+  --xattrmap=MAP            map xattr names between guest and host (needs --xattr), e.g.
+                            ':prefix:all:trusted.:user.virtiofs.::ok:all:::' (rules: prefix|ok|bad|
+                            unsupported, scopes client|server|all, ':map:KEY:PREPEND:'; see README)
+  --posix-acl               enforce POSIX ACLs in the guest (FUSE_POSIX_ACL; needs --xattr); the
+                            request's umask is applied here unless the directory has a default ACL
+  --translate-uid=RULE      translate uids, repeatable: map:GUEST:HOST:COUNT, guest:GUEST:HOST:COUNT,
+                            host:HOST:GUEST:COUNT, squash-guest:GUEST:HOST:COUNT,
+                            squash-host:HOST:GUEST:COUNT, forbid-guest:GUEST:COUNT (EPERM); ids no rule
+                            covers pass unchanged
+  --translate-gid=RULE      the same for gids
+  --posix-lock              serve the guest's POSIX (fcntl) locks on the host as OFD locks; a blocking
+                            lock that conflicts fails with EOPNOTSUPP (default: locks stay in the guest)
+  --flock                   serve the guest's flock(2) locks on the host (FUSE_FLOCK_LOCKS); same
+                            blocking rule (default: locks stay in the guest)
   --writeback               let the guest cache writes (FUSE writeback cache)
   --allow-direct-io         honour O_DIRECT opens from the guest on the host
+  --inode-file-handles=MODE hold inodes by file handle instead of an open fd each: never (the default) |
+                            prefer (handles where the filesystem has them, else fds) | mandatory (fail
+                            when a handle cannot be made). Needs CAP_DAC_READ_SEARCH, i.e. root (kept in
+                            the sandbox when MODE is not never)
+  --announce-submounts      tell the guest about host mount points inside DIR (FUSE_SUBMOUNTS), so it
+                            mounts each as its own filesystem (own st_dev, no inode-number clashes)
+  --allow-mknod-devices     let the guest create character/block device nodes (default: refused with
+                            EPERM; they would be host device nodes). The daemon never opens one either way
   --readonly                refuse every change to the shared directory (EROFS)
   --rlimit-nofile=N         set the open-file limit to N (0: leave it; default: raise it to
                             min(1000000, fs.nr_open), or to the hard limit when that is not allowed)
   --sandbox=MODE            confine the daemon to DIR: namespace (pivot_root in new mount/pid/net
                             namespaces) | chroot | none (default: namespace as root, else none)
-  --seccomp=MODE            only none (no syscall filter is implemented)
+  --seccomp=MODE            syscall allow-list once set up; other syscalls: kill (the daemon) | log
+                            (kernel log) | trap (SIGSYS) | none (no filter; the default)
+  --modcaps=LIST            adjust the capabilities kept as root, e.g. +sys_admin:-mknod (default: chown,
+                            dac_override, fowner, fsetid, setgid, setuid, mknod, setfcap; dropped for
+                            every thread before node starts)
   -h, --help                print this help and exit
   -V, --version             print the version and exit
 `;
@@ -63,6 +93,7 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
         'socket-path': { type: 'string' },
         sandbox: { type: 'string' },
         seccomp: { type: 'string' },
+        modcaps: { type: 'string' },
         mountpoint: { type: 'string' },
         'shared-dir': { type: 'string' },
         cache: { type: 'string' },
@@ -71,8 +102,17 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
         'num-request-queues': { type: 'string' },
         'exit-on-disconnect': { type: 'boolean' },
         xattr: { type: 'boolean' },
+        xattrmap: { type: 'string' },
+        'posix-acl': { type: 'boolean' },
+        'translate-uid': { type: 'string', multiple: true },
+        'translate-gid': { type: 'string', multiple: true },
+        'posix-lock': { type: 'boolean' },
+        flock: { type: 'boolean' },
         writeback: { type: 'boolean' },
         'allow-direct-io': { type: 'boolean' },
+        'inode-file-handles': { type: 'string' },
+        'announce-submounts': { type: 'boolean' },
+        'allow-mknod-devices': { type: 'boolean' },
         readonly: { type: 'boolean' },
         'rlimit-nofile': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -92,11 +132,33 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
     throw new ConfigError(`--sandbox must be one of ${SANDBOX_MODES.join(', ')} (got '${v.sandbox}')`);
   }
   if (v.seccomp !== undefined && !(SECCOMP_MODES as readonly string[]).includes(v.seccomp)) {
-    throw new ConfigError(`--seccomp: only 'none' is supported (no syscall filter is implemented; got '${v.seccomp}')`);
+    throw new ConfigError(`--seccomp must be one of ${SECCOMP_MODES.join(', ')} (got '${v.seccomp}')`);
+  }
+  if (v.modcaps !== undefined) parseModcaps(v.modcaps);
+  // Parsed here to report a bad rule before anything starts; the daemon parses them again.
+  if (v.xattrmap !== undefined && !v.xattr) throw new ConfigError('--xattrmap needs --xattr');
+  if (v['posix-acl'] && !v.xattr) throw new ConfigError('--posix-acl needs --xattr');
+  if (v.xattrmap !== undefined) new XattrMap(v.xattrmap);
+  const translateUid = v['translate-uid'] ?? [];
+  const translateGid = v['translate-gid'] ?? [];
+  try {
+    new IdMap(translateUid);
+  } catch (e) {
+    throw new ConfigError(`--translate-uid: ${(e as Error).message}`);
+  }
+  try {
+    new IdMap(translateGid);
+  } catch (e) {
+    throw new ConfigError(`--translate-gid: ${(e as Error).message}`);
   }
   const cache = (v.cache ?? 'auto') as CacheMode;
   if (!CACHE_MODES.includes(cache)) {
     throw new ConfigError(`--cache must be one of ${CACHE_MODES.join(', ')} (got '${v.cache}')`);
+  }
+  const inodeFileHandles = (v['inode-file-handles'] ?? 'never') as InodeFileHandles;
+  if (!INODE_FILE_HANDLES.includes(inodeFileHandles)) {
+    throw new ConfigError(`--inode-file-handles must be one of ${INODE_FILE_HANDLES.join(', ')} ` +
+      `(got '${v['inode-file-handles']}')`);
   }
   const level = v['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new ConfigError(`--log-level: unknown level '${level}'`);
@@ -118,14 +180,25 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
     ...(v.mountpoint ? { mountpoint: v.mountpoint } : { socketPath: v['socket-path'] }),
     sharedDir: v['shared-dir'],
     ...(v.sandbox !== undefined ? { sandbox: v.sandbox as SandboxMode } : {}),
+    ...(v.seccomp !== undefined ? { seccomp: v.seccomp as SeccompMode } : {}),
+    ...(v.modcaps !== undefined ? { modcaps: v.modcaps } : {}),
     cache,
     logLevel: level,
     tag: v.tag,
     numRequestQueues,
     exitOnDisconnect: v['exit-on-disconnect'] ?? false,
     xattr: v.xattr ?? false,
+    ...(v.xattrmap !== undefined ? { xattrmap: v.xattrmap } : {}),
+    posixAcl: v['posix-acl'] ?? false,
+    translateUid,
+    translateGid,
+    posixLock: v['posix-lock'] ?? false,
+    flock: v.flock ?? false,
     writeback: v.writeback ?? false,
     allowDirectIo: v['allow-direct-io'] ?? false,
+    inodeFileHandles,
+    announceSubmounts: v['announce-submounts'] ?? false,
+    allowMknodDevices: v['allow-mknod-devices'] ?? false,
     readonly: v.readonly ?? false,
     rlimitNofile,
   };
@@ -148,20 +221,35 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   setLogLevel(opts.logLevel ?? 'info');
-  if (opts.mountpoint === undefined) {
-    opts.sandbox ??= defaultSandbox();
-    if (opts.sandbox === 'namespace' && !insideNamespaceSandbox()) {
-      // Inside the sandbox's own network namespace the host's listening sockets are invisible: check here.
-      if (opts.socketPath !== undefined && socketInUse(opts.socketPath)) {
-        process.stderr.write(`virtiofsd-ts: ${opts.socketPath} is in use: another process is listening on it\n`);
-        return 1;
-      }
-      try {
-        reexecInNamespaces(); // returns only by throwing
-      } catch (e) {
-        process.stderr.write(`virtiofsd-ts: ${(e as Error).message}\n`);
-        return 1;
-      }
+  if (opts.mountpoint === undefined) opts.sandbox ??= defaultSandbox();
+  // As root, the capability drop and the namespaces both happen in the single-threaded sandbox helper, before node
+  // (and any of its threads) starts again: see host/sandbox.ts.
+  // (With --mountpoint the daemon runs unsandboxed: its FUSE mount must be visible on the host.)
+  const sandbox = opts.mountpoint === undefined ? opts.sandbox ?? 'none' : 'none';
+  const namespaces = sandbox === 'namespace' && !insideNamespaceSandbox();
+  const keepCaps = capabilitySet({ sandbox, mountpoint: opts.mountpoint !== undefined,
+    fileHandles: (opts.inodeFileHandles ?? 'never') !== 'never',
+    ...(opts.modcaps !== undefined ? { modcaps: opts.modcaps } : {}) });
+  const dropCaps = capabilitiesToDrop(keepCaps);
+  if (dropCaps && process.env.VIRTIOFSD_TS_SANDBOX !== undefined) {
+    process.stderr.write('virtiofsd-ts: the sandbox helper ran but the capabilities are not narrowed\n');
+    return 1;
+  }
+  if (opts.modcaps !== undefined && native.geteuid() !== 0) {
+    process.stderr.write('virtiofsd-ts: --modcaps needs root (an unprivileged daemon has no capabilities)\n');
+    return 2;
+  }
+  if (namespaces || dropCaps) {
+    // Inside the sandbox's own network namespace the host's listening sockets are invisible: check here.
+    if (namespaces && opts.socketPath !== undefined && socketInUse(opts.socketPath)) {
+      process.stderr.write(`virtiofsd-ts: ${opts.socketPath} is in use: another process is listening on it\n`);
+      return 1;
+    }
+    try {
+      relaunch({ namespaces, ...(dropCaps ? { keepCaps } : {}) }); // returns only by throwing
+    } catch (e) {
+      process.stderr.write(`virtiofsd-ts: ${(e as Error).message}\n`);
+      return 1;
     }
   }
   let daemon: VirtiofsDaemon;

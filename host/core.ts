@@ -61,6 +61,8 @@ interface CoreExports {
   payloadWriteIov(skip: number, maxBytes: number): number;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
   replyNone(): void;
+  requestPark(): number;
+  queueReplyParked(q: number, head: number, unique: bigint, error: number): number;
   encodeAttrOut(dst: number, attrTimeout: number, statx: number): number;
   encodeEntryOut(dst: number, nodeid: number, generation: number, entryTimeout: number, attrTimeout: number,
     statx: number): number;
@@ -464,6 +466,19 @@ export class Core {
 
   replyNone(): void {
     try { this.e.replyNone(); } catch (err) { this.trap(err); }
+  }
+
+  /**
+   * Parks the current request (it stays unanswered and stops being current): its head, 0 for a linear request,
+   * or -EINVAL when none is current. Answer it later with queueReplyParked (virtqueue) or a /dev/fuse write.
+   */
+  requestPark(): number {
+    try { return this.e.requestPark(); } catch (err) { this.trap(err); }
+  }
+
+  /** A header-only reply to a parked request; the chain is re-walked first. 0, -EBUSY, -EINVAL or -ERANGE. */
+  queueReplyParked(q: number, head: number, unique: bigint, error: number): number {
+    try { return this.e.queueReplyParked(q, head, BigInt.asIntN(64, unique), error); } catch (err) { this.trap(err); }
   }
 
   // ---- codec --------------------------------------------------------------------------------------------------

@@ -11,8 +11,11 @@ import { log, type LogLevel } from './log.js';
 import { Core } from './core.js';
 import { FuseServer, type CacheMode } from './fuse/server.js';
 import { PassthroughFs } from './passthrough/passthrough-fs.js';
+import { IdMap } from './passthrough/id-map.js';
+import { XattrMap } from './passthrough/xattr-map.js';
+import type { InodeFileHandles } from './passthrough/inode-store.js';
 import { VhostUserListener } from './vhost-user/listener.js';
-import { enterSandbox, prepareSandbox, type SandboxMode } from './sandbox.js';
+import { type SandboxMode, type SeccompMode, enterSandbox, installSeccomp, prepareSandbox } from './sandbox.js';
 import { DevFuseSession, devFuseMaxPages } from './transport/dev-fuse.js';
 
 export type { CacheMode } from './fuse/server.js';
@@ -41,8 +44,32 @@ export interface DaemonOptions {
   xattr?: boolean;
   /** Negotiate the FUSE writeback cache (the guest caches writes). Default false. */
   writeback?: boolean;
+  /**
+   * virtiofsd's --translate-uid / --translate-gid rules (host/passthrough/id-map.ts), e.g.
+   * `squash-guest:0:1000:4294967295`. Default: none (ids pass unchanged).
+   */
+  translateUid?: string[];
+  translateGid?: string[];
+  /** virtiofsd's --xattrmap (host/passthrough/xattr-map.ts). Needs xattr. */
+  xattrmap?: string;
+  /** POSIX ACLs (virtiofsd's --posix-acl): FUSE_POSIX_ACL + FUSE_DONT_MASK. Needs xattr. Default false. */
+  posixAcl?: boolean;
+  /** Remote POSIX locks (C virtiofsd's -o posix_lock): fcntl locks reach the host as OFD locks. Default false. */
+  posixLock?: boolean;
+  /** Remote BSD flock locks (C virtiofsd's -o flock), through FUSE_FLOCK_LOCKS. Default false. */
+  flock?: boolean;
   /** Pass O_DIRECT from the guest through to the host. Default false (dropped). */
   allowDirectIo?: boolean;
+  /**
+   * virtiofsd's --inode-file-handles: `never` (default, an O_PATH fd per inode the guest holds), `prefer` (file
+   * handles where the filesystem has them, so held inodes cost no fd), `mandatory` (start-up fails if the shared
+   * directory's filesystem has none). Handles need CAP_DAC_READ_SEARCH.
+   */
+  inodeFileHandles?: InodeFileHandles;
+  /** Negotiate FUSE_SUBMOUNTS and mark host mount points inside the share (virtiofsd's --announce-submounts). */
+  announceSubmounts?: boolean;
+  /** Let the guest create character/block device nodes (default false: MKNOD of one is EPERM). */
+  allowMknodDevices?: boolean;
   /** Refuse every change to the shared directory with EROFS. Default false. */
   readonly?: boolean;
   /**
@@ -57,6 +84,16 @@ export interface DaemonOptions {
    * the sandbox helper first, which `namespace` requires. vhost-user only (not with `mountpoint`).
    */
   sandbox?: SandboxMode;
+  /**
+   * Install a seccomp allow-list on every thread once the daemon is set up (host/sandbox.ts): what happens to
+   * any other syscall. Default `none`. Cannot be undone for the life of the process.
+   */
+  seccomp?: SeccompMode;
+  /**
+   * `--modcaps=+cap:-cap` (virtiofsd's syntax), applied by the CLI through the sandbox helper before node starts
+   * (capabilities are per thread; see host/sandbox.ts). Not applied by start().
+   */
+  modcaps?: string;
 }
 
 /** virtiofsd's default open-file limit (capped by fs.nr_open). */
@@ -128,10 +165,20 @@ export class VirtiofsDaemon {
     const core = await Core.create();
     const fs = new PassthroughFs({
       root: options.sharedDir, xattr: options.xattr ?? false, writeback: options.writeback ?? false,
+      uidMap: new IdMap(options.translateUid ?? []), gidMap: new IdMap(options.translateGid ?? []),
+      ...(options.xattrmap !== undefined ? { xattrMap: new XattrMap(options.xattrmap) } : {}),
+      posixAcl: options.posixAcl ?? false,
       allowDirectIo: options.allowDirectIo ?? false,
+      inodeFileHandles: options.inodeFileHandles ?? 'never', announceSubmounts: options.announceSubmounts ?? false,
+      allowMknodDevices: options.allowMknodDevices ?? false,
     });
     const server = new FuseServer(fs, core, {
       cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,
+      // Without it the guest cannot clear setuid/setgid on open(O_TRUNC) by an unprivileged caller (with
+      // atomic_o_trunc the kernel drops its own mode change), and applies the pre-6.2 setgid rule on writes.
+      killprivV2: true,
+      posixLocks: options.posixLock ?? false, flockLocks: options.flock ?? false, posixAcl: options.posixAcl ?? false,
+      announceSubmounts: options.announceSubmounts ?? false,
       ...(options.mountpoint !== undefined ? { maxPages: devFuseMaxPages() } : {}),
     });
     if (options.mountpoint !== undefined) {
@@ -141,6 +188,13 @@ export class VirtiofsDaemon {
           mountpoint: options.mountpoint, sharedDir: options.sharedDir, readonly: options.readonly ?? false,
         });
       } catch (e) {
+        fs.close();
+        throw e;
+      }
+      try {
+        installSeccomp(options.seccomp ?? 'none', { mountpoint: true });
+      } catch (e) {
+        await session.close();
         fs.close();
         throw e;
       }
@@ -163,6 +217,7 @@ export class VirtiofsDaemon {
     try {
       listener.listen();
       enterSandbox(sandbox, options.sharedDir);
+      installSeccomp(options.seccomp ?? 'none', { mountpoint: false });
     } catch (e) {
       listener.close();
       fs.close();

@@ -36,3 +36,12 @@ function load(): Native {
 
 /** The native surface declared in native.d.ts. */
 export const native: Native = load();
+
+/**
+ * File names cross the *at bindings as byte strings: one char per byte (0..255), so a name that is not UTF-8
+ * reaches the syscall unchanged. Names from the guest are byte strings already (fuse/names.ts); a path typed by a
+ * user (the shared dir, the socket path) is UTF-8 text and goes through this first.
+ */
+export function byteString(text: string): string {
+  return Buffer.from(text, 'utf8').toString('latin1');
+}

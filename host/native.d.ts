@@ -31,6 +31,10 @@ export interface NativeConstants {
   UTIME_NOW: number; UTIME_OMIT: number;
   // statx
   STATX_BASIC_STATS: number; STATX_BTIME: number; STATX_MNT_ID: number;
+  /** stx_attributes bit: the path is the root of a mount. */
+  STATX_ATTR_MOUNT_ROOT: number;
+  /** Largest f_handle payload of a struct file_handle (its 8-byte header not included). */
+  MAX_HANDLE_SZ: number;
   // lseek
   SEEK_SET: number; SEEK_CUR: number; SEEK_END: number; SEEK_DATA: number; SEEK_HOLE: number;
   // mode bits
@@ -41,6 +45,8 @@ export interface NativeConstants {
   FALLOC_FL_ZERO_RANGE: number;
   // record locks
   F_OFD_GETLK: number; F_OFD_SETLK: number; F_OFD_SETLKW: number; F_RDLCK: number; F_WRLCK: number; F_UNLCK: number;
+  // flock(2) operations
+  LOCK_SH: number; LOCK_EX: number; LOCK_UN: number; LOCK_NB: number;
   // mmap / memfd / eventfd / epoll
   PROT_READ: number; PROT_WRITE: number; MFD_CLOEXEC: number; MFD_ALLOW_SEALING: number;
   EFD_NONBLOCK: number; EFD_SEMAPHORE: number; EPOLLIN: number; EPOLLOUT: number; EPOLLERR: number;
@@ -133,6 +139,8 @@ export interface Native {
   epollWait(epfd: number, out: Int32Array, timeoutMs: number): number;
 
   // ---- fsat.c ---------------------------------------------------------------------------------------------
+  // Every name/path/target string of this section (and handle.c) is a byte string: one char per byte, 0..255
+  // (see byteString in native-loader.ts); readlinkat answers one. Chars above 255 would be cut to their low byte.
   close(fd: number): number;
   dup(fd: number): number;
   openat(dirfd: number, path: string, flags: number, mode: number): number;
@@ -196,6 +204,21 @@ export interface Native {
    * [l_type, l_whence, l_start, l_len, l_pid] and receives the kernel's answer (GETLK). 0 or -errno.
    */
   fcntlLock(fd: number, cmd: number, lock: BigInt64Array): number;
+  /** flock(fd, op): op = LOCK_SH | LOCK_EX | LOCK_UN, optionally | LOCK_NB. 0 or -errno (-EWOULDBLOCK). */
+  flock(fd: number, op: number): number;
+  /** umask(mask): the previous mask. Process-wide: set it around one syscall and restore it at once. */
+  umask(mask: number): number;
+
+  // ---- handle.c -------------------------------------------------------------------------------------------
+  /**
+   * name_to_handle_at(dirfd, name, flags) writing the raw `struct file_handle` (u32 handle_bytes, i32
+   * handle_type, then the handle; up to 8 + MAX_HANDLE_SZ bytes) at mem[offset]. The mount id, or -errno
+   * (-EOPNOTSUPP: the filesystem has no file handles; -EOVERFLOW: the handle does not fit).
+   */
+  nameToHandleAt(dirfd: number, name: string, flags: number, mem: Memory, offset: number): number;
+  /** open_by_handle_at(mountFd, the struct file_handle at mem[offset], flags); an fd or -errno. Needs
+   *  CAP_DAC_READ_SEARCH (-EPERM without). */
+  openByHandleAt(mountFd: number, mem: Memory, offset: number, flags: number): number;
 
   // ---- creds.c --------------------------------------------------------------------------------------------
   /**
@@ -236,4 +259,21 @@ export interface Native {
   /** mount(2) flags the sandbox needs besides those in `constants`: MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE, ... */
   sandboxConstants(): Record<'MS_BIND' | 'MS_REC' | 'MS_PRIVATE' | 'MS_SLAVE' | 'MS_NOSUID' | 'MS_NODEV' | 'MS_NOEXEC'
     | 'MS_RDONLY' | 'MS_REMOUNT' | 'MNT_DETACH', number>;
+  /**
+   * One request to the sandbox helper on its socket pair `fd` (bindings/sandbox-helper.c): `op` is the byte 'B'
+   * (bind `path` onto itself) or 'P' (pivot_root into `path`, old root detached). 0 or -errno. Blocks.
+   */
+  sandboxRequest(fd: number, op: number, path: string): number;
+
+  // ---- seccomp.c ------------------------------------------------------------------------------------------
+  /** The architecture seccompInstall builds for: 'x86_64', 'aarch64' or 'unsupported'. */
+  seccompArch(): string;
+  seccompConstants(): Record<'SECCOMP_RET_KILL_PROCESS' | 'SECCOMP_RET_TRAP' | 'SECCOMP_RET_LOG'
+    | 'SECCOMP_RET_ALLOW', number>;
+  /**
+   * Installs an allow-list filter on every thread (SECCOMP_FILTER_FLAG_TSYNC, after PR_SET_NO_NEW_PRIVS): the
+   * syscall numbers in `syscalls` pass, anything else (and any other ABI) gets `action`. 0 or -errno (-ENOSYS: no
+   * filter for this architecture; -ESRCH: a thread could not take the filter). Cannot be undone.
+   */
+  seccompInstall(syscalls: Int32Array, action: number): number;
 }

@@ -233,6 +233,62 @@ test('COPY_FILE_RANGE copies between two open files at the given offsets', async
   assert.is(req(src.fh, srcNode, 5n).error, -E.EBADF, 'the output handle must belong to the output node');
 });
 
+test('names are bytes: names and symlink targets that are not UTF-8 pass through unchanged, both ways', async () => {
+  await setup({ cache: 'auto' }, { xattr: true });
+  const raw = (...b: number[]): Uint8Array => Uint8Array.from([...b, 0]);
+  const ff = Buffer.from([0x66, 0xff]); // "f" + a byte no UTF-8 text contains
+  const fe = Buffer.from([0x66, 0xfe]);
+  // MKDIR and CREATE with raw names: two names a UTF-8 decoder would both turn into "f\ufffd" stay two.
+  const mk = rig.request(P.FUSE_MKDIR, 1, struct(P.MKDIR_IN.SIZE, (v) => v.setUint32(P.MKDIR_IN.mode, 0o755, true),
+    raw(...ff)));
+  assert.is(mk.error, 0);
+  const cr = rig.request(P.FUSE_CREATE, 1, struct(P.CREATE_IN.SIZE, (v) => {
+    v.setUint32(P.CREATE_IN.flags, C.O_CREAT | C.O_RDWR, true);
+    v.setUint32(P.CREATE_IN.mode, C.S_IFREG | 0o644, true);
+  }, raw(...fe)));
+  assert.is(cr.error, 0);
+  const host = (fs.readdirSync(dir, { encoding: 'buffer' }) as Buffer[]).map((b) => b.toString('hex')).sort();
+  assert.ok(host.includes(ff.toString('hex')) && host.includes(fe.toString('hex')), `host names ${host}`);
+  assert.ok(fs.statSync(Buffer.concat([Buffer.from(dir + '/'), ff])).isDirectory());
+  // A host file with a Latin-1 name, and a symlink with a non-UTF-8 target, made on the host.
+  const latin = Buffer.from('caf\xe9', 'latin1');
+  fs.writeFileSync(Buffer.concat([Buffer.from(dir + '/'), latin]), 'x');
+  const tgt = Buffer.from([0x2e, 0x2f, 0x80, 0x81]);
+  fs.symlinkSync(tgt, Buffer.concat([Buffer.from(dir + '/'), Buffer.from('ln')]));
+  // LOOKUP by the exact bytes finds them; the wrong bytes do not.
+  assert.is(rig.request(P.FUSE_LOOKUP, 1, raw(...latin)).error, 0);
+  assert.is(rig.request(P.FUSE_LOOKUP, 1, cstr('café')).error, -E.ENOENT, 'UTF-8 "café" is another name');
+  const ln = entryOut(rig.request(P.FUSE_LOOKUP, 1, cstr('ln')).view).nodeId;
+  const rl = rig.request(P.FUSE_READLINK, ln, new Uint8Array(0));
+  assert.is(rl.error, 0);
+  assert.equal([...rl.body], [...tgt], 'READLINK gives the target\'s bytes');
+  // SYMLINK with a raw target: the host link holds those bytes.
+  const sl = rig.request(P.FUSE_SYMLINK, 1, Uint8Array.from([...raw(0x73), ...raw(0xc3, 0x28)]));
+  assert.is(sl.error, 0);
+  assert.is((fs.readlinkSync(path.join(dir, 's'), { encoding: 'buffer' }) as Buffer).toString('hex'), 'c328');
+  // READDIRPLUS lists every name with its exact bytes, each looked up.
+  const o = rig.request(P.FUSE_OPENDIR, 1, struct(P.OPEN_IN.SIZE, () => {}));
+  assert.is(o.error, 0);
+  const fh = Number(o.view.getBigUint64(P.OPEN_OUT.fh, true));
+  const r = rig.request(P.FUSE_READDIRPLUS, 1, readIn(fh, 0n, 8192), { reply: [16 + 8192] });
+  assert.is(r.error, 0);
+  const names: string[] = [];
+  const v = new DataView(r.body.buffer, r.body.byteOffset, r.body.byteLength);
+  for (let at = 0; at < r.body.length;) {
+    const len = v.getUint32(at + 128 + 16, true);
+    if (v.getBigUint64(at, true) !== 0n) names.push(Buffer.from(r.body.subarray(at + 152, at + 152 + len)).toString('hex'));
+    at += (152 + len + 7) & ~7;
+  }
+  for (const n of [ff, fe, latin]) assert.ok(names.includes(n.toString('hex')), `READDIRPLUS lists ${n.toString('hex')}`);
+  // xattr names are bytes too.
+  const xname = Uint8Array.from([...Buffer.from('user.\xb5', 'latin1'), 0]);
+  const sx = rig.request(P.FUSE_SETXATTR, 1, struct(P.SETXATTR_IN.SIZE, (w) => w.setUint32(P.SETXATTR_IN.size, 1, true),
+    Uint8Array.from([...xname, 0x31])));
+  assert.is(sx.error, 0);
+  const list = rig.request(P.FUSE_LISTXATTR, 1, struct(P.GETXATTR_IN.SIZE, (w) => w.setUint32(P.GETXATTR_IN.size, 256, true)));
+  assert.ok(Buffer.from(list.body).includes(Buffer.from(xname)), 'LISTXATTR gives the name\'s bytes');
+});
+
 test('SYNCFS and FSYNC succeed; IOCTL is ENOTTY', async () => {
   await setup();
   assert.is(rig.request(P.FUSE_SYNCFS, 1, new Uint8Array(P.SYNCFS_IN.SIZE)).error, 0);

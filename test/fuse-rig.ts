@@ -47,6 +47,43 @@ export class Rig {
     return new Rig(core, new FuseServer(fsImpl, core, options), off);
   }
 
+  /** Buffers of requests left in flight (submit), from the top of RAM down: request() never reuses them. */
+  private parkedTop = 0n;
+
+  /**
+   * Makes one request available and lets the core pop and the server serve it, without expecting an answer yet
+   * (a SETLKW the server parks). Its header + args and its 4 KiB reply buffer live apart from request()'s.
+   */
+  submit(opcode: number, nodeId: number, args: Uint8Array): { unique: bigint; head: number; reply: GuestBuffer } {
+    const take = (len: number): GuestBuffer => {
+      this.parkedTop += BigInt(Math.ceil(len / 64) * 64);
+      return { gpa: GPA + BigInt(RAM) - this.parkedTop, len };
+    };
+    const head = take(40 + args.length);
+    const unique = this.unique++;
+    const hv = new DataView(this.core.memory.buffer, this.ramOffset + Number(head.gpa - GPA), head.len);
+    hv.setUint32(0, 40 + args.length, true);
+    hv.setUint32(4, opcode, true);
+    hv.setBigUint64(8, unique, true);
+    hv.setBigUint64(16, BigInt(nodeId), true);
+    hv.setUint32(24, process.getuid!(), true);
+    hv.setUint32(28, process.getgid!(), true);
+    this.bytes(head.gpa + 40n, args.length).set(args);
+    const reply = take(4096);
+    this.bytes(reply.gpa, reply.len).fill(0xee);
+    const id = this.driver.add([head], [reply]);
+    this.driver.publish();
+    assert.is(this.core.queuePop(0), 1, 'the core pops the request');
+    this.server.serveCurrent();
+    return { unique, head: id, reply };
+  }
+
+  /** The out header in a reply buffer: {len, error, unique}. */
+  outHeader(reply: GuestBuffer): { len: number; error: number; unique: bigint } {
+    const v = new DataView(this.core.memory.buffer, this.ramOffset + Number(reply.gpa - GPA), 16);
+    return { len: v.getUint32(0, true), error: v.getInt32(4, true), unique: v.getBigUint64(8, true) };
+  }
+
   bytes(gpa: bigint, len: number): Uint8Array {
     return new Uint8Array(this.core.memory.buffer, this.ramOffset + Number(gpa - GPA), len);
   }

@@ -1,13 +1,17 @@
 /**
- * --sandbox=namespace|chroot|none: the CLI as a child process, driven through FuseClient (a vhost-user frontend
+ * --sandbox=namespace|chroot|none, --modcaps, --seccomp: the CLI as a child process, driven through FuseClient (a vhost-user frontend
  * speaking FUSE). For each mode: the daemon serves requests; `..` from the root and a symlink to /etc lead nowhere
  * outside the share; and, seen from the host, the daemon's root directory (/proc/PID/root) holds exactly the share
  * (namespace, chroot) and its mount, pid and net namespaces differ from ours (namespace). SIGTERM still stops it
- * cleanly through the sandbox helper. Needs root (skipped otherwise).
+ * cleanly through the sandbox helper. Capabilities: every thread of the daemon (read from /proc/PID/task/*) holds
+ * exactly the set the mode needs, in its effective, permitted and bounding sets. Seccomp: the daemon serves the
+ * whole workload under `kill` (also mounted through /dev/fuse), every thread is filtered, and a syscall outside
+ * the list kills it (kill) or is logged (log). The out-of-list syscall comes from a module the test preloads with
+ * node's own `--import` flag (the daemon has no such path). Needs root (skipped otherwise).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +20,7 @@ import { FuseClient, FuseError } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { parseCommandLine } from '../host/cli.js';
+import { capabilitiesOf, capabilityNames, capabilitySet } from '../host/sandbox.js';
 
 const c = native.constants;
 const E = c.errno;
@@ -41,7 +46,7 @@ async function errnoOf(p: Promise<unknown>): Promise<number> {
 
 interface Daemon { child: ChildProcess; pid: number; socket: string; dir: string; stderr: () => string }
 
-async function start(mode: string): Promise<Daemon> {
+async function start(mode: string, extra: string[] = [], nodeFlags: string[] = []): Promise<Daemon> {
   const n = seq++;
   const dir = fs.mkdtempSync(path.join(tmp, `share-${mode}-`));
   fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello from the share\n');
@@ -50,12 +55,13 @@ async function start(mode: string): Promise<Daemon> {
   fs.symlinkSync('../../../../../../etc/passwd', path.join(dir, 'sub', 'up-link'));
   const socket = path.join(tmp, `s${n}.sock`);
   let err = '';
-  const child = spawn(process.execPath, [CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--log-level=warn',
-    `--sandbox=${mode}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeFlags, CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`,
+    '--log-level=warn', `--sandbox=${mode}`, ...extra], { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmp });
+  // (cwd: a SIGSYS from the seccomp tests may dump core where the daemon runs; tmp goes at the end.)
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const t0 = Date.now();
   while (!fs.existsSync(socket)) {
-    if (child.exitCode !== null || Date.now() - t0 > 10000) {
+    if (child.exitCode !== null || Date.now() - t0 > 20000) {
       child.kill('SIGKILL');
       throw new Error(`daemon (--sandbox=${mode}) did not start: ${err}`);
     }
@@ -79,15 +85,29 @@ async function stop(d: Daemon): Promise<{ code: number | null; signal: string | 
     else d.child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   d.child.kill('SIGTERM');
-  const t = setTimeout(() => d.child.kill('SIGKILL'), 5000);
+  const t = setTimeout(() => d.child.kill('SIGKILL'), 15000);
   const r = await exited;
   clearTimeout(t);
   return r;
 }
 
+/**
+ * FuseClient.connect, retried while the socket exists but refuses: the daemon binds and then listens, and on a
+ * loaded machine a connect can fall between the two.
+ */
+async function connectWhenListening(socket: string, options: { depth: number }): Promise<FuseClient> {
+  for (let t0 = Date.now(); ; await sleep(20)) {
+    try {
+      return await FuseClient.connect(socket, options);
+    } catch (e) {
+      if ((e as { errno?: number }).errno !== E.ECONNREFUSED || Date.now() - t0 > 5000) throw e;
+    }
+  }
+}
+
 /** What a FUSE client can reach from the root: it must stay inside the share. */
 async function checkServesAndStaysInside(d: Daemon): Promise<void> {
-  const fc = await FuseClient.connect(d.socket, { depth: 8 });
+  const fc = await connectWhenListening(d.socket, { depth: 8 });
   try {
     await fc.init();
     const rootAttr = (await fc.getattr(FUSE_ROOT_ID)).attr;
@@ -124,6 +144,46 @@ function ns(pid: number | 'self', kind: string): string {
   return fs.readlinkSync(`/proc/${pid}/ns/${kind}`);
 }
 
+interface ThreadState { tid: string; caps: ReturnType<typeof capabilitiesOf>; seccomp: string; filters: string;
+  noNewPrivs: string }
+
+/** Every thread of a process, as the kernel sees it. */
+function threads(pid: number): ThreadState[] {
+  return fs.readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const st = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    const field = (k: string): string => new RegExp(`^${k}:\\s*(\\S+)$`, 'm').exec(st)?.[1] ?? '';
+    return { tid, caps: capabilitiesOf(st), seccomp: field('Seccomp'), filters: field('Seccomp_filters'),
+      noNewPrivs: field('NoNewPrivs') };
+  });
+}
+
+/** Every thread holds exactly `want` (effective = permitted = bounding), nothing inheritable or ambient. */
+function assertThreadCaps(pid: number, want: bigint): void {
+  const ts = threads(pid);
+  // Node has the main thread, V8's platform workers, libuv's pool (started lazily) and our poller by now.
+  assert.ok(ts.length >= 5, `only ${ts.length} threads`);
+  for (const t of ts) {
+    const where = `thread ${t.tid} of ${pid}`;
+    assert.equal(capabilityNames(t.caps.CapEff), capabilityNames(want), `${where}: effective`);
+    assert.is(t.caps.CapPrm, want, `${where}: permitted`);
+    assert.is(t.caps.CapBnd, want, `${where}: bounding`);
+    assert.is(t.caps.CapInh, 0n, `${where}: inheritable`);
+    assert.is(t.caps.CapAmb, 0n, `${where}: ambient`);
+  }
+}
+
+function assertThreadsFiltered(pid: number): void {
+  const ts = threads(pid);
+  assert.ok(ts.length >= 5, `only ${ts.length} threads`);
+  for (const t of ts) {
+    assert.is(t.seccomp, '2', `thread ${t.tid}: seccomp filter mode`);
+    assert.is(t.filters, '1', `thread ${t.tid}: one filter`);
+    assert.is(t.noNewPrivs, '1', `thread ${t.tid}: no_new_privs`);
+  }
+}
+
+const DEFAULT_CAPS = capabilitySet({ sandbox: 'none', mountpoint: false });
+
 test('options: --sandbox and --seccomp parse; bad values are refused', () => {
   const base = ['--socket-path=/tmp/x.sock', '--shared-dir=/tmp'];
   for (const m of ['namespace', 'chroot', 'none']) {
@@ -133,8 +193,29 @@ test('options: --sandbox and --seccomp parse; bad values are refused', () => {
   const d = parseCommandLine(base);
   assert.ok(typeof d === 'object' && d.sandbox === undefined, 'default decided at start (root: namespace)');
   assert.throws(() => parseCommandLine([...base, '--sandbox=jail']), /--sandbox/);
-  assert.ok(typeof parseCommandLine([...base, '--seccomp=none']) === 'object');
-  assert.throws(() => parseCommandLine([...base, '--seccomp=kill']), /only 'none'/);
+  for (const m of ['none', 'kill', 'log', 'trap']) {
+    const o = parseCommandLine([...base, `--seccomp=${m}`]);
+    assert.ok(typeof o === 'object' && o.seccomp === m);
+  }
+  assert.throws(() => parseCommandLine([...base, '--seccomp=allow']), /--seccomp must be one of/);
+  const o = parseCommandLine([...base, '--modcaps=+sys_admin:-MKNOD:-cap_chown']);
+  assert.ok(typeof o === 'object' && o.modcaps === '+sys_admin:-MKNOD:-cap_chown');
+  for (const bad of ['sys_admin', '+nosuch', '+chown::-mknod', '', '+constructor', '-__proto__']) {
+    assert.throws(() => parseCommandLine([...base, `--modcaps=${bad}`]), /--modcaps/, bad);
+  }
+});
+
+test('capability sets: virtiofsd\'s default, what each set-up step needs, --modcaps on top', () => {
+  const names = (o: Parameters<typeof capabilitySet>[0]): string[] => capabilityNames(capabilitySet(o));
+  const base = ['chown', 'dac_override', 'fowner', 'fsetid', 'setgid', 'setuid', 'mknod', 'setfcap'];
+  assert.equal(names({ sandbox: 'none', mountpoint: false }), base);
+  assert.equal(names({ sandbox: 'namespace', mountpoint: false }), base, 'the helper does the mounts');
+  assert.equal(names({ sandbox: 'chroot', mountpoint: false }), [...base.slice(0, 6), 'sys_chroot', ...base.slice(6)]);
+  assert.equal(names({ sandbox: 'none', mountpoint: true }), [...base.slice(0, 6), 'sys_admin', ...base.slice(6)]);
+  assert.equal(names({ sandbox: 'none', mountpoint: false, fileHandles: true }),
+    ['chown', 'dac_override', 'dac_read_search', ...base.slice(2)]);
+  assert.equal(names({ sandbox: 'none', mountpoint: false, modcaps: '-mknod:-setfcap:+sys_nice' }),
+    [...base.slice(0, 6), 'sys_nice']);
 });
 
 test('--sandbox=namespace: serves, pivot_root into the share, own mount/pid/net namespaces, SIGTERM works', async () => {
@@ -143,6 +224,11 @@ test('--sandbox=namespace: serves, pivot_root into the share, own mount/pid/net 
   try {
     await checkServesAndStaysInside(d);
     for (const kind of ['mnt', 'pid', 'net']) assert.is.not(ns(d.pid, kind), ns('self', kind), `${kind} namespace differs`);
+    // Every thread starts from the narrowed bounding set; the helper outside keeps its own (it did the mounts).
+    assertThreadCaps(d.pid, DEFAULT_CAPS);
+    const helperCaps = capabilitiesOf(fs.readFileSync(`/proc/${d.child.pid}/status`, 'utf8'));
+    assert.ok(capabilityNames(helperCaps.CapEff).includes('sys_admin'), 'the helper keeps CAP_SYS_ADMIN');
+    assert.not.ok(fs.readdirSync(`/proc/${d.child.pid}/fd`).length > 4, 'the helper closed its request channel');
     // Its root directory holds exactly the share: the host's / is not reachable by any path.
     assert.equal(fs.readdirSync(`/proc/${d.pid}/root`).sort(), fs.readdirSync(d.dir).sort());
     assert.ok(!fs.existsSync(`/proc/${d.pid}/root/etc/passwd`));
@@ -167,6 +253,7 @@ test('--sandbox=chroot: serves, the root is the share', async () => {
     await checkServesAndStaysInside(d);
     assert.is(fs.readlinkSync(`/proc/${d.pid}/root`), fs.realpathSync(d.dir));
     assert.is(ns(d.pid, 'mnt'), ns('self', 'mnt'), 'chroot creates no namespace');
+    assertThreadCaps(d.pid, capabilitySet({ sandbox: 'chroot', mountpoint: false }));
   } catch (e) {
     console.error(d.stderr());
     throw e;
@@ -180,8 +267,173 @@ test('--sandbox=none: serves (still no escape through FUSE), the root stays /', 
   try {
     await checkServesAndStaysInside(d);
     assert.is(fs.readlinkSync(`/proc/${d.pid}/root`), '/');
+    if (isRoot) assertThreadCaps(d.pid, DEFAULT_CAPS);
   } finally {
     assert.equal(await stop(d), { code: 0, signal: null });
+  }
+});
+
+test('--modcaps: the daemon runs with the adjusted set, and a dropped capability is one the guest cannot use', async () => {
+  if (!isRoot) return;
+  const plain = await start('none');
+  const d = await start('none', ['--modcaps=-chown:+sys_nice']);
+  try {
+    assertThreadCaps(d.pid, capabilitySet({ sandbox: 'none', mountpoint: false, modcaps: '-chown:+sys_nice' }));
+    // Giving a file away takes CAP_CHOWN: with it the SETATTR succeeds, without it the guest gets EPERM.
+    for (const [daemon, want] of [[plain, 0], [d, E.EPERM]] as const) {
+      const fc = await connectWhenListening(daemon.socket, { depth: 4 });
+      try {
+        await fc.init();
+        const hello = await fc.lookup(FUSE_ROOT_ID, 'hello.txt');
+        assert.is(await errnoOf(fc.setattr(hello.nodeid, { uid: 4242, gid: 4242 })), want, daemon.dir);
+      } finally {
+        fc.close();
+      }
+    }
+    assert.is(fs.statSync(path.join(plain.dir, 'hello.txt')).uid, 4242);
+    assert.is(fs.statSync(path.join(d.dir, 'hello.txt')).uid, 0);
+  } catch (e) {
+    console.error(d.stderr(), plain.stderr());
+    throw e;
+  } finally {
+    assert.equal(await stop(d), { code: 0, signal: null });
+    assert.equal(await stop(plain), { code: 0, signal: null });
+  }
+});
+
+test('--seccomp=kill: the whole workload runs under the filter, on every thread, in the namespace sandbox', async () => {
+  if (!isRoot) return;
+  const d = await start('namespace', ['--seccomp=kill']);
+  try {
+    await checkServesAndStaysInside(d);
+    assertThreadsFiltered(d.pid);
+    assertThreadCaps(d.pid, DEFAULT_CAPS);
+    // A second frontend after the first one left (accept4, a new session).
+    const fc = await connectWhenListening(d.socket, { depth: 4 });
+    try {
+      await fc.init();
+      const f = await fc.lookup(FUSE_ROOT_ID, 'new.txt');
+      const o = await fc.open(f.nodeid, c.O_RDONLY);
+      assert.is(new TextDecoder().decode(await fc.read(f.nodeid, o.fh, 0, 100)), 'written in the sandbox');
+      await fc.release(f.nodeid, o.fh);
+    } finally {
+      fc.close();
+    }
+    assertThreadsFiltered(d.pid);
+  } catch (e) {
+    console.error(d.stderr());
+    throw e;
+  } finally {
+    assert.equal(await stop(d), { code: 0, signal: null }, 'SIGTERM and a clean exit pass the filter');
+  }
+});
+
+/** A test-only module for node's --import: on SIGUSR2 it makes a syscall the allow-list lacks (getpriority). */
+function outOfListPreload(): string {
+  const file = path.join(tmp, 'out-of-list.mjs');
+  fs.writeFileSync(file, "import * as os from 'node:os';\n"
+    + "process.on('SIGUSR2', () => { os.getPriority(0); process.stderr.write('getpriority returned\\n'); });\n");
+  return file;
+}
+
+test('--seccomp=kill|trap: a syscall outside the list ends the daemon with SIGSYS', async () => {
+  if (!isRoot) return;
+  for (const mode of ['kill', 'trap']) {
+    const d = await start('none', [`--seccomp=${mode}`], ['--import', outOfListPreload()]);
+    await checkServesAndStaysInside(d);
+    assertThreadsFiltered(d.pid);
+    const exited = new Promise<string | null>((resolve) => d.child.once('exit', (_c, sig) => resolve(sig)));
+    process.kill(d.pid, 'SIGUSR2');
+    const t = setTimeout(() => d.child.kill('SIGKILL'), 15000);
+    assert.is(await exited, 'SIGSYS', `--seccomp=${mode}: ${d.stderr()}`);
+    clearTimeout(t);
+    assert.not.match(d.stderr(), /getpriority returned/);
+  }
+});
+
+test('--seccomp=log: a syscall outside the list goes through and lands in the kernel log', async () => {
+  if (!isRoot) return;
+  const d = await start('none', ['--seccomp=log'], ['--import', outOfListPreload()]);
+  try {
+    // Once a request has been served the daemon is set up, filter included (it is installed before start returns).
+    await checkServesAndStaysInside(d);
+    assertThreadsFiltered(d.pid);
+    process.kill(d.pid, 'SIGUSR2');
+    const t0 = Date.now();
+    while (!/getpriority returned/.test(d.stderr()) && Date.now() - t0 < 5000) await sleep(20);
+    assert.match(d.stderr(), /getpriority returned/);
+    // SECCOMP_RET_LOG: "audit: type=1326 ... pid=PID ... syscall=NR ... code=0x7ffc0000" (when dmesg is readable).
+    const nr = native.seccompArch() === 'x86_64' ? 140 : 141;
+    let klog = '';
+    try {
+      klog = execFileSync('dmesg', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      console.log('sandbox.test: dmesg unavailable, the kernel log is not checked');
+    }
+    if (klog) assert.match(klog, new RegExp(`type=1326 .*pid=${d.pid} .*syscall=${nr} .*code=0x7ffc0000`));
+  } catch (e) {
+    console.error(d.stderr());
+    throw e;
+  } finally {
+    assert.equal(await stop(d), { code: 0, signal: null });
+  }
+});
+
+test('--mountpoint with --seccomp=kill: file operations through the kernel mount, then a clean unmount', async () => {
+  if (!isRoot || !fs.existsSync('/dev/fuse')) return;
+  const dir = fs.mkdtempSync(path.join(tmp, 'share-mp-'));
+  const mp = fs.mkdtempSync(path.join(tmp, 'mnt-'));
+  const mounted = (): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+    .some((l) => l.split(' ')[4] === mp);
+  let err = '';
+  const child = spawn(process.execPath, [CLI, `--shared-dir=${dir}`, `--mountpoint=${mp}`, '--log-level=warn',
+    '--seccomp=kill'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    const t0 = Date.now();
+    while (!mounted()) {
+      if (child.exitCode !== null || Date.now() - t0 > 20000) throw new Error(`did not mount: ${err}`);
+      await sleep(20);
+    }
+    // The mount shows before the daemon has installed the filter (right after mount(2) returns): wait for it.
+    for (const t1 = Date.now(); threads(child.pid!)[0]!.seccomp !== '2' && Date.now() - t1 < 5000;) await sleep(20);
+    assertThreadsFiltered(child.pid!);
+    assertThreadCaps(child.pid!, capabilitySet({ sandbox: 'none', mountpoint: true }));
+    // The usual things a user does, each one a FUSE request served under the filter.
+    fs.mkdirSync(path.join(mp, 'd'));
+    fs.writeFileSync(path.join(mp, 'd', 'f'), 'x'.repeat(300000));
+    assert.is(fs.readFileSync(path.join(mp, 'd', 'f'), 'utf8').length, 300000);
+    fs.appendFileSync(path.join(mp, 'd', 'f'), 'tail');
+    fs.truncateSync(path.join(mp, 'd', 'f'), 10);
+    fs.chmodSync(path.join(mp, 'd', 'f'), 0o600);
+    fs.chownSync(path.join(mp, 'd', 'f'), 1234, 1234);
+    fs.utimesSync(path.join(mp, 'd', 'f'), 1000, 2000);
+    fs.symlinkSync('f', path.join(mp, 'd', 'l'));
+    assert.is(fs.readlinkSync(path.join(mp, 'd', 'l')), 'f');
+    fs.linkSync(path.join(mp, 'd', 'f'), path.join(mp, 'd', 'h'));
+    fs.renameSync(path.join(mp, 'd', 'h'), path.join(mp, 'h2'));
+    assert.equal(fs.readdirSync(path.join(mp, 'd')).sort(), ['f', 'l']);
+    execFileSync('mknod', [path.join(mp, 'fifo'), 'p']);
+    const st = fs.statSync(path.join(dir, 'd', 'f'));
+    assert.is(st.size, 10);
+    assert.is(st.uid, 1234);
+    assert.is(st.mode & 0o777, 0o600);
+    fs.unlinkSync(path.join(mp, 'h2'));
+    fs.rmSync(path.join(mp, 'd'), { recursive: true });
+    fs.statfsSync(mp);
+    assert.is(child.exitCode, null, 'still running');
+  } catch (e) {
+    console.error(err);
+    throw e;
+  } finally {
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 15000);
+    const r = await exited;
+    clearTimeout(t);
+    assert.equal(r, { code: 0, signal: null }, `clean exit (umount2 is allowed in this mode): ${err}`);
+    assert.not.ok(mounted(), 'unmounted');
   }
 });
 

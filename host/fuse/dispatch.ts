@@ -4,8 +4,8 @@
  * into the core's REPLY scratch, returning its length, a negative errno, or NO_REPLY. The server (server.ts) owns
  * the loop around it: lookup, the INIT gate, ENOSYS for what is missing, replySend/replyNone, and catching throws.
  *
- * GETLK/SETLK/SETLKW arrive only when FUSE_POSIX_LOCKS was negotiated (FuseServerOptions.posixLocks); FLOCK_LOCKS
- * never is, so a BSD flock (FUSE_LK_FLOCK) is refused with ENOSYS.
+ * GETLK/SETLK/SETLKW arrive only when FUSE_POSIX_LOCKS was negotiated (FuseServerOptions.posixLocks), and SETLK/
+ * SETLKW with FUSE_LK_FLOCK (a BSD flock, served by FileSystem.flock) only with FUSE_FLOCK_LOCKS (flockLocks).
  *
  * Opcodes not in the table are answered ENOSYS, which the kernel remembers (it stops sending them and falls back to
  * local behaviour): POLL (the kernel then treats files as always ready), BMAP (block devices
@@ -19,12 +19,15 @@ import type {
 import { AttrTarget } from './filesystem.js';
 import * as P from './protocol.js';
 import { REPLY_MAX } from '../core.js';
+import { nameOf, putName } from './names.js';
 
 const C = native.constants;
 const E = C.errno;
 
 /** A handler's "do not reply" result (FORGET, BATCH_FORGET, INTERRUPT). Not an errno. */
 export const NO_REPLY = -0x7fff_ffff;
+/** A handler's "answer later" result (Session.defer parked the request). Not an errno. */
+export const DEFER = -0x10001;
 
 /** The core surface the dispatch code needs (host/core.ts provides it). */
 export interface FuseCore {
@@ -42,6 +45,8 @@ export interface FuseCore {
   reqGid(): number;
   reqPid(): number;
   reqArgsLen(): number;
+  reqQueue(): number;
+  reqUnique(): bigint;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
   replyNone(): void;
   payloadReadIov(skip: number, maxBytes: number): number;
@@ -78,6 +83,8 @@ export interface Session {
   payloadLen: number;
   /** INIT: which flags we offer and the limits we state. */
   readonly wantFlags: number;
+  /** Set by INIT: the flags both sides agreed on (wantFlags & the kernel's). */
+  negotiatedFlags: number;
   readonly maxWrite: number;
   readonly maxPages: number;
   /** Answer EROFS to every request that would change the filesystem. */
@@ -85,6 +92,17 @@ export interface Session {
   readTarget(size: number): DataTarget;
   writeSource(size: number): DataSource;
   dirTarget(size: number, plus: boolean): DirTarget;
+  /** Whether the current request can be parked (its transport answers later). */
+  canDefer(): boolean;
+  /**
+   * Parks the current request until `retry` answers something other than -EAGAIN (that becomes its header-only
+   * reply), or it is interrupted (-EINTR). Returns the DEFER marker the handler passes on.
+   */
+  defer(retry: () => number): number;
+  /** FUSE_INTERRUPT of `unique`: a parked request is answered -EINTR; others completed long ago. */
+  interrupt(unique: bigint): void;
+  /** DESTROY: parked requests are forgotten. */
+  dropParked(queue: number): void;
 }
 
 /** The current request's args: a DataView and where they are. */
@@ -120,18 +138,13 @@ export interface Op<A = unknown> {
 
 // ---- decoding helpers ---------------------------------------------------------------------------------------------
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const utf8enc = new TextEncoder();
 
 const u32 = (a: Args, off: number): number => a.view.getUint32(a.base + off, true);
 /** A u64 as a number (file handles, node ids, offsets, sizes: all below 2^53 in practice; larger -> imprecise). */
 const u64 = (a: Args, off: number): number => Number(a.view.getBigUint64(a.base + off, true));
 const big = (a: Args, off: number): bigint => a.view.getBigUint64(a.base + off, true);
 
-/**
- * `count` NUL-terminated UTF-8 strings starting at args offset `off`. -EINVAL when one is unterminated or not
- * UTF-8 (our syscalls take strings, so a name that is not UTF-8 cannot be passed through faithfully).
- */
+/** `count` NUL-terminated names (byte strings, names.ts) starting at args offset `off`; -EINVAL if unterminated. */
 function cstrings(a: Args, off: number, count: number): string[] | number {
   const bytes = new Uint8Array(a.view.buffer, a.base, a.len);
   const out: string[] = [];
@@ -140,11 +153,7 @@ function cstrings(a: Args, off: number, count: number): string[] | number {
     if (pos > a.len) return -E.EINVAL;
     const nul = bytes.indexOf(0, pos);
     if (nul < 0) return -E.EINVAL;
-    try {
-      out.push(utf8.decode(bytes.subarray(pos, nul)));
-    } catch {
-      return -E.EINVAL;
-    }
+    out.push(nameOf(bytes, pos, nul));
     pos = nul + 1;
   }
   return out;
@@ -171,8 +180,18 @@ function writeOutReply(s: Session, written: number): number {
 function entryReply(s: Session, r: Entry | number): number {
   if (typeof r === 'number') return r;
   const c = s.core;
-  return c.encodeEntryOut(c.replyPtr, r.nodeId, r.generation, r.entryTimeout ?? s.entryTimeout,
+  const n = c.encodeEntryOut(c.replyPtr, r.nodeId, r.generation, r.entryTimeout ?? s.entryTimeout,
     r.attrTimeout ?? s.attrTimeout, c.statxPtr);
+  // The core writes fuse_attr.flags as 0; FUSE_ATTR_SUBMOUNT comes from the filesystem.
+  const flags = attrFlagsAllowed(s, r.attrFlags);
+  if (flags !== 0) replyView(s).setUint32(c.replyPtr + P.ENTRY_OUT_ATTR_FLAGS, flags, true);
+  return n;
+}
+
+/** The fuse_attr.flags bits of `wanted` that INIT allows: FUSE_ATTR_SUBMOUNT only with FUSE_SUBMOUNTS. */
+export function attrFlagsAllowed(s: Session, wanted: number | undefined): number {
+  if (!wanted) return 0;
+  return (s.negotiatedFlags & P.FUSE_SUBMOUNTS) !== 0 ? wanted & P.FUSE_ATTR_SUBMOUNT : 0;
 }
 
 function attrReply(s: Session, r: number): number {
@@ -240,9 +259,9 @@ interface RenameArgs { newDir: number; flags: number; name: string; newName: str
 interface ReadArgs { fh: number; offset: number; cookie: bigint; size: number; flags: number }
 interface CreateArgs { flags: number; mode: number; umask: number; openFlags: number; name: string }
 interface XattrGetArgs { size: number; name: string }
-interface XattrSetArgs { name: string; value: Uint8Array; flags: number }
+interface XattrSetArgs { name: string; value: Uint8Array; flags: number; setxattrFlags: number }
 interface FallocateArgs { fh: number; offset: number; length: number; mode: number }
-interface LkArgs { fh: number; owner: bigint; lock: FileLock }
+interface LkArgs { fh: number; owner: bigint; lock: FileLock; flock: boolean }
 interface LseekArgs { fh: number; offset: bigint; whence: number }
 interface CopyArgs { fhIn: number; offIn: number; nodeOut: number; fhOut: number; offOut: number; len: number; flags: number }
 
@@ -262,15 +281,31 @@ function xattrReply(s: Session, asked: number, r: number): number {
 }
 
 function lkDecoder(a: Args, s: Session): LkArgs | number {
-  if ((s.wantFlags & P.FUSE_POSIX_LOCKS) === 0) return -E.ENOSYS; // not offered: the guest keeps its locks
   const bad = need(a, P.LK_IN.SIZE);
   if (bad < 0) return bad;
-  if ((u32(a, P.LK_IN.lkFlags) & P.FUSE_LK_FLOCK) !== 0) return -E.ENOSYS; // FLOCK_LOCKS is not negotiated
+  const flock = (u32(a, P.LK_IN.lkFlags) & P.FUSE_LK_FLOCK) !== 0;
+  // Not offered: the guest keeps that kind of lock itself.
+  if ((s.wantFlags & (flock ? P.FUSE_FLOCK_LOCKS : P.FUSE_POSIX_LOCKS)) === 0) return -E.ENOSYS;
   const lock: FileLock = { start: big(a, P.LK_IN.start), end: big(a, P.LK_IN.end), type: u32(a, P.LK_IN.type),
     pid: u32(a, P.LK_IN.pid) };
   if (lock.type !== C.F_RDLCK && lock.type !== C.F_WRLCK && lock.type !== C.F_UNLCK) return -E.EINVAL;
   if (lock.start > P.OFFSET_MAX || lock.end > P.OFFSET_MAX || lock.end < lock.start) return -E.EINVAL;
-  return { fh: u64(a, P.LK_IN.fh), owner: big(a, P.LK_IN.owner), lock };
+  return { fh: u64(a, P.LK_IN.fh), owner: big(a, P.LK_IN.owner), lock, flock };
+}
+
+/**
+ * SETLK/SETLKW: a POSIX lock through setlk, a BSD flock (FUSE_LK_FLOCK) through flock, always without waiting.
+ * SETLKW that meets a conflict is parked (Session.defer): the server tries again until the lock is free, the guest
+ * interrupts it (EINTR) or the queue goes away; where the transport cannot park, EOPNOTSUPP as before.
+ */
+function setlkReply(s: Session, d: LkArgs, req: Args, sleep: boolean): number {
+  const fs = s.fs;
+  if (d.flock && fs.flock === undefined) return -E.ENOSYS;
+  const attempt = d.flock ? () => fs.flock!(req.ctx, req.nodeId, d.fh, d.owner, d.lock.type, sleep)
+    : () => fs.setlk!(req.ctx, req.nodeId, d.fh, d.owner, d.lock, sleep);
+  const r = attempt();
+  if (r === -E.EAGAIN && sleep) return s.canDefer() ? s.defer(attempt) : -E.EOPNOTSUPP;
+  return statusReply(r);
 }
 
 function replyBytes(s: Session, size: number): ByteTarget {
@@ -335,6 +370,7 @@ function handleInit(s: Session, d: Init): number {
   }
   const flags = (s.wantFlags & d.flags) >>> 0;
   s.minor = minor;
+  s.negotiatedFlags = flags;
   s.initialized = true;
   v.setUint32(o + P.INIT_OUT.minor, minor, true);
   v.setUint32(o + P.INIT_OUT.maxReadahead, d.maxReadahead, true);
@@ -376,6 +412,7 @@ const table: Array<[number, Op<unknown>]> = [
     name: 'DESTROY',
     decode: noArgs,
     handle: (s) => {
+      s.dropParked(-1);
       s.fs.destroy?.();
       s.initialized = false;
       return 0;
@@ -413,9 +450,14 @@ const table: Array<[number, Op<unknown>]> = [
     },
   })],
 
-  [P.FUSE_INTERRUPT, op<null>({
-    // Requests are processed synchronously, one at a time: the target has already been answered.
-    name: 'INTERRUPT', noReply: true, decode: noArgs, handle: () => NO_REPLY,
+  [P.FUSE_INTERRUPT, op<bigint>({
+    // Requests complete synchronously except a parked SETLKW; for any other target the answer went out already.
+    name: 'INTERRUPT', noReply: true,
+    decode: (a) => (a.len < P.INTERRUPT_IN.SIZE ? -E.EINVAL : big(a, P.INTERRUPT_IN.unique)),
+    handle: (s, unique) => {
+      s.interrupt(unique);
+      return NO_REPLY;
+    },
   })],
 
   [P.FUSE_GETATTR, op<{ fh: number | undefined }>({
@@ -458,9 +500,8 @@ const table: Array<[number, Op<unknown>]> = [
       const r = s.fs.readlink!(req.ctx, req.nodeId);
       if (typeof r === 'number') return r;
       const c = s.core;
-      const dst = new Uint8Array(c.memory.buffer, c.replyPtr, REPLY_MAX);
-      const { read, written } = utf8enc.encodeInto(r, dst);
-      return read < r.length ? -E.ENAMETOOLONG : written;
+      if (r.length > REPLY_MAX) return -E.ENAMETOOLONG;
+      return putName(r, new Uint8Array(c.memory.buffer, c.replyPtr, r.length));
     },
   })],
 
@@ -676,24 +717,23 @@ const table: Array<[number, Op<unknown>]> = [
 
   [P.FUSE_SETXATTR, op<XattrSetArgs>({
     name: 'SETXATTR', method: 'setxattr', modifies: true,
-    decode: (a) => {
-      // FUSE_SETXATTR_EXT is not negotiated: the 8-byte form.
-      const bad = need(a, P.SETXATTR_IN.SIZE);
+    decode: (a, s) => {
+      // The 16-byte form (setxattr_flags) once FUSE_SETXATTR_EXT is negotiated, else the 8-byte one.
+      const ext = (s.negotiatedFlags & P.FUSE_SETXATTR_EXT) !== 0;
+      const head = ext ? P.SETXATTR_IN.EXT_SIZE : P.SETXATTR_IN.SIZE;
+      const bad = need(a, head);
       if (bad < 0) return bad;
       const bytes = new Uint8Array(a.view.buffer, a.base, a.len);
-      const nul = bytes.indexOf(0, P.SETXATTR_IN.SIZE);
+      const nul = bytes.indexOf(0, head);
       if (nul < 0) return -E.EINVAL;
-      let name: string;
-      try {
-        name = utf8.decode(bytes.subarray(P.SETXATTR_IN.SIZE, nul));
-      } catch {
-        return -E.EINVAL;
-      }
+      const name = nameOf(bytes, head, nul);
       const size = u32(a, P.SETXATTR_IN.size);
       if (size > a.len - (nul + 1)) return -E.EINVAL; // the value must really be there
-      return { name, value: bytes.subarray(nul + 1, nul + 1 + size), flags: u32(a, P.SETXATTR_IN.flags) };
+      return { name, value: bytes.subarray(nul + 1, nul + 1 + size), flags: u32(a, P.SETXATTR_IN.flags),
+        setxattrFlags: ext ? u32(a, P.SETXATTR_IN.setxattrFlags) : 0 };
     },
-    handle: (s, d, req) => statusReply(s.fs.setxattr!(req.ctx, req.nodeId, d.name, d.value, d.flags)),
+    handle: (s, d, req) =>
+      statusReply(s.fs.setxattr!(req.ctx, req.nodeId, d.name, d.value, d.flags, d.setxattrFlags)),
   })],
 
   [P.FUSE_REMOVEXATTR, op<NameArgs>({
@@ -747,6 +787,7 @@ const table: Array<[number, Op<unknown>]> = [
   [P.FUSE_GETLK, op<LkArgs>({
     name: 'GETLK', method: 'getlk', decode: lkDecoder,
     handle: (s, d, req) => {
+      if (d.flock) return -E.EINVAL; // the kernel never asks for flock conflicts
       const r = s.fs.getlk!(req.ctx, req.nodeId, d.fh, d.owner, d.lock);
       if (typeof r === 'number') return r < 0 ? r : -E.EIO;
       const v = replyView(s);
@@ -761,12 +802,12 @@ const table: Array<[number, Op<unknown>]> = [
 
   [P.FUSE_SETLK, op<LkArgs>({
     name: 'SETLK', method: 'setlk', decode: lkDecoder,
-    handle: (s, d, req) => statusReply(s.fs.setlk!(req.ctx, req.nodeId, d.fh, d.owner, d.lock, false)),
+    handle: (s, d, req) => setlkReply(s, d, req, false),
   })],
 
   [P.FUSE_SETLKW, op<LkArgs>({
     name: 'SETLKW', method: 'setlk', decode: lkDecoder,
-    handle: (s, d, req) => statusReply(s.fs.setlk!(req.ctx, req.nodeId, d.fh, d.owner, d.lock, true)),
+    handle: (s, d, req) => setlkReply(s, d, req, true),
   })],
 
   [P.FUSE_SYNCFS, op<null>({

@@ -18,6 +18,7 @@
  *   filesystem calls `target.set({...})`.
  */
 import { native } from '../native-loader.js';
+import { nameBytes as bytesOfName, nameOf } from './names.js';
 
 export interface Context {
   readonly uid: number;
@@ -32,6 +33,8 @@ export interface Entry {
   /** Override the server's cache-mode timeouts (seconds). */
   entryTimeout?: number;
   attrTimeout?: number;
+  /** fuse_attr.flags (FUSE_ATTR_SUBMOUNT); default 0. */
+  attrFlags?: number;
 }
 
 /** Result of OPEN/OPENDIR. */
@@ -267,16 +270,17 @@ export interface DirTarget {
   fill(fd: number): number;
   /** Moves to the next raw record: 1 = one is current, 0 = the batch is consumed, -1 = corrupt buffer. */
   next(): number;
-  /** The current record's name; null if it is not valid UTF-8 (it can still be emitted, not looked up). */
-  name(): string | null;
+  /** The current record's name, a byte string (names.ts). */
+  name(): string;
   /** The current record is `.` or `..`. */
   isDotOrDotDot(): boolean;
   /** Appends the current record as a fuse_dirent. */
   emit(): boolean;
   /** The current record fits as a fuse_direntplus (check before taking a lookup count for it). */
   fitsPlus(): boolean;
-  /** Appends the current record as a fuse_direntplus; nodeId 0 = attributes not supplied (plain dirent). */
-  emitPlus(nodeId: number, generation: number): boolean;
+  /** Appends the current record as a fuse_direntplus; nodeId 0 = attributes not supplied (plain dirent).
+   *  `attrFlags` goes to fuse_attr.flags (FUSE_ATTR_SUBMOUNT). */
+  emitPlus(nodeId: number, generation: number, attrFlags?: number): boolean;
   /** The cookie (d_off) of the last record appended, or null if none was. */
   lastCookie(): bigint | null;
   /** Appends an entry from plain values; in plus mode with `entry`, attributes come from `attr`. */
@@ -443,9 +447,10 @@ export interface FileSystem {
   /** LISTXATTR: NUL-terminated names, with the size-probe and ERANGE rules of getxattr. */
   listxattr?(ctx: Context, nodeId: number, out: ByteTarget): number;
 
-  /** SETXATTR. `value` is a view of the request (valid during the call); `flags`: XATTR_CREATE | XATTR_REPLACE.
-   *  Replies: 0 or -errno. */
-  setxattr?(ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number): number;
+  /** SETXATTR. `value` is a view of the request (valid during the call); `flags`: XATTR_CREATE | XATTR_REPLACE;
+   *  `setxattrFlags` (with FUSE_SETXATTR_EXT): FUSE_SETXATTR_ACL_KILL_SGID. Replies: 0 or -errno. */
+  setxattr?(ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number,
+            setxattrFlags?: number): number;
 
   /** REMOVEXATTR. Replies: 0 or -errno (-ENODATA when absent). */
   removexattr?(ctx: Context, nodeId: number, name: string): number;
@@ -468,18 +473,24 @@ export interface FileSystem {
   getlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock): FileLock | number;
 
   /**
-   * SETLK / SETLKW (`sleep`): take or release (F_UNLCK) a lock for `owner`. Replies: 0, -EAGAIN on a conflict
-   * (SETLK). A filesystem that cannot wait answers SETLKW's conflicts with -EOPNOTSUPP. FLUSH with the same owner
-   * releases the owner's locks on that node (close(2) semantics).
+   * SETLK / SETLKW (`sleep`): take or release (F_UNLCK) a lock for `owner`, never waiting. Replies: 0, -EAGAIN on
+   * a conflict, SETLKW included: the server parks a SETLKW and calls again until the answer is not -EAGAIN (or
+   * the guest interrupts it). FLUSH with the same owner releases the owner's locks on that node (close(2)).
    */
   setlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock, sleep: boolean): number;
+
+  /**
+   * SETLK / SETLKW with FUSE_LK_FLOCK (only with FuseServerOptions.flockLocks): a BSD flock(2) on the open file
+   * `fh` (`owner` identifies the guest's open file). `type` F_RDLCK (shared), F_WRLCK (exclusive) or F_UNLCK.
+   * Replies: 0, -EAGAIN on a conflict, SETLKW included (never waits; the server parks SETLKW as for setlk).
+   * RELEASE of `fh` releases the lock.
+   */
+  flock?(ctx: Context, nodeId: number, fh: number, owner: bigint, type: number, sleep: boolean): number;
 
   /** SYNCFS: flush the host filesystem(s) behind the share. Replies: 0 or -errno. */
   syncfs?(ctx: Context, nodeId: number): number;
 }
 
-const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
-const utf8Encoder = new TextEncoder();
 
 /**
  * A DirTarget over ordinary buffers, with the getdents64 records walked in JS: for tests and for using a
@@ -533,12 +544,9 @@ export class BufferDirTarget implements DirTarget {
     return nul < 0 ? bytes : bytes.subarray(0, nul);
   }
 
-  name(): string | null {
-    try {
-      return utf8Fatal.decode(this.nameBytes());
-    } catch {
-      return null;
-    }
+  name(): string {
+    const b = this.nameBytes();
+    return nameOf(b, 0, b.length);
   }
 
   isDotOrDotDot(): boolean {
@@ -560,6 +568,7 @@ export class BufferDirTarget implements DirTarget {
       v.setBigUint64(o + 40, this.attr.ino, true);
       v.setBigUint64(o + 48, BigInt(this.attr.size), true);
       v.setUint32(o + 100, this.attr.mode, true);
+      v.setUint32(o + 124, entry.attrFlags ?? 0, true);
     }
     const d = o + head;
     v.setBigUint64(d, ino, true);
@@ -586,9 +595,9 @@ export class BufferDirTarget implements DirTarget {
     return this.used + ((128 + 24 + this.nameBytes().length + 7) & ~7) <= this.size;
   }
 
-  emitPlus(nodeId: number, generation: number): boolean {
+  emitPlus(nodeId: number, generation: number, attrFlags = 0): boolean {
     const [ino, off, type] = this.current();
-    return this.append(ino, off, type, this.nameBytes(), nodeId === 0 ? null : { nodeId, generation });
+    return this.append(ino, off, type, this.nameBytes(), nodeId === 0 ? null : { nodeId, generation, attrFlags });
   }
 
   lastCookie(): bigint | null {
@@ -596,11 +605,11 @@ export class BufferDirTarget implements DirTarget {
   }
 
   add(ino: number, cookie: bigint, type: number, name: string, entry?: Entry): boolean {
-    return this.append(BigInt(ino), cookie, type, utf8Encoder.encode(name), entry ?? null);
+    return this.append(BigInt(ino), cookie, type, bytesOfName(name), entry ?? null);
   }
 
   /** Decodes the appended records. */
-  entries(): Array<{ name: string; ino: bigint; cookie: bigint; type: number; nodeId: number }> {
+  entries(): Array<{ name: string; ino: bigint; cookie: bigint; type: number; nodeId: number; attrFlags: number }> {
     const out = [];
     const v = this.outView;
     const head = this.plus ? 128 : 0;
@@ -608,9 +617,10 @@ export class BufferDirTarget implements DirTarget {
       const d = o + head;
       const namelen = v.getUint32(d + 16, true);
       out.push({
-        name: new TextDecoder().decode(new Uint8Array(this.out, d + 24, namelen)),
+        name: new TextDecoder().decode(new Uint8Array(this.out, d + 24, namelen)), // as text, for test output
         ino: v.getBigUint64(d, true), cookie: v.getBigUint64(d + 8, true), type: v.getUint32(d + 20, true),
         nodeId: this.plus ? Number(v.getBigUint64(o, true)) : 0,
+        attrFlags: this.plus ? v.getUint32(o + 124, true) : 0,
       });
       o += (head + 24 + namelen + 7) & ~7;
     }

@@ -190,9 +190,11 @@ export const WRITE_IN = { fh: 0, offset: 8, size: 16, writeFlags: 20, lockOwner:
 export const FSYNC_IN = { fh: 0, fsyncFlags: 8, padding: 12, SIZE: 16 } as const;
 export const ACCESS_IN = { mask: 0, padding: 4, SIZE: 8 } as const;
 export const INTERRUPT_IN = { unique: 0, SIZE: 8 } as const;
-/** SETXATTR: followed by the NUL-terminated name, then `size` value bytes. With FUSE_SETXATTR_EXT (not negotiated)
- *  the struct is 16 bytes (setxattr_flags, padding); without it only these 8. */
-export const SETXATTR_IN = { size: 0, flags: 4, SIZE: 8 } as const;
+/** SETXATTR: followed by the NUL-terminated name, then `size` value bytes. With FUSE_SETXATTR_EXT negotiated
+ *  (FuseServerOptions.posixAcl) the struct is EXT_SIZE bytes (setxattr_flags, padding); without it only these 8. */
+export const SETXATTR_IN = { size: 0, flags: 4, setxattrFlags: 8, padding: 12, SIZE: 8, EXT_SIZE: 16 } as const;
+/** fuse_setxattr_in.setxattr_flags: the caller may not keep S_ISGID when setting an access ACL. */
+export const FUSE_SETXATTR_ACL_KILL_SGID = 1 << 0;
 /** GETXATTR (followed by the name) and LISTXATTR. */
 export const GETXATTR_IN = { size: 0, padding: 4, SIZE: 8 } as const;
 export const FALLOCATE_IN = { fh: 0, offset: 8, length: 16, mode: 24, padding: 28, SIZE: 32 } as const;
@@ -203,7 +205,7 @@ export const COPY_FILE_RANGE_IN = {
 export const SYNCFS_IN = { padding: 0, SIZE: 8 } as const;
 /** GETLK/SETLK/SETLKW: fuse_lk_in, with struct fuse_file_lock { start, end (inclusive), type, pid } at 16. */
 export const LK_IN = { fh: 0, owner: 8, start: 16, end: 24, type: 32, pid: 36, lkFlags: 40, padding: 44, SIZE: 48 } as const;
-/** fuse_lk_in.lk_flags: a BSD flock (only with FUSE_FLOCK_LOCKS, which we do not negotiate). */
+/** fuse_lk_in.lk_flags: a BSD flock (only with FUSE_FLOCK_LOCKS: FuseServerOptions.flockLocks). */
 export const FUSE_LK_FLOCK = 1 << 0;
 /** The end of a lock that runs to the end of the file (the kernel's OFFSET_MAX). */
 export const OFFSET_MAX = 0x7fff_ffff_ffff_ffffn;
@@ -233,6 +235,11 @@ export const STATFS_OUT = {
 export const ATTR_OUT_SIZE = 104;
 /** struct fuse_entry_out (encoded by the core). */
 export const ENTRY_OUT_SIZE = 128;
+/** fuse_attr.flags inside fuse_entry_out (attr at 40, flags at 84 in fuse_attr): the core writes 0 there. */
+export const ENTRY_OUT_ATTR_FLAGS = 124;
+/** fuse_attr.flags: the directory is a mount point on the host; with FUSE_SUBMOUNTS the guest mounts it as its
+ *  own superblock (own st_dev, no inode-number clashes with the parent filesystem). */
+export const FUSE_ATTR_SUBMOUNT = 1 << 0;
 /** struct fuse_dirent header before the name; records are padded to 8 bytes. */
 export const DIRENT = { ino: 0, off: 8, namelen: 16, type: 20, name: 24 } as const;
 /** struct fuse_direntplus: fuse_entry_out then fuse_dirent. */

@@ -11,8 +11,10 @@ import { native } from '../native-loader.js';
 import { log } from '../log.js';
 import { ConfigError } from '../errors.js';
 import { AttrTarget, type DataSource, type DataTarget, type DirTarget, type Entry, type FileSystem } from './filesystem.js';
-import { NO_REPLY, OPS, type Args, type FuseCore, type Session } from './dispatch.js';
+import { DEFER, NO_REPLY, OPS, attrFlagsAllowed, type Args, type FuseCore, type Session } from './dispatch.js';
+import type { ParkedRequest, ReplyParking } from '../virtio/queue-processor.js';
 import * as P from './protocol.js';
+import { nameOf, putName } from './names.js';
 import { DIRENT_BUF_SIZE, REPLY_MAX } from '../core.js';
 
 const E = native.constants.errno;
@@ -44,6 +46,18 @@ export interface FuseServerOptions {
    * correct among the guest's own processes only.
    */
   posixLocks?: boolean;
+  /**
+   * Negotiate FUSE_FLOCK_LOCKS (when the FileSystem has flock): BSD flock(2) locks of the guest reach the host.
+   * Default false: the guest kernel keeps them itself.
+   */
+  flockLocks?: boolean;
+  /**
+   * Negotiate FUSE_POSIX_ACL (the guest enforces POSIX ACLs it reads through GETXATTR), FUSE_DONT_MASK (the umask
+   * travels in the request and the FileSystem applies it, unless a default ACL decides) and FUSE_SETXATTR_EXT
+   * (FUSE_SETXATTR_ACL_KILL_SGID). The FileSystem must serve xattrs and apply the umask (PassthroughFs: xattr and
+   * posixAcl). Default false.
+   */
+  posixAcl?: boolean;
   /** Largest READ/WRITE in pages (FUSE_MAX_PAGES), 1..256; default 256 (1 MiB with 4 KiB pages). */
   maxPages?: number;
   /**
@@ -53,6 +67,11 @@ export interface FuseServerOptions {
   readonly?: boolean;
   /** Override the cache mode's entry/attr timeouts (seconds). */
   timeout?: number;
+  /**
+   * Negotiate FUSE_SUBMOUNTS (virtiofsd's --announce-submounts): entries the FileSystem marks FUSE_ATTR_SUBMOUNT
+   * (PassthroughFs with `announceSubmounts`) become separate mounts in the guest. Default false.
+   */
+  announceSubmounts?: boolean;
   /**
    * The INIT state, shared by every FuseServer serving the same guest over the same FileSystem (one server per
    * core when queues are spread over several cores: INIT arrives on one queue, requests on all). Default: own.
@@ -64,7 +83,23 @@ export interface FuseServerOptions {
 export class FuseSessionState {
   initialized = false;
   minor = 0;
+  /** The INIT flags both sides agreed on. */
+  flags = 0;
 }
+
+/** A parked request whose answer waits for `retry` to stop saying -EAGAIN (a SETLKW on a held lock). */
+interface Waiter {
+  readonly parked: ParkedRequest;
+  readonly parking: ReplyParking;
+  readonly retry: () => number;
+  delayMs: number;
+  timer: NodeJS.Timeout | null;
+  interrupted: boolean;
+}
+
+/** First and longest pause between two attempts of a parked request. */
+const RETRY_FIRST_MS = 1;
+const RETRY_MAX_MS = 50;
 
 /** Seconds for cache=always (virtiofsd uses a day). */
 const ALWAYS_TIMEOUT = 86400;
@@ -88,6 +123,12 @@ export class FuseServer implements Session {
   private readonly writeSrc: CoreDataSource;
   private readonly dirSink: CoreDirTarget;
   private dv: DataView | null = null;
+  /** Per queue (LINEAR_QUEUE for /dev/fuse): how its transport parks a request. */
+  private readonly parkings = new Map<number, ReplyParking>();
+  /** Parked requests by unique (what FUSE_INTERRUPT names). */
+  private readonly waiters = new Map<bigint, Waiter>();
+  /** Set by defer() during a handler, taken by serveCurrent. */
+  private pendingRetry: (() => number) | null = null;
 
   constructor(readonly fs: FileSystem, readonly core: FuseCore, options: FuseServerOptions) {
     const { cache } = options;
@@ -113,7 +154,12 @@ export class FuseServer implements Session {
     this.readonly = options.readonly ?? false;
     if (options.killprivV2) want |= P.FUSE_HANDLE_KILLPRIV_V2;
     if (options.posixLocks && fs.getlk !== undefined && fs.setlk !== undefined) want |= P.FUSE_POSIX_LOCKS;
+    if (options.flockLocks && fs.flock !== undefined) want |= P.FUSE_FLOCK_LOCKS;
+    if (options.posixAcl && fs.getxattr !== undefined && fs.setxattr !== undefined) {
+      want |= P.FUSE_POSIX_ACL | P.FUSE_DONT_MASK | P.FUSE_SETXATTR_EXT;
+    }
     if (options.writeback && !this.readonly) want |= P.FUSE_WRITEBACK_CACHE;
+    if (options.announceSubmounts) want |= P.FUSE_SUBMOUNTS;
     this.wantFlags = want;
 
     this.session = options.session ?? new FuseSessionState();
@@ -135,18 +181,97 @@ export class FuseServer implements Session {
   set minor(v: number) {
     this.session.minor = v;
   }
+  get negotiatedFlags(): number {
+    return this.session.flags;
+  }
+  set negotiatedFlags(v: number) {
+    this.session.flags = v;
+  }
 
   /**
    * The guest is gone (frontend disconnected) without DESTROY: forget everything it held, as DESTROY does, and
    * answer EIO until the next INIT.
    */
   endSession(): void {
+    this.dropParked(-1);
     if (!this.session.initialized) return;
     this.session.initialized = false;
     try {
       this.fs.destroy?.();
     } catch (e) {
       log.error('fuse: destroy threw', e);
+    }
+  }
+
+  attachParking(queue: number, parking: ReplyParking): void {
+    this.parkings.set(queue, parking);
+  }
+
+  canDefer(): boolean {
+    return this.parkings.has(this.core.reqQueue()) && !this.waiters.has(this.core.reqUnique());
+  }
+
+  defer(retry: () => number): number {
+    this.pendingRetry = retry;
+    return DEFER;
+  }
+
+  interrupt(unique: bigint): void {
+    const w = this.waiters.get(unique);
+    if (w === undefined) return;
+    // Answered from a timer: inside serveCurrent (this INTERRUPT is the current request) no other can be.
+    w.interrupted = true;
+    this.schedule(w, 0);
+  }
+
+  /** Forgets parked requests of `queue` (-1: all) without answering them. */
+  dropParked(queue: number): void {
+    for (const [unique, w] of this.waiters) {
+      if (queue !== -1 && w.parked.queue !== queue) continue;
+      if (w.timer !== null) clearTimeout(w.timer);
+      this.waiters.delete(unique);
+    }
+  }
+
+  /** Parked requests waiting (introspection for tests and logs). */
+  get parkedCount(): number {
+    return this.waiters.size;
+  }
+
+  private parkCurrent(retry: () => number): void {
+    const parking = this.parkings.get(this.core.reqQueue())!;
+    const parked = parking.park();
+    const w: Waiter = { parked, parking, retry, delayMs: RETRY_FIRST_MS, timer: null, interrupted: false };
+    this.waiters.set(parked.unique, w);
+    this.schedule(w, RETRY_FIRST_MS);
+  }
+
+  private schedule(w: Waiter, ms: number): void {
+    if (w.timer !== null) clearTimeout(w.timer);
+    w.timer = setTimeout(() => this.attempt(w), ms);
+    w.timer.unref(); // a waiting lock does not keep a daemon that is shutting down alive
+  }
+
+  private attempt(w: Waiter): void {
+    w.timer = null;
+    if (this.waiters.get(w.parked.unique) !== w) return;
+    let r: number;
+    try {
+      r = w.interrupted ? -E.EINTR : w.retry();
+    } catch (e) {
+      log.error('fuse: parked request retry threw', e);
+      r = -E.EIO;
+    }
+    if (r === -E.EAGAIN) {
+      w.delayMs = Math.min(w.delayMs * 2, RETRY_MAX_MS);
+      this.schedule(w, w.delayMs);
+      return;
+    }
+    this.waiters.delete(w.parked.unique);
+    try {
+      w.parking.answer(w.parked, r > 0 ? 0 : r);
+    } catch (e) {
+      log.error('fuse: answering a parked request failed', e);
     }
   }
 
@@ -182,6 +307,7 @@ export class FuseServer implements Session {
       const op = OPS.get(opcode);
       noReply = op?.noReply === true;
       this.payloadLen = 0;
+      this.pendingRetry = null;
       const req: Args = {
         view: this.view(), base: core.argsPtr, len: core.reqArgsLen(), nodeId: core.reqNodeId(),
         ctx: { uid: core.reqUid(), gid: core.reqGid(), pid: core.reqPid() },
@@ -204,6 +330,11 @@ export class FuseServer implements Session {
       }
       if (noReply) {
         core.replyNone();
+        return;
+      }
+      if (r === DEFER && this.pendingRetry !== null) {
+        this.parkCurrent(this.pendingRetry);
+        this.pendingRetry = null;
         return;
       }
       if (!Number.isInteger(r) || r < -4095) {
@@ -285,8 +416,6 @@ class CoreDataSource implements DataSource {
   }
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const utf8enc = new TextEncoder();
 
 /** READDIR/READDIRPLUS into the core's reply scratch. One per server, reset per request. */
 class CoreDirTarget implements DirTarget {
@@ -328,12 +457,10 @@ class CoreDirTarget implements DirTarget {
     return new Uint8Array(c.memory.buffer, c.direntNamePtr(), c.direntNameLen());
   }
 
-  name(): string | null {
-    try {
-      return utf8.decode(this.nameBytes());
-    } catch {
-      return null;
-    }
+  name(): string {
+    const c = this.s.core;
+    const at = c.direntNamePtr();
+    return nameOf(new Uint8Array(c.memory.buffer), at, at + c.direntNameLen());
   }
 
   isDotOrDotDot(): boolean {
@@ -356,12 +483,14 @@ class CoreDirTarget implements DirTarget {
     return this.used + this.s.core.direntPlusSize() <= this.size;
   }
 
-  emitPlus(nodeId: number, generation: number): boolean {
+  emitPlus(nodeId: number, generation: number, attrFlags = 0): boolean {
     const s = this.s;
     const c = s.core;
     const w = c.direntPlusEmit(this.used, this.size, nodeId, generation, nodeId === 0 ? 0 : s.entryTimeout,
       nodeId === 0 ? 0 : s.attrTimeout, c.statxPtr);
     if (w === 0) return false;
+    const flags = nodeId === 0 ? 0 : attrFlagsAllowed(s, attrFlags);
+    if (flags !== 0) s.view().setUint32(c.replyPtr + this.used + P.ENTRY_OUT_ATTR_FLAGS, flags, true);
     this.lastDirent = this.used + P.DIRENTPLUS.dirent;
     this.used += w;
     return true;
@@ -375,9 +504,9 @@ class CoreDirTarget implements DirTarget {
   add(ino: number, cookie: bigint, type: number, name: string, entry?: Entry): boolean {
     const s = this.s;
     const c = s.core;
-    const nameBytes = utf8enc.encode(name);
+    const nameLen = name.length;
     const head = this.plus ? P.DIRENTPLUS.dirent : 0;
-    const rec = (head + P.DIRENT.name + nameBytes.length + 7) & ~7;
+    const rec = (head + P.DIRENT.name + nameLen + 7) & ~7;
     if (this.used + rec > this.size) return false;
     const v = s.view();
     const o = c.replyPtr + this.used;
@@ -389,9 +518,9 @@ class CoreDirTarget implements DirTarget {
     const d = o + head;
     v.setBigUint64(d + P.DIRENT.ino, BigInt(ino), true);
     v.setBigUint64(d + P.DIRENT.off, cookie, true);
-    v.setUint32(d + P.DIRENT.namelen, nameBytes.length, true);
+    v.setUint32(d + P.DIRENT.namelen, nameLen, true);
     v.setUint32(d + P.DIRENT.type, type, true);
-    new Uint8Array(v.buffer, d + P.DIRENT.name, nameBytes.length).set(nameBytes);
+    putName(name, new Uint8Array(v.buffer, d + P.DIRENT.name, nameLen));
     this.lastDirent = this.used + head;
     this.used += rec;
     return true;

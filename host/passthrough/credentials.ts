@@ -11,10 +11,14 @@
  * Only the fs ids change: supplementary groups stay the daemon's (setgroups is process-wide in glibc and FUSE 7.37
  * does not tell us the caller's). Changing fsuid from 0 to another id drops the filesystem capabilities
  * (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, ...) from the effective set; back to 0 restores them.
+ *
+ * ID translation (--translate-uid/--translate-gid, id-map.ts): `toHost(ctx)` gives the caller's host identity (or
+ * -EPERM for a forbidden guest id) and `attrToGuest` rewrites the owner of attributes the guest is about to see.
  */
 import { native } from '../native-loader.js';
 import { log } from '../log.js';
-import type { Context } from '../fuse/filesystem.js';
+import { STATX, type AttrTarget, type Context } from '../fuse/filesystem.js';
+import { FORBIDDEN, IdMap } from './id-map.js';
 
 const E = native.constants.errno;
 
@@ -24,11 +28,44 @@ export class FsCredentials {
   readonly gid: number;
   /** Whether switching is possible (the daemon has CAP_SETUID/CAP_SETGID: it runs as root). */
   readonly enabled: boolean;
+  readonly uidMap: IdMap;
+  readonly gidMap: IdMap;
+  /** Both maps are empty: ids pass unchanged and nothing is rewritten. */
+  private readonly identity: boolean;
 
-  constructor(enabled = process.geteuid?.() === 0) {
+  constructor(enabled = process.geteuid?.() === 0, uidMap = new IdMap(), gidMap = new IdMap()) {
     this.uid = native.setfsuid(-1);
     this.gid = native.setfsgid(-1);
     this.enabled = enabled;
+    this.uidMap = uidMap;
+    this.gidMap = gidMap;
+    this.identity = uidMap.isIdentity && gidMap.isIdentity;
+  }
+
+  /** The caller with host uid/gid, or -EPERM when a forbid-guest rule covers either. */
+  toHost(ctx: Context): Context | number {
+    if (this.identity) return ctx;
+    const uid = this.uidMap.toHost(ctx.uid);
+    const gid = this.gidMap.toHost(ctx.gid);
+    if (uid === FORBIDDEN || gid === FORBIDDEN) return -E.EPERM;
+    return uid === ctx.uid && gid === ctx.gid ? ctx : { uid, gid, pid: ctx.pid };
+  }
+
+  /** A uid (or gid) from the guest, for chown: the host id, or FORBIDDEN. */
+  uidToHost(uid: number): number {
+    return this.uidMap.toHost(uid);
+  }
+  gidToHost(gid: number): number {
+    return this.gidMap.toHost(gid);
+  }
+
+  /** Rewrites the owner and group of a statx the host filled into the guest's ids. */
+  attrToGuest(attr: AttrTarget): void {
+    if (this.identity) return;
+    const v = attr.view;
+    const o = attr.offset;
+    v.setUint32(o + STATX.uid, this.uidMap.toGuest(v.getUint32(o + STATX.uid, true)), true);
+    v.setUint32(o + STATX.gid, this.gidMap.toGuest(v.getUint32(o + STATX.gid, true)), true);
   }
 
   /** The caller is the daemon's own identity: nothing to switch. */

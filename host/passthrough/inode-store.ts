@@ -1,29 +1,105 @@
 /**
- * The inodes the guest knows: one entry per host inode (keyed by st_dev + st_ino), holding an O_PATH fd to it and
- * the guest's lookup count. Node ids are our own numbers: the root is FUSE_ROOT_ID (1), the rest count up from 2
- * and are never reused, so (node id, generation) is unique for the life of the store and generation stays 0.
+ * The inodes the guest knows: one entry per host inode, with the guest's lookup count. Node ids are our own
+ * numbers: the root is FUSE_ROOT_ID (1), the rest count up from 2 and are never reused, so (node id, generation)
+ * is unique for the life of the store and generation stays 0.
+ *
+ * How an entry reaches its host inode (`--inode-file-handles`, virtiofsd's semantics):
+ * - `never`: the entry holds an O_PATH|O_NOFOLLOW fd for as long as the guest holds the node; it is keyed by
+ *   (st_dev, st_ino), which cannot be reused while the fd pins the inode.
+ * - `prefer`: the entry holds a file handle (name_to_handle_at) and the mount it belongs to, so the nodes the guest
+ *   holds cost no fd each; an fd is opened by handle when an operation needs one. Inodes whose filesystem has no
+ *   handles (procfs, sysfs, overlayfs without nfs_export…) fall back to an fd.
+ * - `mandatory`: as prefer, but an inode without a handle is an error (at start-up for the shared directory).
+ * A handle entry is keyed by (mount id, handle): the handle carries the inode's generation, so a file deleted and
+ * re-created with the same inode number is a new node, not the old one.
+ *
+ * Handles come only from name_to_handle_at on fds we opened ourselves, never from the guest: open_by_handle_at
+ * does not check that the inode lies under the shared directory, so a forged handle could name any inode of the
+ * filesystem. open_by_handle_at needs CAP_DAC_READ_SEARCH (checked once per mount, at first use).
+ *
+ * Ops borrow fds through `Inode.fd` (one accessor: `fdOf`). Handle entries keep their fds in a bounded LRU cache;
+ * an fd evicted from it is closed from a microtask, so an fd borrowed by the current (synchronous) operation stays
+ * open until that operation has returned, however many other nodes it touches. (A forgotten node's fd is closed at
+ * once: no operation uses a node after forgetting it.)
  *
  * While a host inode is looked up it keeps the same node id (a second LOOKUP of the same file, or of a hard link
- * to it, finds the existing entry). FORGET decrements; at zero the O_PATH fd is closed and the entry goes.
+ * to it, finds the existing entry). FORGET decrements; at zero the entry goes with its fd or handle.
  */
 import { native } from '../native-loader.js';
+import { SystemError } from '../errors.js';
+import { log } from '../log.js';
 
-export interface Inode {
-  /** Our node id. */
-  readonly nodeId: number;
-  readonly generation: number;
-  /** O_PATH|O_NOFOLLOW fd of the host inode (root: O_PATH|O_DIRECTORY of the shared directory). */
+const C = native.constants;
+const E = C.errno;
+
+export type InodeFileHandles = 'never' | 'prefer' | 'mandatory';
+export const INODE_FILE_HANDLES: readonly InodeFileHandles[] = ['never', 'prefer', 'mandatory'];
+
+export interface InodeStoreOptions {
+  /** Default 'never'. */
+  fileHandles?: InodeFileHandles;
+  /** Open fds kept for handle entries (LRU). Default 64. */
+  fdCacheSize?: number;
+}
+
+/** struct file_handle: 8-byte header + up to MAX_HANDLE_SZ bytes. */
+const HANDLE_BUF_SIZE = 8 + C.MAX_HANDLE_SZ;
+
+/** A mount whose inodes we hold by handle: a directory on it opened O_RDONLY (open_by_handle_at refuses an
+ *  O_PATH mount fd), and its st_dev to notice a mount id reused by another mount. */
+interface MountRef {
+  readonly mountId: number;
   readonly fd: number;
-  /** `${devMajor}:${devMinor}:${ino}` */
-  readonly key: string;
-  /** S_IFMT bits of the inode (the type never changes). */
-  readonly type: number;
+  readonly dev: string;
+}
+
+export class Inode {
   /** The guest's lookup count. The root is pinned and never goes. */
-  lookups: number;
+  lookups = 1;
+
+  /** @internal Created by InodeStore only. */
+  constructor(
+    private readonly store: InodeStore,
+    /** Our node id. */
+    readonly nodeId: number,
+    /** `${devMajor}:${devMinor}:${ino}`, or `h:${mountId}:${handle hex}` for a handle entry. */
+    readonly key: string,
+    /** `${devMajor}:${devMinor}` of the inode's filesystem. */
+    readonly dev: string,
+    /** S_IFMT bits of the inode (the type never changes). */
+    readonly type: number,
+    /** @internal The fd this entry owns (-1 for a handle entry). */
+    readonly pathFd: number,
+    /** @internal The raw struct file_handle (null for an fd entry). */
+    readonly handle: Uint8Array | null,
+    /** @internal The mount the handle is opened against (null for an fd entry). */
+    readonly mount: MountRef | null,
+  ) {}
+
+  readonly generation = 0;
+
+  /**
+   * An O_PATH fd of the inode (root: O_PATH|O_DIRECTORY of the shared directory), valid until the current
+   * operation returns; or -errno when a handle can no longer be opened (-ESTALE: the inode is gone). Never close
+   * it.
+   */
+  get fd(): number {
+    return this.store.fdOf(this);
+  }
+
+  /** Whether the entry holds a file handle rather than an fd. */
+  get byHandle(): boolean {
+    return this.handle !== null;
+  }
 }
 
 export function inodeKey(devMajor: number, devMinor: number, ino: bigint): string {
   return `${devMajor}:${devMinor}:${ino}`;
+}
+
+/** The `${major}:${minor}` part of an inodeKey. */
+function devOf(key: string): string {
+  return key.slice(0, key.lastIndexOf(':'));
 }
 
 export class InodeStore {
@@ -31,16 +107,59 @@ export class InodeStore {
   private readonly byKey = new Map<string, Inode>();
   private nextId = 2;
   readonly root: Inode;
+  readonly fileHandles: InodeFileHandles;
+  private readonly fdCacheSize: number;
+  /** Open fds of handle entries, least recently used first (Map order). */
+  private readonly fdCache = new Map<Inode, number>();
+  /** Fds evicted from the cache during the current operation: closed from a microtask. */
+  private retired: number[] = [];
+  private readonly mounts = new Map<number, MountRef>();
+  private readonly handleBuf = new Uint8Array(HANDLE_BUF_SIZE);
+  private readonly handleView = new DataView(this.handleBuf.buffer);
+  /** prefer, and open_by_handle_at is not permitted (no CAP_DAC_READ_SEARCH): every inode gets an fd. */
+  private handlesOff = false;
+  /** The syscall behind the last handleOf failure (for the start-up error). */
+  private handleSyscall = 'name_to_handle_at';
+  private closed = false;
 
-  /** Takes ownership of `rootFd`. */
-  constructor(rootFd: number, rootKey: string, rootType: number) {
-    this.root = { nodeId: 1, generation: 0, fd: rootFd, key: rootKey, type: rootType, lookups: 1 };
+  /**
+   * Takes ownership of `rootFd` (closed here if the constructor throws). `rootKey` is the root's inodeKey. With
+   * `mandatory` file handles, throws a SystemError when the shared directory's filesystem has no usable handles.
+   */
+  constructor(rootFd: number, rootKey: string, rootType: number, options: InodeStoreOptions = {}) {
+    this.fileHandles = options.fileHandles ?? 'never';
+    this.fdCacheSize = Math.max(1, options.fdCacheSize ?? 64);
+    const dev = devOf(rootKey);
+    let key = rootKey;
+    if (this.fileHandles !== 'never') {
+      const h = this.handleOf(rootFd, dev, rootType);
+      if (typeof h === 'number') {
+        if (this.fileHandles === 'mandatory') {
+          this.closeMounts();
+          native.close(rootFd);
+          throw new SystemError(this.handleSyscall, -h,
+            `${native.strerror(-h)}: the shared directory's filesystem cannot be used with --inode-file-handles=mandatory` +
+            ' (it needs file handle support and CAP_DAC_READ_SEARCH)');
+        }
+        log.info(`inode file handles: not usable for the shared directory (${native.strerror(-h)}); using fds`);
+      } else {
+        key = h.key;
+      }
+    }
+    // The root keeps its fd in every mode (it is pinned anyway); its key is a handle key when handles work, so a
+    // LOOKUP of `..` below it maps back to node 1.
+    this.root = new Inode(this, 1, key, dev, rootType, rootFd, null, null);
     this.byId.set(1, this.root);
-    this.byKey.set(rootKey, this.root);
+    this.byKey.set(key, this.root);
   }
 
   get size(): number {
     return this.byId.size;
+  }
+
+  /** Open fds held for handle entries right now (the cache; retired fds not yet closed excluded). */
+  get cachedFds(): number {
+    return this.fdCache.size;
   }
 
   get(nodeId: number): Inode | undefined {
@@ -52,17 +171,60 @@ export class InodeStore {
   }
 
   /**
-   * Records one lookup of the host inode `key`, whose freshly opened O_PATH fd is `fd`. If the inode is already
-   * known, `fd` is closed and the existing entry's count goes up; else a new entry takes ownership of `fd`.
+   * The O_PATH fd of `inode` for the current operation (see `Inode.fd`): its own fd, a cached one, or one opened
+   * by handle now. -errno if the handle cannot be opened.
    */
-  acquire(fd: number, key: string, type: number): Inode {
+  fdOf(inode: Inode): number {
+    if (inode.handle === null) return inode.pathFd;
+    const cached = this.fdCache.get(inode);
+    if (cached !== undefined) {
+      this.fdCache.delete(inode); // re-insert: most recently used
+      this.fdCache.set(inode, cached);
+      return cached;
+    }
+    if (this.closed) return -E.EBADF;
+    const fd = native.openByHandleAt(inode.mount!.fd, inode.handle, 0, C.O_PATH);
+    if (fd < 0) return fd;
+    this.cacheFd(inode, fd);
+    return fd;
+  }
+
+  /**
+   * Records one lookup of the host inode behind `fd` (a freshly opened O_PATH fd we own); `key` is its inodeKey
+   * (st_dev, st_ino) and `type` its S_IFMT bits. If the inode is already known the existing entry's count goes
+   * up; else a new entry is made. Either way `fd` is taken over (closed, cached or kept). -errno when file handles
+   * are mandatory and the inode has none.
+   */
+  acquire(fd: number, key: string, type: number): Inode | number {
+    const dev = devOf(key);
+    if (this.fileHandles !== 'never' && !this.handlesOff) {
+      const h = this.handleOf(fd, dev, type);
+      if (typeof h !== 'number') {
+        const known = this.byKey.get(h.key);
+        if (known !== undefined) {
+          if (known.handle !== null && !this.fdCache.has(known)) this.cacheFd(known, fd);
+          else if (known.pathFd !== fd) native.close(fd);
+          known.lookups += 1;
+          return known;
+        }
+        const inode = new Inode(this, this.nextId++, h.key, dev, type, -1, h.handle, h.mount);
+        this.byId.set(inode.nodeId, inode);
+        this.byKey.set(h.key, inode);
+        this.cacheFd(inode, fd); // the op that looked it up usually uses it next
+        return inode;
+      }
+      if (this.fileHandles === 'mandatory') {
+        native.close(fd);
+        return h;
+      }
+    }
     const known = this.byKey.get(key);
     if (known !== undefined) {
-      if (known.fd !== fd) native.close(fd);
+      if (known.pathFd !== fd) native.close(fd);
       known.lookups += 1;
       return known;
     }
-    const inode: Inode = { nodeId: this.nextId++, generation: 0, fd, key, type, lookups: 1 };
+    const inode = new Inode(this, this.nextId++, key, dev, type, fd, null, null);
     this.byId.set(inode.nodeId, inode);
     this.byKey.set(key, inode);
     return inode;
@@ -74,7 +236,7 @@ export class InodeStore {
     return inode;
   }
 
-  /** Subtracts `n` lookups; at zero the fd is closed and the node forgotten. The root never goes. */
+  /** Subtracts `n` lookups; at zero the node is forgotten with its fd or handle. The root never goes. */
   forget(nodeId: number, n: number): void {
     const inode = this.byId.get(nodeId);
     if (inode === undefined) return;
@@ -82,15 +244,27 @@ export class InodeStore {
     if (inode.lookups > 0 || inode === this.root) return;
     this.byId.delete(nodeId);
     if (this.byKey.get(inode.key) === inode) this.byKey.delete(inode.key);
-    native.close(inode.fd);
+    if (inode.handle === null) {
+      native.close(inode.pathFd);
+      return;
+    }
+    // A forgotten node's fd goes now: an operation never uses a node after forgetting it.
+    const cached = this.fdCache.get(inode);
+    if (cached !== undefined) {
+      this.fdCache.delete(inode);
+      native.close(cached);
+    }
   }
 
   /** Forgets every node except the root (DESTROY, or a new INIT after a reset). */
   clear(): void {
     for (const inode of this.byId.values()) {
-      if (inode === this.root) continue;
-      native.close(inode.fd);
+      if (inode === this.root || inode.handle !== null) continue;
+      native.close(inode.pathFd);
     }
+    for (const fd of this.fdCache.values()) native.close(fd);
+    this.fdCache.clear();
+    this.closeRetired();
     this.byId.clear();
     this.byKey.clear();
     this.byId.set(1, this.root);
@@ -98,11 +272,87 @@ export class InodeStore {
     this.root.lookups = 1;
   }
 
-  /** Closes everything, the root included. The store is unusable afterwards. */
+  /** Closes everything, the root and the mount fds included. The store is unusable afterwards. */
   close(): void {
+    if (this.closed) return;
     this.clear();
-    native.close(this.root.fd);
+    this.closed = true;
+    native.close(this.root.pathFd);
+    this.closeMounts();
     this.byId.clear();
     this.byKey.clear();
+  }
+
+  // ---- file handles -------------------------------------------------------------------------------------------
+
+  /** The handle of the inode behind `fd`, its key and its mount; or -errno (no handle can be used). */
+  private handleOf(fd: number, dev: string, type: number):
+    { key: string; handle: Uint8Array; mount: MountRef } | number {
+    const buf = this.handleBuf;
+    this.handleSyscall = 'name_to_handle_at';
+    const mountId = native.nameToHandleAt(fd, '', C.AT_EMPTY_PATH, buf, 0);
+    if (mountId < 0) return mountId;
+    const len = 8 + this.handleView.getUint32(0, true);
+    const handle = buf.slice(0, len);
+    const mount = this.mountOf(mountId, fd, dev, type, handle);
+    if (typeof mount === 'number') return mount;
+    return { key: `h:${mountId}:${Buffer.from(handle.buffer, 0, len).toString('hex')}`, handle, mount };
+  }
+
+  /**
+   * The mount `mountId` (st_dev `dev`), met through the inode behind `fd` whose handle is `handle`. The first
+   * inode met on a mount must be a directory (a mount is entered through its root directory; a file bind-mounted
+   * on a file is not, and gets -EOPNOTSUPP): it is opened O_RDONLY as the mount fd, and opening `handle` by it
+   * checks once that open_by_handle_at works there (CAP_DAC_READ_SEARCH).
+   */
+  private mountOf(mountId: number, fd: number, dev: string, type: number, handle: Uint8Array): MountRef | number {
+    const known = this.mounts.get(mountId);
+    if (known !== undefined && known.dev === dev) return known;
+    if (type !== C.S_IFDIR) return -E.EOPNOTSUPP;
+    const mountFd = native.openat(fd, '.', C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    if (mountFd < 0) return mountFd;
+    const probe = native.openByHandleAt(mountFd, handle, 0, C.O_PATH);
+    if (probe < 0) {
+      native.close(mountFd);
+      this.handleSyscall = 'open_by_handle_at';
+      if (probe === -E.EPERM && this.fileHandles === 'prefer' && !this.handlesOff) {
+        // The capability is the process's: no mount will do better. Stop trying.
+        this.handlesOff = true;
+        log.warn('inode file handles: open_by_handle_at is not permitted (CAP_DAC_READ_SEARCH missing); using fds');
+      }
+      return probe;
+    }
+    native.close(probe);
+    // A mount id reused by another mount: the old mount is gone, and so are its inodes (they now fail ESTALE or
+    // EBADF, never reach the new mount's inodes).
+    if (known !== undefined) native.close(known.fd);
+    const mount: MountRef = { mountId, fd: mountFd, dev };
+    this.mounts.set(mountId, mount);
+    return mount;
+  }
+
+  private closeMounts(): void {
+    for (const m of this.mounts.values()) native.close(m.fd);
+    this.mounts.clear();
+  }
+
+  private cacheFd(inode: Inode, fd: number): void {
+    this.fdCache.set(inode, fd);
+    if (this.fdCache.size <= this.fdCacheSize) return;
+    const [oldest, oldFd] = this.fdCache.entries().next().value as [Inode, number];
+    this.fdCache.delete(oldest);
+    this.retire(oldFd);
+  }
+
+  private retire(fd: number): void {
+    if (this.retired.length === 0) queueMicrotask(() => this.closeRetired());
+    this.retired.push(fd);
+  }
+
+  private closeRetired(): void {
+    const fds = this.retired;
+    if (fds.length === 0) return;
+    this.retired = [];
+    for (const fd of fds) native.close(fd);
   }
 }

@@ -9,6 +9,9 @@
  *   `.` and `..` are refused (EPERM) for everything but LOOKUP, and LOOKUP of `..` at the root is the root.
  * - Symlinks are never followed on the host: lookups open with O_NOFOLLOW, creation with O_NOFOLLOW|O_EXCL, stat
  *   with AT_SYMLINK_NOFOLLOW, and a symlink node cannot be opened or used as a directory.
+ * - Special files (CVE-2020-35517 class): MKNOD of a char/block device is EPERM unless `allowMknodDevices` (the
+ *   overlayfs whiteout, char 0:0, excepted), and OPEN/CREATE of anything but a regular file is refused (ENXIO), so
+ *   the daemon never opens a host device or blocks on a FIFO. test/escape.test.ts checks each of these rules.
  *
  * Credentials (credentials.ts): the guest kernel checks permissions itself (virtio-fs mounts with
  * default_permissions, and it knows the caller's supplementary groups, which FUSE 7.37 does not send us). So the
@@ -25,8 +28,9 @@
  *   unprivileged writer; chown by the daemon clears them by itself; security.capability goes on write, truncate
  *   and chown by the host kernel.
  */
-import { native } from '../native-loader.js';
-import { SystemError } from '../errors.js';
+import { byteString, native } from '../native-loader.js';
+import { nameOf, putName } from '../fuse/names.js';
+import { ConfigError, SystemError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { log } from '../log.js';
 import type {
@@ -35,12 +39,14 @@ import type {
 } from '../fuse/filesystem.js';
 import type { ByteTarget, FileLock } from '../fuse/filesystem.js';
 import {
-  FUSE_OPEN_KILL_SUIDGID, FUSE_ROOT_ID, FUSE_WRITE_KILL_SUIDGID, OFFSET_MAX, RENAME_EXCHANGE, RENAME_NOREPLACE,
+  FUSE_ATTR_SUBMOUNT, FUSE_OPEN_KILL_SUIDGID, FUSE_ROOT_ID, FUSE_SETXATTR_ACL_KILL_SGID, FUSE_WRITE_KILL_SUIDGID, OFFSET_MAX, RENAME_EXCHANGE, RENAME_NOREPLACE,
   RENAME_WHITEOUT,
 } from '../fuse/protocol.js';
 import { FsCredentials } from './credentials.js';
+import { FORBIDDEN, type IdMap } from './id-map.js';
+import type { XattrMap } from './xattr-map.js';
 import { HandleTable, type Handle } from './handle-table.js';
-import { InodeStore, inodeKey, type Inode } from './inode-store.js';
+import { InodeStore, inodeKey, type Inode, type InodeFileHandles } from './inode-store.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -65,6 +71,30 @@ export interface PassthroughOptions {
    * pages) and does O_APPEND itself, so files open O_WRONLY as O_RDWR and without O_APPEND.
    */
   writeback?: boolean;
+  /** --translate-uid / --translate-gid (id-map.ts). Default: ids pass unchanged. */
+  uidMap?: IdMap;
+  gidMap?: IdMap;
+  /** --xattrmap (xattr-map.ts): guest names <-> host names. Needs `xattr`. */
+  xattrMap?: XattrMap;
+  /**
+   * --posix-acl: the server negotiates FUSE_POSIX_ACL and FUSE_DONT_MASK, so new nodes get the request's umask
+   * here, except under a directory with a default ACL (which then decides the mode). Needs `xattr`.
+   */
+  posixAcl?: boolean;
+  /**
+   * How the inode table reaches host inodes (virtiofsd's --inode-file-handles): `never` (default) an O_PATH fd per
+   * inode the guest holds; `prefer` a file handle where the filesystem has them (no fd per inode); `mandatory`
+   * handles or an error. Handles need CAP_DAC_READ_SEARCH. See inode-store.ts.
+   */
+  inodeFileHandles?: InodeFileHandles;
+  /** Mark directories that are mount points on the host (another st_dev than their parent's, or a mount root)
+   *  FUSE_ATTR_SUBMOUNT in LOOKUP and READDIRPLUS entries (the server must negotiate FUSE_SUBMOUNTS). */
+  announceSubmounts?: boolean;
+  /**
+   * Let MKNOD create character and block devices (default false: EPERM, as virtiofsd after CVE-2020-35517).
+   * Even then the daemon never opens a device (OPEN/CREATE of anything but a regular file is refused).
+   */
+  allowMknodDevices?: boolean;
 }
 
 const STAT_FLAGS = C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW;
@@ -88,6 +118,12 @@ export class PassthroughFs implements FileSystem {
   private readonly openKeep: number;
   private readonly writeback: boolean;
   private readonly xattr: boolean;
+  private readonly announceSubmounts: boolean;
+  private readonly allowMknodDevices: boolean;
+  private readonly xattrMap: XattrMap | undefined;
+  private readonly posixAcl: boolean;
+  /** LISTXATTR of the host names, before mapping (XATTR_LIST_MAX). */
+  private xattrList: Uint8Array | null = null;
   readonly creds: FsCredentials;
   /** The process umask, read once: creations it narrows get a chmod to the exact mode. */
   private readonly umask: number;
@@ -99,11 +135,11 @@ export class PassthroughFs implements FileSystem {
    * the owner closes the fd, which drops its locks, as close(2) drops a process's locks.
    */
   private readonly lockFds = new Map<number, Map<bigint, number>>();
-  private readonly flock = new BigInt64Array(5);
+  private readonly lockArg = new BigInt64Array(5);
   private closed = false;
 
   constructor(options: PassthroughOptions) {
-    const rootFd = native.openat(C.AT_FDCWD, options.root, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    const rootFd = native.openat(C.AT_FDCWD, byteString(options.root), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (rootFd < 0) throw new SystemError('openat', -rootFd, native.strerror(-rootFd), options.root);
     const probe = new ArrayBuffer(256);
     const dv = new DataView(probe);
@@ -113,15 +149,25 @@ export class PassthroughFs implements FileSystem {
       throw new SystemError('statx', -r, native.strerror(-r), options.root);
     }
     const key = inodeKey(dv.getUint32(136, true), dv.getUint32(140, true), dv.getBigUint64(32, true));
-    this.inodes = new InodeStore(rootFd, key, dv.getUint16(28, true) & C.S_IFMT);
+    this.inodes = new InodeStore(rootFd, key, dv.getUint16(28, true) & C.S_IFMT,
+      { fileHandles: options.inodeFileHandles ?? 'never' });
     this.procFd = native.openat(C.AT_FDCWD, '/proc/self/fd', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (this.procFd < 0) {
       this.inodes.close();
       throw new SystemError('openat', -this.procFd, native.strerror(-this.procFd), '/proc/self/fd');
     }
-    this.creds = new FsCredentials(options.switchCredentials ?? (process.geteuid?.() === 0));
+    this.creds = new FsCredentials(options.switchCredentials ?? (process.geteuid?.() === 0), options.uidMap,
+      options.gidMap);
     this.chownNew = options.chownNew ?? false;
     this.xattr = options.xattr ?? false;
+    this.announceSubmounts = options.announceSubmounts ?? false;
+    this.allowMknodDevices = options.allowMknodDevices ?? false;
+    this.xattrMap = options.xattrMap;
+    this.posixAcl = options.posixAcl ?? false;
+    if ((this.xattrMap !== undefined || this.posixAcl) && !this.xattr) {
+      this.close();
+      throw new ConfigError('xattrMap and posixAcl need xattr');
+    }
     this.writeback = options.writeback ?? false;
     this.openKeep = C.O_ACCMODE | C.O_APPEND | C.O_TRUNC | C.O_DSYNC | C.O_SYNC |
       (options.allowDirectIo ? C.O_DIRECT : 0);
@@ -144,8 +190,11 @@ export class PassthroughFs implements FileSystem {
   // ---- helpers ----------------------------------------------------------------------------------------------------
 
   private statInto(fd: number, attr: AttrTarget): number {
+    if (fd < 0) return fd; // a handle that no longer opens (Inode.fd)
     const r = native.statx(fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, attr.buffer, attr.offset);
-    return r < 0 ? r : 0;
+    if (r < 0) return r;
+    this.creds.attrToGuest(attr); // every attr the guest sees passes here
+    return 0;
   }
 
   /** Registers one lookup of the inode behind `fd` (an O_PATH fd we own), writing its attributes into `attr`. */
@@ -157,7 +206,20 @@ export class PassthroughFs implements FileSystem {
     }
     const key = inodeKey(attr.devMajor, attr.devMinor, attr.ino);
     const inode = this.inodes.acquire(fd, key, attr.mode & C.S_IFMT);
+    if (typeof inode === 'number') return inode; // mandatory file handles and none for this inode
     return { nodeId: inode.nodeId, generation: inode.generation };
+  }
+
+  /**
+   * FUSE_ATTR_SUBMOUNT when `announceSubmounts` and the entry whose statx is in `attr` is a directory on another
+   * mount than `parent`: another st_dev (a mount, or a btrfs subvolume), or a mount root (a bind mount of the same
+   * filesystem). Never for the root itself or a `..` that climbs out of a submount.
+   */
+  private submountFlags(parent: Inode, attr: AttrTarget): number {
+    if (!this.announceSubmounts || (attr.mode & C.S_IFMT) !== C.S_IFDIR) return 0;
+    const dev = `${attr.devMajor}:${attr.devMinor}`;
+    const mountRoot = (attr.view.getUint32(attr.offset + 8, true) & C.STATX_ATTR_MOUNT_ROOT) !== 0;
+    return dev !== parent.dev || mountRoot ? FUSE_ATTR_SUBMOUNT : 0;
   }
 
   /** Looks up `name` (one component, not `.`/`..`) under the directory fd `dirFd`. */
@@ -171,11 +233,14 @@ export class PassthroughFs implements FileSystem {
     const inode = this.inodes.get(nodeId);
     if (inode === undefined) return -E.ENOENT;
     if (inode.type !== C.S_IFDIR) return -E.ENOTDIR;
-    return inode;
+    const fd = inode.fd; // with file handles: opened now, stays open for this operation
+    return fd < 0 ? fd : inode;
   }
 
   private reopen(inode: Inode, flags: number): number {
-    return native.openat(this.procFd, String(inode.fd), flags | C.O_CLOEXEC, 0);
+    const fd = inode.fd;
+    if (fd < 0) return fd;
+    return native.openat(this.procFd, String(fd), flags | C.O_CLOEXEC, 0);
   }
 
   /** After creating `name` under `parent`: owner = caller (chownNew), permission bits the umask removed put back. */
@@ -187,7 +252,8 @@ export class PassthroughFs implements FileSystem {
       const r = native.fchownat(parent.fd, name, ctx.uid, gid, C.AT_SYMLINK_NOFOLLOW);
       if (r < 0) log.debug(`passthrough: chown of new node failed: ${native.strerror(-r)}`);
     }
-    if (this.umask !== 0 && (mode & this.umask & 0o777) !== 0 && (mode & C.S_IFMT) !== C.S_IFLNK) {
+    // (With posixAcl the umask in force was the request's, or none under a default ACL: nothing to undo.)
+    if (!this.posixAcl && this.umask !== 0 && (mode & this.umask & 0o777) !== 0 && (mode & C.S_IFMT) !== C.S_IFLNK) {
       const fd = native.openat(parent.fd, name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
       if (fd >= 0) {
         // Only the permission bits: setuid/setgid/sticky stay as the kernel left them (an inherited or stripped
@@ -199,6 +265,27 @@ export class PassthroughFs implements FileSystem {
         native.close(fd);
       }
     }
+  }
+
+  /**
+   * Runs a creating syscall as the caller (host ids), under the umask the new node must get. With posixAcl the
+   * kernel negotiated FUSE_DONT_MASK and left the umask to us: the request's, or none under a directory with a
+   * default ACL (the ACL then decides the mode, as the kernel's posix_acl_create does). umask(2) is process-wide,
+   * but all filesystem work runs on this thread and it is restored before returning. Without posixAcl the guest
+   * applied the umask and fixNew undoes ours.
+   */
+  private creating(ctx: Context, dir: Inode, reqUmask: number, fn: () => number): number {
+    if (!this.posixAcl) return this.creds.asCaller(ctx, fn);
+    const old = native.umask(this.hasDefaultAcl(dir) ? 0 : reqUmask & 0o777);
+    try {
+      return this.creds.asCaller(ctx, fn);
+    } finally {
+      native.umask(old);
+    }
+  }
+
+  private hasDefaultAcl(dir: Inode): boolean {
+    return this.inProcFd(dir, (p) => native.getxattr(p, 'system.posix_acl_default', probe.buffer, 0, 0)) > 0;
   }
 
   /**
@@ -214,14 +301,20 @@ export class PassthroughFs implements FileSystem {
     return (parentMode & C.S_ISGID) !== 0 && parentGid !== ctx.gid ? mode & ~C.S_ISGID : mode;
   }
 
-  /** Clears setuid, and setgid if group-executable, on a regular file (killpriv). 0 or -errno. */
-  private killSuidgid(fd: number): number {
+  /**
+   * Clears setuid, and setgid if group-executable or the writer is outside the file's group, on a regular file
+   * (killpriv; Linux's setattr_should_drop_sgid). `writerGid` is the caller's host gid: its supplementary groups
+   * are unknown here, so a member only through one of them loses a non-executable setgid too (the safe side).
+   * 0 or -errno.
+   */
+  private killSuidgid(fd: number, writerGid: number): number {
     const r = native.statx(fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe.buffer, 0);
     if (r < 0) return r;
     const mode = probe.getUint16(28, true);
+    const fileGid = probe.getUint32(24, true);
     if ((mode & C.S_IFMT) !== C.S_IFREG) return 0;
     let kill = mode & C.S_ISUID;
-    if ((mode & C.S_ISGID) !== 0 && (mode & C.S_IXGRP) !== 0) kill |= C.S_ISGID;
+    if ((mode & C.S_ISGID) !== 0 && ((mode & C.S_IXGRP) !== 0 || writerGid !== fileGid)) kill |= C.S_ISGID;
     if (kill === 0) return 0;
     return native.fchmodat(this.procFd, String(fd), mode & 0o7777 & ~kill);
   }
@@ -254,7 +347,9 @@ export class PassthroughFs implements FileSystem {
       if (fd < 0) return fd;
       return this.acquireFd(fd, attr); // the root's key maps back to node 1
     }
-    return this.lookupChild(dir.fd, name, attr);
+    const entry = this.lookupChild(dir.fd, name, attr);
+    if (typeof entry !== 'number') entry.attrFlags = this.submountFlags(dir, attr);
+    return entry;
   }
 
   forget(nodeId: number, nlookup: number): void {
@@ -268,7 +363,7 @@ export class PassthroughFs implements FileSystem {
     return this.statInto(inode.fd, attr);
   }
 
-  setattr(_ctx: Context, nodeId: number, set: SetAttr, attr: AttrTarget): number {
+  setattr(ctx: Context, nodeId: number, set: SetAttr, attr: AttrTarget): number {
     const inode = this.inodes.get(nodeId);
     if (inode === undefined) return -E.ENOENT;
     let h: Handle | undefined;
@@ -285,14 +380,18 @@ export class PassthroughFs implements FileSystem {
       if (r < 0) return r;
     }
     if (set.uid !== undefined || set.gid !== undefined) {
-      r = native.fchownat(inode.fd, '', set.uid ?? -1, set.gid ?? -1, C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW);
+      const uid = set.uid === undefined ? -1 : this.creds.uidToHost(set.uid);
+      const gid = set.gid === undefined ? -1 : this.creds.gidToHost(set.gid);
+      // FORBIDDEN is -1, which is also fchownat's "unchanged": test only the ids the guest actually sent.
+      if ((set.uid !== undefined && uid === FORBIDDEN) || (set.gid !== undefined && gid === FORBIDDEN)) return -E.EPERM;
+      r = native.fchownat(inode.fd, '', uid, gid, C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW);
       if (r < 0) return r;
     }
     if (set.size !== undefined) {
       if (inode.type === C.S_IFDIR) return -E.EISDIR;
       if (inode.type !== C.S_IFREG) return -E.EINVAL;
       if (set.killSuidgid) {
-        r = this.killSuidgid(inode.fd);
+        r = this.killSuidgid(inode.fd, this.creds.gidToHost(ctx.gid));
         if (r < 0) return r;
       }
       if (h !== undefined) {
@@ -323,7 +422,9 @@ export class PassthroughFs implements FileSystem {
     return native.readlinkat(inode.fd, '');
   }
 
-  symlink(ctx: Context, parent: number, name: string, target: string, attr: AttrTarget): Entry | number {
+  symlink(guestCtx: Context, parent: number, name: string, target: string, attr: AttrTarget): Entry | number {
+    const ctx = this.creds.toHost(guestCtx);
+    if (typeof ctx === 'number') return ctx;
     const bad = checkName(name, false);
     if (bad < 0) return bad;
     if (target.length === 0 || target.includes('\0')) return -E.EINVAL;
@@ -335,28 +436,37 @@ export class PassthroughFs implements FileSystem {
     return this.lookupChild(dir.fd, name, attr);
   }
 
-  mknod(ctx: Context, parent: number, name: string, mode: number, rdev: number, _umask: number,
+  mknod(guestCtx: Context, parent: number, name: string, mode: number, rdev: number, umask: number,
         attr: AttrTarget): Entry | number {
+    const ctx = this.creds.toHost(guestCtx);
+    if (typeof ctx === 'number') return ctx;
     const bad = checkName(name, false);
     if (bad < 0) return bad;
     const dir = this.dir(parent);
     if (typeof dir === 'number') return dir;
     const type = mode & C.S_IFMT;
     if (type === C.S_IFDIR || type === C.S_IFLNK) return -E.EINVAL;
+    // A device node made by the guest would be a host device node (CVE-2020-35517 class): refused unless allowed.
+    // Char 0:0 is an overlayfs whiteout, which names no device (opening it is ENXIO) and guest overlayfs needs it.
+    const device = type === C.S_IFCHR || type === C.S_IFBLK;
+    if (device && !this.allowMknodDevices && !(type === C.S_IFCHR && rdev === 0)) return -E.EPERM;
     const m = this.createMode(ctx, dir, mode);
-    const r = this.creds.asCaller(ctx,
+    const r = this.creating(ctx, dir, umask,
       () => native.mknodat(dir.fd, name, m, type === C.S_IFCHR || type === C.S_IFBLK ? rdev : 0));
     if (r < 0) return r;
     this.fixNew(ctx, dir, name, m, attr);
     return this.lookupChild(dir.fd, name, attr);
   }
 
-  mkdir(ctx: Context, parent: number, name: string, mode: number, _umask: number, attr: AttrTarget): Entry | number {
+  mkdir(guestCtx: Context, parent: number, name: string, mode: number, umask: number,
+        attr: AttrTarget): Entry | number {
+    const ctx = this.creds.toHost(guestCtx);
+    if (typeof ctx === 'number') return ctx;
     const bad = checkName(name, false);
     if (bad < 0) return bad;
     const dir = this.dir(parent);
     if (typeof dir === 'number') return dir;
-    const r = this.creds.asCaller(ctx, () => native.mkdirat(dir.fd, name, mode & 0o7777));
+    const r = this.creating(ctx, dir, umask, () => native.mkdirat(dir.fd, name, mode & 0o7777));
     if (r < 0) return r;
     this.fixNew(ctx, dir, name, C.S_IFDIR | (mode & 0o7777), attr);
     return this.lookupChild(dir.fd, name, attr);
@@ -416,14 +526,14 @@ export class PassthroughFs implements FileSystem {
     return f | C.O_CLOEXEC;
   }
 
-  open(_ctx: Context, nodeId: number, flags: number, openFlags = 0): OpenResult | number {
+  open(ctx: Context, nodeId: number, flags: number, openFlags = 0): OpenResult | number {
     const inode = this.inodes.get(nodeId);
     if (inode === undefined) return -E.ENOENT;
     if (inode.type === C.S_IFDIR) return -E.EISDIR;
     if (inode.type === C.S_IFLNK) return -E.ELOOP;
     if (inode.type !== C.S_IFREG) return -E.ENXIO; // fifos and devices are the guest's own business
     if ((flags & C.O_TRUNC) !== 0 && (openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0) {
-      const k = this.killSuidgid(inode.fd);
+      const k = this.killSuidgid(inode.fd, this.creds.gidToHost(ctx.gid));
       if (k < 0) return k;
     }
     const fd = this.reopen(inode, this.openFlags(flags));
@@ -431,8 +541,10 @@ export class PassthroughFs implements FileSystem {
     return { fh: this.handles.add(nodeId, fd, false).fh };
   }
 
-  create(ctx: Context, parent: number, name: string, mode: number, flags: number, _umask: number,
+  create(guestCtx: Context, parent: number, name: string, mode: number, flags: number, umask: number,
          attr: AttrTarget, openFlags = 0): CreateResult | number {
+    const ctx = this.creds.toHost(guestCtx);
+    if (typeof ctx === 'number') return ctx;
     const bad = checkName(name, false);
     if (bad < 0) return bad;
     const dir = this.dir(parent);
@@ -440,7 +552,7 @@ export class PassthroughFs implements FileSystem {
     const base = this.openFlags(flags);
     // Create exclusively first, as the caller, so we know whether the file is new (and it gets the caller's owner).
     const m = this.createMode(ctx, dir, C.S_IFREG | (mode & 0o7777));
-    const fd = this.creds.asCaller(ctx,
+    const fd = this.creating(ctx, dir, umask,
       () => native.openat(dir.fd, name, base | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, m & 0o7777));
     if ((flags & C.O_EXCL) === 0 && (fd === -E.EEXIST || (fd === -E.EACCES && this.exists(dir, name)))) {
       // (EACCES as the caller for an existing name: a search permission through a group the host does not know
@@ -452,7 +564,7 @@ export class PassthroughFs implements FileSystem {
       const inode = this.inodes.get(entry.nodeId)!;
       const type = inode.type;
       if (type === C.S_IFREG && (base & C.O_TRUNC) !== 0 && (openFlags & FUSE_OPEN_KILL_SUIDGID) !== 0) {
-        const k = this.killSuidgid(inode.fd);
+        const k = this.killSuidgid(inode.fd, ctx.gid);
         if (k < 0) {
           this.inodes.forget(entry.nodeId, 1);
           return k;
@@ -500,11 +612,11 @@ export class PassthroughFs implements FileSystem {
     return target.fromFd(h.fd, offset);
   }
 
-  write(_ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, writeFlags: number): number {
+  write(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, writeFlags: number): number {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
     if ((writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0) {
-      const k = this.killSuidgid(h.fd);
+      const k = this.killSuidgid(h.fd, this.creds.gidToHost(ctx.gid));
       if (k < 0) return k;
     }
     return source.toFd(h.fd, offset);
@@ -582,9 +694,9 @@ export class PassthroughFs implements FileSystem {
         }
         if (!target.fitsPlus()) { full = true; break; }
         const name = target.name();
-        const entry = name === null ? -E.EINVAL : this.lookupChild(h.fd, name, target.attr);
+        const entry = this.lookupChild(h.fd, name, target.attr);
         if (typeof entry === 'number') {
-          // Gone since getdents (or not nameable): a plain entry; the guest looks it up itself.
+          // Gone since getdents: a plain entry; the guest looks it up itself.
           if (!target.emitPlus(0, 0)) { full = true; break; }
           continue;
         }
@@ -594,7 +706,9 @@ export class PassthroughFs implements FileSystem {
           if (!target.emitPlus(0, 0)) { full = true; break; }
           continue;
         }
-        if (!target.emitPlus(entry.nodeId, entry.generation)) {
+        const parentInode = this.inodes.get(nodeId);
+        const flags = parentInode === undefined ? 0 : this.submountFlags(parentInode, target.attr);
+        if (!target.emitPlus(entry.nodeId, entry.generation, flags)) {
           this.inodes.forget(entry.nodeId, 1);
           full = true;
           break;
@@ -630,7 +744,9 @@ export class PassthroughFs implements FileSystem {
     return { bsize: o[0], frsize: o[1], blocks: o[2], bfree: o[3], bavail: o[4], files: o[5], ffree: o[6], namelen: o[7] };
   }
 
-  access(ctx: Context, nodeId: number, mask: number): number {
+  access(guestCtx: Context, nodeId: number, mask: number): number {
+    const ctx = this.creds.toHost(guestCtx);
+    if (typeof ctx === 'number') return ctx;
     const inode = this.inodes.get(nodeId);
     if (inode === undefined) return -E.ENOENT;
     // Check on a private buffer: the attr scratch belongs to the reply being built.
@@ -650,15 +766,17 @@ export class PassthroughFs implements FileSystem {
     return (want & ~bits) !== 0 ? -E.EACCES : 0;
   }
 
-  tmpfile(ctx: Context, parent: number, mode: number, flags: number, _umask: number,
+  tmpfile(guestCtx: Context, parent: number, mode: number, flags: number, umask: number,
           attr: AttrTarget): CreateResult | number {
+    const ctx = this.creds.toHost(guestCtx);
+    if (typeof ctx === 'number') return ctx;
     const dir = this.dir(parent);
     if (typeof dir === 'number') return dir;
     const m = this.createMode(ctx, dir, C.S_IFREG | (mode & 0o7777));
     const base = this.openFlags(flags) & ~C.O_TRUNC;
-    const fd = this.creds.asCaller(ctx, () => native.openat(dir.fd, '.', base | C.O_TMPFILE, m & 0o7777));
+    const fd = this.creating(ctx, dir, umask, () => native.openat(dir.fd, '.', base | C.O_TMPFILE, m & 0o7777));
     if (fd < 0) return fd;
-    if (this.umask !== 0 && (m & this.umask & 0o777) !== 0) native.fchmod(fd, m & 0o7777);
+    if (!this.posixAcl && this.umask !== 0 && (m & this.umask & 0o777) !== 0) native.fchmod(fd, m & 0o7777);
     return this.openedNew(fd, attr);
   }
 
@@ -671,6 +789,10 @@ export class PassthroughFs implements FileSystem {
     if (!this.xattr) return -E.ENOSYS;
     const inode = this.inodes.get(nodeId);
     if (inode === undefined) return -E.ENOENT;
+    return this.inProcFd(inode, call);
+  }
+
+  private inProcFd(inode: Inode, call: (name: string) => number): number {
     const cwd = native.openat(C.AT_FDCWD, '.', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (cwd < 0) return cwd;
     let r = native.fchdir(this.procFd);
@@ -682,20 +804,62 @@ export class PassthroughFs implements FileSystem {
     return r;
   }
 
+  /** The host's name for a guest's xattr name (xattrMap), or -errno when the map refuses it. */
+  private hostXattrName(name: string): string | number {
+    if (!this.xattr) return -E.ENOSYS;
+    return this.xattrMap === undefined ? name : this.xattrMap.toHost(name);
+  }
+
   getxattr(_ctx: Context, nodeId: number, name: string, out: ByteTarget): number {
-    return this.viaProcFd(nodeId, (p) => native.getxattr(p, name, out.buffer, out.offset, out.size));
+    const host = this.hostXattrName(name);
+    if (typeof host === 'number') return host;
+    return this.viaProcFd(nodeId, (p) => native.getxattr(p, host, out.buffer, out.offset, out.size));
   }
 
   listxattr(_ctx: Context, nodeId: number, out: ByteTarget): number {
-    return this.viaProcFd(nodeId, (p) => native.listxattr(p, out.buffer, out.offset, out.size));
+    const map = this.xattrMap;
+    if (map === undefined) return this.viaProcFd(nodeId, (p) => native.listxattr(p, out.buffer, out.offset, out.size));
+    // The host's list in full, then the guest's names of those the map shows, with listxattr's size rules.
+    const list = this.xattrList ??= new Uint8Array(XATTR_LIST_MAX);
+    const n = this.viaProcFd(nodeId, (p) => native.listxattr(p, list, 0, list.length));
+    if (n < 0) return n;
+    const dst = new Uint8Array(out.buffer, out.offset, out.size);
+    let len = 0;
+    for (let start = 0, i = 0; i < n; i++) {
+      if (list[i] !== 0) continue;
+      const guest = map.toGuest(nameOf(list, start, i));
+      start = i + 1;
+      if (guest === null) continue;
+      if (out.size !== 0) {
+        if (len + guest.length + 1 > out.size) return -E.ERANGE;
+        putName(guest, dst.subarray(len));
+        dst[len + guest.length] = 0;
+      }
+      len += guest.length + 1;
+    }
+    return len;
   }
 
-  setxattr(_ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number): number {
-    return this.viaProcFd(nodeId, (p) => native.setxattr(p, name, value, 0, value.length, flags));
+  setxattr(_ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number,
+           setxattrFlags = 0): number {
+    const host = this.hostXattrName(name);
+    if (typeof host === 'number') return host;
+    const r = this.viaProcFd(nodeId, (p) => native.setxattr(p, host, value, 0, value.length, flags));
+    if (r < 0 || (setxattrFlags & FUSE_SETXATTR_ACL_KILL_SGID) === 0 || name !== 'system.posix_acl_access') return r;
+    // The guest kernel found the caller neither in the file's group nor privileged: an access ACL set by it clears
+    // S_ISGID (the kernel's posix_acl_update_mode). The daemon set it, so the host kernel kept the bit.
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return r;
+    if (native.statx(inode.fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe.buffer, 0) < 0) return r;
+    const mode = probe.getUint16(28, true);
+    if ((mode & C.S_ISGID) === 0) return r;
+    return native.fchmodat(this.procFd, String(inode.fd), mode & 0o7777 & ~C.S_ISGID);
   }
 
   removexattr(_ctx: Context, nodeId: number, name: string): number {
-    return this.viaProcFd(nodeId, (p) => native.removexattr(p, name));
+    const host = this.hostXattrName(name);
+    if (typeof host === 'number') return host;
+    return this.viaProcFd(nodeId, (p) => native.removexattr(p, host));
   }
 
   // ---- whole-file operations -------------------------------------------------------------------------------------
@@ -762,9 +926,9 @@ export class PassthroughFs implements FileSystem {
     return fd;
   }
 
-  /** FileLock -> struct flock in this.flock. */
+  /** FileLock -> struct flock in this.lockArg. */
   private toFlock(lock: FileLock): void {
-    const f = this.flock;
+    const f = this.lockArg;
     f[0] = BigInt(lock.type);
     f[1] = BigInt(C.SEEK_SET);
     f[2] = lock.start;
@@ -781,16 +945,16 @@ export class PassthroughFs implements FileSystem {
     const fd = this.ownerFd(inode, owner, true);
     if (fd < 0) return fd;
     this.toFlock(lock);
-    const r = native.fcntlLock(fd, C.F_OFD_GETLK, this.flock);
+    const r = native.fcntlLock(fd, C.F_OFD_GETLK, this.lockArg);
     if (r < 0) return r;
-    const f = this.flock;
+    const f = this.lockArg;
     const type = Number(f[0]);
     if (type === C.F_UNLCK) return { ...lock, type };
     // The holder's pid is a host pid (or -1 for an OFD lock): meaningless to the guest.
     return { start: f[2], end: f[3] === 0n ? OFFSET_MAX : f[2] + f[3] - 1n, type, pid: 0 };
   }
 
-  setlk(_ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock, sleep: boolean): number {
+  setlk(_ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock, _sleep: boolean): number {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
     const inode = this.inodes.get(nodeId);
@@ -800,15 +964,31 @@ export class PassthroughFs implements FileSystem {
     if (fd < 0) return unlock ? 0 : fd; // nothing held: nothing to release
     this.toFlock(lock);
     // Never F_OFD_SETLKW: requests are served one at a time on this thread, so waiting would stop the daemon
-    // (and the holder's unlock could never be served). SETLKW gets the lock when it is free; on a conflict it is
-    // refused with EOPNOTSUPP, as virtiofsd refuses blocking locks.
-    const r = native.fcntlLock(fd, C.F_OFD_SETLK, this.flock);
-    if (r === -E.EAGAIN || r === -E.EACCES) return sleep ? -E.EOPNOTSUPP : -E.EAGAIN;
-    return r;
+    // (and the holder's unlock could never be served). A conflict is EAGAIN even for SETLKW (`sleep`): the server
+    // parks that request and tries again until the lock is free.
+    const r = native.fcntlLock(fd, C.F_OFD_SETLK, this.lockArg);
+    return r === -E.EACCES ? -E.EAGAIN : r;
+  }
+
+  /**
+   * BSD flock (SETLK/SETLKW with FUSE_LK_FLOCK): flock(2) on the handle's own fd. A guest open is one host open
+   * file description, which is exactly what a flock lock belongs to: processes sharing the guest file share the
+   * lock, and RELEASE (closing the fd) drops it. Never blocks: a conflicting SETLKW answers EOPNOTSUPP, as for
+   * POSIX locks (requests are served one at a time on this thread).
+   */
+  flock(_ctx: Context, nodeId: number, fh: number, _owner: bigint, type: number, _sleep: boolean): number {
+    const h = this.fileHandle(nodeId, fh);
+    if (typeof h === 'number') return h;
+    const op = type === C.F_UNLCK ? C.LOCK_UN : type === C.F_RDLCK ? C.LOCK_SH : type === C.F_WRLCK ? C.LOCK_EX : -1;
+    if (op < 0) return -E.EINVAL;
+    // LOCK_NB always, as for setlk: the server parks a SETLKW that meets a conflict.
+    return native.flock(h.fd, op | C.LOCK_NB);
   }
 }
 
 const accessProbe = new DataView(new ArrayBuffer(256));
+/** Largest listxattr list the kernel produces (XATTR_LIST_MAX). */
+const XATTR_LIST_MAX = 65536;
 /** statx scratch for checks that must not touch the reply's attr scratch. */
 const probe = new DataView(new ArrayBuffer(256));
 

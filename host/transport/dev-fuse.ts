@@ -31,9 +31,10 @@ import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { native } from '../native-loader.js';
 import { ConfigError, SystemError } from '../errors.js';
 import { log } from '../log.js';
-import { Core, POP_REQUEST } from '../core.js';
+import { Core, LINEAR_QUEUE, POP_REQUEST } from '../core.js';
 import { FdPoller } from '../vhost-user/fd-poller.js';
 import type { FuseServer } from '../fuse/server.js';
+import type { ParkedRequest, ReplyParking } from '../virtio/queue-processor.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -87,7 +88,7 @@ export function mountsAt(path: string): { dev: string; fstype: string }[] {
   return out;
 }
 
-export class DevFuseSession extends EventEmitter {
+export class DevFuseSession extends EventEmitter implements ReplyParking {
   /** The mountpoint, resolved (as it appears in /proc/self/mountinfo). */
   readonly mountpoint: string;
   readonly fstype: string;
@@ -104,6 +105,7 @@ export class DevFuseSession extends EventEmitter {
   /** Requests served; messages the core refused (logged). */
   requests = 0;
   badMessages = 0;
+  private readonly parkedReply = new ArrayBuffer(16);
 
   private constructor(private readonly core: Core, private readonly server: FuseServer,
     private readonly options: DevFuseOptions) {
@@ -125,6 +127,25 @@ export class DevFuseSession extends EventEmitter {
     this.mountpoint = mp;
     this.fstype = `fuse.${options.subtype ?? 'virtiofsd-ts'}`;
     this.closed = new Promise((resolve) => { this.resolveClosed = resolve; });
+    server.attachParking(LINEAR_QUEUE, this);
+  }
+
+  /** ReplyParking: the current request stays unanswered (nothing is written for it now). */
+  park(): ParkedRequest {
+    const unique = this.core.reqUnique();
+    this.core.requestPark();
+    return { queue: LINEAR_QUEUE, head: 0, unique };
+  }
+
+  /** ReplyParking: a parked request's answer is a 16-byte fuse_out_header written like any reply. */
+  answer(p: ParkedRequest, error: number): void {
+    if (this.ended) return;
+    const v = new DataView(this.parkedReply);
+    v.setUint32(0, 16, true);
+    v.setInt32(4, error, true);
+    v.setBigUint64(8, p.unique, true);
+    const w = native.write(this.fd, this.parkedReply, 0, 16);
+    if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply to a parked request refused: ${native.strerror(-w)}`);
   }
 
   /**

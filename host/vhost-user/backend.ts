@@ -636,6 +636,7 @@ export class VhostUserBackend {
   /** Stops processing and closes the kick fd; with `dropFds` also call/err (RESET_DEVICE, close). */
   private stopRing(v: Vring, dropFds: boolean): void {
     v.started = false;
+    v.processor.stopped();
     if (v.kickFd >= 0) this.closeKick(v);
     if (dropFds) {
       if (v.callFd >= 0) native.close(v.callFd);

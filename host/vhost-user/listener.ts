@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { native } from '../native-loader.js';
+import { byteString, native } from '../native-loader.js';
 import { VhostUserError } from '../errors.js';
 import { log } from '../log.js';
 import type { RequestServer } from '../virtio/queue-processor.js';
@@ -90,7 +90,7 @@ export class VhostUserListener extends EventEmitter {
     }
     this.listenFd = fd;
     // Held so close() removes *this* socket file even after a sandbox pivot changed what the path names.
-    this.socketDirFd = native.openat(native.constants.AT_FDCWD, path.dirname(this.socketPath),
+    this.socketDirFd = native.openat(native.constants.AT_FDCWD, byteString(path.dirname(this.socketPath)),
       native.constants.O_PATH | native.constants.O_DIRECTORY | native.constants.O_CLOEXEC, 0);
     try {
       this.listenToken = this.poller.add(fd, native.constants.EPOLLIN, () => this.onAcceptable());
@@ -174,7 +174,7 @@ export class VhostUserListener extends EventEmitter {
     if (dirFd < 0) return;
     this.socketDirFd = -1;
     const C = native.constants;
-    const name = path.basename(this.socketPath);
+    const name = byteString(path.basename(this.socketPath));
     const st = new Uint8Array(256);
     if (native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS, st, 0) === 0) {
       const mode = new DataView(st.buffer).getUint16(28, true); // struct statx.stx_mode

@@ -17,10 +17,30 @@
 import { native } from '../native-loader.js';
 import { log } from '../log.js';
 
+/** A request the server answers later (a SETLKW waiting for its lock): what it takes to answer it. */
+export interface ParkedRequest {
+  readonly queue: number;
+  readonly head: number;
+  readonly unique: bigint;
+}
+
+/**
+ * How a transport lets the server answer a request after serveCurrent returned: `park` detaches the current
+ * request (it stays unanswered), `answer` sends it a header-only reply later, from outside serveCurrent.
+ */
+export interface ReplyParking {
+  park(): ParkedRequest;
+  answer(p: ParkedRequest, error: number): void;
+}
+
 /** What the processor needs from the FUSE server (tests pass a stub). */
 export interface RequestServer {
   /** Handles the request the core just popped and completes it (replySend or replyNone). Must not throw. */
   serveCurrent(): void;
+  /** Offers parking for requests of `queue` (servers that never defer a reply leave it out). */
+  attachParking?(queue: number, parking: ReplyParking): void;
+  /** The queue stopped or was reset: its parked requests belong to a ring that is gone; forget them unanswered. */
+  dropParked?(queue: number): void;
 }
 
 /** What the processor needs from the core (`host/core.ts` `Core` satisfies it). */
@@ -28,6 +48,9 @@ export interface QueueCore {
   queuePop(q: number): number;
   queueNeedsNotify(q: number): boolean;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
+  reqUnique?(): bigint;
+  requestPark?(): number;
+  queueReplyParked?(q: number, head: number, unique: bigint, error: number): number;
 }
 
 export const POP_EMPTY = 0;
@@ -57,7 +80,7 @@ export interface QueueProcessorOptions {
 const WARN_INTERVAL_MS = 1000;
 const EIO = 5;
 
-export class QueueProcessor {
+export class QueueProcessor implements ReplyParking {
   /** Call eventfd (-1: none; the frontend polls). Not owned: the backend closes it. */
   callFd = -1;
   /** Error eventfd (-1: none). Not owned. */
@@ -77,11 +100,38 @@ export class QueueProcessor {
     options: QueueProcessorOptions = {},
   ) {
     this.batch = options.batch ?? 256;
+    if (core.requestPark !== undefined && core.queueReplyParked !== undefined && core.reqUnique !== undefined) {
+      server.attachParking?.(queue, this);
+    }
   }
 
-  /** Clears the halt (after the ring was reconfigured). Stats are kept for the daemon's lifetime. */
+  /** Clears the halt (after the ring was reconfigured) and forgets parked requests. Stats are kept. */
   reset(): void {
     this.halted = false;
+    this.server.dropParked?.(this.queue);
+  }
+
+  /** The ring stopped (GET_VRING_BASE, disconnect): requests parked on it will never be answered through it. */
+  stopped(): void {
+    this.server.dropParked?.(this.queue);
+  }
+
+  /** ReplyParking: detaches the request the core is serving (called from inside serveCurrent). */
+  park(): ParkedRequest {
+    const unique = this.core.reqUnique!();
+    const head = this.core.requestPark!();
+    return { queue: this.queue, head, unique };
+  }
+
+  /** ReplyParking: the parked request's header-only reply, into its chain again, then the call if one is due. */
+  answer(p: ParkedRequest, error: number): void {
+    if (this.halted || p.head < 0) return;
+    const r = this.core.queueReplyParked!(p.queue, p.head, p.unique, error);
+    if (r === -16 /* EBUSY */) throw new Error('queueReplyParked inside serveCurrent');
+    if (this.callFd >= 0 && this.core.queueNeedsNotify(this.queue)) {
+      native.eventfdWrite(this.callFd, 1);
+      this.stats.notifications++;
+    }
   }
 
   /**

@@ -1,6 +1,9 @@
 /**
  * End-to-end: a real Linux guest (QEMU, TCG) mounts the share over vhost-user-fs and runs
- * test/e2e/workload.sh; the host re-checks the shared directory afterwards.
+ * test/e2e/workload.sh; the host re-checks the shared directory afterwards. The workload ends with the
+ * POSIX conformance checker (test/conformance/posix-check.c, put in the share's .e2e/): ours must pass it in
+ * every cache mode but for the known gaps (OUR_KNOWN_GAPS, printed every run); the C virtiofsd's result is
+ * recorded, and the two are written side by side to .cache/conformance-side-by-side.md.
  *
  * In CI (`CI` set) a missing QEMU, guest kernel or C virtiofsd FAILS these tests; elsewhere they are
  * skipped with a message. E2E_KEEP=1 keeps the temporary directories for inspection; E2E_ONLY=<text>
@@ -12,11 +15,16 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
+  OUR_KNOWN_GAPS, ensurePosixCheck, knownGapLines, parsePosixCheck, reportProblems, sideBySide, type PosixCheckReport,
+} from '../conformance/posix-check.js';
+import {
   type BackendHandle,
   type BackendKind,
   type CacheMode,
   type GuestImage,
   type GuestResult,
+  POSIX_CHECK_PREFIX,
+  ROOT,
   bootGuest,
   checkGuestReport,
   checkWorkloadOnHost,
@@ -128,15 +136,63 @@ function assertChecksCatchDamage(sharedDir: string, g: GuestResult): void {
   }
 }
 
+/** posix-check's report from each guest run, by label, for the side-by-side summary written at the end. */
+const conformance = new Map<string, PosixCheckReport>();
+const SIDE_BY_SIDE = path.join(ROOT, '.cache', 'conformance-side-by-side.md');
+
+test.after(() => {
+  if (conformance.size === 0) return;
+  // A partial run (E2E_ONLY) prints its table but leaves the last full comparison in place.
+  const complete = conformance.size === 4;
+  const order = ['C virtiofsd cache=auto', 'ours cache=auto', 'ours cache=always', 'ours cache=never'];
+  const runs = order.map((label) => ({ label, report: conformance.get(label) }));
+  const text = sideBySide(runs, 'posix-check in the QEMU guest: the C virtiofsd vs ours, same guest workload');
+  if (complete) fs.writeFileSync(SIDE_BY_SIDE, `${text}\n`);
+  console.log(`e2e: conformance side by side${complete ? ` (in ${path.relative(process.cwd(), SIDE_BY_SIDE)})` : ''}:\n${text}`);
+});
+
+/**
+ * posix-check's result in a guest run. Ours must pass every check but its known gaps; the C virtiofsd's failures are
+ * printed and recorded, not held against it (it is the reference, not the subject).
+ */
+function conformanceProblems(kind: BackendKind, cache: CacheMode, g: GuestResult): string[] {
+  const label = `${kind === 'c' ? 'C virtiofsd' : 'ours'} cache=${cache}`;
+  const report = parsePosixCheck(g.console, POSIX_CHECK_PREFIX);
+  conformance.set(label, report);
+  const s = report.summary;
+  console.log(`e2e: posix-check ${label}: ${s ? `${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped` : `incomplete (${report.checks.length} lines)`}`);
+  if (kind === 'c') {
+    for (const p of reportProblems(report)) console.log(`e2e:   C virtiofsd: ${p}`);
+    return [];
+  }
+  for (const line of knownGapLines(report, OUR_KNOWN_GAPS)) console.log(`e2e:   ours: ${line}`);
+  return reportProblems(report, OUR_KNOWN_GAPS).map((p) => `posix-check: ${p}`);
+}
+
 /** Runs the full workload against a backend, then checks the guest's report and the share. */
 async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = false): Promise<void> {
   await withEnv(`${kind}-${cache}`, async (env) => {
-    const backend = await startBackend(kind, { ...env, cache, logLevel: 'warn' });
+    // Device nodes are our policy's opt-in (--allow-mknod-devices); the conformance checker creates one as root.
+    const backend = await startBackend(kind, { ...env, cache, logLevel: 'warn', extraArgs: kind === 'ours' ? ['--allow-mknod-devices'] : [] });
     let g: GuestResult | undefined;
     try {
-      g = await bootGuest({ ...env, image, workload: defaultWorkload(), timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend });
+      fs.mkdirSync(path.join(env.sharedDir, '.e2e'), { recursive: true });
+      fs.copyFileSync(ensurePosixCheck(), path.join(env.sharedDir, '.e2e', 'posix-check'));
+      let checkerStart: number | undefined;
+      let checkerEnd: number | undefined;
+      const onLine = (line: string) => {
+        if (checkerStart === undefined && line.startsWith(POSIX_CHECK_PREFIX)) checkerStart = Date.now();
+        if (line.startsWith('E2E-RESULT posix-check ')) checkerEnd = Date.now();
+      };
+      g = await bootGuest({ ...env, image, workload: defaultWorkload(), timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend, onLine });
       timing(`${kind} cache=${cache}`, g);
-      const problems = [...checkGuestReport(g), ...checkWorkloadOnHost(env.sharedDir, g)];
+      if (checkerStart !== undefined && checkerEnd !== undefined) {
+        console.log(`e2e: ${kind} cache=${cache}: posix-check took ${((checkerEnd - checkerStart) / 1000).toFixed(1)} s`);
+      }
+      // posix-check's step is judged from its lines by conformanceProblems (known gaps, the reference's
+      // failures recorded only); that it ran at all shows in its summary line.
+      const report = { ...g, results: g.results.filter((r) => r.name !== 'posix-check') };
+      const problems = [...checkGuestReport(report), ...conformanceProblems(kind, cache, g), ...checkWorkloadOnHost(env.sharedDir, g)];
       assert.ok(problems.length === 0, describeRun(g, backend, problems));
       if (selfTest) assertChecksCatchDamage(env.sharedDir, g);
     } finally {

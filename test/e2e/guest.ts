@@ -594,6 +594,12 @@ export const WORKLOAD_STEPS = [
   'workload-exit',
 ] as const;
 
+/**
+ * The guest's console prefix for posix-check's lines. workload.sh also reports a step `posix-check`
+ * (not in WORKLOAD_STEPS: its lines are judged by the test, which knows which failures are expected).
+ */
+export const POSIX_CHECK_PREFIX = 'E2E-POSIX ';
+
 /** The content workload.sh gives small file `i`. */
 export function smallFileContent(i: number): string {
   const line = `small file ${String(i).padStart(3, '0')}\n`;

@@ -272,6 +272,29 @@ step_ls_la() {
   echo "$out" | grep -q ' big$' || { DETAIL="big not listed"; return 1; }
 }
 
+# test/conformance/posix-check.c, put in .e2e/ by the host. Runs from the guest's RAM (a copy in /tmp),
+# not from the share, so what it checks is the share and nothing else. Every line it prints is
+# prefixed with E2E-POSIX for the host to parse; the step's detail is its summary.
+step_posix_check() {
+  if [ ! -f "$MNT/.e2e/posix-check" ]; then
+    echo "E2E-RESULT posix-check fail no $MNT/.e2e/posix-check"
+    return
+  fi
+  cp "$MNT/.e2e/posix-check" /tmp/posix-check && chmod 755 /tmp/posix-check || {
+    echo "E2E-RESULT posix-check fail cannot copy the binary"
+    return
+  }
+  # Streamed (the host's idle timeout watches the console), and kept for the summary.
+  { /tmp/posix-check "$MNT" 2>&1; echo "posix-check-exit $?"; } | tee /tmp/posix-check.out | sed 's/^/E2E-POSIX /'
+  status=$(sed -n 's/^posix-check-exit //p' /tmp/posix-check.out)
+  summary=$(grep '^posix-check: ' /tmp/posix-check.out | tail -n 1)
+  if [ "$status" = 0 ]; then
+    echo "E2E-RESULT posix-check ok ${summary#posix-check: }"
+  else
+    echo "E2E-RESULT posix-check fail exit $status: ${summary#posix-check: }"
+  fi
+}
+
 run setup step_setup || true
 if [ ! -d "$W" ]; then
   echo "E2E-INFO fails 1"
@@ -300,4 +323,7 @@ run ls-la step_ls_la
 cd /
 sync
 echo "E2E-INFO fails $FAILS"
+# The POSIX conformance checker, last: its verdict is reported but not counted in FAILS (the host
+# requires it of our daemon and only records it for the C reference).
+step_posix_check
 [ "$FAILS" = 0 ]
