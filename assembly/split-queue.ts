@@ -405,17 +405,20 @@ export function rewalkChain(q: u32, head: u32): i32 {
   const p = qp(q);
   if ((load<u32>(p, Q_FLAGS) & QF_BROKEN) != 0 || !ready(p)) return 0;
   if (head >= load<u32>(p, Q_NUM)) return 0;
+  return walkOrReturn(p, q, head) ? 1 : -1;
+}
+
+/** Walks the chain at `head` into SEGS; a malformed one is returned with used len 0 and SEGS left empty. */
+function walkOrReturn(p: usize, q: u32, head: u32): bool {
   chainQueue = q;
   chainHead = head;
-  if (!walkChain(p, head)) {
-    segReadable = 0;
-    segWritable = 0;
-    bytesReadable = 0;
-    bytesWritable = 0;
-    pushUsed(q, head, 0);
-    return -1;
-  }
-  return 1;
+  if (walkChain(p, head)) return true;
+  segReadable = 0;
+  segWritable = 0;
+  bytesReadable = 0;
+  bytesWritable = 0;
+  pushUsed(q, head, 0);
+  return false;
 }
 
 export function popChain(q: u32): i32 {
@@ -446,22 +449,14 @@ export function popChain(q: u32): i32 {
   }
   const head = <u32>load<u16>(avail + RING_ENTRIES + <usize>((lastAvail & (num - 1)) << 1));
   store<u32>(p, (lastAvail + 1) & 0xffff, Q_LAST_AVAIL);
-  chainQueue = q;
-  chainHead = head;
   if (head >= num) {
+    chainQueue = q;
+    chainHead = head;
     segReadable = 0;
     segWritable = 0;
     return POP_BAD_CHAIN;
   }
-  if (!walkChain(p, head)) {
-    segReadable = 0;
-    segWritable = 0;
-    bytesReadable = 0;
-    bytesWritable = 0;
-    pushUsed(q, head, 0);
-    return POP_BAD_CHAIN;
-  }
-  return POP_REQUEST;
+  return walkOrReturn(p, q, head) ? POP_REQUEST : POP_BAD_CHAIN;
 }
 
 /**

@@ -546,6 +546,19 @@ static void t_unlink(void) {
   }
 }
 
+/* rename(2) or link(2) of `from` into another filesystem: EXDEV, and nothing created there (skipped without one). */
+static void want_exdev(int (*op)(const char *, const char *), const char *from) {
+  const char *other = other_fs_dir();
+  char p[PATH_MAX];
+  if (!other) {
+    skip("no second filesystem to reach");
+    return;
+  }
+  snprintf(p, sizeof p, "%s/posix-check-exdev", strcmp(other, "/") ? other : "");
+  WANT_ERR(op(from, p), EXDEV);
+  WANT_TRUE("nothing created there", !exists(p));
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* rename */
 
@@ -682,16 +695,7 @@ static void t_rename(void) {
   ERR("rename/exchange-missing-target-enoent", renameat2(AT_FDCWD, "r_n3", AT_FDCWD, "r_nx", RENAME_EXCHANGE), ENOENT);
   ERR("rename/noreplace-and-exchange-einval",
       renameat2(AT_FDCWD, "r_n3", AT_FDCWD, "r_xd", RENAME_EXCHANGE | RENAME_NOREPLACE), EINVAL);
-  CHECK("rename/exdev-across-mounts") {
-    const char *other = other_fs_dir();
-    char p[PATH_MAX];
-    if (!other) skip("no second filesystem to rename into");
-    else {
-      snprintf(p, sizeof p, "%s/posix-check-exdev", strcmp(other, "/") ? other : "");
-      WANT_ERR(rename("r_f", p), EXDEV);
-      WANT_TRUE("nothing created there", !exists(p));
-    }
-  }
+  CHECK("rename/exdev-across-mounts") want_exdev(rename, "r_f");
 
 }
 
@@ -743,16 +747,7 @@ static void t_link(void) {
     SYS(linkat(AT_FDCWD, "l_sym", AT_FDCWD, "l_fol", AT_SYMLINK_FOLLOW));
     WANT_EQ("same inode as target", st_of("l_fol").st_ino, st_of("l_third").st_ino);
   }
-  CHECK("link/exdev-across-mounts") {
-    const char *other = other_fs_dir();
-    char p[PATH_MAX];
-    if (!other) skip("no second filesystem to link into");
-    else {
-      snprintf(p, sizeof p, "%s/posix-check-exdev", strcmp(other, "/") ? other : "");
-      WANT_ERR(link("l_third", p), EXDEV);
-      WANT_TRUE("nothing created there", !exists(p));
-    }
-  }
+  CHECK("link/exdev-across-mounts") want_exdev(link, "l_third");
 
 }
 
