@@ -8,8 +8,11 @@
  * The conformance mounts pass --allow-mknod-devices: creating a device node as root is what POSIX
  * specifies; refusing it is our (documented) default policy, checked by the last test.
  *
- * Checks listed in OUR_KNOWN_GAPS (test/conformance/posix-check.ts: names and symlink targets that are not
- * UTF-8) are printed on every run with their reason instead of failing; one of them passing fails the test.
+ * Checks listed in OUR_KNOWN_GAPS (test/conformance/posix-check.ts; empty today) are printed on every run with
+ * their reason instead of failing; one of them passing fails the test.
+ *
+ * Our mounts also serve locks on the host (--posix-lock --flock), so the checker's lock group exercises
+ * blocking waits (parked SETLKW) and their interruption (FUSE_INTERRUPT).
  *
  * Needs root (the checker switches to uid 65534 for the permission checks) and /dev/fuse; skipped otherwise.
  */
@@ -106,7 +109,9 @@ test('baseline: posix-check passes on a plain host directory', async () => {
 for (const cache of ['never', 'auto', 'always'] as const) {
   test(`ours on /dev/fuse, cache=${cache}: posix-check passes`, async () => {
     if (!devFuseUsable) return;
-    const { report, code, stderr } = await onOurMount([`--cache=${cache}`, '--allow-mknod-devices']);
+    // Locks reach the host (--posix-lock --flock): the lock group then exercises parked SETLKW and INTERRUPT.
+    const { report, code, stderr } = await onOurMount([`--cache=${cache}`, '--allow-mknod-devices', '--posix-lock',
+      '--flock']);
     reports.push({ label: `ours cache=${cache}`, report });
     summaryLine(`ours cache=${cache}`, report);
     for (const line of knownGapLines(report, OUR_KNOWN_GAPS)) console.log(`conformance:   ${line}`);

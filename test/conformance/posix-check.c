@@ -32,6 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -64,7 +67,7 @@ static const char *ename(int e) {
     E(EPERM) E(ENOENT) E(EIO) E(ENXIO) E(EBADF) E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT) E(EBUSY)
     E(EEXIST) E(EXDEV) E(ENODEV) E(ENOTDIR) E(EISDIR) E(EINVAL) E(EMFILE) E(ETXTBSY) E(EFBIG) E(ENOSPC)
     E(ESPIPE) E(EROFS) E(EMLINK) E(ERANGE) E(ENAMETOOLONG) E(ENOSYS) E(ENOTEMPTY) E(ELOOP) E(ENODATA)
-    E(EOVERFLOW) E(EOPNOTSUPP) E(ESTALE) E(EPROTO)
+    E(EOVERFLOW) E(EOPNOTSUPP) E(ESTALE) E(EPROTO) E(EINTR) E(EDEADLK)
 #undef E
     case 0: return "0";
   }
@@ -1609,6 +1612,159 @@ static void t_setgid(void) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* locks: fcntl (POSIX) and flock between two processes, blocking waits and their interruption */
+
+/*
+ * A child that opens `path` itself, takes `how` (a fcntl F_WRLCK over [0, 100) or a flock LOCK_EX), says so on
+ * the pipe, then keeps the lock until the parent writes to `hold`, or for `hold_ms` when `hold` is -1. Returns
+ * its pid once the lock is taken, or -1.
+ */
+enum lock_kind { LOCK_FCNTL, LOCK_FLOCK };
+static pid_t lock_holder(const char *path, enum lock_kind how, int hold, int hold_ms) {
+  int ready[2];
+  if (pipe(ready) < 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    close(ready[0]);
+    int fd = open(path, O_RDWR);
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100 };
+    int r = fd < 0 ? -1 : how == LOCK_FCNTL ? fcntl(fd, F_SETLK, &fl) : flock(fd, LOCK_EX | LOCK_NB);
+    char ok = r == 0 ? 'y' : 'n';
+    if (write(ready[1], &ok, 1) != 1) _exit(2);
+    if (r != 0) _exit(1);
+    if (hold >= 0) {
+      char c;
+      if (read(hold, &c, 1) < 0) _exit(2);
+    } else {
+      usleep((useconds_t)hold_ms * 1000);
+    }
+    _exit(0); /* exit closes fd: the lock goes */
+  }
+  close(ready[1]);
+  char ok = 'n';
+  if (read(ready[0], &ok, 1) != 1) ok = 'n';
+  close(ready[0]);
+  if (ok != 'y') {
+    waitpid(pid, NULL, 0);
+    return -1;
+  }
+  return pid;
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+/* SIGALRM after ms milliseconds (0: cancel). */
+static void arm_alarm_ms(int ms) {
+  struct itimerval it = { .it_value = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 } };
+  setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* Lets a lock_holder that waits on `hold` go (it exits, dropping its lock), reaps it, closes the pipe. */
+static void release_holder(pid_t h, int hold[2]) {
+  if (write(hold[1], "x", 1) != 1) note("cannot release the holder");
+  waitpid(h, NULL, 0);
+  close(hold[0]);
+  close(hold[1]);
+}
+
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return ns(t) / 1000000;
+}
+
+static void t_lock(void) {
+  SYS(put("k_f", "lock me", 0644));
+  int fd = open("k_f", O_RDWR);
+  struct flock wr = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100 };
+  /* No SA_RESTART: a blocked F_SETLKW/flock returns EINTR when the alarm fires. */
+  struct sigaction sa = { .sa_handler = on_alarm };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+
+  CHECK("lock/fcntl-conflict-eagain") {
+    int hold[2];
+    SYS(pipe(hold));
+    pid_t h = lock_holder("k_f", LOCK_FCNTL, hold[0], 0);
+    if (h < 0) note("the holder could not lock");
+    else {
+      WANT_ERR2(fcntl(fd, F_SETLK, &wr), EAGAIN, EACCES);
+      struct flock q = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 10, .l_len = 10 };
+      SYS(fcntl(fd, F_GETLK, &q));
+      WANT_EQ("F_GETLK l_type", q.l_type, F_WRLCK);
+      WANT_EQ("F_GETLK l_start", q.l_start, 0);
+      WANT_EQ("F_GETLK l_len", q.l_len, 100);
+      release_holder(h, hold);
+    }
+  }
+  CHECK("lock/fcntl-setlkw-waits-for-the-holder") {
+    long long t0 = now_ms();
+    pid_t h = lock_holder("k_f", LOCK_FCNTL, -1, 250);
+    if (h < 0) note("the holder could not lock");
+    else {
+      SYS(fcntl(fd, F_SETLKW, &wr));
+      WANT_TRUE("waited until the holder exited", now_ms() - t0 >= 250);
+      struct flock un = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100 };
+      SYS(fcntl(fd, F_SETLK, &un));
+      waitpid(h, NULL, 0);
+    }
+  }
+  /* The holders of the two interruption checks let go by themselves after 1.5 s: where a signal cannot end the
+   * wait, the check fails (the lock arrives instead of EINTR) rather than hanging. */
+  const char *no_eintr = getenv("POSIX_CHECK_SKIP_LOCK_EINTR");
+  CHECK("lock/fcntl-setlkw-interrupted-eintr") {
+    pid_t h = no_eintr ? 0 : lock_holder("k_f", LOCK_FCNTL, -1, 1500);
+    if (no_eintr) skip("%s", no_eintr);
+    else if (h < 0) note("the holder could not lock");
+    else {
+      arm_alarm_ms(200);
+      WANT_ERR(fcntl(fd, F_SETLKW, &wr), EINTR);
+      arm_alarm_ms(0);
+      kill(h, SIGKILL); /* its lock goes with it */
+      waitpid(h, NULL, 0);
+      struct flock un = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100 };
+      SYS(fcntl(fd, F_SETLK, &un));
+    }
+  }
+  CHECK("lock/flock-conflict-ewouldblock") {
+    int hold[2];
+    SYS(pipe(hold));
+    pid_t h = lock_holder("k_f", LOCK_FLOCK, hold[0], 0);
+    if (h < 0) note("the holder could not flock");
+    else {
+      WANT_ERR(flock(fd, LOCK_EX | LOCK_NB), EWOULDBLOCK);
+      release_holder(h, hold);
+    }
+  }
+  CHECK("lock/flock-blocking-waits-for-the-holder") {
+    long long t0 = now_ms();
+    pid_t h = lock_holder("k_f", LOCK_FLOCK, -1, 250);
+    if (h < 0) note("the holder could not flock");
+    else {
+      SYS(flock(fd, LOCK_EX));
+      WANT_TRUE("waited until the holder exited", now_ms() - t0 >= 250);
+      SYS(flock(fd, LOCK_UN));
+      waitpid(h, NULL, 0);
+    }
+  }
+  CHECK("lock/flock-blocking-interrupted-eintr") {
+    pid_t h = no_eintr ? 0 : lock_holder("k_f", LOCK_FLOCK, -1, 1500);
+    if (no_eintr) skip("%s", no_eintr);
+    else if (h < 0) note("the holder could not flock");
+    else {
+      arm_alarm_ms(200);
+      WANT_ERR(flock(fd, LOCK_EX), EINTR);
+      arm_alarm_ms(0);
+      kill(h, SIGKILL); /* its lock goes with it */
+      waitpid(h, NULL, 0);
+      SYS(flock(fd, LOCK_UN));
+    }
+  }
+  close(fd);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Non-root: a forked child with uid/gid 65534 and no supplementary groups */
 
 static void nonroot_setup(void) {
@@ -1870,7 +2026,7 @@ int main(int argc, char **argv) {
     { "open", t_open }, { "dirs", t_dirs }, { "unlink", t_unlink }, { "rename", t_rename }, { "link", t_link },
     { "symlink", t_symlink }, { "attr", t_attr }, { "truncate", t_truncate }, { "times", t_times }, { "io", t_io },
     { "names", t_names }, { "ebadf", t_ebadf }, { "readdir", t_readdir }, { "special", t_special }, { "setgid", t_setgid },
-    { "nonroot", t_nonroot },
+    { "lock", t_lock }, { "nonroot", t_nonroot },
   };
   for (size_t i = 0; i < sizeof groups / sizeof *groups; i++) {
     struct timespec t0, t1;

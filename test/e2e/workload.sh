@@ -284,6 +284,8 @@ step_posix_check() {
     echo "E2E-RESULT posix-check fail cannot copy the binary"
     return
   }
+  # Settings the host chose for this backend (e.g. POSIX_CHECK_SKIP_LOCK_EINTR), if any.
+  [ -f "$MNT/.e2e/posix-check.env" ] && . "$MNT/.e2e/posix-check.env"
   # Streamed (the host's idle timeout watches the console), and kept for the summary.
   { /tmp/posix-check "$MNT" 2>&1; echo "posix-check-exit $?"; } | tee /tmp/posix-check.out | sed 's/^/E2E-POSIX /'
   status=$(sed -n 's/^posix-check-exit //p' /tmp/posix-check.out)
