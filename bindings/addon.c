@@ -300,6 +300,7 @@ NAPI_MODULE_INIT() {
       FN("eventfdWrite", vfs_eventfd_write),
       /* poller.c */
       FN("pollerCreate", vfs_poller_create),
+      FN("pollerCreateOnLoop", vfs_poller_create_on_loop),
       FN("pollerAdd", vfs_poller_add),
       FN("pollerRearm", vfs_poller_rearm),
       FN("pollerRemove", vfs_poller_remove),

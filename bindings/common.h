@@ -142,6 +142,7 @@ VFS_FN(vfs_eventfd_write);
 
 /* poller.c */
 VFS_FN(vfs_poller_create);
+VFS_FN(vfs_poller_create_on_loop);
 VFS_FN(vfs_poller_add);
 VFS_FN(vfs_poller_rearm);
 VFS_FN(vfs_poller_remove);

@@ -9,11 +9,19 @@
  * Lifetime: the state is shared by the JS handle (an external) and the tsfn; whichever is finalized last
  * frees it (both finalizers run on the JS thread, so `refs` needs no atomics). The thread is stopped and
  * joined by pollerClose, or by the tsfn finalizer when the environment is torn down without pollerClose.
+ *
+ * On the loop (pollerCreateOnLoop): no thread. The epoll fd itself is watched by the JS thread's libuv loop
+ * (one uv_poll_t; an epoll fd is readable while any of its registrations is ready), and the loop callback
+ * drains it with epoll_wait(0) and calls JS directly: one wake-up per kick instead of two (poller thread, then
+ * the loop's async handle), and no second thread's CPU. The uv functions are looked up with dlsym, so the addon
+ * still loads in runtimes without libuv (Bun, Deno), where pollerCreateOnLoop answers -ENOSYS.
  */
 #include "common.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <uv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +44,14 @@ struct vfs_poller {
   napi_threadsafe_function tsfn;
   bool closed;  /* pollerClose was called: no more registrations, pending callbacks dropped */
   bool stopped; /* the thread was joined and the fds closed */
-  int refs;     /* the external + the tsfn */
+  int refs;     /* the external + the tsfn (thread mode) or the uv handle (loop mode) */
+  /* loop mode */
+  bool on_loop;
+  uv_poll_t *poll; /* malloc'd apart from the state: libuv frees it itself (see vfs_poller_loop_stop) */
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async_context;
+  bool napi_released; /* callback and async_context already freed (environment teardown) */
 };
 
 static const napi_type_tag vfs_poller_tag = {0x76697274696f6673ULL, 0x64706f6c6c657231ULL};
@@ -206,6 +221,149 @@ VFS_FN(vfs_poller_create) {
   return handle;
 }
 
+/* ---- on the loop ------------------------------------------------------------------------------------------- */
+
+/* libuv, found at run time in the hosting executable (node exports it; Bun and Deno do not). */
+static struct {
+  bool looked_up, ok;
+  int (*poll_init)(uv_loop_t *, uv_poll_t *, int);
+  int (*poll_start)(uv_poll_t *, int, uv_poll_cb);
+  int (*poll_stop)(uv_poll_t *);
+  void (*close)(uv_handle_t *, uv_close_cb);
+} vfs_uv;
+
+static bool vfs_uv_available(void) {
+  if (!vfs_uv.looked_up) {
+    vfs_uv.looked_up = true;
+    vfs_uv.poll_init = (int (*)(uv_loop_t *, uv_poll_t *, int))dlsym(RTLD_DEFAULT, "uv_poll_init");
+    vfs_uv.poll_start = (int (*)(uv_poll_t *, int, uv_poll_cb))dlsym(RTLD_DEFAULT, "uv_poll_start");
+    vfs_uv.poll_stop = (int (*)(uv_poll_t *))dlsym(RTLD_DEFAULT, "uv_poll_stop");
+    vfs_uv.close = (void (*)(uv_handle_t *, uv_close_cb))dlsym(RTLD_DEFAULT, "uv_close");
+    vfs_uv.ok = vfs_uv.poll_init && vfs_uv.poll_start && vfs_uv.poll_stop && vfs_uv.close;
+  }
+  return vfs_uv.ok;
+}
+
+/* The loop says the epoll fd is readable: report every ready registration to JS, in one callback scope (so
+ * promise jobs and nextTicks the handlers queue run once, after the batch, as after any I/O callback). */
+static void vfs_poller_on_loop_ready(uv_poll_t *handle, int status, int events) {
+  (void)status;
+  (void)events;
+  struct vfs_poller *p = handle->data;
+  if (p == NULL || p->closed) return;
+  struct epoll_event ev[VFS_POLLER_BATCH];
+  int n = epoll_wait(p->epfd, ev, VFS_POLLER_BATCH, 0);
+  if (n <= 0) return; /* EINTR, or nothing (a registration was removed meanwhile): the loop asks again */
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value resource, cb, undefined;
+  napi_callback_scope cscope;
+  bool ok = napi_create_object(env, &resource) == napi_ok &&
+            napi_open_callback_scope(env, resource, p->async_context, &cscope) == napi_ok;
+  if (ok) {
+    ok = napi_get_reference_value(env, p->callback, &cb) == napi_ok && napi_get_undefined(env, &undefined) == napi_ok;
+    for (int i = 0; ok && i < n && !p->closed; i++) {
+      napi_value argv[2], exception;
+      if (napi_create_int32(env, (int32_t)(uint32_t)ev[i].data.u64, &argv[0]) != napi_ok ||
+          napi_create_uint32(env, ev[i].events, &argv[1]) != napi_ok)
+        break;
+      napi_status s = napi_call_function(env, undefined, cb, 2, argv, NULL);
+      if (s == napi_pending_exception && napi_get_and_clear_last_exception(env, &exception) == napi_ok)
+        vfs_poller_report(env, exception);
+    }
+    napi_close_callback_scope(env, cscope);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* The uv handle is closed (a loop iteration after uv_close): its reference on the state goes. */
+static void vfs_poller_release_napi(struct vfs_poller *p) {
+  if (p->napi_released) return;
+  p->napi_released = true;
+  napi_delete_reference(p->env, p->callback);
+  napi_async_destroy(p->env, p->async_context);
+}
+
+/* Stops watching and closes the epoll fd now (uv_poll_stop takes it out of libuv's epoll set at once; callers
+ * count fds). libuv finishes closing the handle a loop iteration later and then calls its close callback, which
+ * is libc's free() on the handle's own allocation: not a function of this addon, because Node may unload the
+ * addon (worker teardown) before that iteration runs. Then drops the loop's reference on the state. */
+static void vfs_poller_loop_stop(struct vfs_poller *p) {
+  if (p->stopped) return;
+  p->stopped = true;
+  vfs_uv.poll_stop(p->poll);
+  close(p->epfd);
+  p->epfd = -1;
+  p->poll->data = NULL;
+  vfs_uv.close((uv_handle_t *)p->poll, (uv_close_cb)(void (*)(void))free);
+  p->poll = NULL;
+  vfs_poller_release_napi(p);
+  vfs_poller_unref(p);
+}
+
+/* Environment teardown without pollerClose: stop watching (the handle's finalizer drops the last ref). */
+static void vfs_poller_env_cleanup(void *arg) {
+  struct vfs_poller *p = arg;
+  p->closed = true;
+  vfs_poller_loop_stop(p);
+}
+
+VFS_FN(vfs_poller_create_on_loop) {
+  VFS_ARGS(env, info, 1);
+  napi_valuetype type;
+  NAPI_CALL(env, napi_typeof(env, argv[0], &type));
+  if (type != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: pollerCreateOnLoop needs a function");
+    return NULL;
+  }
+  uv_loop_t *loop = NULL;
+  if (!vfs_uv_available() || napi_get_uv_event_loop(env, (struct uv_loop_s **)&loop) != napi_ok || loop == NULL)
+    return vfs_int(env, -ENOSYS);
+
+  struct vfs_poller *p = calloc(1, sizeof *p);
+  if (p == NULL) return vfs_throw_errno(env, "pollerCreateOnLoop", ENOMEM);
+  p->on_loop = true;
+  p->env = env;
+  p->epfd = epoll_create1(EPOLL_CLOEXEC);
+  p->stopfd = -1;
+  if (p->epfd < 0) {
+    int e = errno;
+    free(p);
+    return vfs_throw_errno(env, "pollerCreateOnLoop", e);
+  }
+  napi_value name;
+  p->poll = malloc(sizeof *p->poll);
+  napi_status s = p->poll == NULL ? napi_generic_failure : napi_create_reference(env, argv[0], 1, &p->callback);
+  if (s == napi_ok) s = napi_create_string_utf8(env, "virtiofsd-ts poller", NAPI_AUTO_LENGTH, &name);
+  if (s == napi_ok) s = napi_async_init(env, NULL, name, &p->async_context);
+  int rc = s == napi_ok ? vfs_uv.poll_init(loop, p->poll, p->epfd) : 0;
+  if (s != napi_ok || rc != 0) {
+    if (p->async_context != NULL) napi_async_destroy(env, p->async_context);
+    if (p->callback != NULL) napi_delete_reference(env, p->callback);
+    close(p->epfd);
+    free(p->poll); /* never initialized as a handle (or init failed): plain memory */
+    free(p);
+    if (s != napi_ok) NAPI_CALL(env, s);
+    return vfs_int(env, rc); /* a negative errno from libuv */
+  }
+  p->poll->data = p;
+  p->refs = 2; /* the external + the loop's watch (dropped by vfs_poller_loop_stop) */
+  rc = vfs_uv.poll_start(p->poll, UV_READABLE, vfs_poller_on_loop_ready);
+  napi_value handle;
+  napi_status hs = rc == 0 ? napi_create_external(env, p, vfs_poller_external_finalize, NULL, &handle) : napi_ok;
+  if (hs == napi_ok && rc == 0) hs = napi_type_tag_object(env, handle, &vfs_poller_tag);
+  if (hs == napi_ok && rc == 0) hs = napi_add_env_cleanup_hook(env, vfs_poller_env_cleanup, p);
+  if (rc != 0 || hs != napi_ok) {
+    p->closed = true;
+    if (rc != 0) p->refs = 1; /* no external was made */
+    vfs_poller_loop_stop(p);
+    if (hs != napi_ok) NAPI_CALL(env, hs);
+    return vfs_int(env, rc);
+  }
+  return handle;
+}
+
 /* The poller behind a handle argument (TypeError for anything else). NULL = exception pending. */
 static struct vfs_poller *vfs_get_poller(napi_env env, napi_value v) {
   napi_valuetype type;
@@ -244,7 +402,11 @@ VFS_FN(vfs_poller_close) {
   VFS_ARGS(env, info, 1);
   struct vfs_poller *p = vfs_get_poller(env, argv[0]);
   if (p == NULL) return NULL;
-  if (!p->closed) {
+  if (!p->closed && p->on_loop) {
+    p->closed = true;
+    napi_remove_env_cleanup_hook(env, vfs_poller_env_cleanup, p);
+    vfs_poller_loop_stop(p); /* the epoll fd closes now, the uv handle a loop iteration later */
+  } else if (!p->closed) {
     p->closed = true;
     vfs_poller_stop(p);
     /* abort: queued events are dropped and the loop is no longer kept alive by this poller */

@@ -123,6 +123,11 @@ export interface Native {
    * The poller keeps the event loop alive until pollerClose.
    */
   pollerCreate(callback: (token: number, events: number) => void): PollerHandle;
+  /**
+   * The same poller without a thread: its epoll fd is watched by this thread's libuv loop, and callbacks run
+   * straight from the loop. -ENOSYS where the runtime has no libuv (Bun, Deno); other -errno from libuv.
+   */
+  pollerCreateOnLoop(callback: (token: number, events: number) => void): PollerHandle | number;
   /** Registers fd (events: EPOLLIN etc.) with a caller-chosen token (int32). 0 or -errno. */
   pollerAdd(poller: PollerHandle, fd: number, token: number, events: number): number;
   /** Re-enables a one-shot registration. 0 or -errno. */

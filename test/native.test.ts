@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../host/native-loader.js';
+import type { PollerHandle } from '../host/native.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -608,113 +609,126 @@ test('unixListen / unixConnect / accept', () => {
 
 // ---- poller.c ------------------------------------------------------------------------------------------------
 
-test('poller: callback on the JS thread when an eventfd is written; one-shot until rearm', async () => {
-  const efd = native.eventfd(0, C.EFD_NONBLOCK);
-  const events: Array<[number, number]> = [];
-  let notify: ((v: [number, number]) => void) | undefined;
-  const poller = native.pollerCreate((token, ev) => {
-    events.push([token, ev]);
-    notify?.([token, ev]);
-  });
-  assert.is(native.pollerAdd(poller, efd, -7, C.EPOLLIN), 0);
-  assert.is(native.pollerAdd(poller, efd, 1, C.EPOLLIN), -E.EEXIST);
+// pollerCreateOnLoop needs Node's own libuv (Bun and Deno have stand-ins that cannot run it: FdPoller uses the
+// thread there).
+const nodeLoop = typeof process.versions.bun !== 'string' && !('Deno' in globalThis);
+const pollerBackends = [['thread', 'pollerCreate'], ['loop', 'pollerCreateOnLoop']] as const;
+for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLoop)) {
+  /** This backend's create; pollerCreateOnLoop must give a handle here (Node has libuv). */
+  const create = (cb: (token: number, events: number) => void): PollerHandle => {
+    const h = native[fn](cb);
+    if (typeof h === 'number') throw new Error(`${fn}: ${h}`);
+    return h;
+  };
 
-  native.eventfdWrite(efd, 1);
-  const first = await waitFor<[number, number]>((r) => (notify = r), 2000);
-  assert.equal(first, [-7, C.EPOLLIN]);
-
-  // Still readable, but one-shot: nothing more until rearmed.
-  native.eventfdWrite(efd, 1);
-  const none = await waitFor<[number, number]>((r) => (notify = r), 150);
-  assert.is(none, 'timeout');
-  assert.is(events.length, 1);
-
-  assert.is(native.pollerRearm(poller, efd, 42, C.EPOLLIN), 0);
-  const second = await waitFor<[number, number]>((r) => (notify = r), 2000);
-  assert.equal(second, [42, C.EPOLLIN]);
-  assert.is(native.eventfdRead(efd), 2);
-
-  assert.is(native.pollerRemove(poller, efd), 0);
-  assert.is(native.pollerRemove(poller, efd), -E.ENOENT);
-  assert.is(native.pollerRearm(poller, efd, 1, C.EPOLLIN), -E.ENOENT);
-  native.pollerClose(poller);
-  native.pollerClose(poller); // idempotent
-  assert.is(native.pollerAdd(poller, efd, 1, C.EPOLLIN), -E.EBADF);
-  assert.throws(() => native.pollerClose({} as never), TypeError);
-  native.close(efd);
-});
-
-test('poller: a closed poller lets the process exit; a throwing callback is logged, not fatal', () => {
-  const r = runChild(`
-    const efd = native.eventfd(0, 0);
-    let calls = 0;
-    const p = native.pollerCreate((token) => {
-      calls++;
-      native.eventfdRead(efd);
-      if (calls === 1) { native.pollerRearm(p, efd, token, native.constants.EPOLLIN); native.eventfdWrite(efd, 1); throw new Error('boom'); }
-      console.log('second ' + token + ' ' + calls);
-      native.pollerClose(p);
+  test(`poller (${mode}): callback on the JS thread when an eventfd is written; one-shot until rearm`, async () => {
+    const efd = native.eventfd(0, C.EFD_NONBLOCK);
+    const events: Array<[number, number]> = [];
+    let notify: ((v: [number, number]) => void) | undefined;
+    const poller = create((token, ev) => {
+      events.push([token, ev]);
+      notify?.([token, ev]);
     });
-    native.pollerAdd(p, efd, 9, native.constants.EPOLLIN);
+    assert.is(native.pollerAdd(poller, efd, -7, C.EPOLLIN), 0);
+    assert.is(native.pollerAdd(poller, efd, 1, C.EPOLLIN), -E.EEXIST);
+
     native.eventfdWrite(efd, 1);
-  `, 10000);
-  assert.is(r.signal, null, 'exited by itself');
-  assert.is(r.status, 0, r.stderr);
-  assert.is(r.stdout.trim(), 'second 9 2');
-  assert.match(r.stderr, /poller callback threw/);
-  assert.match(r.stderr, /boom/);
-});
+    const first = await waitFor<[number, number]>((r) => (notify = r), 2000);
+    assert.equal(first, [-7, C.EPOLLIN]);
 
-test('poller: an open poller keeps the event loop alive', () => {
-  const r = runChild(`native.pollerCreate(() => {}); console.log('started');`, 1500);
-  assert.is(r.stdout.trim(), 'started');
-  assert.is(r.signal, 'SIGTERM', 'still running when the timeout hit');
-});
-
-test('poller in a worker thread: events arrive there; terminating the worker with the poller open cleans up', async () => {
-  const base = native.countOpenFds();
-  const loader = new URL('../host/native-loader.js', import.meta.url).href;
-  const worker = new Worker(`
-    const { parentPort } = require('node:worker_threads');
-    import(${JSON.stringify(loader)}).then(({ native }) => {
-      const efd = native.eventfd(0, 0);
-      const p = native.pollerCreate((token, events) => parentPort.postMessage({ efd, token, events }));
-      native.pollerAdd(p, efd, 77, native.constants.EPOLLIN);
-      native.eventfdWrite(efd, 1);
-    });`, { eval: true });
-  const msg = await waitFor<{ efd: number; token: number; events: number }>((r) => worker.once('message', r), 5000);
-  assert.ok(msg !== 'timeout', 'event delivered in the worker');
-  assert.is(msg.token, 77);
-  assert.is(msg.events, C.EPOLLIN);
-  await worker.terminate();
-  native.close(msg.efd);
-  assert.is(native.countOpenFds(), base, 'the poller thread was joined and its fds closed');
-});
-
-test('poller: 300 rearm cycles from inside the callback deliver exactly 300 events', async () => {
-  const efd = native.eventfd(0, C.EFD_NONBLOCK);
-  let count = 0;
-  let done: ((v: number) => void) | undefined;
-  const poller = native.pollerCreate((token) => {
-    count++;
-    assert.is(native.eventfdRead(efd), 1);
-    if (count === 300) {
-      done?.(count);
-      return;
-    }
-    native.pollerRearm(poller, efd, token, C.EPOLLIN);
+    // Still readable, but one-shot: nothing more until rearmed.
     native.eventfdWrite(efd, 1);
+    const none = await waitFor<[number, number]>((r) => (notify = r), 150);
+    assert.is(none, 'timeout');
+    assert.is(events.length, 1);
+
+    assert.is(native.pollerRearm(poller, efd, 42, C.EPOLLIN), 0);
+    const second = await waitFor<[number, number]>((r) => (notify = r), 2000);
+    assert.equal(second, [42, C.EPOLLIN]);
+    assert.is(native.eventfdRead(efd), 2);
+
+    assert.is(native.pollerRemove(poller, efd), 0);
+    assert.is(native.pollerRemove(poller, efd), -E.ENOENT);
+    assert.is(native.pollerRearm(poller, efd, 1, C.EPOLLIN), -E.ENOENT);
+    native.pollerClose(poller);
+    native.pollerClose(poller); // idempotent
+    assert.is(native.pollerAdd(poller, efd, 1, C.EPOLLIN), -E.EBADF);
+    assert.throws(() => native.pollerClose({} as never), TypeError);
+    native.close(efd);
   });
-  native.pollerAdd(poller, efd, 3, C.EPOLLIN);
-  native.eventfdWrite(efd, 1);
-  const r = await waitFor<number>((resolve) => (done = resolve), 5000);
-  assert.is(r, 300);
-  native.eventfdWrite(efd, 1); // not rearmed: must stay silent
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.is(count, 300);
-  native.pollerClose(poller);
-  native.close(efd);
-});
+
+  test(`poller (${mode}): a closed poller lets the process exit; a throwing callback is logged, not fatal`, () => {
+    const r = runChild(`
+      const efd = native.eventfd(0, 0);
+      let calls = 0;
+      const p = native.${fn}((token) => {
+        calls++;
+        native.eventfdRead(efd);
+        if (calls === 1) { native.pollerRearm(p, efd, token, native.constants.EPOLLIN); native.eventfdWrite(efd, 1); throw new Error('boom'); }
+        console.log('second ' + token + ' ' + calls);
+        native.pollerClose(p);
+      });
+      native.pollerAdd(p, efd, 9, native.constants.EPOLLIN);
+      native.eventfdWrite(efd, 1);
+    `, 10000);
+    assert.is(r.signal, null, 'exited by itself');
+    assert.is(r.status, 0, r.stderr);
+    assert.is(r.stdout.trim(), 'second 9 2');
+    assert.match(r.stderr, /poller callback threw/);
+    assert.match(r.stderr, /boom/);
+  });
+
+  test(`poller (${mode}): an open poller keeps the event loop alive`, () => {
+    const r = runChild(`native.${fn}(() => {}); console.log('started');`, 1500);
+    assert.is(r.stdout.trim(), 'started');
+    assert.is(r.signal, 'SIGTERM', 'still running when the timeout hit');
+  });
+
+  test(`poller (${mode}) in a worker thread: events arrive there; terminating the worker with the poller open cleans up`, async () => {
+    const base = native.countOpenFds();
+    const loader = new URL('../host/native-loader.js', import.meta.url).href;
+    const worker = new Worker(`
+      const { parentPort } = require('node:worker_threads');
+      import(${JSON.stringify(loader)}).then(({ native }) => {
+        const efd = native.eventfd(0, 0);
+        const p = native.${fn}((token, events) => parentPort.postMessage({ efd, token, events }));
+        native.pollerAdd(p, efd, 77, native.constants.EPOLLIN);
+        native.eventfdWrite(efd, 1);
+      });`, { eval: true });
+    const msg = await waitFor<{ efd: number; token: number; events: number }>((r) => worker.once('message', r), 5000);
+    assert.ok(msg !== 'timeout', 'event delivered in the worker');
+    assert.is(msg.token, 77);
+    assert.is(msg.events, C.EPOLLIN);
+    await worker.terminate();
+    native.close(msg.efd);
+    assert.is(native.countOpenFds(), base, 'the poller thread was joined and its fds closed');
+  });
+
+  test(`poller (${mode}): 300 rearm cycles from inside the callback deliver exactly 300 events`, async () => {
+    const efd = native.eventfd(0, C.EFD_NONBLOCK);
+    let count = 0;
+    let done: ((v: number) => void) | undefined;
+    const poller = create((token) => {
+      count++;
+      assert.is(native.eventfdRead(efd), 1);
+      if (count === 300) {
+        done?.(count);
+        return;
+      }
+      native.pollerRearm(poller, efd, token, C.EPOLLIN);
+      native.eventfdWrite(efd, 1);
+    });
+    native.pollerAdd(poller, efd, 3, C.EPOLLIN);
+    native.eventfdWrite(efd, 1);
+    const r = await waitFor<number>((resolve) => (done = resolve), 5000);
+    assert.is(r, 300);
+    native.eventfdWrite(efd, 1); // not rearmed: must stay silent
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.is(count, 300);
+    native.pollerClose(poller);
+    native.close(efd);
+  });
+}
 
 test('raw epoll: epollCreate / epollCtl / epollWait', () => {
   const ep = native.epollCreate();
@@ -761,9 +775,12 @@ test('countOpenFds sees a new fd and nothing leaks across a loop of every fd-cre
     const m = native.memfdCreate('leak', 0);
     const ep = native.epollCreate();
     const d = native.dup(fd);
-    const p = native.pollerCreate(() => {});
-    native.pollerAdd(p, e, 1, C.EPOLLIN);
-    native.pollerClose(p);
+    const pollers = [native.pollerCreate(() => {})];
+    if (nodeLoop) pollers.push(native.pollerCreateOnLoop(() => {}) as PollerHandle);
+    for (const p of pollers) {
+      native.pollerAdd(p, e, 1, C.EPOLLIN);
+      native.pollerClose(p);
+    }
     for (const x of [fd, sv[0], sv[1], e, m, ep, d]) native.close(x);
   }
   assert.is(native.countOpenFds(), base);

@@ -1,7 +1,12 @@
 /**
- * A token -> handler table over the native one-shot poller (`native.pollerCreate`). Used by the vhost-user
- * listener/backend (listen socket, connection socket, kick eventfds) and by the frontend library (its socket,
- * call eventfds).
+ * A token -> handler table over the native one-shot poller. Used by the vhost-user listener/backend (listen
+ * socket, connection socket, kick eventfds) and by the frontend library (its socket, call eventfds).
+ *
+ * Two native backends behind one API: `loop` (`native.pollerCreateOnLoop`: the epoll fd is watched by Node's own
+ * libuv loop, callbacks run straight from it: one wake-up per kick) and `thread` (`native.pollerCreate`: a thread
+ * blocked in epoll_wait hands events over through a threadsafe function: two wake-ups per kick, but it works in
+ * any Node-API runtime). `loop` is used on Node, `thread` on Bun and Deno (whose libuv stand-ins cannot run it);
+ * VIRTIOFSD_TS_POLLER=thread|loop forces one.
  *
  * One-shot: after a handler runs, its fd is silent until `rearm(token)`. Tokens are never reused, so a callback
  * that was already queued for a removed fd finds no handler and is dropped.
@@ -16,13 +21,26 @@ export type FdHandler = (events: number) => void;
 
 interface Registration { fd: number; events: number; handler: FdHandler }
 
+export type PollerMode = 'loop' | 'thread';
+
 export class FdPoller {
   private handle: PollerHandle | null;
   private readonly regs = new Map<number, Registration>();
   private nextToken = 1;
+  /** Which native backend this poller runs on. */
+  readonly mode: PollerMode;
 
-  constructor() {
-    this.handle = native.pollerCreate((token, events) => this.dispatch(token, events));
+  constructor(mode: PollerMode | 'auto' = defaultMode()) {
+    const cb = (token: number, events: number): void => this.dispatch(token, events);
+    const onLoop = mode === 'thread' ? -1 : native.pollerCreateOnLoop(cb);
+    if (typeof onLoop !== 'number') {
+      this.handle = onLoop;
+      this.mode = 'loop';
+    } else {
+      if (mode === 'loop') throw new SystemError('uv_poll_init', -onLoop, native.strerror(-onLoop), 'poller on the loop');
+      this.handle = native.pollerCreate(cb);
+      this.mode = 'thread';
+    }
   }
 
   get closed(): boolean {
@@ -60,7 +78,7 @@ export class FdPoller {
     return this.regs.has(token);
   }
 
-  /** Stops the poller thread; the process may exit afterwards. Idempotent. */
+  /** Stops the poller (its thread, or its watch on the loop); the process may exit afterwards. Idempotent. */
   close(): void {
     if (this.handle === null) return;
     const h = this.handle;
@@ -79,4 +97,13 @@ export class FdPoller {
       log.error('poller: handler for fd', r.fd, 'threw:', err);
     }
   }
+}
+
+function defaultMode(): PollerMode | 'auto' {
+  const forced = process.env.VIRTIOFSD_TS_POLLER;
+  if (forced === 'thread' || forced === 'loop') return forced;
+  // Only Node's loop is the real libuv one: Bun exports uv_* names as stubs that abort the process, and Deno's
+  // napi_get_uv_event_loop gives a loop whose uv_poll callbacks never fire.
+  const other = typeof process.versions.bun === 'string' || 'Deno' in globalThis;
+  return other ? 'thread' : 'auto';
 }
