@@ -8,39 +8,26 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { native } from '../host/native-loader.js';
-import { mountsAt } from '../host/transport/dev-fuse.js';
+import { CLI, type MountedDaemon, devFuseUsable, detach, isMounted, mountDaemon } from './util/dev-fuse-mount.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
-const C = native.constants;
-const usable = process.getuid?.() === 0 && fs.existsSync('/dev/fuse');
+const usable = devFuseUsable;
 const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'dev-fuse-test-')));
 fs.chmodSync(tmp, 0o755); // other users (the default_permissions test) must reach the mountpoints
 const mountpoints: string[] = [];
 const children: ChildProcess[] = [];
 let seq = 0;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function mounted(mp: string): boolean {
-  return mountsAt(mp).some((m) => m.fstype === 'fuse.virtiofsd-ts');
-}
-
 function detachAll(): void {
-  for (const mp of mountpoints) {
-    for (let i = 0; i < 4 && mountsAt(mp).length > 0; i++) native.umount2(mp, C.MNT_DETACH);
-  }
+  for (const mp of mountpoints) detach(mp);
 }
 
-interface Daemon { child: ChildProcess; dir: string; mp: string; stderr: () => string; exit: Promise<number | null> }
+type Daemon = MountedDaemon;
 
-/** Starts the CLI on a fresh D and M and waits for the mount to appear. */
+/** Starts the CLI on a fresh D and M (test/util/dev-fuse-mount.ts) and waits for the mount to appear. */
 async function start(extra: string[] = []): Promise<Daemon> {
   const n = seq++;
   const dir = path.join(tmp, `share${n}`);
@@ -48,20 +35,9 @@ async function start(extra: string[] = []): Promise<Daemon> {
   fs.mkdirSync(dir);
   fs.mkdirSync(mp);
   mountpoints.push(mp);
-  const child = spawn(process.execPath, [CLI, `--shared-dir=${dir}`, `--mountpoint=${mp}`, '--log-level=warn',
-    ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr!.on('data', (d) => { err += d; });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const t0 = Date.now();
-  while (!mounted(mp)) {
-    if (child.exitCode !== null || Date.now() - t0 > 5000) {
-      throw new Error(`daemon did not mount ${mp} (exit ${child.exitCode}):\n${err}`);
-    }
-    await sleep(20);
-  }
-  return { child, dir, mp, stderr: () => err, exit };
+  const daemon = await mountDaemon(dir, mp, extra);
+  children.push(daemon.child);
+  return daemon;
 }
 
 async function exitWithin(d: Daemon, ms: number): Promise<number | null> {
@@ -228,7 +204,7 @@ test('SIGTERM: the mount is gone and the daemon exits 0', async () => {
   fs.unlinkSync(path.join(d.mp, 'a.txt'));
   d.child.kill('SIGTERM');
   assert.is(await exitWithin(d, 10000), 0, d.stderr());
-  assert.not.ok(mounted(d.mp), 'unmounted');
+  assert.not.ok(isMounted(d.mp), 'unmounted');
   assert.is(d.stderr(), '', 'nothing logged at warn or above');
   assert.ok(fs.existsSync(path.join(d.dir, 'big.bin')), 'the share itself is untouched');
   assert.not.ok(fs.existsSync(path.join(d.dir, 'a.txt')));
@@ -242,7 +218,7 @@ test('SIGINT with a file still open on the mount: detached lazily, exit 0; the o
   try {
     b.child.kill('SIGINT');
     assert.is(await exitWithin(b, 10000), 0, b.stderr());
-    assert.not.ok(mounted(b.mp), 'detached from the tree');
+    assert.not.ok(isMounted(b.mp), 'detached from the tree');
     assert.ok(['ENOTCONN', 'ECONNABORTED', 'EIO'].includes(code(() => fs.readSync(fd, Buffer.alloc(4), 0, 4, 0))));
   } finally {
     code(() => fs.closeSync(fd)); // FLUSH cannot reach anyone: ENOTCONN
@@ -255,7 +231,7 @@ test('unmounted from outside: the kernel ends the session and the daemon exits 0
   assert.is(fs.readdirSync(b.mp).length, 0);
   execFileSync('umount', [b.mp]);
   assert.is(await exitWithin(b, 10000), 0, b.stderr());
-  assert.not.ok(mounted(b.mp));
+  assert.not.ok(isMounted(b.mp));
 });
 
 test('SIGKILL leaves a dead mount (ENOTCONN); umount -l cleans it up', async () => {
@@ -264,10 +240,10 @@ test('SIGKILL leaves a dead mount (ENOTCONN); umount -l cleans it up', async () 
   fs.writeFileSync(path.join(b.mp, 'f'), 'x');
   b.child.kill('SIGKILL');
   await exitWithin(b, 10000);
-  assert.ok(mounted(b.mp), 'nobody unmounted it');
+  assert.ok(isMounted(b.mp), 'nobody unmounted it');
   assert.is(code(() => fs.statSync(b.mp)), 'ENOTCONN');
   execFileSync('umount', ['-l', b.mp]);
-  assert.not.ok(mounted(b.mp));
+  assert.not.ok(isMounted(b.mp));
   assert.is(fs.readFileSync(path.join(b.dir, 'f'), 'utf8'), 'x');
 });
 
@@ -287,7 +263,7 @@ test('the CLI refuses a mountpoint inside the share, and --socket-path with --mo
     { encoding: 'utf8', timeout: 10000 });
   assert.is(r.status, 1);
   assert.match(r.stderr, /--mountpoint .*ENOENT/);
-  assert.not.ok(mounted(path.join(dir, 'inner')));
+  assert.not.ok(isMounted(path.join(dir, 'inner')));
 });
 
 test.run();
