@@ -1563,6 +1563,24 @@ static void t_special(void) {
   ERR("mknod/missing-dir-enoent", mknod("f_missing/p", S_IFIFO | 0600, 0), ENOENT);
 }
 
+/* In the setgid directory `dir` (group 4242): a new file gets the directory's group. */
+static void want_sgid_file(const char *dir) {
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/f", dir);
+  SYS(put(p, "g", 0644));
+  WANT_EQ("st_gid", st_of(p).st_gid, 4242);
+}
+
+/* In the setgid directory `dir` (group 4242): a new subdirectory gets the group and keeps S_ISGID. */
+static void want_sgid_subdir(const char *dir) {
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/sub", dir);
+  SYS(mkdir(p, 0755));
+  struct stat st = st_of(p);
+  WANT_EQ("st_gid", st.st_gid, 4242);
+  WANT_TRUE("S_ISGID set", (st.st_mode & S_ISGID) != 0);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* setgid directories and setuid/setgid clearing (as root; the non-root half is in t_nonroot) */
 
@@ -1574,16 +1592,8 @@ static void t_setgid(void) {
     SYS(chmod("g_dir", 02777));
     WANT_MODE("mode", st_of("g_dir").st_mode & 07777, 02777);
   }
-  CHECK("sgid/new-file-gets-dir-gid") {
-    SYS(put("g_dir/f", "g", 0644));
-    WANT_EQ("st_gid", st_of("g_dir/f").st_gid, 4242);
-  }
-  CHECK("sgid/new-subdir-gets-gid-and-keeps-setgid") {
-    SYS(mkdir("g_dir/sub", 0755));
-    struct stat st = st_of("g_dir/sub");
-    WANT_EQ("st_gid", st.st_gid, 4242);
-    WANT_TRUE("S_ISGID set", (st.st_mode & S_ISGID) != 0);
-  }
+  CHECK("sgid/new-file-gets-dir-gid") want_sgid_file("g_dir");
+  CHECK("sgid/new-subdir-gets-gid-and-keeps-setgid") want_sgid_subdir("g_dir");
   CHECK("sgid/inherited-two-levels") {
     SYS(put("g_dir/sub/f", "g", 0644));
     WANT_EQ("st_gid", st_of("g_dir/sub/f").st_gid, 4242);
@@ -1895,16 +1905,8 @@ static void t_nonroot_child(void) {
     SYS(chmod("n_sgid/sg", 02755));
     WANT_MODE("mode", st_of("n_sgid/sg").st_mode & 07777, 0755);
   }
-  CHECK("perm/sgid-dir-new-file-gets-dir-gid") {
-    SYS(put("n_sgid/f", "x", 0644));
-    WANT_EQ("st_gid", st_of("n_sgid/f").st_gid, 4242);
-  }
-  CHECK("perm/sgid-dir-new-subdir-keeps-setgid") {
-    SYS(mkdir("n_sgid/sub", 0755));
-    struct stat st = st_of("n_sgid/sub");
-    WANT_EQ("st_gid", st.st_gid, 4242);
-    WANT_TRUE("S_ISGID set", (st.st_mode & S_ISGID) != 0);
-  }
+  CHECK("perm/sgid-dir-new-file-gets-dir-gid") want_sgid_file("n_sgid");
+  CHECK("perm/sgid-dir-new-subdir-keeps-setgid") want_sgid_subdir("n_sgid");
   ERR("perm/sticky-unlink-others-file-eperm", unlink("n_sticky/rootfile"), EPERM);
   ERR("perm/sticky-rename-others-file-eperm", rename("n_sticky/rootfile", "n_sticky/moved"), EPERM);
   OKC("perm/sticky-unlink-own-file", unlink("n_sticky/nobodyfile"));
