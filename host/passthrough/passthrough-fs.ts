@@ -245,6 +245,20 @@ export class PassthroughFs implements FileSystem {
     return this.acquireFd(fd, attr);
   }
 
+  /**
+   * Where MKNOD/MKDIR/CREATE make `name`: the caller's host credentials (EPERM for a forbidden guest id), the name
+   * checked, the parent directory. In that order, so the errno precedence is the same for every creating op.
+   */
+  private newEntryIn(guestCtx: Context, parent: number, name: string): { ctx: Context; dir: Inode } | number {
+    const ctx = this.creds.toHost(guestCtx);
+    if (typeof ctx === 'number') return ctx;
+    const bad = checkName(name, false);
+    if (bad < 0) return bad;
+    const dir = this.dir(parent);
+    if (typeof dir === 'number') return dir;
+    return { ctx, dir };
+  }
+
   private dir(nodeId: number): Inode | number {
     const inode = this.inodes.get(nodeId);
     if (inode === undefined) return -E.ENOENT;
@@ -454,12 +468,9 @@ export class PassthroughFs implements FileSystem {
 
   mknod(guestCtx: Context, parent: number, name: string, mode: number, rdev: number, umask: number,
         attr: AttrTarget): Entry | number {
-    const ctx = this.creds.toHost(guestCtx);
-    if (typeof ctx === 'number') return ctx;
-    const bad = checkName(name, false);
-    if (bad < 0) return bad;
-    const dir = this.dir(parent);
-    if (typeof dir === 'number') return dir;
+    const at = this.newEntryIn(guestCtx, parent, name);
+    if (typeof at === 'number') return at;
+    const { ctx, dir } = at;
     const type = mode & C.S_IFMT;
     if (type === C.S_IFDIR || type === C.S_IFLNK) return -E.EINVAL;
     // A device node made by the guest would be a host device node (CVE-2020-35517 class): refused unless allowed.
@@ -468,7 +479,7 @@ export class PassthroughFs implements FileSystem {
     if (device && !this.allowMknodDevices && !(type === C.S_IFCHR && rdev === 0)) return -E.EPERM;
     const m = this.createMode(ctx, dir, mode);
     const r = this.creating(ctx, dir, umask,
-      () => native.mknodat(dir.fd, name, m, type === C.S_IFCHR || type === C.S_IFBLK ? rdev : 0));
+      () => native.mknodat(dir.fd, name, m, device ? rdev : 0));
     if (r < 0) return r;
     this.fixNew(ctx, dir, name, m, attr);
     return this.lookupChild(dir.fd, name, attr);
@@ -476,12 +487,9 @@ export class PassthroughFs implements FileSystem {
 
   mkdir(guestCtx: Context, parent: number, name: string, mode: number, umask: number,
         attr: AttrTarget): Entry | number {
-    const ctx = this.creds.toHost(guestCtx);
-    if (typeof ctx === 'number') return ctx;
-    const bad = checkName(name, false);
-    if (bad < 0) return bad;
-    const dir = this.dir(parent);
-    if (typeof dir === 'number') return dir;
+    const at = this.newEntryIn(guestCtx, parent, name);
+    if (typeof at === 'number') return at;
+    const { ctx, dir } = at;
     const r = this.creating(ctx, dir, umask, () => native.mkdirat(dir.fd, name, mode & 0o7777));
     if (r < 0) return r;
     this.fixNew(ctx, dir, name, C.S_IFDIR | (mode & 0o7777), attr);
@@ -559,12 +567,9 @@ export class PassthroughFs implements FileSystem {
 
   create(guestCtx: Context, parent: number, name: string, mode: number, flags: number, umask: number,
          attr: AttrTarget, openFlags = 0): CreateResult | number {
-    const ctx = this.creds.toHost(guestCtx);
-    if (typeof ctx === 'number') return ctx;
-    const bad = checkName(name, false);
-    if (bad < 0) return bad;
-    const dir = this.dir(parent);
-    if (typeof dir === 'number') return dir;
+    const at = this.newEntryIn(guestCtx, parent, name);
+    if (typeof at === 'number') return at;
+    const { ctx, dir } = at;
     const base = this.openFlags(flags);
     // Create exclusively first, as the caller, so we know whether the file is new (and it gets the caller's owner).
     const m = this.createMode(ctx, dir, C.S_IFREG | (mode & 0o7777));
