@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <linux/falloc.h>
+#include <linux/seccomp.h>
 #include <unistd.h>
 
 /* ---- error and argument helpers ----------------------------------------------------------------------- */
@@ -235,6 +236,8 @@ static const struct vfs_constant vfs_constants[] = {
     K(EPOLLIN), K(EPOLLOUT), K(EPOLLERR), K(EPOLLHUP), K(EPOLLRDHUP),
     /* mount(2) / umount2(2) */
     K(MS_RDONLY), K(MS_NOSUID), K(MS_NODEV), K(MS_NOEXEC), K(MNT_FORCE), K(MNT_DETACH), K(UMOUNT_NOFOLLOW),
+    /* seccompInstall's `action` */
+    K(SECCOMP_RET_KILL_PROCESS), K(SECCOMP_RET_TRAP), K(SECCOMP_RET_LOG), K(SECCOMP_RET_ALLOW),
 };
 
 static const struct vfs_constant vfs_errnos[] = {
@@ -365,11 +368,9 @@ NAPI_MODULE_INIT() {
       FN("fchdir", vfs_fchdir),
       FN("geteuid", vfs_geteuid),
       FN("execve", vfs_execve),
-      FN("sandboxConstants", vfs_sandbox_constants),
       FN("sandboxRequest", vfs_sandbox_request),
       /* seccomp.c */
       FN("seccompArch", vfs_seccomp_arch),
-      FN("seccompConstants", vfs_seccomp_constants),
       FN("seccompInstall", vfs_seccomp_install),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

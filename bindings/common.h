@@ -212,12 +212,10 @@ VFS_FN(vfs_chdir);
 VFS_FN(vfs_fchdir);
 VFS_FN(vfs_geteuid);
 VFS_FN(vfs_execve);
-VFS_FN(vfs_sandbox_constants);
 VFS_FN(vfs_sandbox_request);
 
 /* seccomp.c */
 VFS_FN(vfs_seccomp_arch);
-VFS_FN(vfs_seccomp_constants);
 VFS_FN(vfs_seccomp_install);
 
 #endif /* VIRTIOFSD_COMMON_H */

@@ -157,14 +157,20 @@ static napi_value vfs_throw_errno(napi_env env, const char *what, int e) {
   return NULL;
 }
 
+/* The callback argument of a create function: false with a TypeError pending when it is not a function. */
+static bool vfs_is_callback(napi_env env, napi_value v, const char *fn) {
+  napi_valuetype type;
+  NAPI_CHECK_OR(env, napi_typeof(env, v, &type), false);
+  if (type == napi_function) return true;
+  char msg[96];
+  snprintf(msg, sizeof msg, "virtiofsd-ts native: %s needs a function", fn);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return false;
+}
+
 VFS_FN(vfs_poller_create) {
   VFS_ARGS(env, info, 1);
-  napi_valuetype type;
-  NAPI_CALL(env, napi_typeof(env, argv[0], &type));
-  if (type != napi_function) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: pollerCreate needs a function");
-    return NULL;
-  }
+  if (!vfs_is_callback(env, argv[0], "pollerCreate")) return NULL;
 
   struct vfs_poller *p = calloc(1, sizeof *p);
   if (p == NULL) return vfs_throw_errno(env, "pollerCreate", ENOMEM);
@@ -311,12 +317,7 @@ static void vfs_poller_env_cleanup(void *arg) {
 
 VFS_FN(vfs_poller_create_on_loop) {
   VFS_ARGS(env, info, 1);
-  napi_valuetype type;
-  NAPI_CALL(env, napi_typeof(env, argv[0], &type));
-  if (type != napi_function) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: pollerCreateOnLoop needs a function");
-    return NULL;
-  }
+  if (!vfs_is_callback(env, argv[0], "pollerCreateOnLoop")) return NULL;
   uv_loop_t *loop = NULL;
   if (!vfs_uv_available() || napi_get_uv_event_loop(env, (struct uv_loop_s **)&loop) != napi_ok || loop == NULL)
     return vfs_int(env, -ENOSYS);

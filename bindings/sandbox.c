@@ -1,6 +1,6 @@
 /*
  * sandbox.c: the syscalls of the sandbox set-up (host/sandbox.ts has the policy). Each function is one syscall.
- * mount/umount2 are fuse-dev.c's; the propagation and bind flags they need are in sandboxConstants().
+ * mount/umount2 are fuse-dev.c's; the flags they take are in `constants`.
  *
  * pivot_root, chroot and chdir change the root/cwd of the whole process: every thread of a pthread process shares
  * one fs_struct (CLONE_FS), so libuv's pool threads and V8's workers move with the JS thread.
@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -107,26 +106,6 @@ VFS_FN(vfs_execve) {
   vfs_free_strv(av);
   vfs_free_strv(ev);
   return vfs_int(env, -(int64_t)e);
-}
-
-VFS_FN(vfs_sandbox_constants) {
-  napi_value obj, v;
-  NAPI_CALL(env, napi_create_object(env, &obj));
-#define SC(name)                                                                                             \
-  NAPI_CALL(env, napi_create_int64(env, (int64_t)(name), &v));                                              \
-  NAPI_CALL(env, napi_set_named_property(env, obj, #name, v))
-  SC(MS_BIND);
-  SC(MS_REC);
-  SC(MS_PRIVATE);
-  SC(MS_SLAVE);
-  SC(MS_NOSUID);
-  SC(MS_NODEV);
-  SC(MS_NOEXEC);
-  SC(MS_RDONLY);
-  SC(MS_REMOUNT);
-  SC(MNT_DETACH);
-#undef SC
-  return obj;
 }
 
 /*

@@ -53,21 +53,6 @@ VFS_FN(vfs_seccomp_arch) {
   return s;
 }
 
-/* SECCOMP_RET_* values for the `action` argument of seccompInstall. */
-VFS_FN(vfs_seccomp_constants) {
-  napi_value obj, v;
-  NAPI_CALL(env, napi_create_object(env, &obj));
-#define SC(name)                                                                                             \
-  NAPI_CALL(env, napi_create_int64(env, (int64_t)(uint32_t)(name), &v));                                    \
-  NAPI_CALL(env, napi_set_named_property(env, obj, #name, v))
-  SC(SECCOMP_RET_KILL_PROCESS);
-  SC(SECCOMP_RET_TRAP);
-  SC(SECCOMP_RET_LOG);
-  SC(SECCOMP_RET_ALLOW);
-#undef SC
-  return obj;
-}
-
 /*
  * seccompInstall(syscalls: Int32Array, action: number): 0 or -errno. -ENOSYS: no filter for this architecture;
  * -ESRCH: a thread could not be synchronised (it has a filter of its own that is not an ancestor of ours).

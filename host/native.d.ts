@@ -54,6 +54,8 @@ export interface NativeConstants {
   // mount(2) flags, umount2(2) flags
   MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MNT_FORCE: number;
   MNT_DETACH: number; UMOUNT_NOFOLLOW: number;
+  // seccompInstall's action
+  SECCOMP_RET_KILL_PROCESS: number; SECCOMP_RET_TRAP: number; SECCOMP_RET_LOG: number; SECCOMP_RET_ALLOW: number;
   /** Host page size (sysconf(_SC_PAGESIZE)). */
   PAGE_SIZE: number;
   /** errno values by name: ENOENT, EIO, EBADF, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV,
@@ -261,9 +263,6 @@ export interface Native {
   geteuid(): number;
   /** execve(2); returns only on failure (-errno). Every other thread ends with the exec. */
   execve(path: string, argv: string[], envp: string[]): number;
-  /** mount(2) flags the sandbox needs besides those in `constants`: MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE, ... */
-  sandboxConstants(): Record<'MS_BIND' | 'MS_REC' | 'MS_PRIVATE' | 'MS_SLAVE' | 'MS_NOSUID' | 'MS_NODEV' | 'MS_NOEXEC'
-    | 'MS_RDONLY' | 'MS_REMOUNT' | 'MNT_DETACH', number>;
   /**
    * One request to the sandbox helper on its socket pair `fd` (bindings/sandbox-helper.c): `op` is the byte 'B'
    * (bind `path` onto itself) or 'P' (pivot_root into `path`, old root detached). 0 or -errno. Blocks.
@@ -273,8 +272,6 @@ export interface Native {
   // ---- seccomp.c ------------------------------------------------------------------------------------------
   /** The architecture seccompInstall builds for: 'x86_64', 'aarch64' or 'unsupported'. */
   seccompArch(): string;
-  seccompConstants(): Record<'SECCOMP_RET_KILL_PROCESS' | 'SECCOMP_RET_TRAP' | 'SECCOMP_RET_LOG'
-    | 'SECCOMP_RET_ALLOW', number>;
   /**
    * Installs an allow-list filter on every thread (SECCOMP_FILTER_FLAG_TSYNC, after PR_SET_NO_NEW_PRIVS): the
    * syscall numbers in `syscalls` pass, anything else (and any other ABI) gets `action`. 0 or -errno (-ENOSYS: no

@@ -338,7 +338,7 @@ export function seccompSyscallNumbers(arch: string, mountpoint: boolean): Int32A
  */
 export function installSeccomp(mode: SeccompMode, opts: { mountpoint: boolean }): void {
   if (mode === 'none') return;
-  const k = native.seccompConstants();
+  const k = native.constants;
   const action = { kill: k.SECCOMP_RET_KILL_PROCESS, log: k.SECCOMP_RET_LOG, trap: k.SECCOMP_RET_TRAP }[mode];
   const r = native.seccompInstall(seccompSyscallNumbers(native.seccompArch(), opts.mountpoint), action);
   if (r < 0) throw new SystemError('seccomp', -r, `--seccomp=${mode}: ${native.strerror(-r)}`);
