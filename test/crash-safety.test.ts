@@ -7,43 +7,28 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
+import { type SocketDaemon, spawnSocketDaemon } from './util/socket-daemon.js';
 
 const c = native.constants;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crash-test-'));
 let seq = 0;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Child { child: ChildProcess; socket: string; dir: string; stderr: () => string }
+type Child = SocketDaemon;
 
 async function startDaemon(args: string[] = []): Promise<Child> {
   const n = seq++;
-  const dir = fs.mkdtempSync(path.join(tmp, `share${n}-`));
-  const socket = path.join(tmp, `d${n}.sock`);
-  let err = '';
-  const child = spawn(process.execPath, [CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--log-level=error',
-    '--sandbox=none', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
-  const t0 = Date.now();
-  while (!fs.existsSync(socket)) {
-    if (child.exitCode !== null || Date.now() - t0 > 10000) {
-      child.kill('SIGKILL');
-      throw new Error(`daemon did not start: ${err}`);
-    }
-    await sleep(20);
-  }
-  return { child, socket, dir, stderr: () => err };
+  return spawnSocketDaemon(fs.mkdtempSync(path.join(tmp, `share${n}-`)), path.join(tmp, `d${n}.sock`),
+    { args: ['--log-level=error', '--sandbox=none', ...args] });
 }
 
 function killed(child: ChildProcess): Promise<void> {

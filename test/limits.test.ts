@@ -11,11 +11,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FuseClient, FuseError } from '../host/frontend/fuse-client.js';
 import { GuestMemory, VhostUserFrontend } from '../host/frontend/vhost-user-frontend.js';
 import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, type VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
@@ -23,27 +21,16 @@ import { VirtiofsDaemon } from '../host/daemon.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { setLogLevel } from '../host/log.js';
+import { type SocketDaemon, errnoOf, spawnSocketDaemon } from './util/socket-daemon.js';
 
 setLogLevel('off');
 
 const E = native.constants.errno;
 const c = native.constants;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'limits-test-'));
 let seq = 0;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function errnoOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof FuseError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
 
 async function inProcess(opts: { numRequestQueues?: number } = {}): Promise<{ dir: string; socket: string; d: VirtiofsDaemon }> {
   const n = seq++;
@@ -224,23 +211,10 @@ function fdCount(pid: number): number {
   return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
 
-async function startChild(args: string[]): Promise<{ child: ChildProcess; socket: string; dir: string; stderr: () => string }> {
+async function startChild(args: string[]): Promise<SocketDaemon> {
   const n = seq++;
-  const dir = fs.mkdtempSync(path.join(tmp, `share${n}-`));
-  const socket = path.join(tmp, `c${n}.sock`);
-  let err = '';
-  const child = spawn(process.execPath, [CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never',
-    '--log-level=error', '--sandbox=none', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
-  const t0 = Date.now();
-  while (!fs.existsSync(socket)) {
-    if (child.exitCode !== null || Date.now() - t0 > 10000) {
-      child.kill('SIGKILL');
-      throw new Error(`daemon did not start: ${err}`);
-    }
-    await sleep(20);
-  }
-  return { child, socket, dir, stderr: () => err };
+  return spawnSocketDaemon(fs.mkdtempSync(path.join(tmp, `share${n}-`)), path.join(tmp, `c${n}.sock`),
+    { args: ['--cache=never', '--log-level=error', '--sandbox=none', ...args] });
 }
 
 test('never FORGET: the inode table is bounded by RLIMIT_NOFILE; EMFILE replies, then the daemon serves on', async () => {

@@ -16,10 +16,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FuseClient, FuseError } from '../host/frontend/fuse-client.js';
+import { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { parseCommandLine } from '../host/cli.js';
+import { errnoOf, spawnSocketDaemon } from './util/socket-daemon.js';
 import { capabilitiesOf, capabilityNames, capabilitySet } from '../host/sandbox.js';
 
 const c = native.constants;
@@ -34,16 +35,6 @@ let seq = 0;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function errnoOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof FuseError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
-
 interface Daemon { child: ChildProcess; pid: number; socket: string; dir: string; stderr: () => string }
 
 async function start(mode: string, extra: string[] = [], nodeFlags: string[] = []): Promise<Daemon> {
@@ -53,20 +44,9 @@ async function start(mode: string, extra: string[] = [], nodeFlags: string[] = [
   fs.mkdirSync(path.join(dir, 'sub'));
   fs.symlinkSync('/etc', path.join(dir, 'etc-link'));
   fs.symlinkSync('../../../../../../etc/passwd', path.join(dir, 'sub', 'up-link'));
-  const socket = path.join(tmp, `s${n}.sock`);
-  let err = '';
-  const child = spawn(process.execPath, [...nodeFlags, CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`,
-    '--log-level=warn', `--sandbox=${mode}`, ...extra], { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmp });
   // (cwd: a SIGSYS from the seccomp tests may dump core where the daemon runs; tmp goes at the end.)
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
-  const t0 = Date.now();
-  while (!fs.existsSync(socket)) {
-    if (child.exitCode !== null || Date.now() - t0 > 20000) {
-      child.kill('SIGKILL');
-      throw new Error(`daemon (--sandbox=${mode}) did not start: ${err}`);
-    }
-    await sleep(20);
-  }
+  const { child, socket, stderr } = await spawnSocketDaemon(dir, path.join(tmp, `s${n}.sock`),
+    { args: ['--log-level=warn', `--sandbox=${mode}`, ...extra], nodeFlags, cwd: tmp, timeoutMs: 20000 });
   let pid = child.pid!;
   if (mode === 'namespace') {
     // The spawned process became the helper (execve); the daemon is its only child, PID 1 of the new namespaces.
@@ -76,7 +56,7 @@ async function start(mode: string, extra: string[] = [], nodeFlags: string[] = [
     pid = Number(kids[0]);
     assert.match(fs.readFileSync(`/proc/${pid}/status`, 'utf8'), /^NSpid:\s+\d+\s+1$/m);
   }
-  return { child, pid, socket, dir, stderr: () => err };
+  return { child, pid, socket, dir, stderr };
 }
 
 async function stop(d: Daemon): Promise<{ code: number | null; signal: string | null }> {
