@@ -138,7 +138,6 @@ export interface Op<A = unknown> {
 
 // ---- decoding helpers ---------------------------------------------------------------------------------------------
 
-
 const u32 = (a: Args, off: number): number => a.view.getUint32(a.base + off, true);
 /** A u64 as a number (file handles, node ids, offsets, sizes: all below 2^53 in practice; larger -> imprecise). */
 const u64 = (a: Args, off: number): number => Number(a.view.getBigUint64(a.base + off, true));

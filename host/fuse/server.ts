@@ -127,8 +127,6 @@ export class FuseServer implements Session {
   private readonly parkings = new Map<number, ReplyParking>();
   /** Parked requests by unique (what FUSE_INTERRUPT names). */
   private readonly waiters = new Map<bigint, Waiter>();
-  /** Set by defer() during a handler, taken by serveCurrent. */
-  private pendingRetry: (() => number) | null = null;
 
   constructor(readonly fs: FileSystem, readonly core: FuseCore, options: FuseServerOptions) {
     const { cache } = options;
@@ -211,8 +209,9 @@ export class FuseServer implements Session {
     return this.parkings.has(this.core.reqQueue()) && !this.waiters.has(this.core.reqUnique());
   }
 
+  /** Parks the current request at once (it stops being current); serveCurrent then sends nothing for it. */
   defer(retry: () => number): number {
-    this.pendingRetry = retry;
+    this.parkCurrent(retry);
     return DEFER;
   }
 
@@ -307,7 +306,6 @@ export class FuseServer implements Session {
       const op = OPS.get(opcode);
       noReply = op?.noReply === true;
       this.payloadLen = 0;
-      this.pendingRetry = null;
       const req: Args = {
         view: this.view(), base: core.argsPtr, len: core.reqArgsLen(), nodeId: core.reqNodeId(),
         ctx: { uid: core.reqUid(), gid: core.reqGid(), pid: core.reqPid() },
@@ -332,11 +330,7 @@ export class FuseServer implements Session {
         core.replyNone();
         return;
       }
-      if (r === DEFER && this.pendingRetry !== null) {
-        this.parkCurrent(this.pendingRetry);
-        this.pendingRetry = null;
-        return;
-      }
+      if (r === DEFER) return; // parked by defer(): answered later
       if (!Number.isInteger(r) || r < -4095) {
         // Not an errno (a FileSystem bug): never let it reach the guest as something else.
         log.error(`fuse ${op?.name ?? opcode}: bad result ${r}`);
