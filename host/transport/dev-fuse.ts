@@ -105,7 +105,8 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
   /** Requests served; messages the core refused (logged). */
   requests = 0;
   badMessages = 0;
-  private readonly parkedReply = new ArrayBuffer(16);
+  /** fuse_out_header of a parked request's answer. */
+  private readonly parkedReply = new DataView(new ArrayBuffer(16));
 
   private constructor(private readonly core: Core, private readonly server: FuseServer,
     private readonly options: DevFuseOptions) {
@@ -140,11 +141,11 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
   /** ReplyParking: a parked request's answer is a 16-byte fuse_out_header written like any reply. */
   answer(p: ParkedRequest, error: number): void {
     if (this.ended) return;
-    const v = new DataView(this.parkedReply);
+    const v = this.parkedReply;
     v.setUint32(0, 16, true);
     v.setInt32(4, error, true);
     v.setBigUint64(8, p.unique, true);
-    const w = native.write(this.fd, this.parkedReply, 0, 16);
+    const w = native.write(this.fd, v, 0, 16);
     if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply to a parked request refused: ${native.strerror(-w)}`);
   }
 

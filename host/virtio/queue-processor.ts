@@ -128,6 +128,11 @@ export class QueueProcessor implements ReplyParking {
     if (this.halted || p.head < 0) return;
     const r = this.core.queueReplyParked!(p.queue, p.head, p.unique, error);
     if (r === -16 /* EBUSY */) throw new Error('queueReplyParked inside serveCurrent');
+    this.notifyIfDue();
+  }
+
+  /** Signals the call eventfd when the driver wants to hear about the used elements pushed since the last time. */
+  private notifyIfDue(): void {
     if (this.callFd >= 0 && this.core.queueNeedsNotify(this.queue)) {
       native.eventfdWrite(this.callFd, 1);
       this.stats.notifications++;
@@ -173,10 +178,7 @@ export class QueueProcessor implements ReplyParking {
         break;
       }
     }
-    if (completed > 0 && this.callFd >= 0 && core.queueNeedsNotify(q)) {
-      native.eventfdWrite(this.callFd, 1);
-      this.stats.notifications++;
-    }
+    if (completed > 0) this.notifyIfDue();
     return more;
   }
 
