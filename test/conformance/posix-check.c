@@ -1563,6 +1563,15 @@ static void t_special(void) {
   ERR("mknod/missing-dir-enoent", mknod("f_missing/p", S_IFIFO | 0600, 0), ENOENT);
 }
 
+/* Opens `path` for writing, writes one byte and closes it; then its permission bits must be `mode`. */
+static void want_mode_after_write(const char *path, unsigned mode) {
+  int fd;
+  SYS(fd = open(path, O_WRONLY));
+  WANT_EQ("write", write(fd, "w", 1), 1);
+  close(fd);
+  WANT_MODE("mode", st_of(path).st_mode & 07777, mode);
+}
+
 /* In the setgid directory `dir` (group 4242): a new file gets the directory's group. */
 static void want_sgid_file(const char *dir) {
   char p[PATH_MAX];
@@ -1585,7 +1594,6 @@ static void want_sgid_subdir(const char *dir) {
 /* setgid directories and setuid/setgid clearing (as root; the non-root half is in t_nonroot) */
 
 static void t_setgid(void) {
-  int fd = -1;
   CHECK("sgid/dir-setup") {
     SYS(mkdir("g_dir", 0755));
     SYS(chown("g_dir", 0, 4242));
@@ -1613,11 +1621,8 @@ static void t_setgid(void) {
   CHECK("suid/root-write-keeps-bits") {
     SYS(put("g_suid_root", "x", 0644));
     SYS(chmod("g_suid_root", 06755));
-    SYS(fd = open("g_suid_root", O_WRONLY));
-    WANT_EQ("write", write(fd, "y", 1), 1);
-    close(fd);
     /* Linux keeps the bits when a process with CAP_FSETID writes. */
-    WANT_MODE("mode", st_of("g_suid_root").st_mode & 07777, 06755);
+    want_mode_after_write("g_suid_root", 06755);
   }
 }
 
@@ -1916,10 +1921,7 @@ static void t_nonroot_child(void) {
     SYS(unlink("n_sticky/new"));
   }
   CHECK("suid/write-by-non-owner-clears-setuid-setgid") {
-    SYS(fd = open("n_suid", O_WRONLY));
-    WANT_EQ("write", write(fd, "w", 1), 1);
-    close(fd);
-    WANT_MODE("mode", st_of("n_suid").st_mode & 07777, 0777);
+    want_mode_after_write("n_suid", 0777);
   }
   CHECK("suid/o_trunc-by-non-owner-clears-setuid-setgid") {
     SYS(fd = open("n_suid_otrunc", O_WRONLY | O_TRUNC));
@@ -1927,22 +1929,13 @@ static void t_nonroot_child(void) {
     WANT_MODE("mode", st_of("n_suid_otrunc").st_mode & 07777, 0777);
   }
   CHECK("suid/write-by-group-member-keeps-setgid-without-group-exec") {
-    SYS(fd = open("n_sgid_nox", O_WRONLY));
-    WANT_EQ("write", write(fd, "w", 1), 1);
-    close(fd);
-    WANT_MODE("mode", st_of("n_sgid_nox").st_mode & 07777, 02666);
+    want_mode_after_write("n_sgid_nox", 02666);
   }
   CHECK("suid/write-by-non-member-clears-setgid-without-group-exec") {
-    SYS(fd = open("n_sgid_nox_foreign", O_WRONLY));
-    WANT_EQ("write", write(fd, "w", 1), 1);
-    close(fd);
-    WANT_MODE("mode", st_of("n_sgid_nox_foreign").st_mode & 07777, 0666);
+    want_mode_after_write("n_sgid_nox_foreign", 0666);
   }
   CHECK("suid/write-by-owner-clears-setuid-setgid") {
-    SYS(fd = open("n_own_suid", O_WRONLY));
-    WANT_EQ("write", write(fd, "w", 1), 1);
-    close(fd);
-    WANT_MODE("mode", st_of("n_own_suid").st_mode & 07777, 0755);
+    want_mode_after_write("n_own_suid", 0755);
   }
   CHECK("suid/chgrp-by-owner-clears-setuid-setgid") {
     SYS(chown("n_own_suid2", -1, NOBODY));
