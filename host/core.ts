@@ -22,7 +22,7 @@ import { SystemError, VirtiofsdError } from './errors.js';
 import type { Native } from './native.js';
 
 /** Raw exports of build/core.wasm (i64 as bigint, bool as 0/1). */
-interface CoreExports {
+export interface CoreExports {
   memory: WebAssembly.Memory;
   memReset(): void;
   memAddRegion(gpa: bigint, uva: bigint, size: bigint, linearOffset: number): number;

@@ -19,6 +19,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { init, WASI } from '@wasmer/wasi';
 import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
+import { fuseRequest } from './util/fuse-request.js';
+import type { CoreExports } from '../host/core.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** CORE_RTRACE_WASM: another rtrace build (e.g. one with a deliberate allocation, to see this test fail). */
@@ -47,41 +49,8 @@ async function ensureBuilt(): Promise<void> {
 
 interface Counts { init: number; alloc: number; resize: number; move: number; free: number; collect: number }
 
-interface RawCore {
-  memory: WebAssembly.Memory;
-  memAddRegion(gpa: bigint, uva: bigint, size: bigint, lin: number): number;
-  queueSetNum(q: number, num: number): number;
-  queueSetAddr(q: number, desc: bigint, used: bigint, avail: bigint): number;
-  queueSetBase(q: number, idx: number): void;
-  queueSetFeatures(q: number, eventIdx: number, indirect: number): void;
-  queuePop(q: number): number;
-  queueNeedsNotify(q: number): number;
-  linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
-  linearReplyLen(): number;
-  linearInPtr(): number;
-  linearOutPtr(): number;
-  linearBufSize(): number;
-  reqOpcode(): number;
-  reqUnique(): bigint;
-  reqNodeId(): number;
-  reqArgsLen(): number;
-  reqWritable(): number;
-  argsPtr(): number;
-  replyPtr(): number;
-  statxPtr(): number;
-  direntBufPtr(): number;
-  payloadReadIov(skip: number, max: number): number;
-  payloadWriteIov(skip: number, max: number): number;
-  replySend(error: number, bodyLen: number, payloadLen: number): number;
-  replyNone(): void;
-  encodeAttrOut(dst: number, t: number, statx: number): number;
-  encodeEntryOut(dst: number, nodeid: number, gen: number, et: number, at: number, statx: number): number;
-  direntsBegin(len: number): void;
-  direntNext(): number;
-  direntEmit(dst: number, cap: number): number;
-  direntPlusEmit(dst: number, cap: number, nodeid: number, gen: number, et: number, at: number, statx: number): number;
-  __new(size: number, id: number): number;
-}
+/** The rtrace build's exports: the core's own ABI plus the runtime's allocator entry. */
+type RawCore = CoreExports & { __new(size: number, id: number): number };
 
 async function instantiate(): Promise<{ e: RawCore; counts: Counts; mod: WebAssembly.Module }> {
   await ensureBuilt();
@@ -112,16 +81,9 @@ async function instantiate(): Promise<{ e: RawCore; counts: Counts; mod: WebAsse
 const GPA = 0x4000_0000n;
 const RAM = 1 << 20;
 
-function request(opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array): Uint8Array {
-  const b = new Uint8Array(40 + args.length);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, b.length, true);
-  v.setUint32(4, opcode, true);
-  v.setBigUint64(8, unique, true);
-  v.setBigUint64(16, nodeid, true);
-  b.set(args, 40);
-  return b;
-}
+/** A FUSE request with uid/gid/pid 0 (the core's allocation count does not depend on them). */
+const request = (opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array): Uint8Array =>
+  fuseRequest(opcode, unique, nodeid, args, { uid: 0, gid: 0, pid: 0 });
 
 function readIn(size: number): Uint8Array {
   const b = new Uint8Array(40);
