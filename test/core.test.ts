@@ -15,6 +15,7 @@ import { VirtqueueDriver, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F
   from '../host/frontend/virtqueue-driver.js';
 import { VirtiofsdError } from '../host/errors.js';
 import { fuseRequest } from './util/fuse-request.js';
+import { FUSE_FORGET, FUSE_GETATTR, FUSE_INIT, FUSE_LOOKUP, FUSE_READ, FUSE_WRITE } from '../host/fuse/protocol.js';
 
 /** The core under test: build/core.wasm, or another build (e.g. CORE_WASM=build/core.debug.wasm). */
 const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM });
@@ -25,12 +26,6 @@ const UVA = 0x7f00_0000_0000n;
 const RAM = 4 * 1024 * 1024;
 const BUF_BASE = 0x10_0000n; // buffers start 1 MiB into the region (rings below)
 
-const FUSE_LOOKUP = 1;
-const FUSE_FORGET = 2;
-const FUSE_GETATTR = 3;
-const FUSE_READ = 15;
-const FUSE_WRITE = 16;
-const FUSE_INIT = 26;
 const EINVAL = 22;
 const EIO = 5;
 const ERANGE = 34;

@@ -10,15 +10,10 @@ import {
 } from '../host/core.js';
 import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
 import { fuseRequest } from './util/fuse-request.js';
+import { FUSE_FORGET, FUSE_GETATTR, FUSE_INIT, FUSE_LOOKUP, FUSE_READ, FUSE_WRITE } from '../host/fuse/protocol.js';
 
 const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM });
 
-const FUSE_LOOKUP = 1;
-const FUSE_FORGET = 2;
-const FUSE_GETATTR = 3;
-const FUSE_READ = 15;
-const FUSE_WRITE = 16;
-const FUSE_INIT = 26;
 const EINVAL = 22;
 const EIO = 5;
 const ERANGE = 34;
