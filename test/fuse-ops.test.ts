@@ -13,7 +13,7 @@ import { setLogLevel } from '../host/log.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { PassthroughFs, type PassthroughOptions } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, Rig, cstr, entryOut, initIn, readIn, struct, KERNEL_FLAGS } from './fuse-rig.js';
+import { C, E, Rig, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './fuse-rig.js';
 import { parseCommandLine } from '../host/cli.js';
 import { applyNofileLimit } from '../host/daemon.js';
 
@@ -327,15 +327,7 @@ test('TMPFILE: an unnamed file that can be written and read, with a node and a h
 
 function lk(opcode: number, node: number, fh: number, owner: bigint, type: number, start: bigint, end: bigint,
             lkFlags = 0) {
-  return rig.request(opcode, node, struct(P.LK_IN.SIZE, (v) => {
-    v.setBigUint64(P.LK_IN.fh, BigInt(fh), true);
-    v.setBigUint64(P.LK_IN.owner, owner, true);
-    v.setBigUint64(P.LK_IN.start, start, true);
-    v.setBigUint64(P.LK_IN.end, end, true);
-    v.setUint32(P.LK_IN.type, type, true);
-    v.setUint32(P.LK_IN.pid, 77, true);
-    v.setUint32(P.LK_IN.lkFlags, lkFlags, true);
-  }));
+  return rig.request(opcode, node, lkIn(fh, owner, type, start, end, lkFlags));
 }
 
 function flush(node: number, fh: number, owner: bigint): number {

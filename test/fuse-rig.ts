@@ -174,6 +174,19 @@ export const KERNEL_FLAGS = P.FUSE_ASYNC_READ | P.FUSE_POSIX_LOCKS | P.FUSE_ATOM
   P.FUSE_HANDLE_KILLPRIV | P.FUSE_POSIX_ACL | P.FUSE_MAX_PAGES | P.FUSE_CACHE_SYMLINKS | P.FUSE_SUBMOUNTS |
   P.FUSE_INIT_EXT;
 
+/** fuse_lk_in for GETLK/SETLK/SETLKW: owner's lock of `type` over [start, end], pid 77; `lkFlags` e.g. FUSE_LK_FLOCK. */
+export function lkIn(fh: number, owner: bigint, type: number, start = 0n, end = P.OFFSET_MAX, lkFlags = 0): Uint8Array {
+  return struct(P.LK_IN.SIZE, (v) => {
+    v.setBigUint64(P.LK_IN.fh, BigInt(fh), true);
+    v.setBigUint64(P.LK_IN.owner, owner, true);
+    v.setBigUint64(P.LK_IN.start, start, true);
+    v.setBigUint64(P.LK_IN.end, end, true);
+    v.setUint32(P.LK_IN.type, type, true);
+    v.setUint32(P.LK_IN.pid, 77, true);
+    v.setUint32(P.LK_IN.lkFlags, lkFlags, true);
+  });
+}
+
 export function readIn(fh: number, offset: bigint, size: number): Uint8Array {
   return struct(P.READ_IN.SIZE, (v) => {
     v.setBigUint64(P.READ_IN.fh, BigInt(fh), true);

@@ -16,7 +16,7 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { parseCommandLine } from '../host/cli.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, KERNEL_FLAGS, Rig, cstr, entryOut, initIn, struct } from './fuse-rig.js';
+import { C, E, KERNEL_FLAGS, Rig, cstr, entryOut, initIn, lkIn, struct } from './fuse-rig.js';
 import { QueueProcessor } from '../host/virtio/queue-processor.js';
 import { spawn } from 'node:child_process';
 import { devFuseUsable, mountDaemon } from './util/dev-fuse-mount.js';
@@ -61,20 +61,12 @@ function open(node: number): number {
 
 function lk(opcode: number, node: number, fh: number, owner: bigint, type: number, flock: boolean,
             start = 0n, end = P.OFFSET_MAX) {
-  return rig.request(opcode, node, lkIn(fh, owner, type, flock, start, end));
+  return rig.request(opcode, node, lkOf(fh, owner, type, flock, start, end));
 }
 
-function lkIn(fh: number, owner: bigint, type: number, flock: boolean, start = 0n, end = P.OFFSET_MAX): Uint8Array {
-  return struct(P.LK_IN.SIZE, (v) => {
-    v.setBigUint64(P.LK_IN.fh, BigInt(fh), true);
-    v.setBigUint64(P.LK_IN.owner, owner, true);
-    v.setBigUint64(P.LK_IN.start, start, true);
-    v.setBigUint64(P.LK_IN.end, end, true);
-    v.setUint32(P.LK_IN.type, type, true);
-    v.setUint32(P.LK_IN.pid, 77, true);
-    v.setUint32(P.LK_IN.lkFlags, flock ? P.FUSE_LK_FLOCK : 0, true);
-  });
-}
+/** fuse_lk_in of a POSIX lock, or of a flock (FUSE_LK_FLOCK). */
+const lkOf = (fh: number, owner: bigint, type: number, flock: boolean, start = 0n, end = P.OFFSET_MAX): Uint8Array =>
+  lkIn(fh, owner, type, start, end, flock ? P.FUSE_LK_FLOCK : 0);
 
 /** A host process's view: a non-blocking flock on its own open file. 0 or -EWOULDBLOCK. */
 function hostFlock(): number {
@@ -175,7 +167,7 @@ for (const flock of [false, true]) {
       const fh3 = open(node);
       assert.is(lk(P.FUSE_SETLK, node, fh1, 1n, C.F_WRLCK, flock).error, 0);
 
-      const w = rig.submit(P.FUSE_SETLKW, node, lkIn(fh2, 2n, C.F_WRLCK, flock));
+      const w = rig.submit(P.FUSE_SETLKW, node, lkOf(fh2, 2n, C.F_WRLCK, flock));
       assert.is(rig.driver.pollUsed().length, 0, 'no answer while the lock is held');
       assert.is(rig.server.parkedCount, 1);
       await sleep(40);
@@ -189,7 +181,7 @@ for (const flock of [false, true]) {
       assert.equal(rig.outHeader(w.reply), { len: 16, error: 0, unique: w.unique });
       assert.is(flock ? hostFlock() : hostOfdLock(0n, 10n), flock ? -E.EWOULDBLOCK : -E.EAGAIN, 'the waiter holds it');
 
-      const x = rig.submit(P.FUSE_SETLKW, node, lkIn(fh3, 3n, C.F_WRLCK, flock));
+      const x = rig.submit(P.FUSE_SETLKW, node, lkOf(fh3, 3n, C.F_WRLCK, flock));
       assert.is(rig.server.parkedCount, 1);
       const intr = rig.request(P.FUSE_INTERRUPT, 0, struct(P.INTERRUPT_IN.SIZE,
         (v) => v.setBigUint64(P.INTERRUPT_IN.unique, x.unique, true)));
@@ -201,7 +193,7 @@ for (const flock of [false, true]) {
       assert.is(rig.outHeader(x.reply).error, -E.EINTR);
       assert.is(rig.server.parkedCount, 0);
 
-      rig.submit(P.FUSE_SETLKW, node, lkIn(fh3, 3n, C.F_WRLCK, flock));
+      rig.submit(P.FUSE_SETLKW, node, lkOf(fh3, 3n, C.F_WRLCK, flock));
       assert.is(rig.server.parkedCount, 1);
       proc.reset(); // the queue was reset: its ring is gone
       assert.is(rig.server.parkedCount, 0);
@@ -217,7 +209,7 @@ test('a parked request whose descriptors the guest rewrote gets its chain back u
   const node = lookupF();
   const fh = open(node);
   assert.is(lk(P.FUSE_SETLK, node, fh, 1n, C.F_WRLCK, false).error, 0);
-  const w = rig.submit(P.FUSE_SETLKW, node, lkIn(fh, 2n, C.F_WRLCK, false));
+  const w = rig.submit(P.FUSE_SETLKW, node, lkOf(fh, 2n, C.F_WRLCK, false));
   assert.is(rig.server.parkedCount, 1);
   // The head now claims a writable buffer far outside guest memory.
   rig.driver.writeDesc(w.head, { addr: 0x7fff_0000_0000n, len: 4096, flags: VIRTQ_DESC_F_WRITE, next: 0 });
