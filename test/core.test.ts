@@ -17,8 +17,21 @@ import { VirtiofsdError } from '../host/errors.js';
 import { fuseRequest } from './util/fuse-request.js';
 import { FUSE_FORGET, FUSE_GETATTR, FUSE_INIT, FUSE_LOOKUP, FUSE_READ, FUSE_WRITE } from '../host/fuse/protocol.js';
 
-/** The core under test: build/core.wasm, or another build (e.g. CORE_WASM=build/core.debug.wasm). */
-const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM });
+/**
+ * The core under test: build/core.wasm, or another build (e.g. CORE_WASM=build/core.debug.wasm). CORE_WINDOW_SLOTS=N
+ * runs every test with guest RAM reached through a window of N slots (test/core-windowed.test.ts).
+ */
+const windowSlots = process.env.CORE_WINDOW_SLOTS ? Number(process.env.CORE_WINDOW_SLOTS) : undefined;
+const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM, windowSlots });
+
+/** The payload iovecs {u64 base, u64 len} at iovPtr, bases as linear offsets (test regions live in linear memory). */
+function iovecs(c: Core, n: number): { off: number; len: number }[] {
+  const v = c.view();
+  return Array.from({ length: n }, (_, i) => ({
+    off: Number(v.getBigUint64(c.iovPtr + 16 * i, true) - c.linearBase),
+    len: Number(v.getBigUint64(c.iovPtr + 16 * i + 8, true)),
+  }));
+}
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GPA = 0x4000_0000n;
@@ -610,10 +623,7 @@ test('READ: payloadReadIov spans several writable segments after the out header'
   assert.is(c.queuePop(0), POP_REQUEST);
   const n = c.payloadReadIov(16, 10000);
   assert.is(n, 3);
-  const v = c.view();
-  const iov = Array.from({ length: n }, (_, i) => ({
-    off: v.getUint32(c.iovPtr + 8 * i, true), len: v.getUint32(c.iovPtr + 8 * i + 4, true),
-  }));
+  const iov = iovecs(c, n);
   assert.equal(iov.map((e) => e.len), [4096, 4096, 10000 - 8192]);
   assert.equal(iov.map((e) => e.off), [rig.lin(writable[1].gpa), rig.lin(writable[2].gpa), rig.lin(writable[3].gpa)]);
   // what preadv would do
@@ -637,10 +647,10 @@ test('READ: skip inside a segment and a maxBytes shorter than the buffers', asyn
   assert.is(c.queuePop(0), POP_REQUEST);
   const n = c.payloadReadIov(16, 120);
   assert.is(n, 2);
-  const v = c.view();
-  assert.is(v.getUint32(c.iovPtr, true), rig.lin(writable[0].gpa) + 16);
-  assert.is(v.getUint32(c.iovPtr + 4, true), 84);
-  assert.is(v.getUint32(c.iovPtr + 12, true), 36);
+  const iov = iovecs(c, n);
+  assert.is(iov[0].off, rig.lin(writable[0].gpa) + 16);
+  assert.is(iov[0].len, 84);
+  assert.is(iov[1].len, 36);
   assert.is(c.payloadReadIov(200, 10), 0, 'skip past the end: no iovecs');
   c.replyNone();
 });
@@ -669,11 +679,7 @@ test('WRITE: only fuse_write_in is copied; payloadWriteIov covers the payload ac
   assert.is(n, 3);
   const v = c.view();
   const got: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const off = v.getUint32(c.iovPtr + 8 * i, true);
-    const len = v.getUint32(c.iovPtr + 8 * i + 4, true);
-    got.push(...c.bytes().subarray(off, off + len));
-  }
+  for (const { off, len } of iovecs(c, n)) got.push(...c.bytes().subarray(off, off + len));
   assert.ok(Buffer.from(got).equals(Buffer.from(payload)), 'iovecs cover exactly the payload');
   assert.is(c.payloadWriteIov(40, 1 << 30), 3, 'never past fuse_in_header.len');
   v.setUint32(c.replyPtr, payload.length, true);
@@ -766,7 +772,11 @@ test('memory table and queue setup validation', async () => {
   assert.is(core.memAddRegion(0n, 0n, 0n, off), -EINVAL, 'empty');
   assert.is(core.memAddRegion(0n, 0n, 0x1000n, core.memory.buffer.byteLength - 0x800), -EINVAL,
     'outside linear memory');
-  assert.is(core.memTranslate(GPA + 0x10n, 16), off + 0x10);
+  core.bytes().set([1, 2, 3, 4], off + 0x10);
+  const t = core.memTranslate(GPA + 0x10n, 16);
+  assert.ok(t >= 0, 'translated');
+  assert.equal([...core.bytes().subarray(t, t + 4)], [1, 2, 3, 4], 'to where the guest bytes are');
+  if (windowSlots === undefined) assert.is(t, off + 0x10, 'flat: in the region\'s own linear range');
   assert.is(core.memTranslate(GPA + BigInt(1 << 20) - 8n, 16), -1);
   for (const bad of [0, 3, 12, 65536]) assert.is(core.queueSetNum(0, bad), -EINVAL, `num ${bad}`);
   assert.is(core.queueSetNum(64, 8), -EINVAL, 'queue index out of range');
@@ -819,19 +829,20 @@ test('internal corruption aborts through WASI stderr into ERR_CORE_TRAP with the
   const rig = await Rig.create();
   const { writable } = rig.submit(hdr(), [56], [64]);
   assert.is(rig.core.queuePop(0), POP_REQUEST);
-  // Simulate corruption of the core's own segment table: find the writable segment {lin, 64} in the static
-  // area and zero its length, so the reply scatter runs out of segments.
+  // Simulate corruption of the core's own segment table: find the writable segment {u64 addr, u32 64, u32 region}
+  // in the static area (addr: the linear offset flat, the guest address windowed) and zero its length, so the
+  // reply scatter runs out of segments.
   const v = rig.core.view();
-  const want = rig.lin(writable[0].gpa);
+  const want = windowSlots === undefined ? BigInt(rig.lin(writable[0].gpa)) : writable[0].gpa;
   let at = -1;
   for (let o = 0; o < rig.regionOffset; o += 8) {
-    if (v.getUint32(o, true) === want && v.getUint32(o + 4, true) === 64) {
+    if (v.getBigUint64(o, true) === want && v.getUint32(o + 8, true) === 64) {
       at = o;
       break;
     }
   }
   assert.ok(at >= 0, 'found the segment record');
-  v.setUint32(at + 4, 0, true);
+  v.setUint32(at + 8, 0, true);
   try {
     rig.core.replySend(0, 8, 0);
     assert.unreachable('should have aborted');
