@@ -213,6 +213,8 @@ export class Core {
   readonly linearBase: bigint;
   private readonly forcedSlots: number | undefined;
   private placed: PlacedRegion[] = [];
+  /** addTestRegion's regions, for reAddTestRegions. */
+  private testRegions: { gpa: bigint; uva: bigint; size: number; offset: number; fd: number }[] = [];
   /** Slots of the current window (0: flat mode). */
   private windowSlots = 0;
   /** Chunks the core asked the host to map (tests, logs). */
@@ -548,37 +550,50 @@ export class Core {
    * it only through its window.
    */
   addTestRegion(gpa: bigint, uva: bigint, size: number): number {
-    const offset = this.grow(size);
-    if (this.forcedSlots === undefined) {
-      const rc = this.memAddRegion(gpa, uva, BigInt(size), offset);
-      if (rc < 0) throw new VirtiofsdError('ERR_GUEST_MEMORY', `test region gpa 0x${gpa.toString(16)} rejected`);
-      this.placed.push({ gpa, size: BigInt(size), host: this.linearBase + BigInt(offset), fd: -1, fileOffset: 0,
-        mapping: 0n, mappingLength: 0 });
-      return offset;
-    }
-    const native = this.nativeOrThrow();
-    const bytes = Math.ceil(size / WASM_PAGE) * WASM_PAGE;
-    const fd = native.memfdCreate('core-test-region', 0);
-    if (fd < 0) throw new SystemError('memfd_create', -fd, native.strerror(-fd));
-    let rc = native.ftruncate(fd, bytes);
-    if (rc >= 0) {
-      rc = native.mmapInto(this.memory.buffer, offset, bytes, native.constants.PROT_READ |
-        native.constants.PROT_WRITE, fd, 0);
-    }
-    if (rc < 0) {
-      native.close(fd);
-      throw new SystemError('mmap', -rc, native.strerror(-rc));
-    }
-    // The mapping keeps the memfd's pages; the fd itself stays open for mapChunk (until the process ends).
-    if (this.placed.length === 0) {
+    // Windowed: the window first, so the test regions' views stay one contiguous span after it.
+    if (this.forcedSlots !== undefined && this.placed.length === 0) {
       this.memReset();
       this.beginWindow();
     }
-    const host = this.linearBase + BigInt(offset);
-    this.placed.push({ gpa, size: BigInt(size), host, fd, fileOffset: 0, mapping: 0n, mappingLength: 0 });
-    rc = this.e.memAddRegionWindowed(gpa, uva, BigInt(size), host, 0);
-    if (rc < 0) throw new VirtiofsdError('ERR_GUEST_MEMORY', `test region gpa 0x${gpa.toString(16)} rejected`);
+    const offset = this.grow(size);
+    let fd = -1;
+    if (this.forcedSlots !== undefined) {
+      const native = this.nativeOrThrow();
+      const bytes = Math.ceil(size / WASM_PAGE) * WASM_PAGE;
+      fd = native.memfdCreate('core-test-region', 0);
+      if (fd < 0) throw new SystemError('memfd_create', -fd, native.strerror(-fd));
+      let rc = native.ftruncate(fd, bytes);
+      if (rc >= 0) {
+        rc = native.mmapInto(this.memory.buffer, offset, bytes, native.constants.PROT_READ |
+          native.constants.PROT_WRITE, fd, 0);
+      }
+      if (rc < 0) {
+        native.close(fd);
+        throw new SystemError('mmap', -rc, native.strerror(-rc));
+      }
+      // The fd stays open for mapChunk (until the process ends).
+    }
+    const region = { gpa, uva, size, offset, fd };
+    this.testRegions.push(region);
+    this.registerTestRegion(region);
     return offset;
+  }
+
+  /** Registers a test region with the core (windowed when forced, else flat). */
+  private registerTestRegion(t: { gpa: bigint; uva: bigint; size: number; offset: number; fd: number }): void {
+    const host = this.linearBase + BigInt(t.offset);
+    const rc = t.fd < 0 ? this.memAddRegion(t.gpa, t.uva, BigInt(t.size), t.offset)
+      : this.e.memAddRegionWindowed(t.gpa, t.uva, BigInt(t.size), host, 0);
+    if (rc < 0) throw new VirtiofsdError('ERR_GUEST_MEMORY', `test region gpa 0x${t.gpa.toString(16)} rejected`);
+    this.placed.push({ gpa: t.gpa, size: BigInt(t.size), host, fd: t.fd, fileOffset: 0, mapping: 0n,
+      mappingLength: 0 });
+  }
+
+  /** A fresh memory table of the same test regions (as a new SET_MEM_TABLE would give): tests, fuzzing. */
+  reAddTestRegions(): void {
+    this.unmapGuestRegions();
+    if (this.forcedSlots !== undefined) this.beginWindow();
+    for (const t of this.testRegions) this.registerTestRegion(t);
   }
 
   // ---- queues -------------------------------------------------------------------------------------------------

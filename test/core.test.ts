@@ -15,6 +15,7 @@ import { VirtqueueDriver, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F
   from '../host/frontend/virtqueue-driver.js';
 import { VirtiofsdError } from '../host/errors.js';
 import { fuseRequest } from './util/fuse-request.js';
+import { iovecs } from './util/iovecs.js';
 import { FUSE_FORGET, FUSE_GETATTR, FUSE_INIT, FUSE_LOOKUP, FUSE_READ, FUSE_WRITE } from '../host/fuse/protocol.js';
 
 /**
@@ -23,15 +24,6 @@ import { FUSE_FORGET, FUSE_GETATTR, FUSE_INIT, FUSE_LOOKUP, FUSE_READ, FUSE_WRIT
  */
 const windowSlots = process.env.CORE_WINDOW_SLOTS ? Number(process.env.CORE_WINDOW_SLOTS) : undefined;
 const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM, windowSlots });
-
-/** The payload iovecs {u64 base, u64 len} at iovPtr, bases as linear offsets (test regions live in linear memory). */
-function iovecs(c: Core, n: number): { off: number; len: number }[] {
-  const v = c.view();
-  return Array.from({ length: n }, (_, i) => ({
-    off: Number(v.getBigUint64(c.iovPtr + 16 * i, true) - c.linearBase),
-    len: Number(v.getBigUint64(c.iovPtr + 16 * i + 8, true)),
-  }));
-}
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GPA = 0x4000_0000n;
@@ -792,7 +784,7 @@ test('a new memory table re-translates the rings (queue keeps working after memR
   serveGood(rig);
   rig.core.memReset();
   assert.is(rig.core.queuePop(0), POP_EMPTY, 'no RAM: the rings are not reachable');
-  assert.is(rig.core.memAddRegion(GPA, UVA, BigInt(RAM), rig.regionOffset), 0);
+  rig.core.reAddTestRegions();
   serveGood(rig);
 });
 

@@ -57,8 +57,8 @@ test('harness: a guest-memory change the model did not make is a finding', async
 test('harness: an iovec outside every region is a finding', async () => {
   const rig = await FuzzRig.create(wasmPath);
   const v = rig.core.view();
-  v.setUint32(rig.core.iovPtr, rig.core.replyPtr, true); // core scratch, not guest RAM
-  v.setUint32(rig.core.iovPtr + 4, 16, true);
+  v.setBigUint64(rig.core.iovPtr, rig.core.linearBase + BigInt(rig.core.replyPtr), true); // core scratch, not RAM
+  v.setBigUint64(rig.core.iovPtr + 8, 16n, true);
   expectFinding('iov-in-region', () => rig.checkIovInRegions(1, 'test'));
 });
 

@@ -382,15 +382,17 @@ test('ftruncate / fallocate / fsync / fdatasync / dup', () => {
 
 // ---- preadv / pwritev ----------------------------------------------------------------------------------------
 
+/** struct iovec entries {u64 base, u64 len} at mem[at], bases = mem's address + the given offsets. */
 function putIov(mem: WebAssembly.Memory, at: number, entries: Array<[number, number]>): void {
   const view = new DataView(mem.buffer);
+  const base = BigInt(native.addressOf(mem.buffer));
   entries.forEach(([off, len], i) => {
-    view.setUint32(at + i * 8, off, true);
-    view.setUint32(at + i * 8 + 4, len, true);
+    view.setBigUint64(at + i * 16, base + BigInt(off), true);
+    view.setBigUint64(at + i * 16 + 8, BigInt(len), true);
   });
 }
 
-test('preadv / pwritev through iovecs inside a WebAssembly.Memory', () => {
+test('preadv / pwritev hand struct iovecs (process addresses) to the kernel', () => {
   const dir = scratchDir();
   const fd = native.openat(C.AT_FDCWD, join(dir, 'f'), C.O_CREAT | C.O_RDWR, 0o644);
   fs.writeFileSync(join(dir, 'f'), 'abcdefghijklmnop');
@@ -414,24 +416,49 @@ test('preadv / pwritev through iovecs inside a WebAssembly.Memory', () => {
   assert.is(text(u8.subarray(2000, 2004)), 'efgh');
   assert.is(native.lseek(fd, 0n, C.SEEK_CUR), 8n);
 
-  // Bounds: a segment past the end, a table past the end, too many entries.
-  putIov(mem, 16, [[0, 4], [131070, 3]]);
-  assert.is(native.preadv(fd, mem.buffer, 16, 2, 0), -E.EFAULT);
-  assert.is(native.pwritev(fd, mem.buffer, 16, 2, 0), -E.EFAULT);
-  putIov(mem, 16, [[0xffffffff, 1]]);
+  // The table is checked (inside mem, aligned, at most UIO_MAXIOV); an unmapped base is the kernel's -EFAULT.
+  const v = new DataView(mem.buffer);
+  v.setBigUint64(16, 0x10n, true); // page zero: never mapped
+  v.setBigUint64(24, 4n, true);
   assert.is(native.preadv(fd, mem.buffer, 16, 1, 0), -E.EFAULT);
-  assert.is(native.preadv(fd, mem.buffer, 131068, 1, 0), -E.EFAULT);
-  assert.is(native.preadv(fd, mem.buffer, -8, 1, 0), -E.EFAULT);
+  assert.is(native.pwritev(fd, mem.buffer, 16, 1, 0), -E.EFAULT);
+  assert.is(native.preadv(fd, mem.buffer, 131072 - 8, 1, 0), -E.EFAULT, 'table past the end');
+  assert.is(native.preadv(fd, mem.buffer, -16, 1, 0), -E.EFAULT);
+  assert.is(native.preadv(fd, mem.buffer, 20, 1, 0), -E.EINVAL, 'misaligned table');
   assert.is(native.preadv(fd, mem.buffer, 0, 1025, 0), -E.EINVAL);
   assert.is(native.preadv(fd, mem.buffer, 0, 0, 0), 0);
   assert.is(fs.readFileSync(join(dir, 'f'), 'utf8'), 'aXYZefghijklmnop', 'failed calls wrote nothing');
-  // A view: offsets are relative to the view.
+  // A view: the table offset is relative to the view.
   const view = new Uint8Array(mem.buffer, 4096, 4096);
-  new DataView(mem.buffer).setUint32(4096 + 8, 100, true);
-  new DataView(mem.buffer).setUint32(4096 + 12, 2, true);
-  assert.is(native.preadv(fd, view, 8, 1, 0), 2);
+  putIov(mem, 4096 + 16, [[4096 + 100, 2]]);
+  assert.is(native.preadv(fd, view, 16, 1, 0), 2);
   assert.is(text(view.subarray(100, 102)), 'aX');
   native.close(fd);
+});
+
+test('mmapShared maps a memfd whole (sparse, beyond 4 GiB); munmap releases it', () => {
+  const fd = native.memfdCreate('t', 0);
+  const size = 16 * 2 ** 30; // costs nothing until touched
+  assert.is(native.ftruncate(fd, size), 0);
+  const addr = native.mmapShared(fd, size, 0);
+  assert.ok(addr > 0n, `mapped (${addr})`);
+  const high = 12 * 2 ** 30 + 4096;
+  const src = Buffer.from('above 4 GiB');
+  assert.is(native.pwrite(fd, src, high), src.length);
+  const mem = new WebAssembly.Memory({ initial: 1 });
+  const v = new DataView(mem.buffer);
+  // pwritev from the mapping's address (12 GiB in) to another memfd: the bytes pwrite put in the first one.
+  const fd2 = native.memfdCreate('t2', 0);
+  v.setBigUint64(16, addr + BigInt(high), true);
+  v.setBigUint64(24, BigInt(src.length), true);
+  assert.is(native.pwritev(fd2, mem.buffer, 16, 1, 0), src.length, 'the mapping is readable at its address');
+  const back = Buffer.alloc(src.length);
+  assert.is(native.pread(fd2, back, 0), src.length);
+  assert.is(back.toString(), 'above 4 GiB');
+  assert.is(native.mmapShared(fd, 4096, 100), -BigInt(E.EINVAL), 'unaligned file offset');
+  assert.is(native.munmap(addr, size), 0);
+  native.close(fd);
+  native.close(fd2);
 });
 
 // ---- mman.c ------------------------------------------------------------------------------------------------
