@@ -481,11 +481,12 @@ export class Core {
 
   private mapWindowed(plan: { length: number; fileOffset: number; delta: number; region: GuestRegion }[]): void {
     const native = this.nativeOrThrow();
-    let total = 0n;
-    for (const p of plan) total += p.region.size;
-    if (total > BigInt(MAX_WINDOWED_RAM)) {
+    // The core's chunk table: each region takes ceil((delta + size) / CHUNK_SIZE) of its 2^19 entries.
+    let chunks = 0n;
+    for (const p of plan) chunks += (BigInt(p.delta) + p.region.size + BigInt(CHUNK_SIZE - 1)) / BigInt(CHUNK_SIZE);
+    if (chunks * BigInt(CHUNK_SIZE) > BigInt(MAX_WINDOWED_RAM)) {
       throw new VirtiofsdError('ERR_GUEST_MEMORY',
-        `guest RAM of ${total} bytes is more than the ${MAX_WINDOWED_RAM} bytes the core can address`);
+        `guest RAM of ${chunks} chunks of 2 MiB is more than the ${MAX_WINDOWED_RAM} bytes the core can address`);
     }
     this.beginWindow();
     for (const p of plan) {
@@ -502,7 +503,7 @@ export class Core {
         this.unmapGuestRegions();
         throw new VirtiofsdError('ERR_GUEST_MEMORY',
           `memory region gpa 0x${p.region.gpa.toString(16)} size 0x${p.region.size.toString(16)} rejected ` +
-          `(overlap or overflow)`);
+          `(${rc === -7 ? 'the window\'s chunk table is full' : 'overlap or overflow'})`);
       }
     }
   }

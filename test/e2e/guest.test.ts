@@ -9,6 +9,7 @@
  * skipped with a message. E2E_KEEP=1 keeps the temporary directories for inspection; E2E_ONLY=<text>
  * runs only the tests whose name contains <text>.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -169,8 +170,11 @@ function conformanceProblems(kind: BackendKind, cache: CacheMode, g: GuestResult
   return reportProblems(report, OUR_KNOWN_GAPS).map((p) => `posix-check: ${p}`);
 }
 
-/** Runs the full workload against a backend, then checks the guest's report and the share. */
-async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = false): Promise<void> {
+/**
+ * Runs the full workload against a backend, then checks the guest's report and the share. `memoryArgs`: the
+ * guest's RAM arguments instead of the default 512 MiB.
+ */
+async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = false, memoryArgs?: string[]): Promise<void> {
   await withEnv(`${kind}-${cache}`, async (env) => {
     // Device nodes are our policy's opt-in (--allow-mknod-devices); the conformance checker creates one as root.
     // Ours serves locks on the host (--posix-lock --flock: blocking waits are parked requests); the C virtiofsd
@@ -194,7 +198,7 @@ async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = fals
         if (checkerStart === undefined && line.startsWith(POSIX_CHECK_PREFIX)) checkerStart = Date.now();
         if (line.startsWith('E2E-RESULT posix-check ')) checkerEnd = Date.now();
       };
-      g = await bootGuest({ ...env, image, workload: defaultWorkload(), timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend, onLine });
+      g = await bootGuest({ ...env, image, workload: defaultWorkload(), timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend, onLine, memoryArgs });
       timing(`${kind} cache=${cache}`, g);
       if (checkerStart !== undefined && checkerEnd !== undefined) {
         console.log(`e2e: ${kind} cache=${cache}: posix-check took ${((checkerEnd - checkerStart) / 1000).toFixed(1)} s`);
@@ -222,6 +226,68 @@ e2e('C virtiofsd (reference), cache=auto: workload passes, share checks out, che
 for (const cache of ['auto', 'always', 'never'] as const) {
   e2e(`ours, cache=${cache}: workload passes and the share checks out`, () => fullWorkload('ours', cache));
 }
+
+// ---- guests of more RAM than the core's 4 GiB (the windowed core) -------------------------------------------------
+
+/** `-m <gib>G` backed by one memfd (QEMU splits it below/above 4 GiB: two regions of one fd). */
+const bigRam = (gib: number): string[] => ['-m', `${gib}G`,
+  '-object', `memory-backend-memfd,id=mem,size=${gib}G,share=on`, '-numa', 'node,memdev=mem'];
+
+e2e('ours, -m 6G (guest RAM above 4 GiB, windowed core): the full workload passes', async () => {
+  await fullWorkload('ours', 'auto', false, bigRam(6));
+});
+
+/**
+ * Random data through the guest's page cache (which, in a guest this big, lives mostly above 4 GiB) to the share
+ * and back after dropping caches; the host checks the file too. Memory blocks a cold-plugged DIMM brings are put
+ * online first, where the guest kernel left them offline.
+ */
+const BIG_RAM_WORKLOAD = `#!/bin/sh
+for s in /sys/devices/system/memory/memory*/state; do
+  grep -q offline "$s" 2>/dev/null && echo online_movable > "$s" 2>/dev/null
+done
+echo "E2E-INFO memtotal $(sed -n 's/^MemTotal: *//p' /proc/meminfo | tr -d ' ')"
+dd if=/dev/urandom of=/tmp/big bs=1M count=96 2>/dev/null
+want=$(sha256sum /tmp/big | cut -d' ' -f1)
+cp /tmp/big /mnt/big && sync && echo 3 > /proc/sys/vm/drop_caches
+got=$(sha256sum /mnt/big | cut -d' ' -f1)
+if [ "$want" = "$got" ]; then echo "E2E-RESULT bigfile ok $want"; else echo "E2E-RESULT bigfile fail $want $got"; fi
+`;
+
+async function bigRamGuest(label: string, memoryArgs: string[], minRegions: number): Promise<void> {
+  await withEnv(label, async (env) => {
+    const backend = await startBackend('ours', { ...env, cache: 'auto', logLevel: 'info' });
+    try {
+      const g = await bootGuest({ ...env, image, workload: BIG_RAM_WORKLOAD, timeoutMs: BOOT_TIMEOUT_MS,
+        idleTimeoutMs: IDLE_TIMEOUT_MS, backend, memoryArgs });
+      timing(label, g);
+      console.log(`e2e: ${label}: guest MemTotal ${g.info.memtotal ?? '?'}`);
+      const problems = checkGuestReport(g, ['mount', 'bigfile', 'workload-exit']);
+      const want = g.results.find((r) => r.name === 'bigfile')?.detail.split(' ')[0];
+      const file = path.join(env.sharedDir, 'big');
+      if (!fs.existsSync(file)) problems.push('big: missing on the host');
+      else if (want && createHash('sha256').update(fs.readFileSync(file)).digest('hex') !== want) {
+        problems.push('big: host sha256 differs from the guest\'s');
+      }
+      const table = /guest memory (\d+) region\(s\), (\d+) MiB, windowed/.exec(backend.stderr());
+      if (!table) problems.push('the daemon did not report a windowed memory table');
+      else if (Number(table[1]) < minRegions) problems.push(`only ${table[1]} memory regions (want >= ${minRegions})`);
+      else console.log(`e2e: ${label}: ${table[0]}`);
+      assert.ok(problems.length === 0, describeRun(g, backend, problems));
+    } finally {
+      await backend.stop();
+    }
+  });
+}
+
+e2e('ours, -m 16G: file data through guest RAM above 4 GiB', () => bigRamGuest('ours-16g', bigRam(16), 2));
+
+// A cold-plugged pc-dimm (what memory hotplug adds) lands in the device-memory area above all boot RAM: a third
+// region at a high guest-physical address, from its own memfd.
+e2e('ours, -m 2G + a 4 GiB pc-dimm at a high address: the windowed table covers the DIMM', () =>
+  bigRamGuest('ours-dimm', ['-m', '2G,slots=4,maxmem=32G',
+    '-object', 'memory-backend-memfd,id=mem,size=2G,share=on', '-numa', 'node,memdev=mem',
+    '-object', 'memory-backend-memfd,id=mem1,size=4G,share=on', '-device', 'pc-dimm,id=dimm1,memdev=mem1'], 3));
 
 const WRITER = `#!/bin/sh
 # Writes 256 KiB files until the host kills the VM.

@@ -359,6 +359,8 @@ export interface GuestOptions {
   /** The virtio-fs tag (default `e2e`). */
   tag?: string;
   memMiB?: number;
+  /** QEMU's RAM arguments instead of `-m memMiB` backed by one memfd (e.g. several backends, a pc-dimm). */
+  memoryArgs?: string[];
   /** Hard limit for the whole QEMU run; QEMU is SIGKILLed at this point (default 180 s). */
   timeoutMs?: number;
   /** QEMU is SIGKILLed when the console is silent this long (default 60 s): a guest stuck on a dead share. */
@@ -439,9 +441,8 @@ export function startGuest(o: GuestOptions): GuestRun {
   const args = [
     ...(image.bios ? ['-bios', image.bios] : []),
     '-accel', ACCEL,
-    '-m', `${mem}`,
-    '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
-    '-numa', 'node,memdev=mem',
+    ...(o.memoryArgs ?? ['-m', `${mem}`, '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
+      '-numa', 'node,memdev=mem']),
     ...(o.socketPath ? ['-chardev', `socket,id=char0,path=${o.socketPath}`, '-device', `vhost-user-fs-pci,chardev=char0,tag=${tag}`] : []),
     '-kernel', image.kernel,
     '-initrd', image.initrd,
