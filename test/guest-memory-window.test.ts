@@ -16,6 +16,7 @@ import { Core, POP_BAD_CHAIN, POP_BAD_MESSAGE, POP_REQUEST, type GuestRegion } f
 import { VIRTQ_DESC_F_INDIRECT, VirtqueueDriver, type GuestBuffer } from '../host/frontend/virtqueue-driver.js';
 import { FuseServer } from '../host/fuse/server.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
+import type { DataSource, DataTarget, FileSystem } from '../host/fuse/filesystem.js';
 import * as P from '../host/fuse/protocol.js';
 import { fuseRequest } from './util/fuse-request.js';
 import { KERNEL_FLAGS, cstr, initIn, readIn, struct } from './fuse-rig.js';
@@ -105,12 +106,13 @@ class BigGuestRig {
     core.queueSetFeatures(0, true, true);
   }
 
-  static async create(windowSlots?: number): Promise<BigGuestRig> {
-    const guest = SparseGuest.create([LOW, HIGH, DIMM]);
+  static async create(windowSlots?: number, fsOf?: (dir: string) => FileSystem,
+    specs = [LOW, HIGH, DIMM]): Promise<BigGuestRig> {
+    const guest = SparseGuest.create(specs);
     const core = await Core.create({ windowSlots });
     core.mapGuestRegions(guest.regions);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-bigguest-'));
-    const server = new FuseServer(new PassthroughFs({ root: dir }), core, { cache: 'auto' });
+    const server = new FuseServer(fsOf?.(dir) ?? new PassthroughFs({ root: dir }), core, { cache: 'auto' });
     return new BigGuestRig(guest, core, server, dir);
   }
 
@@ -301,6 +303,51 @@ test('memory tables switch between windowed and flat; a new table drops the old 
     rig.close();
   }
 });
+
+/** A filesystem without fds: one file kept in a Buffer, READ by fromBytes, WRITE by toBytes. */
+class BytesFs implements FileSystem {
+  data = Buffer.from(pattern(256 * KiB, 7));
+  read(_ctx: unknown, _node: number, _fh: number, offset: number, target: DataTarget): number {
+    return target.fromBytes(this.data.subarray(offset, offset + target.size));
+  }
+  write(_ctx: unknown, _node: number, _fh: number, offset: number, source: DataSource): number {
+    const bytes = source.toBytes();
+    Buffer.from(bytes).copy(this.data, offset);
+    return bytes.length;
+  }
+}
+
+for (const mode of ['windowed', 'flat'] as const) {
+  test(`a filesystem without fds (fromBytes/toBytes) goes through the core (${mode})`, async () => {
+    let bytesFs: BytesFs | undefined;
+    // flat: 1 GiB of the DIMM around the rings (the same addresses, a table that fits in 4 GiB)
+    const lo = RING_GPA - GiB / 2n;
+    const specs = mode === 'flat' ? [{ gpa: lo, size: GiB, mmapOffset: DIMM.mmapOffset + lo - DIMM.gpa }] : undefined;
+    const rig = await BigGuestRig.create(mode === 'windowed' ? 2 : undefined, () => (bytesFs = new BytesFs()), specs);
+    try {
+      assert.is(rig.core.window === undefined, mode === 'flat');
+      const at = (n: number) => RING_GPA - 256n * BigInt(MiB) + BigInt(n) * CHUNK * 5n + 100n; // in both tables
+      rig.serve(P.FUSE_INIT, 0, initIn(38, KERNEL_FLAGS), { at: at(0), reply: [{ gpa: at(1), len: 4096 }] });
+      // READ 100 KiB from 1000 into two buffers, one straddling a chunk border.
+      const reply = [{ gpa: at(2), len: 16 }, { gpa: at(3) + CHUNK - 100n - 4000n, len: 60 * KiB },
+        { gpa: at(4), len: 40 * KiB }];
+      let r = rig.serve(P.FUSE_READ, 2, readIn(1, 1000n, 100 * KiB), { at: at(5), reply });
+      assert.is(r.error, 0);
+      assert.ok(Buffer.from(r.body).equals(bytesFs!.data.subarray(1000, 1000 + 100 * KiB)), 'READ = the bytes');
+      const payload = pattern(70 * KiB, 8);
+      const writeIn = struct(P.WRITE_IN.SIZE, (v) => {
+        v.setBigUint64(P.WRITE_IN.offset, 5000n, true);
+        v.setUint32(P.WRITE_IN.size, payload.length, true);
+      });
+      r = rig.serve(P.FUSE_WRITE, 2, writeIn, { at: at(6), reply: [{ gpa: at(7), len: 64 }],
+        payload: [{ gpa: at(8) + CHUNK - 3000n, data: payload.subarray(0, 30 * KiB) }, { gpa: at(9), data: payload.subarray(30 * KiB) }] });
+      assert.is(r.error, 0);
+      assert.ok(bytesFs!.data.subarray(5000, 5000 + payload.length).equals(Buffer.from(payload)), 'WRITE = the payload');
+    } finally {
+      rig.close();
+    }
+  });
+}
 
 test('a table over the 1 TiB the window can address is refused with a clear error', async () => {
   const guest = SparseGuest.create([LOW, HIGH, DIMM, { gpa: 4096n * GiB, size: 4096n, mmapOffset: 0n }]);
