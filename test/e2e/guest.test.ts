@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
@@ -24,6 +25,7 @@ import {
   type CacheMode,
   type GuestImage,
   type GuestResult,
+  type GuestRun,
   POSIX_CHECK_PREFIX,
   ROOT,
   bootGuest,
@@ -265,15 +267,25 @@ got=$(sha256sum /mnt/big | cut -d' ' -f1)
 if [ "$want" = "$got" ]; then echo "E2E-RESULT bigfile ok $want"; else echo "E2E-RESULT bigfile fail $want $got"; fi
 `;
 
-async function bigRamGuest(label: string, memoryArgs: string[], minRegions: number): Promise<void> {
+/**
+ * Boots a guest with `memoryArgs` on our daemon and runs `workload` (BIG_RAM_WORKLOAD's steps and more); `during`
+ * acts on the running guest. The share's `big` must match the guest's hash and the daemon's last table be windowed.
+ */
+async function bigRamGuest(label: string, memoryArgs: string[], minRegions: number, o: {
+  workload?: string; steps?: string[]; qemuArgs?: (env: Env) => string[]; during?: (run: GuestRun, env: Env) => Promise<void>;
+} = {}): Promise<void> {
   await withEnv(label, async (env) => {
     const backend = await startBackend('ours', { ...env, cache: 'auto', logLevel: 'info' });
     try {
-      const g = await bootGuest({ ...env, image, workload: BIG_RAM_WORKLOAD, timeoutMs: BOOT_TIMEOUT_MS,
-        idleTimeoutMs: IDLE_TIMEOUT_MS, backend, memoryArgs });
+      const run = startGuest({ ...env, image, workload: o.workload ?? BIG_RAM_WORKLOAD, timeoutMs: BOOT_TIMEOUT_MS,
+        idleTimeoutMs: IDLE_TIMEOUT_MS, backend, memoryArgs, qemuArgs: o.qemuArgs?.(env) });
+      const duringError = o.during ? await o.during(run, env).then(() => undefined, (e: Error) => e) : undefined;
+      if (duringError) run.kill();
+      const g = await run.result;
       timing(label, g);
       console.log(`e2e: ${label}: guest MemTotal ${g.info.memtotal ?? '?'}`);
-      const problems = checkGuestReport(g, ['mount', 'bigfile', 'workload-exit']);
+      const problems = checkGuestReport(g, ['mount', ...(o.steps ?? []), 'bigfile', 'workload-exit']);
+      if (duringError) problems.unshift(`host side: ${duringError.message}`);
       const want = g.results.find((r) => r.name === 'bigfile')?.detail.split(' ')[0];
       const file = path.join(env.sharedDir, 'big');
       if (!fs.existsSync(file)) problems.push('big: missing on the host');
@@ -288,6 +300,54 @@ async function bigRamGuest(label: string, memoryArgs: string[], minRegions: numb
   });
 }
 
+/** One QMP session: the greeting, qmp_capabilities, then each command in turn; rejects on an error reply. */
+async function qmp(socketPath: string, commands: object[]): Promise<void> {
+  const sock = net.connect(socketPath);
+  let buf = '';
+  const replies: ((r: Record<string, unknown>) => void)[] = [];
+  sock.on('data', (d) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const msg = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+      buf = buf.slice(nl + 1);
+      if ('QMP' in msg || 'return' in msg || 'error' in msg) replies.shift()?.(msg);
+    }
+  });
+  const next = () => new Promise<Record<string, unknown>>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('QMP: no reply in 20 s')), 20_000);
+    replies.push((m) => { clearTimeout(t); resolve(m); });
+  });
+  try {
+    await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+    await next(); // greeting
+    for (const c of [{ execute: 'qmp_capabilities' }, ...commands]) {
+      const reply = next();
+      sock.write(`${JSON.stringify(c)}\n`);
+      const r = await reply;
+      if ('error' in r) throw new Error(`QMP ${JSON.stringify(c)}: ${JSON.stringify(r.error)}`);
+    }
+  } finally {
+    sock.destroy();
+  }
+}
+
+/** Waits for the host's word (a file in the share), then for the hot-added memory to come online. */
+const HOTPLUG_WORKLOAD = `#!/bin/sh
+total() { sed -n 's/^MemTotal: *//p' /proc/meminfo | tr -d ' kB'; }
+before=$(total)
+echo E2E-HOTPLUG-READY
+i=0; while [ ! -f /mnt/.e2e/hotplugged ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done
+i=0; after=$before
+while [ "$after" -le "$before" ] && [ $i -lt 30 ]; do
+  for s in /sys/devices/system/memory/memory*/state; do
+    grep -q offline "$s" 2>/dev/null && echo online_movable > "$s" 2>/dev/null
+  done
+  after=$(total); [ "$after" -gt "$before" ] || sleep 1; i=$((i + 1))
+done
+if [ "$after" -gt "$before" ]; then echo "E2E-RESULT hotplug ok \${before}kB -> \${after}kB"; else echo "E2E-RESULT hotplug fail \${before}kB"; fi
+${BIG_RAM_WORKLOAD.replace('#!/bin/sh\n', '')}`;
+
 e2e('ours, -m 16G: file data through guest RAM above 4 GiB', () => bigRamGuest('ours-16g', bigRam(16), 2));
 
 // A cold-plugged pc-dimm (what memory hotplug adds) lands in the device-memory area above all boot RAM: a second
@@ -297,6 +357,24 @@ e2e('ours, -m 2G + a 4 GiB pc-dimm at a high address: the windowed table covers 
   bigRamGuest('ours-dimm', ['-m', '2G,slots=4,maxmem=32G',
     '-object', 'memory-backend-memfd,id=mem,size=2G,share=on', '-numa', 'node,memdev=mem',
     '-object', 'memory-backend-memfd,id=mem1,size=4G,share=on', '-device', 'pc-dimm,id=dimm1,memdev=mem1'], 2));
+
+// Memory hotplug on a running, mounted guest: QMP object-add + device_add of a 4 GiB DIMM. QEMU gives the daemon the
+// new table (ADD_MEM_REG or SET_MEM_TABLE) under live rings; the flat core turns windowed and serves on.
+e2e('ours, -m 2G, then a 4 GiB pc-dimm hot-added by QMP after mount: served on, windowed', () =>
+  bigRamGuest('ours-hotplug', ['-m', '2G,slots=4,maxmem=32G',
+    '-object', 'memory-backend-memfd,id=mem,size=2G,share=on', '-numa', 'node,memdev=mem'], 2, {
+    workload: HOTPLUG_WORKLOAD,
+    steps: ['hotplug'],
+    qemuArgs: (env) => ['-qmp', `unix:${path.join(env.dir, 'qmp.sock')},server=on,wait=off`],
+    during: async (run, env) => {
+      await run.waitForLine(/^E2E-HOTPLUG-READY$/, BOOT_TIMEOUT_MS);
+      await qmp(path.join(env.dir, 'qmp.sock'), [
+        { execute: 'object-add', arguments: { 'qom-type': 'memory-backend-memfd', id: 'mem1', size: 4 * 2 ** 30, share: true } },
+        { execute: 'device_add', arguments: { driver: 'pc-dimm', id: 'dimm1', memdev: 'mem1' } },
+      ]);
+      fs.writeFileSync(path.join(env.sharedDir, '.e2e', 'hotplugged'), 'yes\n');
+    },
+  }));
 
 const WRITER = `#!/bin/sh
 # Writes 256 KiB files until the host kills the VM.
