@@ -74,13 +74,13 @@ export let reqReadable: u32 = 0;
 export let reqWritable: u32 = 0;
 
 /**
- * Copies readable bytes [off, off+len) of the current chain to dst. The caller checked off+len <= readable.
- * false: the window had no slot for a piece (windowed mode, every slot pinned).
+ * Copies len bytes between linear memory at `lin` and bytes [skip, skip+len) of segments [first, end) of the
+ * current chain (toSegment: lin -> segments). The caller checked the room. false: the window had no slot for a
+ * piece (windowed mode, every slot pinned).
  */
-function gather(dst: usize, off: u32, len: u32): bool {
-  let skip = off;
+function copySegments(first: u32, end: u32, skip: u32, lin: usize, len: u32, toSegment: bool): bool {
   let left = len;
-  for (let i: u32 = 0; i < segReadable && left != 0; i++) {
+  for (let i = first; i < end && left != 0; i++) {
     const s = SEGS + <usize>(i * SEG_SIZE);
     const segLen = load<u32>(s, 8);
     if (skip >= segLen) {
@@ -88,38 +88,24 @@ function gather(dst: usize, off: u32, len: u32): bool {
       continue;
     }
     const n = segLen - skip < left ? segLen - skip : left;
-    if (!segmentCopy(s, skip, dst, n, false)) return false;
-    dst += n;
+    if (!segmentCopy(s, skip, lin, n, toSegment)) return false;
+    lin += n;
     left -= n;
     skip = 0;
   }
-  // Internal invariant (callers check against bytesReadable): kept in release, it costs one compare.
-  if (left != 0) abort("gather past the readable segments");
+  // Internal invariant (callers check against bytesReadable/bytesWritable): kept in release, it costs one compare.
+  if (left != 0) abort(toSegment ? "scatter past the writable segments" : "gather past the readable segments");
   return true;
 }
 
-/**
- * Copies len bytes from src to writable bytes [skip, skip+len) of the current chain. The caller checked the
- * room. false: the window had no slot for a piece.
- */
-function scatter(src: usize, skip: u32, len: u32): bool {
-  let left = len;
-  const end = segReadable + segWritable;
-  for (let i = segReadable; i < end && left != 0; i++) {
-    const s = SEGS + <usize>(i * SEG_SIZE);
-    const segLen = load<u32>(s, 8);
-    if (skip >= segLen) {
-      skip -= segLen;
-      continue;
-    }
-    const n = segLen - skip < left ? segLen - skip : left;
-    if (!segmentCopy(s, skip, src, n, true)) return false;
-    src += n;
-    left -= n;
-    skip = 0;
-  }
-  if (left != 0) abort("scatter past the writable segments");
-  return true;
+/** Readable bytes [off, off+len) of the current chain to dst. */
+@inline function gather(dst: usize, off: u32, len: u32): bool {
+  return copySegments(0, segReadable, off, dst, len, false);
+}
+
+/** src to writable bytes [skip, skip+len) of the current chain. */
+@inline function scatter(src: usize, skip: u32, len: u32): bool {
+  return copySegments(segReadable, segReadable + segWritable, skip, src, len, true);
 }
 
 function finish(len: u32): void {
