@@ -152,13 +152,9 @@ interface MappedSlot {
   length: number;
 }
 
-/** A region of the core's table as the host placed it (index = the core's region index in windowed mode). */
+/** A region of the core's table as the host placed it (index = the core's region index). */
 interface PlacedRegion {
-  gpa: bigint;
-  size: bigint;
-  /** Process address of gpa's byte (what payload iovecs carry). */
-  host: bigint;
-  /** Windowed: the fd and the page-aligned file offset chunk 0 starts at (mapChunk). */
+  /** Windowed: the fd and the page-aligned file offset chunk 0 starts at (mapChunk); -1 flat. */
   fd: number;
   fileOffset: number;
   /** Windowed mmapShared mapping to munmap (0n: none, e.g. a test region's view). */
@@ -405,12 +401,6 @@ export class Core {
     return { slots: this.windowSlots, mapped: this.e.memWindowSlotsMapped() };
   }
 
-  /** Process address of guest-physical address gpa (what a payload iovec carries), or undefined. */
-  hostAddressOf(gpa: bigint): bigint | undefined {
-    for (const r of this.placed) if (gpa >= r.gpa && gpa - r.gpa < r.size) return r.host + (gpa - r.gpa);
-    return undefined;
-  }
-
   /**
    * Maps a vhost-user memory table: unmaps the previous regions, then maps the new ones flat (each region's fd
    * over a 64 KiB-aligned place of the guest area, grown on first use, reused afterwards) when they fit in the
@@ -459,8 +449,7 @@ export class Core {
           `memory region gpa 0x${p.region.gpa.toString(16)} size 0x${p.region.size.toString(16)} rejected ` +
           `(overlap or overflow)`);
       }
-      this.placed.push({ gpa: p.region.gpa, size: p.region.size, host: this.linearBase + BigInt(linear),
-        fd: -1, fileOffset: 0, mapping: 0n, mappingLength: 0 });
+      this.placed.push({ fd: -1, fileOffset: 0, mapping: 0n, mappingLength: 0 });
     }
   }
 
@@ -496,8 +485,7 @@ export class Core {
         throw new SystemError('mmap', Number(-addr), native.strerror(Number(-addr)));
       }
       const host = addr + BigInt(p.delta);
-      this.placed.push({ gpa: p.region.gpa, size: p.region.size, host, fd: p.region.fd, fileOffset: p.fileOffset,
-        mapping: addr, mappingLength: p.length });
+      this.placed.push({ fd: p.region.fd, fileOffset: p.fileOffset, mapping: addr, mappingLength: p.length });
       const rc = this.e.memAddRegionWindowed(p.region.gpa, p.region.uva, p.region.size, host, p.delta);
       if (rc < 0) {
         this.unmapGuestRegions();
@@ -586,8 +574,7 @@ export class Core {
     const rc = t.fd < 0 ? this.memAddRegion(t.gpa, t.uva, BigInt(t.size), t.offset)
       : this.e.memAddRegionWindowed(t.gpa, t.uva, BigInt(t.size), host, 0);
     if (rc < 0) throw new VirtiofsdError('ERR_GUEST_MEMORY', `test region gpa 0x${t.gpa.toString(16)} rejected`);
-    this.placed.push({ gpa: t.gpa, size: BigInt(t.size), host, fd: t.fd, fileOffset: 0, mapping: 0n,
-      mappingLength: 0 });
+    this.placed.push({ fd: t.fd, fileOffset: 0, mapping: 0n, mappingLength: 0 });
   }
 
   /** A fresh memory table of the same test regions (as a new SET_MEM_TABLE would give): tests, fuzzing. */
