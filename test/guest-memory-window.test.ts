@@ -349,6 +349,27 @@ for (const mode of ['windowed', 'flat'] as const) {
   });
 }
 
+test('the window ABI refuses what it cannot hold', async () => {
+  const core = await Core.create();
+  const e = core['e'];
+  const SLOT = 4 * MiB;
+  const base = core.memory.grow(2 * SLOT / 65536) * 65536;
+  e.memReset();
+  assert.is(e.memAddRegionWindowed(0n, 0n, 4096n, 0x1000n, 0), -22, 'windowed region without a window');
+  assert.is(e.memSetWindow(base, 0), -22, 'no slots');
+  assert.is(e.memSetWindow(base + 4096, 1), -22, 'not 64 KiB-aligned');
+  assert.is(e.memSetWindow(base, 3), -22, 'past the end of linear memory');
+  assert.is(e.memSetWindow(base, 2), 0);
+  assert.is(e.memAddRegion(0n, 0n, 4096n, base), -22, 'a flat region in a windowed table');
+  assert.is(e.memAddRegionWindowed(0n, 0n, 4096n, 0x1000n, Number(CHUNK)), -22, 'delta of a whole chunk');
+  assert.is(e.memAddRegionWindowed(0n, 0n, 1n << 40n, 0x1000n, 0), 0, '1 TiB');
+  assert.is(e.memAddRegionWindowed(2n << 40n, 2n << 40n, 4096n, 0x1000n, 0), -7, 'the chunk table is full');
+  assert.is(e.memAddRegionWindowed(4096n, 2n << 40n, 4096n, 0x1000n, 0), -22, 'overlapping');
+  assert.is(e.memSetWindow(base, 1), -22, 'the window is set before the regions');
+  e.memReset();
+  assert.is(e.memAddRegion(0n, 0n, 4096n, base), 0, 'memReset is flat again');
+});
+
 test('a table over the 1 TiB the window can address is refused with a clear error', async () => {
   const guest = SparseGuest.create([LOW, HIGH, DIMM, { gpa: 4096n * GiB, size: 4096n, mmapOffset: 0n }]);
   try {
