@@ -24,6 +24,7 @@ import { AttrTarget, type CreateResult, type Entry } from '../host/fuse/filesyst
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { InodeFileHandles } from '../host/passthrough/inode-store.js';
 import { RENAME_EXCHANGE } from '../host/fuse/protocol.js';
+import { requireRoot } from './util/prereq.js';
 
 setLogLevel('error');
 
@@ -320,7 +321,7 @@ test('MKNOD: char/block devices refused unless allowed; FIFOs, sockets and white
   assert.ok(fs.lstatSync(path.join(share, 'fifo')).isFIFO());
   entry(pfs.mknod(ctx, 1, 'sock', C.S_IFSOCK | 0o644, 0, 0, attr), 'socket');
   assert.ok(fs.lstatSync(path.join(share, 'sock')).isSocket());
-  if (!isRoot) return; // device nodes need CAP_MKNOD
+  if (!requireRoot()) return; // device nodes need CAP_MKNOD
   entry(pfs.mknod(ctx, 1, 'wh', C.S_IFCHR | 0o000, 0, 0, attr), 'whiteout (char 0:0)');
   assert.ok(fs.lstatSync(path.join(share, 'wh')).isCharacterDevice());
   pfs.close();

@@ -13,7 +13,7 @@ import { setLogLevel } from '../host/log.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { PassthroughFs, type PassthroughOptions } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, Rig, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './fuse-rig.js';
+import { C, E, FuseGuest, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './fuse-rig.js';
 import { parseCommandLine } from '../host/cli.js';
 import { applyNofileLimit } from '../host/daemon.js';
 
@@ -21,13 +21,13 @@ setLogLevel((process.env.LOG_LEVEL as 'off') ?? 'off');
 
 let dir = '';
 let pfs: PassthroughFs;
-let rig: Rig;
+let rig: FuseGuest;
 
 async function setup(options: FuseServerOptions = { cache: 'auto' }, pt: Partial<PassthroughOptions> = {}): Promise<void> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-ops-'));
   fs.writeFileSync(path.join(dir, 'hello'), 'hello world\n');
   pfs = new PassthroughFs({ root: dir, ...pt });
-  rig = await Rig.create(pfs, options);
+  rig = await FuseGuest.create(pfs, options);
   const r = rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS));
   assert.is(r.error, 0);
 }
@@ -436,7 +436,7 @@ test('a read-only share answers EROFS to every change and still serves reads', a
 test('HANDLE_KILLPRIV_V2: negotiated on request; WRITE/SETATTR size/OPEN O_TRUNC with the kill flag clear setuid/setgid', async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-ops-'));
   pfs = new PassthroughFs({ root: dir });
-  rig = await Rig.create(pfs, { cache: 'auto', killprivV2: true });
+  rig = await FuseGuest.create(pfs, { cache: 'auto', killprivV2: true });
   const ini = rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS | P.FUSE_HANDLE_KILLPRIV_V2));
   assert.is(ini.view.getUint32(P.INIT_OUT.flags, true) & P.FUSE_HANDLE_KILLPRIV_V2, P.FUSE_HANDLE_KILLPRIV_V2);
   const modeOf = (n: string): number => fs.statSync(path.join(dir, n)).mode & 0o7777;

@@ -12,6 +12,7 @@ import { setLogLevel } from '../host/log.js';
 import { AttrTarget, BufferData, BufferDirTarget, type Entry } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE } from '../host/fuse/protocol.js';
+import { requireRoot } from './util/prereq.js';
 
 setLogLevel('error');
 
@@ -232,7 +233,7 @@ test('setattr: truncate, times with nanoseconds, NOW, mode, and through an open 
 });
 
 test('setattr uid/gid (chown) when running as root', () => {
-  if (process.getuid!() !== 0) return;
+  if (!requireRoot()) return;
   fs.writeFileSync(path.join(dir, 'f'), '');
   fs.symlinkSync('/etc/passwd', path.join(dir, 'l'));
   const f = entry(pfs.lookup(ctx, 1, 'f', attr));
@@ -247,7 +248,7 @@ test('setattr uid/gid (chown) when running as root', () => {
 });
 
 test('as root, new nodes belong to the caller (a setgid directory keeps its group)', () => {
-  if (process.getuid!() !== 0) return;
+  if (!requireRoot()) return;
   const caller = { uid: 1234, gid: 5678, pid: 1 };
   fs.chmodSync(dir, 0o777); // (mkdtemp makes it 0700: the caller could not create anything there)
   entry(pfs.mkdir(caller, 1, 'd', 0o755, 0, attr));

@@ -22,6 +22,7 @@ import { native } from '../host/native-loader.js';
 import { parseCommandLine } from '../host/cli.js';
 import { errnoOf, spawnSocketDaemon } from './util/socket-daemon.js';
 import { capabilitiesOf, capabilityNames, capabilitySet } from '../host/sandbox.js';
+import { requireDevFuse, requireRoot } from './util/prereq.js';
 
 const c = native.constants;
 const E = c.errno;
@@ -199,7 +200,7 @@ test('capability sets: virtiofsd\'s default, what each set-up step needs, --modc
 });
 
 test('--sandbox=namespace: serves, pivot_root into the share, own mount/pid/net namespaces, SIGTERM works', async () => {
-  if (!isRoot) return;
+  if (!requireRoot()) return;
   const d = await start('namespace');
   try {
     await checkServesAndStaysInside(d);
@@ -227,7 +228,7 @@ test('--sandbox=namespace: serves, pivot_root into the share, own mount/pid/net 
 });
 
 test('--sandbox=chroot: serves, the root is the share', async () => {
-  if (!isRoot) return;
+  if (!requireRoot()) return;
   const d = await start('chroot');
   try {
     await checkServesAndStaysInside(d);
@@ -254,7 +255,7 @@ test('--sandbox=none: serves (still no escape through FUSE), the root stays /', 
 });
 
 test('--modcaps: the daemon runs with the adjusted set, and a dropped capability is one the guest cannot use', async () => {
-  if (!isRoot) return;
+  if (!requireRoot()) return;
   const plain = await start('none');
   const d = await start('none', ['--modcaps=-chown:+sys_nice']);
   try {
@@ -282,7 +283,7 @@ test('--modcaps: the daemon runs with the adjusted set, and a dropped capability
 });
 
 test('--seccomp=kill: the whole workload runs under the filter, on every thread, in the namespace sandbox', async () => {
-  if (!isRoot) return;
+  if (!requireRoot()) return;
   const d = await start('namespace', ['--seccomp=kill']);
   try {
     await checkServesAndStaysInside(d);
@@ -317,7 +318,7 @@ function outOfListPreload(): string {
 }
 
 test('--seccomp=kill|trap: a syscall outside the list ends the daemon with SIGSYS', async () => {
-  if (!isRoot) return;
+  if (!requireRoot()) return;
   for (const mode of ['kill', 'trap']) {
     const d = await start('none', [`--seccomp=${mode}`], ['--import', outOfListPreload()]);
     await checkServesAndStaysInside(d);
@@ -332,7 +333,7 @@ test('--seccomp=kill|trap: a syscall outside the list ends the daemon with SIGSY
 });
 
 test('--seccomp=log: a syscall outside the list goes through and lands in the kernel log', async () => {
-  if (!isRoot) return;
+  if (!requireRoot()) return;
   const d = await start('none', ['--seccomp=log'], ['--import', outOfListPreload()]);
   try {
     // Once a request has been served the daemon is set up, filter included (it is installed before start returns).
@@ -360,7 +361,7 @@ test('--seccomp=log: a syscall outside the list goes through and lands in the ke
 });
 
 test('--mountpoint with --seccomp=kill: file operations through the kernel mount, then a clean unmount', async () => {
-  if (!isRoot || !fs.existsSync('/dev/fuse')) return;
+  if (!requireDevFuse()) return;
   const dir = fs.mkdtempSync(path.join(tmp, 'share-mp-'));
   const mp = fs.mkdtempSync(path.join(tmp, 'mnt-'));
   const mounted = (): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
@@ -418,7 +419,7 @@ test('--mountpoint with --seccomp=kill: file operations through the kernel mount
 });
 
 test('a missing shared directory under --sandbox=namespace fails with a message and a non-zero exit', async () => {
-  if (!isRoot) return;
+  if (!requireRoot()) return;
   const child = spawn(process.execPath, [CLI, `--socket-path=${path.join(tmp, 'x.sock')}`,
     `--shared-dir=${path.join(tmp, 'missing')}`, '--sandbox=namespace'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';

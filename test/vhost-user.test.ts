@@ -24,6 +24,11 @@ import {
 import { VhostUserError } from '../host/errors.js';
 import type { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
 import { setLogLevel } from '../host/log.js';
+import { Core } from '../host/core.js';
+import { FuseServer } from '../host/fuse/server.js';
+import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
+import { requireBinary } from './util/prereq.js';
+import { sleep, until } from './util/wait.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
 
@@ -93,9 +98,9 @@ class StubServer implements RequestServer {
   }
 }
 
-interface Rig { listener: VhostUserListener; core: ScriptedCore; server: StubServer; path: string }
+interface ScriptedListener { listener: VhostUserListener; core: ScriptedCore; server: StubServer; path: string }
 
-function rig(opts: { exitOnDisconnect?: boolean; numRequestQueues?: number } = {}): Rig {
+function rig(opts: { exitOnDisconnect?: boolean; numRequestQueues?: number } = {}): ScriptedListener {
   const core = new ScriptedCore();
   const server = new StubServer(core);
   const p = sockPath();
@@ -116,19 +121,9 @@ async function rejects(p: Promise<unknown>, match?: RegExp | ((e: Error) => bool
   assert.unreachable('expected a rejection');
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms = 2000): Promise<boolean> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) return false;
-    await sleep(2);
-  }
-  return true;
-}
 
 /** A frontend with features negotiated, guest memory shared and queue 1 (and 0) running. */
-async function session(r: Rig, mem: GuestMemory): Promise<VhostUserFrontend> {
+async function session(r: ScriptedListener, mem: GuestMemory): Promise<VhostUserFrontend> {
   const fe = await VhostUserFrontend.connect(r.path, { timeoutMs: 2000 });
   await fe.negotiate();
   await fe.setMemTable([mem.region]);
@@ -709,14 +704,6 @@ async function roundTrip(fe: VhostUserFrontend, q: number, drv: VirtqueueDriver,
   return used;
 }
 
-let coreMod: typeof import('../host/core.js') | null = null;
-try {
-  coreMod = await import('../host/core.js');
-  await coreMod.Core.create();
-} catch (err) {
-  coreMod = null;
-  console.warn(`part 2 skipped: core not available (${(err as Error).message})`);
-}
 
 /** Answers every request with a fixed error through the real core. */
 class FixedErrorServer implements RequestServer {
@@ -728,9 +715,9 @@ class FixedErrorServer implements RequestServer {
   }
 }
 
-async function realRig(server?: (core: import('../host/core.js').Core) => RequestServer): Promise<{
-  listener: VhostUserListener; core: import('../host/core.js').Core; path: string; server: RequestServer }> {
-  const core = await coreMod!.Core.create();
+async function realRig(server?: (core: Core) => RequestServer): Promise<{
+  listener: VhostUserListener; core: Core; path: string; server: RequestServer }> {
+  const core = await Core.create();
   const srv = server ? server(core) : new FixedErrorServer(core, -38);
   const p = sockPath();
   const listener = new VhostUserListener({ socketPath: p, core, server: srv });
@@ -739,7 +726,6 @@ async function realRig(server?: (core: import('../host/core.js').Core) => Reques
 }
 
 test('real core: a request round trip, GET_VRING_BASE reports the requests consumed', async () => {
-  if (!coreMod) return;
   const r = await realRig();
   const mem = GuestMemory.create(4 << 20);
   const fe = await VhostUserFrontend.connect(r.path);
@@ -768,7 +754,6 @@ test('real core: a request round trip, GET_VRING_BASE reports the requests consu
 });
 
 test('real core: a malformed descriptor chain costs one request; the next is served', async () => {
-  if (!coreMod) return;
   const r = await realRig();
   const mem = GuestMemory.create(4 << 20);
   const fe = await VhostUserFrontend.connect(r.path);
@@ -788,7 +773,6 @@ test('real core: a malformed descriptor chain costs one request; the next is ser
 });
 
 test('real core: reconnect maps the new guest memory; fds flat', async () => {
-  if (!coreMod) return;
   const r = await realRig();
   const run = async (): Promise<void> => {
     const mem = GuestMemory.create(4 << 20);
@@ -812,8 +796,7 @@ test('real core: reconnect maps the new guest memory; fds flat', async () => {
 });
 
 test('real core: two request queues, memory added with ADD_MEM_REG in two regions', async () => {
-  if (!coreMod) return;
-  const core = await coreMod.Core.create();
+  const core = await Core.create();
   const p = sockPath();
   const listener = new VhostUserListener({ socketPath: p, core, server: new FixedErrorServer(core, -38), numRequestQueues: 2 });
   listener.listen();
@@ -843,16 +826,6 @@ test('real core: two request queues, memory added with ADD_MEM_REG in two region
 });
 
 test('real core + FuseServer: FUSE_INIT and GETATTR of the root', async () => {
-  if (!coreMod) return;
-  let FuseServer: typeof import('../host/fuse/server.js').FuseServer;
-  let PassthroughFs: typeof import('../host/passthrough/passthrough-fs.js').PassthroughFs;
-  try {
-    ({ FuseServer } = await import('../host/fuse/server.js'));
-    ({ PassthroughFs } = await import('../host/passthrough/passthrough-fs.js'));
-  } catch (err) {
-    console.warn(`FuseServer test skipped: ${(err as Error).message}`);
-    return;
-  }
   const dir = fs.mkdtempSync(path.join(tmp, 'share-'));
   const pfs = new PassthroughFs({ root: dir } as ConstructorParameters<typeof PassthroughFs>[0]);
   const r = await realRig((core) => new FuseServer(pfs, core, { cache: 'never' }));
@@ -899,7 +872,7 @@ async function startCVirtiofsd(): Promise<{ child: ChildProcess; path: string; d
 }
 
 test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => {
-  if (!fs.existsSync(C_VIRTIOFSD)) return;
+  if (!requireBinary(C_VIRTIOFSD)) return;
   const d = await startCVirtiofsd();
   const mem = GuestMemory.create(4 << 20);
   try {
@@ -939,7 +912,6 @@ test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => 
 // (or with mmap_offset + size past the end) was acked and mapped; the first ring access in the part past EOF is
 // SIGBUS, which killed the daemon (rings set up at 2 MiB of a 1 MiB memfd announced as 4 MiB).
 test('finding vhost-user-2056059019: a region past the end of its memfd is refused; the old table keeps serving', async () => {
-  if (!coreMod) return;
   const r = await realRig();
   const mem = GuestMemory.create(4 << 20);
   const fe = await VhostUserFrontend.connect(r.path);
