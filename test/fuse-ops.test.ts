@@ -16,6 +16,8 @@ import * as P from '../host/fuse/protocol.js';
 import { C, E, FuseGuest, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './fuse-rig.js';
 import { parseCommandLine } from '../host/cli.js';
 import { applyNofileLimit } from '../host/daemon.js';
+import { requireDevFuse } from './util/prereq.js';
+import { startRecordingMount } from './util/recording-mount.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'off') ?? 'off');
 
@@ -287,6 +289,49 @@ test('names are bytes: names and symlink targets that are not UTF-8 pass through
   assert.is(sx.error, 0);
   const list = rig.request(P.FUSE_LISTXATTR, 1, struct(P.GETXATTR_IN.SIZE, (w) => w.setUint32(P.GETXATTR_IN.size, 256, true)));
   assert.ok(Buffer.from(list.body).includes(Buffer.from(xname)), 'LISTXATTR gives the name\'s bytes');
+});
+
+// The oracle: the share lives on a recording FUSE filesystem (test/util/recording-fs.ts), where the host fsync the
+// server does for a guest's FSYNC arrives as FUSE_FSYNC and is recorded with the file's contents at that moment.
+test('FSYNC, FDATASYNC and FSYNCDIR from the guest reach the host filesystem, after the data', async () => {
+  if (!requireDevFuse()) return;
+  const rec = await startRecordingMount();
+  try {
+    dir = fs.mkdtempSync(path.join(rec.mountpoint, 'ops-'));
+    const rel = path.basename(dir);
+    fs.writeFileSync(path.join(dir, 'hello'), 'hello world\n');
+    pfs = new PassthroughFs({ root: dir });
+    rig = await FuseGuest.create(pfs, { cache: 'auto' });
+    assert.is(rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS)).error, 0);
+    const node = lookup('hello');
+    const o = open(node, C.O_RDWR);
+    assert.is(o.error, 0);
+    const w = rig.request(P.FUSE_WRITE, node, struct(P.WRITE_IN.SIZE, (v) => {
+      v.setBigUint64(P.WRITE_IN.fh, BigInt(o.fh), true);
+      v.setUint32(P.WRITE_IN.size, 5, true);
+    }), { payload: [new TextEncoder().encode('HELLO')] });
+    assert.is(w.error, 0);
+    const fsyncIn = (fh: number, flags: number) => struct(P.FSYNC_IN.SIZE, (v) => {
+      v.setBigUint64(P.FSYNC_IN.fh, BigInt(fh), true);
+      v.setUint32(P.FSYNC_IN.fsyncFlags, flags, true);
+    });
+    const syncs = () => rec.records().filter((r) => r.op === 'fsync' && r.path === path.join(rel, 'hello'));
+    assert.equal(syncs(), []);
+    assert.is(rig.request(P.FUSE_FSYNC, node, fsyncIn(o.fh, 0)).error, 0);
+    assert.is(rig.request(P.FUSE_FSYNC, node, fsyncIn(o.fh, P.FUSE_FSYNC_FDATASYNC)).error, 0);
+    assert.equal(syncs().map((r) => [r.datasync, r.result, r.size]), [[false, 0, 12], [true, 0, 12]]);
+    assert.equal(fs.readFileSync(path.join(rec.backing, rel, 'hello'), 'utf8'), 'HELLO world\n');
+    const od = rig.request(P.FUSE_OPENDIR, 1, struct(P.OPEN_IN.SIZE, () => {}));
+    assert.is(od.error, 0);
+    const dfh = Number(od.view.getBigUint64(P.OPEN_OUT.fh, true));
+    assert.is(rig.request(P.FUSE_FSYNCDIR, 1, fsyncIn(dfh, 0)).error, 0);
+    assert.equal(rec.records().filter((r) => r.op === 'fsyncdir' && r.path === rel).map((r) => r.result), [0]);
+  } finally {
+    pfs?.close();
+    pfs = undefined as unknown as PassthroughFs;
+    dir = '';
+    await rec.stop();
+  }
 });
 
 test('SYNCFS and FSYNC succeed; IOCTL is ENOTTY', async () => {
