@@ -23,6 +23,7 @@ import { parseCommandLine } from '../host/cli.js';
 import { errnoOf, spawnSocketDaemon } from './util/socket-daemon.js';
 import { capabilitiesOf, capabilityNames, capabilitySet } from '../host/sandbox.js';
 import { requireDevFuse, requireRoot } from './util/prereq.js';
+import { sleep, waitFor } from './util/wait.js';
 
 const c = native.constants;
 const E = c.errno;
@@ -34,7 +35,6 @@ const isRoot = native.geteuid() === 0;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sandbox-test-'));
 let seq = 0;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Daemon { child: ChildProcess; pid: number; socket: string; dir: string; stderr: () => string }
 
@@ -340,9 +340,7 @@ test('--seccomp=log: a syscall outside the list goes through and lands in the ke
     await checkServesAndStaysInside(d);
     assertThreadsFiltered(d.pid);
     process.kill(d.pid, 'SIGUSR2');
-    const t0 = Date.now();
-    while (!/getpriority returned/.test(d.stderr()) && Date.now() - t0 < 5000) await sleep(20);
-    assert.match(d.stderr(), /getpriority returned/);
+    await waitFor(() => /getpriority returned/.test(d.stderr()), 'the out-of-list syscall\'s line on stderr');
     // SECCOMP_RET_LOG: "audit: type=1326 ... pid=PID ... syscall=NR ... code=0x7ffc0000" (when dmesg is readable).
     const nr = native.seccompArch() === 'x86_64' ? 140 : 141;
     let klog = '';
@@ -373,13 +371,10 @@ test('--mountpoint with --seccomp=kill: file operations through the kernel mount
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })));
   try {
-    const t0 = Date.now();
-    while (!mounted()) {
-      if (child.exitCode !== null || Date.now() - t0 > 20000) throw new Error(`did not mount: ${err}`);
-      await sleep(20);
-    }
+    await waitFor(() => mounted() || child.exitCode !== null, 'the mount', 20000);
+    if (!mounted()) throw new Error(`did not mount: ${err}`);
     // The mount shows before the daemon has installed the filter (right after mount(2) returns): wait for it.
-    for (const t1 = Date.now(); threads(child.pid!)[0]!.seccomp !== '2' && Date.now() - t1 < 5000;) await sleep(20);
+    await waitFor(() => threads(child.pid!)[0]!.seccomp === '2', 'the seccomp filter on the daemon\'s main thread');
     assertThreadsFiltered(child.pid!);
     assertThreadCaps(child.pid!, capabilitySet({ sandbox: 'none', mountpoint: true }));
     // The usual things a user does, each one a FUSE request served under the filter.

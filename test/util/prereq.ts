@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const DIST_TEST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const IN_CI = process.env.CI === 'true';
+const IN_CI = !['', '0', 'false'].includes(process.env.CI ?? '');
 
 let running = '';
 test.before.each((ctx) => { running = String((ctx as { __test__?: string }).__test__ ?? ''); });
