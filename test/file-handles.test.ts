@@ -98,6 +98,7 @@ const SUITES: Array<[string, InodeFileHandles]> = [
 ];
 
 test('the PassthroughFs suites pass with --inode-file-handles=prefer and mandatory', () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   const register = writeHook(dir);
   for (const [suite, mode] of SUITES) {
     const file = path.join(HERE, `${suite}.test.js`);
@@ -115,6 +116,7 @@ test('the PassthroughFs suites pass with --inode-file-handles=prefer and mandato
 });
 
 test('bindings: nameToHandleAt (by name and AT_EMPTY_PATH) and openByHandleAt', () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   fs.writeFileSync(path.join(dir, 'f'), 'x');
   const dirFd = native.openat(C.AT_FDCWD, dir, C.O_PATH | C.O_DIRECTORY, 0);
   const mountFd = native.openat(C.AT_FDCWD, dir, C.O_RDONLY | C.O_DIRECTORY, 0);
@@ -146,6 +148,7 @@ test('bindings: nameToHandleAt (by name and AT_EMPTY_PATH) and openByHandleAt', 
 });
 
 test('handle mode really holds handles; mandatory on a filesystem without them fails at start-up', () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   fs.writeFileSync(path.join(dir, 'f'), 'x');
   const attr = AttrTarget.standalone();
   for (const mode of ['prefer', 'mandatory'] as const) {
@@ -186,6 +189,7 @@ test('handle mode really holds handles; mandatory on a filesystem without them f
 });
 
 test('fd count: grows with held nodes with fds (never), stays bounded with handles (prefer)', async () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   const N = 300;
   for (let i = 0; i < N; i++) fs.writeFileSync(path.join(dir, `f${i}`), String(i));
   const attr = AttrTarget.standalone();

@@ -14,7 +14,7 @@ import { VirtiofsDaemon } from '../host/daemon.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { setLogLevel } from '../host/log.js';
-import { missingBinary, requireBinary } from './util/prereq.js';
+import { missingBinary, missingRoot, skipIf } from './util/prereq.js';
 import { sleep, until } from './util/wait.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
@@ -283,11 +283,13 @@ function scenario(label: string, start: (name: string) => Promise<Backend>, queu
 
 scenario('ours', startOurs, 2);
 
-if (missingBinary(C_VIRTIOFSD) === undefined) {
+// The C virtiofsd needs root (it drops supplementary groups and chroots into the share).
+const cMissing = [missingBinary(C_VIRTIOFSD), missingRoot()].filter((r) => r !== undefined);
+if (cMissing.length === 0) {
   scenario('C virtiofsd', startC, 1);
 } else {
   test('the scenario against the C virtiofsd', () => {
-    if (!requireBinary(C_VIRTIOFSD)) return;
+    skipIf(...cMissing);
   });
 }
 

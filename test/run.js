@@ -71,7 +71,8 @@ function parseTotals(text) {
 function parseSkips(text) {
   const plain = text.replace(ANSI, '');
   const byName = new Map();
-  for (const m of plain.matchAll(/^SKIP (\S+) › ("(?:[^"\\]|\\.)*"): (.*)$/gm)) byName.set(JSON.parse(m[2]), m[3]);
+  // uvu prints a test's mark (`• `) without a newline, so a marker may follow marks on its line.
+  for (const m of plain.matchAll(/^(?:[•✘]\s+)*SKIP (\S+) › ("(?:[^"\\]|\\.)*"): (.*)$/gm)) byName.set(JSON.parse(m[2]), m[3]);
   return [...byName].map(([name, reason]) => ({ name, reason }));
 }
 
