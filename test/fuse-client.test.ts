@@ -81,29 +81,25 @@ async function startC(name: string): Promise<Backend> {
 }
 
 function scenario(label: string, start: (name: string) => Promise<Backend>, queues: number): void {
-  const t = suite<{ be?: Backend; fc?: FuseClient; setupError?: Error }>(label, {});
+  const t = suite<{ be?: Backend; fc?: FuseClient; init?: Awaited<ReturnType<FuseClient['init']>> }>(label, {});
+  let n = 0;
 
-  // uvu drops an exception thrown by a before hook without a word (its runner returns from a finally): keep it
-  // and fail every test of the scenario with it instead.
-  t.before(async (ctx) => {
-    try {
-      ctx.be = await start(label.replace(/\W+/g, '-'));
-      ctx.fc = await FuseClient.connect(ctx.be.socket, { queues, depth: 64, timeoutMs: 5000 });
-    } catch (e) {
-      ctx.setupError = e as Error;
-    }
-  });
-  t.before.each((ctx) => {
-    if (ctx.setupError) throw new Error(`${label}: setup failed: ${ctx.setupError.stack ?? ctx.setupError}`);
+  // Every test gets its own backend, share and initialized client: none depends on another having run. (Setup
+  // runs in before.each, whose exceptions uvu reports as the test's failure; a plain before hook's it drops.)
+  t.before.each(async (ctx) => {
+    ctx.be = await start(`${label.replace(/\W+/g, '-')}-${n++}`);
+    ctx.fc = await FuseClient.connect(ctx.be.socket, { queues, depth: 64, timeoutMs: 5000 });
+    ctx.init = await ctx.fc.init();
   });
 
-  t.after(async (ctx) => {
+  t.after.each(async (ctx) => {
     ctx.fc?.close();
     await ctx.be?.stop();
+    ctx.fc = ctx.be = ctx.init = undefined;
   });
 
-  t('init negotiates protocol 7.x and a max_write', async ({ fc }) => {
-    const r = await fc!.init();
+  t('init negotiates protocol 7.x and a max_write', async ({ fc, init }) => {
+    const r = init!;
     assert.is(r.major, 7);
     assert.ok(r.minor >= 27, `minor ${r.minor}`);
     assert.ok(r.maxWrite >= 4096, `max_write ${r.maxWrite}`);
@@ -187,6 +183,8 @@ function scenario(label: string, start: (name: string) => Promise<Backend>, queu
   });
 
   t('rename moves the entry; the old name is gone', async ({ fc, be }) => {
+    fs.mkdirSync(path.join(be!.dir, 'dir'));
+    fs.writeFileSync(path.join(be!.dir, 'dir', 'a'), 'a');
     const dir = await fc!.lookup(FUSE_ROOT_ID, 'dir');
     const a = await fc!.lookup(dir.nodeid, 'a');
     await fc!.rename(dir.nodeid, 'a', FUSE_ROOT_ID, 'a-moved');
@@ -204,6 +202,9 @@ function scenario(label: string, start: (name: string) => Promise<Backend>, queu
 
   // Like the kernel, look an entry up before unlinking it (the C virtiofsd answers EIO for an unknown one).
   t('unlink, then lookup fails with ENOENT; rmdir of a non-empty dir fails', async ({ fc, be }) => {
+    fs.writeFileSync(path.join(be!.dir, 'a-moved'), 'a');
+    fs.mkdirSync(path.join(be!.dir, 'dir'));
+    for (const name of ['bb', 'ccc']) fs.writeFileSync(path.join(be!.dir, 'dir', name), name);
     const victim = await fc!.lookup(FUSE_ROOT_ID, 'a-moved');
     await fc!.unlink(FUSE_ROOT_ID, 'a-moved');
     await fc!.forget(victim.nodeid, 1);
@@ -213,9 +214,9 @@ function scenario(label: string, start: (name: string) => Promise<Backend>, queu
     assert.is((e as FuseError).errno, ENOENT);
     assert.is((e as FuseError).code, 'ERR_FUSE');
     assert.match(e.message, /LOOKUP: ENOENT/);
+    const dir = await fc!.lookup(FUSE_ROOT_ID, 'dir');
     const e2 = await rejection(fc!.rmdir(FUSE_ROOT_ID, 'dir'));
     assert.is((e2 as FuseError).errno, c.errno.ENOTEMPTY);
-    const dir = await fc!.lookup(FUSE_ROOT_ID, 'dir');
     for (const n of fs.readdirSync(path.join(be!.dir, 'dir'))) {
       const e = await fc!.lookup(dir.nodeid, n);
       await fc!.unlink(dir.nodeid, n);
