@@ -13,7 +13,7 @@ import { setLogLevel } from '../host/log.js';
 import { AttrTarget } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, KERNEL_FLAGS, FuseGuest, cstr, entryOut, initIn, struct } from './fuse-rig.js';
+import { C, E, KERNEL_FLAGS, FuseGuest, cstr, entryOut, initIn, struct } from './util/fuse-guest.js';
 import { requireRoot } from './util/prereq.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'off') ?? 'off');

@@ -25,7 +25,7 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { InodeFileHandles } from '../host/passthrough/inode-store.js';
 import { SystemError } from '../host/errors.js';
 import * as P from '../host/fuse/protocol.js';
-import { FuseGuest, cstr, entryOut, initIn, KERNEL_FLAGS, readIn } from './fuse-rig.js';
+import { FuseGuest, cstr, entryOut, initIn, KERNEL_FLAGS, readIn } from './util/fuse-guest.js';
 
 setLogLevel('error');
 

@@ -13,7 +13,7 @@ import { setLogLevel } from '../host/log.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { PassthroughFs, type PassthroughOptions } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, FuseGuest, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './fuse-rig.js';
+import { C, E, FuseGuest, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './util/fuse-guest.js';
 import { parseCommandLine } from '../host/cli.js';
 import { applyNofileLimit } from '../host/daemon.js';
 import { requireDevFuse, requireRoot } from './util/prereq.js';

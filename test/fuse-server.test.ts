@@ -16,7 +16,7 @@ import * as P from '../host/fuse/protocol.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import {
   C, E, KERNEL_FLAGS, FuseGuest, cstr, enc, entryOut, initIn, parseDirentPlus, readIn, struct, type Reply,
-} from './fuse-rig.js';
+} from './util/fuse-guest.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'off') ?? 'off');
 

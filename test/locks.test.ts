@@ -16,7 +16,7 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { parseCommandLine } from '../host/cli.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, KERNEL_FLAGS, FuseGuest, cstr, entryOut, initIn, lkIn, struct } from './fuse-rig.js';
+import { C, E, KERNEL_FLAGS, FuseGuest, cstr, entryOut, initIn, lkIn, struct } from './util/fuse-guest.js';
 import { QueueProcessor } from '../host/virtio/queue-processor.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mountDaemon } from './util/dev-fuse-mount.js';

@@ -12,7 +12,7 @@ import { setLogLevel } from '../host/log.js';
 import { native } from '../host/native-loader.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, KERNEL_FLAGS, FuseGuest, cstr, enc, entryOut, initIn, struct } from './fuse-rig.js';
+import { C, E, KERNEL_FLAGS, FuseGuest, cstr, enc, entryOut, initIn, struct } from './util/fuse-guest.js';
 
 setLogLevel('off');
 

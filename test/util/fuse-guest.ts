@@ -3,12 +3,12 @@
  * real core + a FuseServer, and encoders for request args / decoders for replies.
  */
 import * as assert from 'uvu/assert';
-import { native } from '../host/native-loader.js';
-import { Core } from '../host/core.js';
-import { VirtqueueDriver, type GuestBuffer } from '../host/frontend/virtqueue-driver.js';
-import { FuseServer, type FuseServerOptions } from '../host/fuse/server.js';
-import type { FileSystem } from '../host/fuse/filesystem.js';
-import * as P from '../host/fuse/protocol.js';
+import { native } from '../../host/native-loader.js';
+import { Core } from '../../host/core.js';
+import { VirtqueueDriver, type GuestBuffer } from '../../host/frontend/virtqueue-driver.js';
+import { FuseServer, type FuseServerOptions } from '../../host/fuse/server.js';
+import type { FileSystem } from '../../host/fuse/filesystem.js';
+import * as P from '../../host/fuse/protocol.js';
 
 export const C = native.constants;
 export const E = C.errno;
