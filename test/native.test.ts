@@ -733,9 +733,16 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
 
   test(`poller (${mode}): 300 rearm cycles from inside the callback deliver exactly 300 events`, async () => {
     const efd = native.eventfd(0, C.EFD_NONBLOCK);
+    const marker = native.eventfd(0, C.EFD_NONBLOCK);
     let count = 0;
     let done: ((v: number) => void) | undefined;
+    let markerSeen: ((v: number) => void) | undefined;
     const poller = create((token) => {
+      if (token === 4) {
+        native.eventfdRead(marker);
+        markerSeen?.(count);
+        return;
+      }
       count++;
       assert.is(native.eventfdRead(efd), 1);
       if (count === 300) {
@@ -750,10 +757,14 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
     const r = await waitFor<number>((resolve) => (done = resolve), 5000);
     assert.is(r, 300);
     native.eventfdWrite(efd, 1); // not rearmed: must stay silent
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A second fd made readable after it: once its event is delivered, an event of the first would have been too.
+    native.pollerAdd(poller, marker, 4, C.EPOLLIN);
+    native.eventfdWrite(marker, 1);
+    assert.is(await waitFor<number>((resolve) => (markerSeen = resolve), 5000), 300, 'no event for the fd not rearmed');
     assert.is(count, 300);
     native.pollerClose(poller);
     native.close(efd);
+    native.close(marker);
   });
 }
 

@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sleep } from '../util/wait.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Locations and prerequisites
@@ -181,9 +182,6 @@ function track(child: ChildProcess): Promise<ExitStatus> {
   });
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** Keeps the last `max` characters of a stream. */
 class Tail {
@@ -294,7 +292,7 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
     async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000) {
       if (status) return { ...status, forced: false };
       child.kill(signal);
-      const timer = delay(graceMs).then(() => 'timeout' as const);
+      const timer = sleep(graceMs).then(() => 'timeout' as const);
       if ((await Promise.race([exited, timer])) !== 'timeout') return { ...status!, forced: false };
       child.kill('SIGKILL');
       return { ...(await exited), forced: true };
@@ -310,7 +308,7 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
       await handle.stop('SIGKILL');
       throw new Error(`e2e: ${kind} backend did not create ${o.socketPath} in time:\n${tailLines(err.toString(), 40)}`);
     }
-    await delay(50);
+    await sleep(50);
   }
   return handle;
 }
