@@ -286,6 +286,7 @@ NAPI_MODULE_INIT() {
       /* socket.c */
       FN("unixListen", vfs_unix_listen),
       FN("unixConnect", vfs_unix_connect),
+      FN("unixDatagram", vfs_unix_datagram),
       FN("accept", vfs_accept),
       FN("socketpair", vfs_socketpair),
       FN("recvmsg", vfs_recvmsg),

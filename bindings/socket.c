@@ -61,6 +61,29 @@ VFS_FN(vfs_unix_connect) {
   return vfs_int(env, fd);
 }
 
+/* A nonblocking Unix datagram socket, connected to (syslog's /dev/log) or bound at (a log receiver) path. */
+VFS_FN(vfs_unix_datagram) {
+  VFS_ARGS(env, info, 2);
+  bool bind_it;
+  struct sockaddr_un addr;
+  if (napi_get_value_bool(env, argv[1], &bind_it) != napi_ok) {
+    napi_throw_type_error(env, NULL, "virtiofsd-ts native: unixDatagram(path, bind: boolean)");
+    return NULL;
+  }
+  int rc = vfs_unix_addr(env, argv[0], &addr);
+  if (rc > 0) return NULL;
+  if (rc < 0) return vfs_int(env, rc);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return vfs_errno(env);
+  int r = bind_it ? bind(fd, (struct sockaddr *)&addr, sizeof addr) : connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  if (r < 0) {
+    int e = errno;
+    close(fd);
+    return vfs_int(env, -(int64_t)e);
+  }
+  return vfs_int(env, fd);
+}
+
 VFS_FN(vfs_accept) {
   VFS_ARGS(env, info, 1);
   int32_t fd;
