@@ -292,6 +292,7 @@ NAPI_MODULE_INIT() {
       FN("recvmsg", vfs_recvmsg),
       FN("sendmsg", vfs_sendmsg),
       FN("setNonblocking", vfs_set_nonblocking),
+      FN("setCloexec", vfs_set_cloexec),
       FN("shutdown", vfs_shutdown),
       /* mman.c */
       FN("memfdCreate", vfs_memfd_create),

@@ -66,10 +66,7 @@ VFS_FN(vfs_unix_datagram) {
   VFS_ARGS(env, info, 2);
   bool bind_it;
   struct sockaddr_un addr;
-  if (napi_get_value_bool(env, argv[1], &bind_it) != napi_ok) {
-    napi_throw_type_error(env, NULL, "virtiofsd-ts native: unixDatagram(path, bind: boolean)");
-    return NULL;
-  }
+  if (!vfs_get_bool(env, argv[1], &bind_it)) return NULL;
   int rc = vfs_unix_addr(env, argv[0], &addr);
   if (rc > 0) return NULL;
   if (rc < 0) return vfs_int(env, rc);
@@ -214,6 +211,19 @@ VFS_FN(vfs_set_nonblocking) {
   if (flags < 0) return vfs_errno(env);
   int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
   if (want != flags && fcntl(fd, F_SETFL, want) < 0) return vfs_errno(env);
+  return vfs_int(env, 0);
+}
+
+/* Sets or clears FD_CLOEXEC: an fd the daemon must keep across its own re-exec (an inherited --fd socket). */
+VFS_FN(vfs_set_cloexec) {
+  VFS_ARGS(env, info, 2);
+  int32_t fd;
+  bool on;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_bool(env, argv[1], &on)) return NULL;
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return vfs_errno(env);
+  int want = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+  if (want != flags && fcntl(fd, F_SETFD, want) < 0) return vfs_errno(env);
   return vfs_int(env, 0);
 }
 

@@ -95,6 +95,8 @@ export interface Native {
   sendmsg(fd: number, mem: Memory, offset: number, length: number, fds: ArrayLike<number>): number;
   /** Sets or clears O_NONBLOCK. */
   setNonblocking(fd: number, on: boolean): number;
+  /** Sets or clears FD_CLOEXEC (for an inherited fd the process must keep across its own execve). */
+  setCloexec(fd: number, on: boolean): number;
   /** shutdown(fd, SHUT_RDWR). */
   shutdown(fd: number): number;
 
