@@ -111,6 +111,17 @@ test('Kata (Go runtime): --syslog --cache --shared-dir --fd=3 plus the default e
   assert.is(old.inodeFileHandles, 'prefer');
 });
 
+test('Kata (runtime-rs): separate values, --sandbox none --seccomp none, --inode-file-handles, --xattr', () => {
+  // kata-containers/kata-containers src/runtime-rs/crates/resource/src/share_fs/share_virtio_fs_standalone.rs,
+  // virtiofsd_args: "--socket-path", sock, "--shared-dir", dir, "--cache", cache, "--sandbox", "none", "--seccomp",
+  // "none", "--inode-file-handles", mode, then virtio_fs_extra_args, then "--xattr" unless disable_guest_selinux.
+  const o = parsed(['--socket-path', 'vhost-fs.sock', '--shared-dir', '/run/kata-containers/shared/sandboxes/x/ro',
+    '--cache', 'always', '--sandbox', 'none', '--seccomp', 'none', '--inode-file-handles', 'never',
+    '--thread-pool-size=1', '--announce-submounts', '--xattr']);
+  assert.equal([o.socketPath, o.cache, o.sandbox, o.seccomp, o.inodeFileHandles, o.threadPoolSize, o.xattr],
+    ['vhost-fs.sock', 'always', 'none', 'none', 'never', 1, true]);
+});
+
 test('Podman machine: separate values, --sandbox none, --seccomp=none, RUST_LOG=ERROR', () => {
   // containers/podman pkg/machine/qemu/virtiofsd.go, createVirtiofsCmd: "--sandbox", "none", "--socket-path",
   // path, "--shared-dir", "." (run in the directory), "--seccomp=none", with RUST_LOG=ERROR in the environment.
@@ -431,6 +442,10 @@ rootTest('--socket-group: the socket is rwxrwx--- and the group\'s other uid con
       await sleep(20);
     }
     const st = fs.statSync(sock);
+    // Kata's runtime-rs starts the VM once this line is on stderr (share_virtio_fs_standalone.rs, run_virtiofsd).
+    const t1 = Date.now();
+    while (!d.stderr().includes('Waiting for vhost-user socket connection') && Date.now() - t1 < 10000) await sleep(20);
+    assert.match(d.stderr(), /Waiting for vhost-user socket connection/);
     const asGroup = await vhostUserAs(sock, other, gid);
     const asOther = await vhostUserAs(sock, other, 65533);
     d.child.kill('SIGTERM');

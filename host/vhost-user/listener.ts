@@ -101,7 +101,9 @@ export class VhostUserListener extends EventEmitter {
       this.listenFd = -1;
       throw new VhostUserError('VU_ERR_LISTEN', `cannot poll ${this.socketPath}`, { cause: err, reconnect: false });
     }
-    log.info(`vhost-user: listening on ${this.socketPath}`);
+    // Kata's runtime-rs waits for the Rust virtiofsd's words "Waiting for vhost-user socket connection" on stderr
+    // before it starts the VM (share_virtio_fs_standalone.rs): the same words say so here.
+    log.info(`vhost-user: listening on ${this.socketPath}; Waiting for vhost-user socket connection`);
     this.emit('listening');
   }
 
