@@ -202,30 +202,23 @@ VFS_FN(vfs_sendmsg) {
   return vfs_result(env, r);
 }
 
-VFS_FN(vfs_set_nonblocking) {
+/* Sets or clears `bit` among the flags fcntl(get) reads and fcntl(set) writes. */
+static napi_value vfs_fd_flag(napi_env env, napi_callback_info info, int get, int set, int bit) {
   VFS_ARGS(env, info, 2);
   int32_t fd;
   bool on;
   if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_bool(env, argv[1], &on)) return NULL;
-  int flags = fcntl(fd, F_GETFL);
+  int flags = fcntl(fd, get);
   if (flags < 0) return vfs_errno(env);
-  int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-  if (want != flags && fcntl(fd, F_SETFL, want) < 0) return vfs_errno(env);
+  int want = on ? (flags | bit) : (flags & ~bit);
+  if (want != flags && fcntl(fd, set, want) < 0) return vfs_errno(env);
   return vfs_int(env, 0);
 }
 
-/* Sets or clears FD_CLOEXEC: an fd the daemon must keep across its own re-exec (an inherited --fd socket). */
-VFS_FN(vfs_set_cloexec) {
-  VFS_ARGS(env, info, 2);
-  int32_t fd;
-  bool on;
-  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_bool(env, argv[1], &on)) return NULL;
-  int flags = fcntl(fd, F_GETFD);
-  if (flags < 0) return vfs_errno(env);
-  int want = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
-  if (want != flags && fcntl(fd, F_SETFD, want) < 0) return vfs_errno(env);
-  return vfs_int(env, 0);
-}
+VFS_FN(vfs_set_nonblocking) { return vfs_fd_flag(env, info, F_GETFL, F_SETFL, O_NONBLOCK); }
+
+/* FD_CLOEXEC: an fd the daemon must keep across its own re-exec (an inherited --fd socket). */
+VFS_FN(vfs_set_cloexec) { return vfs_fd_flag(env, info, F_GETFD, F_SETFD, FD_CLOEXEC); }
 
 VFS_FN(vfs_shutdown) {
   VFS_ARGS(env, info, 1);

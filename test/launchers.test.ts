@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
+import { drainDatagrams } from './util/datagrams.js';
 import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
 import { log, setLogLevel, syslogLine, useStderr, useSyslog } from '../host/log.js';
 
@@ -252,17 +253,6 @@ test('README\'s option tables list exactly what --help lists, in the same order'
 
 // ---- syslog -----------------------------------------------------------------------------------------------
 
-/** Datagrams waiting on a bound receiver socket. */
-function drain(fd: number): string[] {
-  const out: string[] = [];
-  const buf = new Uint8Array(16384);
-  const fds = new Int32Array(4);
-  for (;;) {
-    const n = native.recvmsg(fd, buf, 0, buf.length, fds, false);
-    if (n <= 0) return out;
-    out.push(Buffer.from(buf.subarray(0, n)).toString('utf8'));
-  }
-}
 
 test('log lines go to the syslog socket as RFC 3164 datagrams, facility daemon', () => {
   const sock = path.join(tmp, 'log.sock');
@@ -276,7 +266,7 @@ test('log lines go to the syslog socket as RFC 3164 datagrams, facility daemon',
     log.debug('below the threshold');
     log.error(new Error('boom'));
     useStderr();
-    const got = drain(rx);
+    const got = drainDatagrams(rx);
     assert.is(got.length, 3, got.join('\n'));
     assert.match(got[0]!, new RegExp(`^<30>[A-Z][a-z]{2} [ 0-9]\\d \\d\\d:\\d\\d:\\d\\d vfsd-test\\[${process.pid}\\]: first line$`));
     assert.match(got[1]!, /^<28>.* vfsd-test\[\d+\]: second line$/);

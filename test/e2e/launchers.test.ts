@@ -22,6 +22,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../../host/native-loader.js';
+import { drainDatagrams } from '../util/datagrams.js';
 import {
   type BackendHandle, type ExitStatus, OUR_CLI, ensureGuestImage, fmtStatus, missingGuestTools, startGuest, tailLines,
   which,
@@ -92,16 +93,6 @@ async function stop(d: Daemon, what: string): Promise<ExitStatus> {
   return s as ExitStatus;
 }
 
-function drainDatagrams(fd: number): string[] {
-  const out: string[] = [];
-  const buf = new Uint8Array(16384);
-  const fds = new Int32Array(4);
-  for (;;) {
-    const n = native.recvmsg(fd, buf, 0, buf.length, fds, false);
-    if (n <= 0) return out;
-    out.push(Buffer.from(buf.subarray(0, n)).toString('utf8'));
-  }
-}
 
 const WORKLOAD = `#!/bin/sh
 # Run by the guest's /init as: sh workload.sh /mnt (the libvirt share is /mnt).
