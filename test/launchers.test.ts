@@ -1,6 +1,7 @@
 /**
- * The command lines VM managers start virtiofsd with, exactly as their sources build them, parsed by our CLI; the
- * `--print-capabilities` JSON read the way libvirt reads it; the shipped vhost-user descriptor; `--help` against
+ * The command lines VM managers start virtiofsd with, exactly as their sources build them, parsed by our CLI; what
+ * the settings new to them do to a FUSE session (cache=metadata, -o timeout/no_readdirplus/no_killpriv_v2,
+ * --preserve-noatime); the `--print-capabilities` JSON read the way libvirt reads it; the shipped vhost-user descriptor; `--help` against
  * README's option tables; and, with the CLI as a child process: serving on an inherited listening socket (`--fd`,
  * close-on-exec once taken over, its path left alone), the socket's permissions (`--socket-group`, checked by
  * connecting as another uid), and `--syslog` (RFC 3164 datagrams on the logger's socket). The live parts need root
@@ -14,7 +15,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
+import * as P from '../host/fuse/protocol.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
+import { VirtiofsDaemon } from '../host/daemon.js';
 import { native } from '../host/native-loader.js';
 import { drainDatagrams } from './util/datagrams.js';
 import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
@@ -187,6 +190,81 @@ test('refusals and conflicts say what is wrong', () => {
   assert.equal(parseCommandLine(['--fd=3', '-h']), 'help');
   const o = parsed([...base, '--fd=3', '--preserve-noatime', '--no-readdirplus', '--no-killpriv-v2']);
   assert.equal([o.preserveNoatime, o.readdirplus, o.killprivV2], [true, false, false]);
+});
+
+// ---- what the new settings do to the FUSE session ----------------------------------------------------------
+
+/** Runs `fn` against an in-process daemon started with the options the command line gives. */
+async function withDaemon(argv: string[], fn: (fc: FuseClient, init: { flags: number }) => Promise<void>): Promise<void> {
+  const socketPath = path.join(tmp, `lib-${Math.random().toString(36).slice(2)}.sock`);
+  const { syslog: _syslog, ...opts } = parsed([`--socket-path=${socketPath}`, `--shared-dir=${share}`, '--sandbox=none', ...argv]);
+  const d = await VirtiofsDaemon.start({ ...opts, logLevel: 'off' });
+  const fc = await FuseClient.connect(socketPath);
+  try {
+    await fn(fc, await fc.init({ flags: P.FUSE_ASYNC_READ | P.FUSE_DO_READDIRPLUS | P.FUSE_HANDLE_KILLPRIV_V2 | P.FUSE_MAX_PAGES }));
+  } finally {
+    fc.close();
+    await d.close();
+  }
+}
+
+test('--cache=metadata: day-long entry/attr timeouts, cached directory listings, direct I/O on files', async () => {
+  // The Rust virtiofsd's CachePolicy::Metadata: timeout 86400 s, DIRECT_IO on files, CACHE_DIR|KEEP_CACHE on dirs.
+  await withDaemon(['--cache=metadata'], async (fc) => {
+    const e = await fc.lookup(FUSE_ROOT_ID, 'hello.txt');
+    assert.equal([e.entryValid, e.attrValid], [86400, 86400]);
+    const f = await fc.open(e.nodeid, native.constants.O_RDONLY);
+    assert.is(f.openFlags & (P.FOPEN_DIRECT_IO | P.FOPEN_KEEP_CACHE), P.FOPEN_DIRECT_IO);
+    const dir = await fc.opendir(FUSE_ROOT_ID);
+    assert.is(dir.openFlags & (P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE | P.FOPEN_DIRECT_IO), P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE);
+  });
+  await withDaemon(['--cache=auto'], async (fc) => {
+    const e = await fc.lookup(FUSE_ROOT_ID, 'hello.txt');
+    assert.is(e.entryValid, 1);
+    assert.is((await fc.open(e.nodeid, native.constants.O_RDONLY)).openFlags & P.FOPEN_DIRECT_IO, 0);
+  });
+});
+
+test('-o timeout=, no_readdirplus and no_killpriv_v2 reach the FUSE session', async () => {
+  await withDaemon(['-o', 'timeout=7,no_readdirplus,no_killpriv_v2'], async (fc, init) => {
+    assert.is((await fc.lookup(FUSE_ROOT_ID, 'hello.txt')).entryValid, 7);
+    assert.is(init.flags & P.FUSE_DO_READDIRPLUS, 0, 'READDIRPLUS not negotiated');
+    assert.is(init.flags & P.FUSE_HANDLE_KILLPRIV_V2, 0, 'KILLPRIV_V2 not negotiated');
+  });
+  await withDaemon([], async (_fc, init) => {
+    assert.is.not(init.flags & P.FUSE_DO_READDIRPLUS, 0, 'READDIRPLUS by default');
+    assert.is.not(init.flags & P.FUSE_HANDLE_KILLPRIV_V2, 0, 'KILLPRIV_V2 by default');
+  });
+});
+
+/** This process's fds on `file`: fd number -> open-file flags (fdinfo, octal). */
+function hostFds(file: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const name of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${name}`) !== file) continue;
+      out.set(name, parseInt(/^flags:\s+(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${name}`, 'utf8'))![1]!, 8));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+test('--preserve-noatime passes the guest\'s O_NOATIME to the host open; by default it is dropped', async () => {
+  const O_NOATIME = native.constants.O_NOATIME;
+  const file = path.join(share, 'hello.txt');
+  for (const [argv, want] of [[['--preserve-noatime'], O_NOATIME], [[], 0]] as const) {
+    await withDaemon([...argv], async (fc) => {
+      const e = await fc.lookup(FUSE_ROOT_ID, 'hello.txt');
+      const before = hostFds(file);
+      const f = await fc.open(e.nodeid, native.constants.O_RDONLY | O_NOATIME);
+      const opened = [...hostFds(file)].filter(([fd]) => !before.has(fd)).map(([, flags]) => flags);
+      assert.is(opened.length, 1, 'one host fd for the open');
+      assert.is(opened[0]! & O_NOATIME, want, argv.join(' ') || 'default');
+      await fc.release(e.nodeid, f.fh);
+    });
+  }
 });
 
 // ---- --print-capabilities, the descriptor, --help ---------------------------------------------------------
