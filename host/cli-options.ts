@@ -121,10 +121,31 @@ const COMPAT_OPTIONS: readonly OptionSpec[] = [
 
 const COMPAT_BY_NAME = new Map(COMPAT_OPTIONS.flatMap((o) => o.names.map((n) => [n, o] as const)));
 
-/** Applies one `-o` argument: comma-separated `key` or `key=value` items (a value may not contain a comma). */
+/**
+ * Splits one `-o` argument into its items at single commas; a doubled comma stands for a comma in a value, which is
+ * how libvirt escapes a path (virQEMUBuildBufferEscapeComma).
+ */
+function splitCompatList(list: string): string[] {
+  const items: string[] = [];
+  let item = '';
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] !== ',') {
+      item += list[i];
+    } else if (list[i + 1] === ',') {
+      item += ',';
+      i++;
+    } else {
+      items.push(item);
+      item = '';
+    }
+  }
+  items.push(item);
+  return items.filter((x) => x !== '');
+}
+
+/** Applies one `-o` argument: `key` or `key=value` items. */
 function applyCompat(d: Draft, list: string): void {
-  for (const item of list.split(',')) {
-    if (item === '') continue;
+  for (const item of splitCompatList(list)) {
     const eq = item.indexOf('=');
     const key = eq < 0 ? item : item.slice(0, eq);
     const spec = COMPAT_BY_NAME.get(key);

@@ -71,6 +71,8 @@ test('libvirt without separate-options: --fd, one -o list, --thread-pool-size, -
   assert.ok(o.posixLock);
   assert.is(o.threadPoolSize, 16);
   assert.is(o.logLevel, 'debug');
+  // A comma in the path, doubled by libvirt (virQEMUBuildBufferEscapeComma).
+  assert.is(parsed(['--fd=23', '-o', 'source=/srv/a,,b,cache=auto']).sharedDir, '/srv/a,b');
   // cache=none is libvirt's name for never; the off switches.
   const off = parsed(['--fd=5', '-o', 'source=/srv/s,cache=none,no_xattr,no_flock,no_posix_lock']);
   assert.is(off.cache, 'never');
