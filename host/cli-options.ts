@@ -115,8 +115,8 @@ const COMPAT_OPTIONS: readonly OptionSpec[] = [
   { names: ['no_killpriv_v2'], help: 'as --no-killpriv-v2', apply: (d) => { d.opts.killprivV2 = false; } },
   { names: ['security_label'], help: 'refused, as --security-label', apply: () => refuse('-o security_label', SECURITY_LABEL_REFUSAL) },
   { names: ['no_security_label'], help: 'no security labels (the default)', apply: () => undefined },
-  { names: ['norace'], help: 'accepted: there is no racy fallback to disable (the C daemon\'s was for kernels ' +
-    'without O_PATH)', apply: () => undefined },
+  { names: ['norace'], help: 'accepted: it turns off a racy fallback of the C daemon that this daemon does not have',
+    apply: () => undefined },
 ];
 
 const COMPAT_BY_NAME = new Map(COMPAT_OPTIONS.flatMap((o) => o.names.map((n) => [n, o] as const)));

@@ -73,8 +73,8 @@ export async function main(argv: string[]): Promise<number> {
           : 'a socket that is not listening'}\n`);
         return 1;
       }
-      // It must survive the re-exec under the sandbox helper below, whatever the launcher left set (node's
-      // spawn hands it over close-on-exec); the listener moves it to a close-on-exec fd once it serves.
+      // It must survive the re-exec under the sandbox helper below, but node marks the fds it inherits
+      // close-on-exec when it starts; the listener moves it to a close-on-exec fd of its own once it serves.
       const r = native.setCloexec(opts.listenFd, false);
       if (r < 0) throw new Error(`--fd=${opts.listenFd}: ${native.strerror(-r)}`);
     } catch (e) {
