@@ -85,7 +85,9 @@ const COMPAT_OPTIONS: readonly OptionSpec[] = [
   { names: ['timeout'], arg: 'SECONDS', help: 'entry and attribute timeout instead of the cache mode\'s',
     apply: (d, v) => {
       const t = Number(v);
-      if (v.trim() === '' || !Number.isFinite(t) || t < 0) throw new ConfigError(`-o timeout must be a number >= 0 (got '${v}')`);
+      if (v.trim() === '' || !Number.isFinite(t) || t < 0 || t > 0xffffffff) {
+        throw new ConfigError(`-o timeout must be a number of seconds from 0 to 4294967295 (got '${v}')`);
+      }
       d.opts.timeout = t;
     } },
   { names: ['log_level', 'loglevel'], arg: 'debug|info|warn|err', help: 'as --log-level',

@@ -163,6 +163,8 @@ test('the C virtiofsd\'s -o list maps onto our settings', () => {
   assert.throws(() => parseCommandLine(['--socket-path=/s', '-o', 'source=/d,xattr=1']), /takes no value/);
   assert.throws(() => parseCommandLine(['--socket-path=/s', '-o', 'source']), /needs a value/);
   assert.throws(() => parseCommandLine(['--socket-path=/s', '-o', 'source=/d,cache=sometimes']), /-o cache/);
+  assert.throws(() => parseCommandLine(['--socket-path=/s', '-o', 'source=/d,timeout=1e30']), /-o timeout must be/);
+  assert.throws(() => parseCommandLine(['--socket-path=/s', '-o', 'source=/d,timeout=-1']), /-o timeout must be/);
   assert.throws(() => parseCommandLine(['--socket-path=/s', '-o', 'source=/d,security_label']), /security_label is not supported/);
 });
 
