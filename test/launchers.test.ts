@@ -513,6 +513,7 @@ rootTest('--socket-group: the socket is rwxrwx--- and the group\'s other uid con
       if (d.child.exitCode !== null || Date.now() - t0 > 15000) throw new Error(`daemon did not start: ${d.stderr()}`);
       await sleep(20);
     }
+    // As soon as the socket file exists (a launcher polling for it, as Podman does, connects now).
     const st = fs.statSync(sock);
     // Kata's runtime-rs starts the VM once this line is on stderr (share_virtio_fs_standalone.rs, run_virtiofsd).
     const t1 = Date.now();

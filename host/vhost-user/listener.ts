@@ -129,12 +129,15 @@ export class VhostUserListener extends EventEmitter {
     const gid = this.opts.socketGroup !== undefined ? groupId(this.opts.socketGroup) : -1;
     const EADDRINUSE = native.constants.errno.EADDRINUSE ?? 98;
     const listen = (): number => {
-      // bind(2) creates the socket file with 0777 & ~umask: set the umask for that one call (nothing else of the
-      // daemon creates files at this point).
+      // bind(2) creates the socket file with 0777 & ~umask, owned by this thread's fsuid/fsgid: set the umask, and
+      // the fsgid where we may (root), for that one call, so the file never exists with the wrong group (nothing
+      // else of the daemon creates files at this point). Otherwise the chgrp below gives it the group.
       const previous = native.umask(gid >= 0 ? 0o007 : 0o077);
+      const fsgid = gid >= 0 ? native.setfsgid(gid) : -1;
       try {
         return native.unixListen(socketPath, this.opts.backlog ?? 4);
       } finally {
+        if (fsgid >= 0) native.setfsgid(fsgid);
         native.umask(previous);
       }
     };
