@@ -5,9 +5,13 @@
  * installed library each serve a real guest (QEMU, as in guest.test.ts), and a consumer's TypeScript compiles
  * against the installed types with skipLibCheck off.
  *
+ * The arm64 prebuilt is checked twice: statically (an aarch64 ELF importing only N-API and glibc), and by loading
+ * it into Debian's arm64 node under qemu-user and using it (fd passing, a memfd mapped into wasm memory, the core).
+ *
  * Prerequisites: the aarch64 cross compiler (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross) for the
- * arm64 prebuilt that `npm pack` builds; QEMU and the guest image for the two guest runs. In CI (`CI` set) a
- * missing one FAILS; elsewhere the tests that need it are skipped with the reason printed.
+ * arm64 prebuilt that `npm pack` builds; QEMU and the guest image for the two guest runs; qemu-user
+ * (apt-get install qemu-user-static) and the Debian archive for the arm64 run. In CI (`CI` set) a missing one
+ * FAILS; elsewhere the tests that need it are skipped with the reason printed.
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -41,6 +45,9 @@ const BUILD_TOOLS = ['cc', 'gcc', 'g++', 'c++', 'make', 'python3', 'python'];
 
 const packMissing = which('aarch64-linux-gnu-gcc') && fs.existsSync('/usr/aarch64-linux-gnu/include/stdio.h')
   ? undefined : 'no aarch64 cross compiler (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross)';
+/** qemu-user, to run the arm64 prebuilt in Debian's arm64 node (scripts/fetch-arm64-node.sh). */
+const QEMU_AARCH64 = which('qemu-aarch64-static') ?? which('qemu-aarch64');
+const ARM64_NODE_DIR = process.env.ARM64_NODE_DIR ?? path.join(ROOT, '.cache', 'arm64-node');
 let guestMissing: string | undefined = missingGuestTools().join(', ') || undefined;
 let image: GuestImage | undefined;
 if (!guestMissing) {
@@ -52,8 +59,9 @@ if (!guestMissing) {
 }
 
 /** Registers a test that needs the packed and installed package (and, with `guest`, QEMU). */
-function packageTest(name: string, fn: () => void | Promise<void>, needs: { guest?: boolean } = {}): void {
-  const reason = packMissing ?? (needs.guest ? guestMissing : undefined);
+function packageTest(name: string, fn: () => void | Promise<void>, needs: { guest?: boolean; qemuUser?: boolean } = {}): void {
+  const reason = packMissing ?? (needs.guest ? guestMissing : undefined) ??
+    (needs.qemuUser && !QEMU_AARCH64 ? 'no qemu-user (apt-get install qemu-user-static)' : undefined);
   if (reason && !IN_CI) {
     console.log(`package: skipping "${name}": ${reason}`);
     test.skip(name, fn);
@@ -201,8 +209,56 @@ packageTest('arm64 prebuilt: aarch64 ELF files whose undefined symbols are N-API
     assert.equal(foreign, [], `${file}: undefined symbols outside N-API and glibc`);
     if (file.endsWith('.node')) assert.ok(symbols.some((s) => s.name === 'napi_define_properties'), 'no N-API imports');
   }
-  console.log('package: the arm64 binaries are checked statically only: no arm64 node here to load them under qemu-user');
 });
+
+/** Run by Debian's arm64 node under qemu-user, in the scratch project: the installed package on arm64. */
+const ARM64_CHECK = `import { Core } from 'virtiofsd-ts';
+const { native, addonPath } = await import(new URL('./node_modules/virtiofsd-ts/dist/host/native-loader.js', import.meta.url).href);
+const C = native.constants;
+const failed = [];
+const check = (what, ok) => { if (!ok) failed.push(what); };
+// An eventfd crosses a socketpair as SCM_RIGHTS; a write to the received fd shows on the original.
+const pair = new Int32Array(2);
+check('socketpair', native.socketpair(pair) === 0);
+const efd = native.eventfd(0, 0);
+check('sendmsg', native.sendmsg(pair[0], Buffer.from('arm64'), 0, 5, [efd]) === 5);
+const got = Buffer.alloc(16);
+const fds = new Int32Array(4);
+check('recvmsg', native.recvmsg(pair[1], got, 0, got.length, fds, false) === 5 && got.toString('utf8', 0, 5) === 'arm64');
+check('fd passed', fds[0] >= 0 && native.eventfdWrite(fds[0], 7) === 0 && native.eventfdRead(efd) === 7);
+// A memfd mapped into a WebAssembly.Memory, as guest RAM is: bytes written to the file appear in the memory.
+const page = 65536;
+const mem = new WebAssembly.Memory({ initial: 4 });
+const mfd = native.memfdCreate('arm64-check', 0);
+check('memfd', mfd >= 0 && native.ftruncate(mfd, page) === 0);
+check('pwrite', native.pwrite(mfd, Buffer.from('guest ram'), 0) === 9);
+check('mmapInto', native.mmapInto(mem.buffer, page, page, C.PROT_READ | C.PROT_WRITE, mfd, 0) >= 0);
+check('mapped bytes', Buffer.from(mem.buffer, page, 9).toString() === 'guest ram');
+check('strerror', native.strerror(C.errno.ENOENT) === 'No such file or directory');
+const core = await Core.create();
+check('core', core.linearBufSize > 0);
+console.log(JSON.stringify({ arch: process.arch, node: process.version, addonPath, failed }));
+`;
+
+packageTest('arm64 prebuilt: loads in an arm64 node under qemu-user; fd passing, guest-memory mapping and the core work', () => {
+  needInstalled();
+  const qemu = QEMU_AARCH64!;
+  run('bash', [path.join(ROOT, 'scripts', 'fetch-arm64-node.sh')], { env: { ...process.env, ARM64_NODE_DIR }, what: 'scripts/fetch-arm64-node.sh' });
+  const sysroot = path.join(ARM64_NODE_DIR, 'root');
+  const script = path.join(app, 'arm64-check.mjs');
+  fs.writeFileSync(script, ARM64_CHECK);
+  const out = run(qemu, ['-L', sysroot, path.join(sysroot, 'usr', 'bin', 'node'), script],
+    { cwd: app, what: 'arm64 node under qemu-user', stdoutOnly: true, timeout: 300_000 });
+  const result = JSON.parse(out.trim().split('\n').pop()!) as { arch: string; node: string; addonPath: string; failed: string[] };
+  console.log(`package: arm64: node ${result.node} under ${path.basename(qemu)} loaded ${path.relative(app, result.addonPath)}`);
+  assert.is(result.arch, 'arm64');
+  assert.is(result.addonPath, path.join(installed, 'prebuilds', 'linux-arm64', PREBUILT_FILES[0]));
+  assert.equal(result.failed, [], 'checks failed on arm64');
+  // The helper runs too: without arguments it prints its usage and exits 125.
+  const helper = spawnSync(qemu, ['-L', sysroot, path.join(installed, 'prebuilds', 'linux-arm64', PREBUILT_FILES[1])], { encoding: 'utf8' });
+  assert.is(helper.status, 125, helper.stderr);
+  assert.match(helper.stderr, /^usage: virtiofsd-ts-sandbox /);
+}, { qemuUser: true });
 
 packageTest('installed CLI: --version and --help', () => {
   needInstalled();
