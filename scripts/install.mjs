@@ -30,7 +30,7 @@ async function prebuiltProblem() {
   if (r.error || r.status !== 125 || !r.stderr.includes('usage: virtiofsd-ts-sandbox')) {
     return `${helper} does not run here (${r.error?.message ?? `exit ${r.status}: ${r.stderr.trim()}`})`;
   }
-  console.log(`virtiofsd-ts: using the prebuilt addon ${loaded.addonPath}`);
+  console.log(`virtiofsd-ts: the native addon ${loaded.addonPath} loads here; nothing to build`);
   return undefined;
 }
 

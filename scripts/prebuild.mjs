@@ -15,20 +15,20 @@ import { nodeDir, runNodeGyp } from './node-gyp.mjs';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Per arch: the GNU triplet of its cross toolchain and the ELF e_machine of its binaries. */
-export const ARCHES = {
+const ARCHES = {
   x64: { triplet: 'x86_64-linux-gnu', machine: 62 /* EM_X86_64 */ },
   arm64: { triplet: 'aarch64-linux-gnu', machine: 183 /* EM_AARCH64 */ },
 };
 
 /** The N-API version the addon is compiled against (binding.gyp's NAPI_VERSION define). */
-export function napiVersion() {
+function napiVersion() {
   const m = /NAPI_VERSION=(\d+)/.exec(readFileSync(join(root, 'binding.gyp'), 'utf8'));
   if (!m) throw new Error('binding.gyp defines no NAPI_VERSION');
   return Number(m[1]);
 }
 
 /** The ELF e_machine of a file, or undefined when it is not an ELF. */
-export function elfMachine(file) {
+function elfMachine(file) {
   const head = readFileSync(file).subarray(0, 20);
   if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) return undefined;
   return head[5] === 2 ? head.readUInt16BE(18) : head.readUInt16LE(18);

@@ -106,6 +106,8 @@ interface PackResult {
 }
 let packed: PackResult | undefined;
 let installLog = '';
+/** The source files copied into the stage (relative paths). */
+const sources: string[] = [];
 
 /** Packs the sources as `npm pack` does from a fresh clone, and installs the tarball with no compiler on PATH. */
 function packAndInstall(): void {
@@ -116,6 +118,7 @@ function packAndInstall(): void {
     if (!fs.existsSync(from) || !fs.lstatSync(from).isFile()) continue; // deleted in the work tree, or a symlink
     fs.mkdirSync(path.dirname(path.join(stage, rel)), { recursive: true });
     fs.copyFileSync(from, path.join(stage, rel));
+    sources.push(rel);
   }
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(stage, 'node_modules'));
   const packOut = run('npm', ['pack', '--json', '--pack-destination', work], { cwd: stage, env: cleanEnv(), what: 'npm pack', stdoutOnly: true });
@@ -156,6 +159,8 @@ packageTest('pack: the tarball holds the core, the JS, the types and both prebui
   const want = ['package.json', 'dist/core.wasm', 'dist/host/index.js', 'dist/host/index.d.ts', 'dist/host/native.d.ts',
     'dist/host/cli.js', 'dist/host/native-loader.js', 'binding.gyp', 'bindings/addon.c', 'scripts/install.mjs',
     ...PREBUILT_TARGETS.flatMap((t) => PREBUILT_FILES.map((f) => `prebuilds/${t}/${f}`))];
+  // share/: data files for VM managers (e.g. QEMU's vhost-user device descriptions), whatever the sources hold.
+  want.push(...sources.filter((f) => f.startsWith('share/')));
   for (const f of want) assert.ok(files.includes(f), `${f} missing from the tarball`);
   const unwanted = files.filter((f) => /^(dist\/)?(test|benchmarks)\/|\.map$|^assembly\/|^build\//.test(f));
   assert.equal(unwanted, [], 'tests, benchmarks, sources maps or build output in the tarball');
@@ -168,7 +173,7 @@ packageTest('install: with no compiler on PATH the prebuilt addon is used and no
   const probe = spawnSync('sh', ['-c', `for t in ${BUILD_TOOLS.join(' ')}; do command -v "$t"; done; command -v node`],
     { encoding: 'utf8', env: cleanEnv({ PATH: bin }) });
   assert.equal(probe.stdout.trim().split('\n'), [path.join(bin, 'node')], 'a build tool is on the install PATH');
-  assert.ok(installLog.includes(`virtiofsd-ts: using the prebuilt addon ${path.join(installed, 'prebuilds', `linux-${process.arch}`)}`),
+  assert.ok(installLog.includes(`virtiofsd-ts: the native addon ${path.join(installed, 'prebuilds', `linux-${process.arch}`)}`),
     `the install did not use the prebuilt addon:\n${installLog}`);
   assert.not.ok(fs.existsSync(path.join(installed, 'build')), 'the install built something (build/ exists)');
   assert.ok(fs.existsSync(path.join(installed, 'dist', 'core.wasm')));
