@@ -23,7 +23,8 @@ const PREBUILT = new RegExp(`^${ADDON_NAME}\\.napi(\\d+)\\.node$`);
 export function addonCandidates(root: string): string[] {
   const list = [join(root, 'build', 'Release', `${ADDON_NAME}.node`)];
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  const runtimeNapi = Number(process.versions.napi ?? 0);
+  // A runtime that does not say its N-API version gets every prebuilt tried (a failed load is reported below).
+  const runtimeNapi = process.versions.napi === undefined ? Infinity : Number(process.versions.napi);
   const prebuilt = existsSync(dir) ? readdirSync(dir).flatMap((name) => {
     const m = PREBUILT.exec(name);
     return m && Number(m[1]) <= runtimeNapi ? [{ name, napi: Number(m[1]) }] : [];
