@@ -6,7 +6,7 @@
 // for both. Every binary is checked to be an ELF for its arch before it is copied.
 //
 //   node scripts/prebuild.mjs [linux-x64] [linux-arm64]      (default: both)
-import { cpSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,9 +16,13 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Per arch: the GNU triplet of its cross toolchain and the ELF e_machine of its binaries. */
 const ARCHES = {
-  x64: { triplet: 'x86_64-linux-gnu', machine: 62 /* EM_X86_64 */ },
-  arm64: { triplet: 'aarch64-linux-gnu', machine: 183 /* EM_AARCH64 */ },
+  x64: { triplet: 'x86_64-linux-gnu', machine: 62 /* EM_X86_64 */, debian: 'gcc-x86-64-linux-gnu libc6-dev-amd64-cross' },
+  arm64: { triplet: 'aarch64-linux-gnu', machine: 183 /* EM_AARCH64 */, debian: 'gcc-aarch64-linux-gnu libc6-dev-arm64-cross' },
 };
+
+function onPath(command) {
+  return (process.env.PATH ?? '').split(':').some((dir) => dir && existsSync(join(dir, command)));
+}
 
 /** The N-API version the addon is compiled against (binding.gyp's NAPI_VERSION define). */
 function napiVersion() {
@@ -44,6 +48,7 @@ function buildFor(target) {
     cpSync(join(root, 'bindings'), join(stage, 'bindings'), { recursive: true });
     const cross = arch !== process.arch;
     const cc = `${spec.triplet}-gcc`;
+    if (cross && !onPath(cc)) throw new Error(`prebuild: ${cc} not found (Debian: apt-get install ${spec.debian})`);
     // gyp links with $(CXX); the sources are C only, so the C compiler links too.
     const env = cross ? { CC: cc, CXX: cc, LINK: cc, AR: `${spec.triplet}-ar` } : {};
     console.log(`prebuild: ${target}${cross ? ` (cross, ${cc})` : ''}`);
