@@ -120,17 +120,19 @@ test('constants: open flags and mode bits match fs.constants', () => {
 });
 
 test('loader: without a built addon, importing fails with one clear message', () => {
-  // A copy of the compiled loader in a package root that has no build/ directory.
+  // A copy of the compiled loader in a package root that has no build/ or prebuilds/ directory.
   const root = scratchDir();
   fs.mkdirSync(join(root, 'dist', 'host'), { recursive: true });
   const copy = join(root, 'dist', 'host', 'native-loader.js');
-  fs.copyFileSync(fileURLToPath(new URL('../host/native-loader.js', import.meta.url)), copy);
+  for (const file of ['native-loader.js', 'package-root.js']) {
+    fs.copyFileSync(fileURLToPath(new URL(`../host/${file}`, import.meta.url)), join(root, 'dist', 'host', file));
+  }
   fs.writeFileSync(join(root, 'package.json'), '{"type":"module"}');
   const r = spawnSync(process.execPath, ['--input-type=module', '-e',
     `import(${JSON.stringify(copy)}).catch((e) => { console.log(e.message); process.exit(3); });`],
   { encoding: 'utf8', timeout: 10000 });
   assert.is(r.status, 3);
-  assert.match(r.stdout, /^virtiofsd-ts: native addon not built: run `npm run build:native` \(/);
+  assert.match(r.stdout, /^virtiofsd-ts: native addon not built: run `npm run build:native` in a checkout, or `npm rebuild virtiofsd-ts` /);
   assert.ok(r.stdout.includes(join(root, 'build', 'Release', 'virtiofsd_native.node')), r.stdout);
 });
 

@@ -211,6 +211,11 @@ export interface BackendOptions {
   extraArgs?: string[];
   /** How long to wait for the socket to appear. */
   readyTimeoutMs?: number;
+  /**
+   * Ours only: the command that starts the daemon, instead of `node dist/host/cli.js` (e.g. an installed package's
+   * `node_modules/.bin/virtiofsd-ts`); the usual arguments follow it.
+   */
+  daemonCommand?: string[];
 }
 
 export interface BackendHandle {
@@ -233,8 +238,7 @@ function backendCommand(kind: BackendKind, o: BackendOptions): string[] {
   const cache = o.cache ?? 'auto';
   if (kind === 'ours') {
     return [
-      process.execPath,
-      OUR_CLI,
+      ...(o.daemonCommand ?? [process.execPath, OUR_CLI]),
       `--socket-path=${o.socketPath}`,
       `--shared-dir=${o.sharedDir}`,
       `--cache=${cache}`,
@@ -266,7 +270,7 @@ function isSocket(file: string): boolean {
  * the backend's stderr) when it exits first or the socket does not appear in time.
  */
 export async function startBackend(kind: BackendKind, o: BackendOptions): Promise<BackendHandle> {
-  if (kind === 'ours' && !fs.existsSync(OUR_CLI)) {
+  if (kind === 'ours' && !o.daemonCommand && !fs.existsSync(OUR_CLI)) {
     throw new Error(`e2e: ${path.relative(ROOT, OUR_CLI)} missing (npm run build)`);
   }
   fs.rmSync(o.socketPath, { force: true });
