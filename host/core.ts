@@ -1,5 +1,5 @@
 /**
- * Core: one instance of the AssemblyScript core (build/core.wasm), typed 1:1 over its exports (DESIGN.md
+ * Core: one instance of the AssemblyScript core (dist/core.wasm), typed 1:1 over its exports (DESIGN.md
  * "Core ABI"), plus the mapping of guest RAM into its linear memory.
  *
  * Each queue worker owns one Core. The core is synchronous and holds one current request at a time.
@@ -18,14 +18,13 @@
  *   < 4 GiB
  */
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { init, WASI } from '@wasmer/wasi';
 import { SystemError, VirtiofsdError } from './errors.js';
 import type { Native } from './native.js';
+import { packageRoot } from './package-root.js';
 
-/** Raw exports of build/core.wasm (i64 as bigint, bool as 0/1). */
+/** Raw exports of dist/core.wasm (i64 as bigint, bool as 0/1). */
 export interface CoreExports {
   memory: WebAssembly.Memory;
   memReset(): void;
@@ -136,7 +135,7 @@ export interface GuestRegion {
 }
 
 export interface CoreOptions {
-  /** Path of the .wasm; default build/core.wasm under the package root. */
+  /** Path of the .wasm; default dist/core.wasm under the package root. */
   wasmPath?: string;
   /** The native addon; default: ./native-loader.js if the addon is built (needed only by mapGuestRegions). */
   native?: Native;
@@ -160,14 +159,6 @@ interface PlacedRegion {
   /** Windowed mmapShared mapping to munmap (0n: none, e.g. a test region's view). */
   mapping: bigint;
   mappingLength: number;
-}
-
-function packageRoot(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Compiled: dist/host/core.js (root two up). Run from source: host/core.ts (root one up).
-  const twoUp = resolve(here, '..', '..');
-  if (existsSync(resolve(twoUp, 'package.json')) && existsSync(resolve(twoUp, 'asconfig.json'))) return twoUp;
-  return resolve(here, '..');
 }
 
 let wasiReady: Promise<void> | undefined;
@@ -241,7 +232,7 @@ export class Core {
 
   /** Compiles (once per path) and instantiates the core with WASI imports for its stderr. */
   static async create(options: CoreOptions = {}): Promise<Core> {
-    const path = options.wasmPath ?? resolve(packageRoot(), 'build', 'core.wasm');
+    const path = options.wasmPath ?? resolve(packageRoot(), 'dist', 'core.wasm');
     let modulePromise = moduleCache.get(path);
     if (modulePromise === undefined) {
       modulePromise = readFile(path).then((bytes) => WebAssembly.compile(bytes));

@@ -75,6 +75,11 @@ export interface Native {
   unixListen(path: string, backlog: number): number;
   /** Blocking connect to a Unix stream socket; the returned fd is blocking. */
   unixConnect(path: string): number;
+  /**
+   * socket(AF_UNIX, SOCK_DGRAM|SOCK_NONBLOCK|SOCK_CLOEXEC), then connect (bind false: e.g. syslog's /dev/log) or
+   * bind (bind true: a receiver). Messages go with sendmsg and come with recvmsg, one datagram each.
+   */
+  unixDatagram(path: string, bind: boolean): number;
   /** accept4(fd, SOCK_CLOEXEC|SOCK_NONBLOCK). -EAGAIN when nothing is pending. */
   accept(listenFd: number): number;
   /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC); fills out[0], out[1]. */
@@ -90,6 +95,8 @@ export interface Native {
   sendmsg(fd: number, mem: Memory, offset: number, length: number, fds: ArrayLike<number>): number;
   /** Sets or clears O_NONBLOCK. */
   setNonblocking(fd: number, on: boolean): number;
+  /** Sets or clears FD_CLOEXEC (for an inherited fd the process must keep across its own execve). */
+  setCloexec(fd: number, on: boolean): number;
   /** shutdown(fd, SHUT_RDWR). */
   shutdown(fd: number): number;
 

@@ -120,17 +120,19 @@ test('constants: open flags and mode bits match fs.constants', () => {
 });
 
 test('loader: without a built addon, importing fails with one clear message', () => {
-  // A copy of the compiled loader in a package root that has no build/ directory.
+  // A copy of the compiled loader in a package root that has no build/ or prebuilds/ directory.
   const root = scratchDir();
   fs.mkdirSync(join(root, 'dist', 'host'), { recursive: true });
   const copy = join(root, 'dist', 'host', 'native-loader.js');
-  fs.copyFileSync(fileURLToPath(new URL('../host/native-loader.js', import.meta.url)), copy);
+  for (const file of ['native-loader.js', 'package-root.js']) {
+    fs.copyFileSync(fileURLToPath(new URL(`../host/${file}`, import.meta.url)), join(root, 'dist', 'host', file));
+  }
   fs.writeFileSync(join(root, 'package.json'), '{"type":"module"}');
   const r = spawnSync(process.execPath, ['--input-type=module', '-e',
     `import(${JSON.stringify(copy)}).catch((e) => { console.log(e.message); process.exit(3); });`],
   { encoding: 'utf8', timeout: 10000 });
   assert.is(r.status, 3);
-  assert.match(r.stdout, /^virtiofsd-ts: native addon not built: run `npm run build:native` \(/);
+  assert.match(r.stdout, /^virtiofsd-ts: native addon not built: run `npm run build:native` in a checkout, or `npm rebuild virtiofsd-ts` /);
   assert.ok(r.stdout.includes(join(root, 'build', 'Release', 'virtiofsd_native.node')), r.stdout);
 });
 
@@ -733,9 +735,16 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
 
   test(`poller (${mode}): 300 rearm cycles from inside the callback deliver exactly 300 events`, async () => {
     const efd = native.eventfd(0, C.EFD_NONBLOCK);
+    const marker = native.eventfd(0, C.EFD_NONBLOCK);
     let count = 0;
     let done: ((v: number) => void) | undefined;
+    let markerSeen: ((v: number) => void) | undefined;
     const poller = create((token) => {
+      if (token === 4) {
+        native.eventfdRead(marker);
+        markerSeen?.(count);
+        return;
+      }
       count++;
       assert.is(native.eventfdRead(efd), 1);
       if (count === 300) {
@@ -750,10 +759,14 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
     const r = await waitFor<number>((resolve) => (done = resolve), 5000);
     assert.is(r, 300);
     native.eventfdWrite(efd, 1); // not rearmed: must stay silent
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A second fd made readable after it: once its event is delivered, an event of the first would have been too.
+    native.pollerAdd(poller, marker, 4, C.EPOLLIN);
+    native.eventfdWrite(marker, 1);
+    assert.is(await waitFor<number>((resolve) => (markerSeen = resolve), 5000), 300, 'no event for the fd not rearmed');
     assert.is(count, 300);
     native.pollerClose(poller);
     native.close(efd);
+    native.close(marker);
   });
 }
 
