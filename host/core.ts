@@ -264,7 +264,13 @@ export class Core {
     if (slots !== undefined && !(Number.isInteger(slots) && slots >= 1 && slots <= 1024)) {
       throw new VirtiofsdError('ERR_GUEST_MEMORY', `windowSlots must be 1..1024 (${slots})`);
     }
-    core = new Core(instance, wasi, options.native ?? (await tryLoadNative()), slots);
+    const native = options.native ?? (await tryLoadNative());
+    if (native !== undefined && typeof native.mmapShared !== 'function') {
+      // Its preadv/pwritev would read this core's struct iovecs as the old {u32, u32} pairs: refuse, never guess.
+      throw new VirtiofsdError('ERR_NATIVE_MISSING',
+        'the native addon is older than the core (no mmapShared, old iovec format): run `npm run build:native`');
+    }
+    core = new Core(instance, wasi, native, slots);
     return core;
   }
 
