@@ -207,7 +207,7 @@ function findRegion(addr: u64, field: u32): i32 {
 // ---- the window -------------------------------------------------------------------------------------------------
 
 /**
- * A slot for global chunk g (clock over unpinned slots, second chance for recently used ones), its old chunk
+ * A slot to map a chunk into (clock over unpinned slots, second chance for recently used ones), its old chunk
  * forgotten; -1 when every slot is pinned.
  */
 function takeSlot(): i32 {

@@ -341,7 +341,7 @@ export class Core {
     try { return this.e.memAddRegion(gpa, uva, size, linearOffset); } catch (err) { this.trap(err); }
   }
 
-  /** Linear offset of [gpa, gpa+len) if wholly in one region, else -1. */
+  /** Linear offset of [gpa, gpa+len) if wholly in one region (windowed: a window pointer, valid until the next translation), else -1. */
   memTranslate(gpa: bigint, len: number): number {
     try { return this.e.memTranslate(gpa, len); } catch (err) { this.trap(err); }
   }
