@@ -26,8 +26,8 @@
 // A descriptor chain is walked as a cursor (table, index, hops) into the SEGS table (segments as drawn in
 // guest-memory.ts: a linear offset in flat mode, a guest-physical address + region windowed): readable segments
 // first, then writable ones. The walk itself translates nothing but an indirect table, so in windowed mode the
-// table pointer stays valid through it (guest-memory.ts: one live window pointer, rings pinned). The chain is hostile: every rule below ends the walk as
-// a bad chain (POP_BAD_CHAIN), never a trap.
+// table pointer stays valid through it (guest-memory.ts: one live window pointer, rings pinned).
+// The chain is hostile: every rule below ends the walk as a bad chain (POP_BAD_CHAIN), never a trap.
 //   - a `next` or head index outside its table; more descriptors than the table holds (loops included): `num`
 //     in the main table, the table's length inside an indirect table. (The spec caps a whole chain at the queue
 //     size, §2.7.5.3.1, but Linux's virtio_ring builds indirect tables longer than a small queue — virtio-fs

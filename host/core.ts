@@ -278,7 +278,8 @@ export class Core {
    * The core's `host` imports: `mapChunk(region, chunk, slot, length)` maps a chunk of a windowed region into a
    * window slot on the core's demand. Called from inside the core: never throws (-errno instead).
    */
-  static hostImports(core: () => Core | undefined): { mapChunk: (r: number, c: number, s: number, l: number) => number } {
+  static hostImports(core: () => Core | undefined):
+    { mapChunk: (r: number, c: number, s: number, l: number) => number } {
     return {
       mapChunk: (region, chunk, slot, length) => {
         try {
@@ -341,7 +342,10 @@ export class Core {
     try { return this.e.memAddRegion(gpa, uva, size, linearOffset); } catch (err) { this.trap(err); }
   }
 
-  /** Linear offset of [gpa, gpa+len) if wholly in one region (windowed: a window pointer, valid until the next translation), else -1. */
+  /**
+   * Linear offset of [gpa, gpa+len) if wholly in one region (windowed: a window pointer, valid until the next
+   * translation), else -1.
+   */
   memTranslate(gpa: bigint, len: number): number {
     try { return this.e.memTranslate(gpa, len); } catch (err) { this.trap(err); }
   }
