@@ -19,7 +19,7 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { DataSource, DataTarget, FileSystem } from '../host/fuse/filesystem.js';
 import * as P from '../host/fuse/protocol.js';
 import { fuseRequest } from './util/fuse-request.js';
-import { KERNEL_FLAGS, cstr, initIn, readIn, struct } from './fuse-rig.js';
+import { KERNEL_FLAGS, cstr, initIn, readIn, struct } from './util/fuse-guest.js';
 
 const C = native.constants;
 const KiB = 1024;
