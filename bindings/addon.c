@@ -299,6 +299,8 @@ NAPI_MODULE_INIT() {
       FN("mmapInto", vfs_mmap_into),
       FN("unmapFrom", vfs_unmap_from),
       FN("addressOf", vfs_address_of),
+      FN("mmapShared", vfs_mmap_shared),
+      FN("munmap", vfs_munmap),
       /* eventfd.c */
       FN("eventfd", vfs_eventfd),
       FN("eventfdRead", vfs_eventfd_read),

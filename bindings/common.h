@@ -136,6 +136,8 @@ VFS_FN(vfs_memfd_create);
 VFS_FN(vfs_mmap_into);
 VFS_FN(vfs_unmap_from);
 VFS_FN(vfs_address_of);
+VFS_FN(vfs_mmap_shared);
+VFS_FN(vfs_munmap);
 
 /* eventfd.c */
 VFS_FN(vfs_eventfd);

@@ -370,19 +370,16 @@ class CoreDataTarget implements DataTarget {
     return native.preadv(fd, c.memory.buffer, c.iovPtr, n, position);
   }
 
+  /**
+   * Through the reply scratch (a READ has no body: it is free): the core copies it into the guest's buffers,
+   * whichever way it reaches guest memory (flat or windowed).
+   */
   fromBytes(bytes: Uint8Array): number {
     const c = this.core;
-    const n = c.payloadReadIov(P.OUT_HEADER.SIZE, Math.min(this.size, bytes.length));
-    const buf = c.memory.buffer;
-    const iov = new DataView(buf, c.iovPtr, n * 8);
-    let done = 0;
-    for (let i = 0; i < n; i++) {
-      const off = iov.getUint32(i * 8, true);
-      const len = iov.getUint32(i * 8 + 4, true);
-      new Uint8Array(buf, off, len).set(bytes.subarray(done, done + len));
-      done += len;
-    }
-    return done;
+    const n = Math.min(this.size, bytes.length, REPLY_MAX);
+    if (n === 0) return 0;
+    new Uint8Array(c.memory.buffer, c.replyPtr, n).set(bytes.subarray(0, n));
+    return c.payloadScatter(c.replyPtr, P.OUT_HEADER.SIZE, n);
   }
 }
 
@@ -398,23 +395,15 @@ class CoreDataSource implements DataSource {
     return native.pwritev(fd, c.memory.buffer, c.iovPtr, n, position);
   }
 
+  /** Through the reply scratch (a WRITE's body, write_out, is encoded only after the filesystem returned). */
   toBytes(): Uint8Array {
     const c = this.core;
-    const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
-    const buf = c.memory.buffer;
-    const iov = new DataView(buf, c.iovPtr, n * 8);
-    const out = new Uint8Array(this.size);
-    let done = 0;
-    for (let i = 0; i < n; i++) {
-      const off = iov.getUint32(i * 8, true);
-      const len = iov.getUint32(i * 8 + 4, true);
-      out.set(new Uint8Array(buf, off, len), done);
-      done += len;
-    }
-    return done === out.length ? out : out.subarray(0, done);
+    const n = Math.min(this.size, REPLY_MAX);
+    if (n === 0) return new Uint8Array(0);
+    const got = c.payloadGather(c.replyPtr, P.WRITE_IN.SIZE, n);
+    return new Uint8Array(c.memory.buffer, c.replyPtr, got).slice();
   }
 }
-
 
 /** READDIR/READDIRPLUS into the core's reply scratch. One per server, reset per request. */
 class CoreDirTarget implements DirTarget {
