@@ -28,12 +28,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../../host/native-loader.js';
 import { drainDatagrams } from '../util/datagrams.js';
+import { skipIf } from '../util/prereq.js';
 import {
   type BackendHandle, type ExitStatus, OUR_CLI, ensureGuestImage, fmtStatus, missingGuestTools, startGuest, tailLines,
   which,
 } from './guest.js';
-
-const IN_CI = !!process.env.CI;
 
 let unavailable: string | undefined;
 const missing = [...missingGuestTools(), ...(which('unshare') ? [] : ['unshare (util-linux)'])];
@@ -47,14 +46,10 @@ else {
   }
 }
 
+/** An e2e test: a counted skip when its prerequisites are missing, a failure under CI=true (util/prereq.ts). */
 function e2e(name: string, fn: () => Promise<void>): void {
-  if (unavailable && !IN_CI) {
-    console.log(`e2e: skipping "${name}": ${unavailable}`);
-    test.skip(name, fn);
-    return;
-  }
   test(name, async () => {
-    if (unavailable) assert.unreachable(`e2e prerequisite missing (CI does not skip): ${unavailable}`);
+    if (skipIf(unavailable)) return;
     await fn();
   });
 }
