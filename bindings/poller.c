@@ -6,6 +6,11 @@
  * so each fd has at most one event in flight until pollerRearm; the tsfn queue is therefore bounded by the
  * number of registrations. An internal eventfd (registered with VFS_POLLER_STOP) wakes the thread to stop.
  *
+ * A registration asked for with EPOLLET is edge-triggered and persistent instead: every new readiness is one
+ * event (for an eventfd: every write, whether or not the counter was read), and nothing needs re-arming or
+ * draining. It saves a kick eventfd's read and epoll_ctl per wake-up; it is meant for the loop mode, where
+ * events are handled as they are read (on the thread, each would be one more tsfn queue entry).
+ *
  * Lifetime: the state is shared by the JS handle (an external) and the tsfn; whichever is finalized last
  * frees it (both finalizers run on the JS thread, so `refs` needs no atomics). The thread is stopped and
  * joined by pollerClose, or by the tsfn finalizer when the environment is torn down without pollerClose.
@@ -389,7 +394,9 @@ static napi_value vfs_poller_ctl(napi_env env, napi_callback_info info, int op) 
   if (op != EPOLL_CTL_DEL && (!vfs_get_i32(env, argv[2], &token) || !vfs_get_u32(env, argv[3], &events)))
     return NULL;
   if (p->closed) return vfs_int(env, -EBADF);
-  struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.u64 = (uint32_t)token};
+  /* One-shot unless the caller asked for an edge-triggered (persistent) registration. */
+  uint32_t mode = (events & EPOLLET) != 0 ? 0 : EPOLLONESHOT;
+  struct epoll_event ev = {.events = events | mode, .data.u64 = (uint32_t)token};
   return vfs_result(env, epoll_ctl(p->epfd, op, fd, &ev));
 }
 

@@ -16,6 +16,7 @@ import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
 import { INODE_FILE_HANDLES, type InodeFileHandles } from './passthrough/inode-store.js';
 import { native } from './native-loader.js';
+import { installStatsSignal } from './stats.js';
 
 const USAGE = `Usage: virtiofsd-ts --socket-path=PATH --shared-dir=DIR [options]
        virtiofsd-ts --mountpoint=DIR2 --shared-dir=DIR [options]
@@ -32,6 +33,8 @@ Options:
   --log-level=LEVEL         error | warn | info | debug | trace | off (default: info)
   --tag=TAG                 accepted for compatibility; QEMU sets the mount tag with -device ...,tag=TAG
   --num-request-queues=N    request queues offered to the frontend (default: 1, max: 63)
+  --poll-us=N               after a batch, watch each queue N µs for more requests with guest kicks
+                            off before waiting again (default: 0, off; CPU only while requests come)
   --exit-on-disconnect      exit when the frontend disconnects instead of waiting for the next one
   --xattr                   serve extended attributes (getxattr/setxattr/listxattr/removexattr)
   --xattrmap=MAP            map xattr names between guest and host (needs --xattr), e.g.
@@ -100,6 +103,7 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
         'log-level': { type: 'string' },
         tag: { type: 'string' },
         'num-request-queues': { type: 'string' },
+        'poll-us': { type: 'string' },
         'exit-on-disconnect': { type: 'boolean' },
         xattr: { type: 'boolean' },
         xattrmap: { type: 'string' },
@@ -169,6 +173,10 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
       throw new ConfigError('--num-request-queues must be an integer from 1 to 63');
     }
   }
+  const pollUs = Number(v['poll-us'] ?? 0);
+  if (!/^\d+$/.test(v['poll-us'] ?? '0') || pollUs > 1_000_000) {
+    throw new ConfigError('--poll-us must be an integer from 0 to 1000000');
+  }
   let rlimitNofile: number | undefined;
   if (v['rlimit-nofile'] !== undefined) {
     rlimitNofile = Number(v['rlimit-nofile']);
@@ -186,6 +194,7 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
     logLevel: level,
     tag: v.tag,
     numRequestQueues,
+    pollUs,
     exitOnDisconnect: v['exit-on-disconnect'] ?? false,
     xattr: v.xattr ?? false,
     ...(v.xattrmap !== undefined ? { xattrmap: v.xattrmap } : {}),
@@ -268,7 +277,9 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  const uninstallStats = installStatsSignal(daemon.listener); // SIGUSR2: one stats line on stderr (host/stats.ts)
   await daemon.closed;
+  uninstallStats();
   return 0;
 }
 

@@ -50,7 +50,7 @@ export interface NativeConstants {
   // mmap / memfd / eventfd / epoll
   PROT_READ: number; PROT_WRITE: number; MFD_CLOEXEC: number; MFD_ALLOW_SEALING: number;
   EFD_NONBLOCK: number; EFD_SEMAPHORE: number; EPOLLIN: number; EPOLLOUT: number; EPOLLERR: number;
-  EPOLLHUP: number; EPOLLRDHUP: number;
+  EPOLLHUP: number; EPOLLRDHUP: number; EPOLLET: number;
   // mount(2) flags, umount2(2) flags
   MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MNT_FORCE: number;
   MNT_DETACH: number; UMOUNT_NOFOLLOW: number;
@@ -130,7 +130,10 @@ export interface Native {
    * straight from the loop. -ENOSYS where the runtime has no libuv (Bun, Deno); other -errno from libuv.
    */
   pollerCreateOnLoop(callback: (token: number, events: number) => void): PollerHandle | number;
-  /** Registers fd (events: EPOLLIN etc.) with a caller-chosen token (int32). 0 or -errno. */
+  /**
+   * Registers fd (events: EPOLLIN etc.) with a caller-chosen token (int32). 0 or -errno. One-shot, unless events
+   * has EPOLLET: then edge-triggered and persistent (an event per new readiness; no rearm, no drain needed).
+   */
   pollerAdd(poller: PollerHandle, fd: number, token: number, events: number): number;
   /** Re-enables a one-shot registration. 0 or -errno. */
   pollerRearm(poller: PollerHandle, fd: number, token: number, events: number): number;
