@@ -1,7 +1,8 @@
 /**
- * `npm run bench:guest [-- options]`: one Linux guest under QEMU (TCG) runs the same workload on three
- * backends for the same host directory, one after another:
+ * `npm run bench:guest [-- options]`: one Linux guest under QEMU (TCG) runs the same workload on each
+ * backend for the same host directory, one after another:
  *   ours  `node dist/host/cli.js --cache=auto`          vhost-user-fs, mounted `-t virtiofs`
+ *   ours-poll  the same with --poll-us=N               (adaptive polling; see --poll-us below)
  *   c     QEMU's C virtiofsd `-o cache=auto`            vhost-user-fs, mounted `-t virtiofs`
  *   9p    QEMU's own virtio-9p (`-virtfs local,...`)    mounted `-t 9p -o trans=virtio,version=9p2000.L,msize=...`
  * The workload (benchmarks/guest/workload.sh, in the bench initramfs built by build-initramfs.sh): fio
@@ -16,7 +17,8 @@
  * --smp=N (guest vCPUs, default 1: with 2 vCPUs on a 2-core host, TCG's vCPU threads starve QEMU's
  * 9p worker and the daemons), --mem=MiB (1024), --msize=N (9p, 512000: the virtio transport's maximum
  * in Linux 6.1), --9p-cache=MODE (9p `cache=`; default the kernel's, none), --quick (runtime 3, 32 MiB,
- * 500 files: a smoke run, saves nothing unless --save), --no-save, --out=DIR.
+ * 500 files: a smoke run, saves nothing unless --save), --no-save, --out=DIR, --poll-us=N (default 50: the
+ * backend `ours-poll` is ours with --poll-us=N, in its own column beside the defaults; 0 leaves it out).
  */
 import { guestSvgChart } from './chart.js';
 import { spawnSync } from 'node:child_process';
@@ -53,11 +55,13 @@ const cfg = {
   msize: num('msize', 512000),
   ninepCache: opt('9p-cache') ?? '',
   jobs: opt('jobs') ?? 'seq-read,seq-write,rand-read,rand-write,rand-read-aio',
+  pollUs: num('poll-us', 50),
 };
-type Kind = 'ours' | 'c' | '9p';
-const ALL_KINDS: Kind[] = ['ours', 'c', '9p'];
-const kinds = (opt('backends') ?? ALL_KINDS.join(',')).split(',').map((k) => {
-  if (!ALL_KINDS.includes(k as Kind)) throw new Error(`bench:guest: unknown backend '${k}' (ours, c, 9p)`);
+type Kind = 'ours' | 'ours-poll' | 'c' | '9p';
+const ALL_KINDS: Kind[] = ['ours', 'ours-poll', 'c', '9p'];
+const kinds = (opt('backends') ?? ALL_KINDS.filter((k) => k !== 'ours-poll' || cfg.pollUs > 0).join(',')).split(',').map((k) => {
+  if (!ALL_KINDS.includes(k as Kind)) throw new Error(`bench:guest: unknown backend '${k}' (${ALL_KINDS.join(', ')})`);
+  if (k === 'ours-poll' && cfg.pollUs === 0) throw new Error('bench:guest: ours-poll needs --poll-us > 0');
   return k as Kind;
 });
 const save = quick ? flag('save') : !flag('no-save');
@@ -285,7 +289,11 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     qemuArgs.push('-virtfs', virtfs);
     command = [QEMU, '-virtfs', virtfs];
   } else {
-    backend = await startBackend(kind, { socketPath, sharedDir: share, cache: 'auto', logLevel: kind === 'ours' ? 'warn' : undefined });
+    const ours = kind === 'ours' || kind === 'ours-poll';
+    backend = await startBackend(ours ? 'ours' : 'c', {
+      socketPath, sharedDir: share, cache: 'auto', logLevel: ours ? 'warn' : undefined,
+      extraArgs: kind === 'ours-poll' ? [`--poll-us=${cfg.pollUs}`] : [],
+    });
     command = backend.command;
   }
   // Bounds: boot, the file layout, fio jobs and the metadata phases (9p's untar takes minutes with 2 vCPUs).
@@ -405,19 +413,24 @@ function fmtRatio(v: number | undefined): string {
   return v === undefined ? '—' : `${v.toFixed(2)}×`;
 }
 
-const KIND_NAMES: Record<Kind, string> = { ours: 'ours', c: 'C virtiofsd', '9p': 'virtio-9p' };
+const KIND_NAMES: Record<Kind, string> = {
+  ours: 'ours', 'ours-poll': `ours --poll-us=${cfg.pollUs}`, c: 'C virtiofsd', '9p': 'virtio-9p',
+};
 
 function tableCells(rows: Row[]): string[][] {
   const header = ['workload', 'unit', ...kinds.map((k) => KIND_NAMES[k])];
   const withC = kinds.includes('ours') && kinds.includes('c');
   const with9p = kinds.includes('ours') && kinds.includes('9p');
+  const pollWithC = kinds.includes('ours-poll') && kinds.includes('c');
   if (withC) header.push('ours/C');
+  if (pollWithC) header.push(`${KIND_NAMES['ours-poll']}/C`);
   if (with9p) header.push('ours/9p');
   const out = [header];
   for (const row of rows) {
     const unit = `${row.metric.unit} ${row.metric.higherBetter ? '↑' : '↓'}`;
     const cells = [row.metric.label, unit, ...kinds.map((k) => fmtValue(row.values[k], row.metric.unit))];
     if (withC) cells.push(fmtRatio(ratio(row.values.ours, row.values.c)));
+    if (pollWithC) cells.push(fmtRatio(ratio(row.values['ours-poll'], row.values.c)));
     if (with9p) cells.push(fmtRatio(ratio(row.values.ours, row.values['9p'])));
     out.push(cells);
   }
@@ -532,6 +545,7 @@ async function main(): Promise<number> {
         id: row.metric.id, label: row.metric.label, unit: row.metric.unit, higherBetter: row.metric.higherBetter,
         values: row.values, clatMeanUs: row.latencyUs,
         oursOverC: ratio(row.values.ours, row.values.c), oursOver9p: ratio(row.values.ours, row.values['9p']),
+        oursPollOverC: ratio(row.values['ours-poll'], row.values.c),
       })),
     };
     const jsonFile = path.join(outDir, `guest-${date}.json`);
@@ -540,8 +554,9 @@ async function main(): Promise<number> {
     const md = [
       `# Guest benchmark, ${date}`,
       '',
-      'One Linux guest under QEMU runs the same workload on a share served three ways: our daemon and the C virtiofsd',
-      '(both vhost-user-fs, `cache=auto`, mounted `-t virtiofs`) and QEMU\'s built-in virtio-9p. Produced by',
+      'One Linux guest under QEMU runs the same workload on a share served by each backend in turn: our daemon (with its',
+      `defaults, and as \`${KIND_NAMES['ours-poll']}\` with that option added${kinds.includes('ours-poll') ? '' : ' — not in this run'}), the C virtiofsd`,
+      '(all vhost-user-fs, `cache=auto`, mounted `-t virtiofs`) and QEMU\'s built-in virtio-9p. Produced by',
       '`npm run bench:guest` (benchmarks/guest/); each backend gets a fresh shared directory on the same host filesystem.',
       '',
       markdownTable(cells),
