@@ -95,6 +95,17 @@ int vfs_get_bytes(napi_env env, napi_value v, char *buf);
 /* The bytes of an ArrayBuffer or ArrayBufferView (TypedArray/DataView). false = exception pending. */
 bool vfs_get_memory(napi_env env, napi_value v, uint8_t **data, size_t *len);
 
+/*
+ * Most iovecs one preadv/pwritev takes (the kernel's UIO_MAXIOV); callers keep the array on the stack
+ * (VFS_IOV_MAX * 16 bytes = 16 KiB) or in a preallocated slot.
+ */
+#define VFS_IOV_MAX 1024
+
+struct iovec;
+/* Translates `count` { u32 offset, u32 len } little-endian entries at mem[iov_offset] into pointers into mem:
+ * 0, -EINVAL (count outside 0..VFS_IOV_MAX) or -EFAULT (an entry or the table outside mem). (fsat.c) */
+int vfs_iov_from_memory(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, struct iovec *iov);
+
 /* An Int32Array / Float64Array argument (TypeError otherwise). false = exception pending. */
 bool vfs_get_int32_array(napi_env env, napi_value v, int32_t **data, size_t *count);
 bool vfs_get_float64_array(napi_env env, napi_value v, double **data, size_t *count);
@@ -150,6 +161,15 @@ VFS_FN(vfs_poller_close);
 VFS_FN(vfs_epoll_create);
 VFS_FN(vfs_epoll_ctl);
 VFS_FN(vfs_epoll_wait);
+
+/* io-pool.c */
+VFS_FN(vfs_io_pool_create);
+VFS_FN(vfs_io_pool_eventfd);
+VFS_FN(vfs_io_pool_submit);
+VFS_FN(vfs_io_pool_reap);
+VFS_FN(vfs_io_pool_pending);
+VFS_FN(vfs_io_pool_close);
+VFS_FN(vfs_preadv_nowait);
 
 /* fsat.c */
 VFS_FN(vfs_close);

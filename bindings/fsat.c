@@ -271,14 +271,21 @@ VFS_FN(vfs_fallocate) {
   return vfs_result(env, fallocate(fd, mode, (off_t)offset, (off_t)length));
 }
 
-/*
- * Fixed maximum iovec count per call: the array lives on the stack (VFS_IOV_MAX * 16 bytes = 16 KiB).
- * Equal to the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel itself would answer).
- */
-#define VFS_IOV_MAX 1024
-
 static uint32_t vfs_load_u32le(const uint8_t *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int vfs_iov_from_memory(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, struct iovec *iov) {
+  if (count < 0 || count > VFS_IOV_MAX) return -EINVAL;
+  if (!vfs_in_range(len, iov_offset, (int64_t)count * 8)) return -EFAULT;
+  const uint8_t *entry = mem + iov_offset;
+  for (int32_t i = 0; i < count; i++, entry += 8) {
+    uint32_t off = vfs_load_u32le(entry), n = vfs_load_u32le(entry + 4);
+    if (!vfs_in_range(len, off, n)) return -EFAULT;
+    iov[i].iov_base = (void *)(mem + off);
+    iov[i].iov_len = n;
+  }
+  return 0;
 }
 
 /* Shared body of preadv/pwritev: translates { u32 offset, u32 len } entries at mem[iovOffset] to pointers. */
@@ -291,17 +298,10 @@ static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) 
   if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_memory(env, argv[1], &mem, &len)) return NULL;
   if (!vfs_get_i64(env, argv[2], &iov_offset) || !vfs_get_i32(env, argv[3], &count)) return NULL;
   if (!vfs_get_i64(env, argv[4], &position)) return NULL;
-  if (count < 0 || count > VFS_IOV_MAX) return vfs_int(env, -EINVAL);
-  if (!vfs_in_range(len, iov_offset, (int64_t)count * 8)) return vfs_int(env, -EFAULT);
 
   struct iovec iov[VFS_IOV_MAX];
-  const uint8_t *entry = mem + iov_offset;
-  for (int32_t i = 0; i < count; i++, entry += 8) {
-    uint32_t off = vfs_load_u32le(entry), n = vfs_load_u32le(entry + 4);
-    if (!vfs_in_range(len, off, n)) return vfs_int(env, -EFAULT);
-    iov[i].iov_base = mem + off;
-    iov[i].iov_len = n;
-  }
+  int rc = vfs_iov_from_memory(mem, len, iov_offset, count, iov);
+  if (rc < 0) return vfs_int(env, rc);
   ssize_t r;
   if (position == -1)
     r = is_write ? writev(fd, iov, count) : readv(fd, iov, count);

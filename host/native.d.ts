@@ -13,6 +13,8 @@
  */
 export type Memory = ArrayBuffer | ArrayBufferView;
 
+/** Opaque handle of an I/O thread pool (bindings/io-pool.c). */
+export interface IoPoolHandle { readonly __ioPool: unique symbol }
 /** Opaque handle of a poller thread. */
 export interface PollerHandle { readonly __poller: unique symbol }
 
@@ -147,6 +149,27 @@ export interface Native {
   epollCtl(epfd: number, op: number, fd: number, events: number, token: number): number;
   /** Blocking epoll_wait; fills out with (token, events) pairs; returns the count or -errno. */
   epollWait(epfd: number, out: Int32Array, timeoutMs: number): number;
+
+  // ---- io-pool.c (prototype: blocking data I/O off the JS thread; not used by the daemon yet) ------------
+  /** Starts `threads` (1..64) I/O threads; -EINVAL/-ENOMEM/-errno on failure. */
+  ioPoolCreate(threads: number): IoPoolHandle | number;
+  /** The completion eventfd (nonblocking; readable while completions wait), or -EBADF once closed. */
+  ioPoolEventfd(pool: IoPoolHandle): number;
+  /**
+   * Queues preadv (op 0) or pwritev (op 1) on fd at `position` with iovecs into `mem` as for preadv below; the
+   * pointers are taken now, so `mem` must stay mapped until the job is reaped. 0, -EAGAIN (all 128 slots busy),
+   * -EINVAL, -EFAULT, -EBADF (closed).
+   */
+  ioPoolSubmit(pool: IoPoolHandle, op: 0 | 1, fd: number, mem: Memory, iovOffset: number, iovCount: number,
+    position: number, tag: number): number;
+  /** Moves finished jobs into out as (tag, bytes or -errno) pairs; returns the pair count. */
+  ioPoolReap(pool: IoPoolHandle, out: Float64Array): number;
+  /** Jobs submitted and not reaped yet. */
+  ioPoolPending(pool: IoPoolHandle): number;
+  /** Joins the threads (running jobs finish; queued ones are dropped) and closes the eventfd. Idempotent. */
+  ioPoolClose(pool: IoPoolHandle): void;
+  /** preadv2(RWF_NOWAIT) with iovecs as for preadv: bytes, or -EAGAIN when the data is not cached. */
+  preadvNowait(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
 
   // ---- fsat.c ---------------------------------------------------------------------------------------------
   // Every name/path/target string of this section (and handle.c) is a byte string: one char per byte, 0..255

@@ -176,8 +176,11 @@ chmod 755 "$STAGE/init"
 OVERLAY="$BENCH_GUEST_DIR/overlay.cpio"
 (cd "$STAGE" && find . -print0 | sort -z | cpio --null -o -H newc --owner 0:0 --quiet) > "$OVERLAY"
 # The gzip member of the e2e image, then the plain archive (cpio pads to 512 bytes; the kernel skips
-# zero padding between archives).
-cat "$BASE" "$OVERLAY" > "$OUT.tmp"
+# zero padding between archives). The kernel takes a plain archive only at a 4-byte aligned offset
+# (init/initramfs.c); a gzip member of another length would leave the overlay unread ("invalid magic"),
+# so zeros pad the member to the next multiple of 4.
+PAD=$(( (4 - $(stat -c %s "$BASE") % 4) % 4 ))
+{ cat "$BASE"; head -c "$PAD" /dev/zero; cat "$OVERLAY"; } > "$OUT.tmp"
 rm -f "$OVERLAY"
 mv "$OUT.tmp" "$OUT"
 say "wrote $OUT ($(stat -c %s "$OUT") bytes; $FIO_VERSION, kernel $KVER)"
