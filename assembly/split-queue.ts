@@ -491,13 +491,15 @@ const VIRTQ_USED_F_NO_NOTIFY: u16 = 1;
 
 /**
  * Chains the driver made available that were not popped yet, without touching the notification state (unlike
- * popChain, which publishes avail_event when it finds the ring empty). 0 when the queue is not ready or broken
- * (popChain then says why); at most `num`, a misbehaving avail.idx counts as pending so popChain sees it.
+ * popChain, which publishes avail_event when it finds the ring empty). 0 when the queue is not ready. A broken
+ * ring, or an avail.idx that moved by more than `num`, counts as pending (1, or `num`): the caller pops, and
+ * popChain reports POP_RING_BROKEN.
  */
 export function queueAvailPending(q: u32): u32 {
   if (q >= MAX_QUEUES) return 0;
   const p = qp(q);
-  if ((load<u32>(p, Q_FLAGS) & QF_BROKEN) != 0 || !ready(p)) return 0;
+  if ((load<u32>(p, Q_FLAGS) & QF_BROKEN) != 0) return 1;
+  if (!ready(p)) return 0;
   const num = load<u32>(p, Q_NUM);
   const pending = (availIdxAcquire(<usize>load<u32>(p, Q_AVAIL)) - load<u32>(p, Q_LAST_AVAIL)) & 0xffff;
   return pending > num ? num : pending;

@@ -153,6 +153,17 @@ test('polling: stopped() turns kicks on again (no silent ring is left behind)', 
   assert.is(driver.kickNeeded(), true);
 });
 
+test('polling: a ring whose avail.idx jumps past the queue size still halts the queue', async () => {
+  const { core, driver, server } = await rig(true);
+  driver.setAvailIdx(40); // 40 > num (16)
+  const p = new QueueProcessor(core, server, 0, { pollUs: 100_000 });
+  assert.is(p.run(), false);
+  assert.is(p.halted, true);
+  p.reset(); // the processor forgets; the core's ring stays broken until queueReset
+  assert.is(p.run(), false);
+  assert.is(p.halted, true, 'a ring already marked broken is seen again (not taken for an empty one)');
+});
+
 test('without pollUs the processor never touches the kick state', async () => {
   const { core, driver, submit, served, server } = await rig(false);
   submit();
