@@ -55,6 +55,7 @@ struct vfs_poller {
   uv_poll_t *poll; /* malloc'd apart from the state: libuv frees it itself (see vfs_poller_loop_stop) */
   napi_env env;
   napi_ref callback;
+  napi_ref resource; /* the callback scope's resource object, made once (no allocation per wake-up) */
   napi_async_context async_context;
   bool napi_released; /* callback and async_context already freed (environment teardown) */
 };
@@ -270,7 +271,7 @@ static void vfs_poller_on_loop_ready(uv_poll_t *handle, int status, int events) 
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value resource, cb, undefined;
   napi_callback_scope cscope;
-  bool ok = napi_create_object(env, &resource) == napi_ok &&
+  bool ok = napi_get_reference_value(env, p->resource, &resource) == napi_ok &&
             napi_open_callback_scope(env, resource, p->async_context, &cscope) == napi_ok;
   if (ok) {
     ok = napi_get_reference_value(env, p->callback, &cb) == napi_ok && napi_get_undefined(env, &undefined) == napi_ok;
@@ -293,6 +294,7 @@ static void vfs_poller_release_napi(struct vfs_poller *p) {
   if (p->napi_released) return;
   p->napi_released = true;
   napi_delete_reference(p->env, p->callback);
+  napi_delete_reference(p->env, p->resource);
   napi_async_destroy(p->env, p->async_context);
 }
 
@@ -338,15 +340,18 @@ VFS_FN(vfs_poller_create_on_loop) {
     free(p);
     return vfs_throw_errno(env, "pollerCreateOnLoop", e);
   }
-  napi_value name;
+  napi_value name, resource;
   p->poll = malloc(sizeof *p->poll);
   napi_status s = p->poll == NULL ? napi_generic_failure : napi_create_reference(env, argv[0], 1, &p->callback);
+  if (s == napi_ok) s = napi_create_object(env, &resource);
+  if (s == napi_ok) s = napi_create_reference(env, resource, 1, &p->resource);
   if (s == napi_ok) s = napi_create_string_utf8(env, "virtiofsd-ts poller", NAPI_AUTO_LENGTH, &name);
   if (s == napi_ok) s = napi_async_init(env, NULL, name, &p->async_context);
   int rc = s == napi_ok ? vfs_uv.poll_init(loop, p->poll, p->epfd) : 0;
   if (s != napi_ok || rc != 0) {
     if (p->async_context != NULL) napi_async_destroy(env, p->async_context);
     if (p->callback != NULL) napi_delete_reference(env, p->callback);
+    if (p->resource != NULL) napi_delete_reference(env, p->resource);
     close(p->epfd);
     free(p->poll); /* never initialized as a handle (or init failed): plain memory */
     free(p);

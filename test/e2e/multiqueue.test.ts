@@ -8,7 +8,7 @@
  * What is checked: the pinned writers' files on the host (names, contents, sizes), the workload's own checks,
  * and which queues served requests, from the daemon's stats line (SIGUSR2, host/stats.ts) sent while the guest
  * is still connected: 6.12 must have served on queue 1 and queue 2, 6.1 on queue 1 only, nothing on the
- * hiprio queue's request counter but FORGETs. One guest of each, with and without --poll-us (polling on two
+ * hiprio queue's request counter but FORGETs. The 6.12 guest runs once more with --poll-us=50 (polling on two
  * queues at once is the case where a spinning queue could starve the other).
  *
  * The 6.12 guest lives in .cache/guest-6.12 (scripts/fetch-guest-kernel.sh with GUEST_KERNEL_SERIES=6.12 fetches
@@ -161,7 +161,8 @@ async function run(g: Guest, pollUs: number): Promise<void> {
 }
 
 for (const g of GUESTS) {
-  for (const pollUs of [0, 50]) {
+  // Polling on two queues at once is the case worth a guest boot; the 6.1 guest runs with the defaults.
+  for (const pollUs of g.wantQueues.length === 2 ? [0, 50] : [0]) {
     const name = `ours, ${g.label}, 2 vCPUs, 2 request queues${pollUs > 0 ? `, --poll-us=${pollUs}` : ''}: ` +
       `${g.wantQueues.length === 2 ? 'both queues serve' : 'the first queue serves'} and the workload passes`;
     if (ONLY && !name.includes(ONLY)) continue;
