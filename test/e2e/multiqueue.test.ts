@@ -7,9 +7,9 @@
  *
  * What is checked: the pinned writers' files on the host (names, contents, sizes), the workload's own checks,
  * and which queues served requests, from the daemon's stats line (SIGUSR2, host/stats.ts) sent while the guest
- * is still connected: 6.12 must have served on queue 1 and queue 2, 6.1 on queue 1 only, nothing on the
- * hiprio queue's request counter but FORGETs. The 6.12 guest runs once more with --poll-us=50 (polling on two
- * queues at once is the case where a spinning queue could starve the other).
+ * is still connected: 6.12 must have served on queue 1 and queue 2, 6.1 on queue 1 only. The 6.12 guest runs
+ * once more with --poll-us=50 (polling on two queues at once is the case where a spinning queue could starve
+ * the other).
  *
  * The 6.12 guest lives in .cache/guest-6.12 (scripts/fetch-guest-kernel.sh with GUEST_KERNEL_SERIES=6.12 fetches
  * it on first use); the 6.1 guest is the default .cache/guest. In CI a missing prerequisite fails; elsewhere it is
