@@ -169,7 +169,6 @@ VFS_FN(vfs_io_pool_submit);
 VFS_FN(vfs_io_pool_reap);
 VFS_FN(vfs_io_pool_pending);
 VFS_FN(vfs_io_pool_close);
-VFS_FN(vfs_preadv_nowait);
 
 /* fsat.c */
 VFS_FN(vfs_close);
@@ -196,6 +195,7 @@ VFS_FN(vfs_fdatasync);
 VFS_FN(vfs_fallocate);
 VFS_FN(vfs_preadv);
 VFS_FN(vfs_pwritev);
+VFS_FN(vfs_preadv_nowait);
 VFS_FN(vfs_pread);
 VFS_FN(vfs_pwrite);
 VFS_FN(vfs_count_open_fds);

@@ -288,8 +288,11 @@ int vfs_iov_from_memory(const uint8_t *mem, size_t len, int64_t iov_offset, int3
   return 0;
 }
 
-/* Shared body of preadv/pwritev: translates { u32 offset, u32 len } entries at mem[iovOffset] to pointers. */
-static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) {
+enum vfs_rwv_op { VFS_RWV_READ, VFS_RWV_WRITE, VFS_RWV_READ_NOWAIT };
+
+/* Shared body of preadv/pwritev/preadvNowait: translates { u32 offset, u32 len } entries at mem[iovOffset] to
+ * pointers. */
+static napi_value vfs_rwv(napi_env env, napi_callback_info info, enum vfs_rwv_op op) {
   VFS_ARGS(env, info, 5);
   int32_t fd, count;
   uint8_t *mem;
@@ -302,17 +305,22 @@ static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) 
   struct iovec iov[VFS_IOV_MAX];
   int rc = vfs_iov_from_memory(mem, len, iov_offset, count, iov);
   if (rc < 0) return vfs_int(env, rc);
+  bool is_write = op == VFS_RWV_WRITE;
   ssize_t r;
-  if (position == -1)
+  if (op == VFS_RWV_READ_NOWAIT)
+    r = preadv2(fd, iov, count, (off_t)position, RWF_NOWAIT); /* -EAGAIN: not in the page cache */
+  else if (position == -1)
     r = is_write ? writev(fd, iov, count) : readv(fd, iov, count);
   else
     r = is_write ? pwritev(fd, iov, count, (off_t)position) : preadv(fd, iov, count, (off_t)position);
   return vfs_result(env, r);
 }
 
-VFS_FN(vfs_preadv) { return vfs_rwv(env, info, false); }
+VFS_FN(vfs_preadv) { return vfs_rwv(env, info, VFS_RWV_READ); }
 
-VFS_FN(vfs_pwritev) { return vfs_rwv(env, info, true); }
+VFS_FN(vfs_pwritev) { return vfs_rwv(env, info, VFS_RWV_WRITE); }
+
+VFS_FN(vfs_preadv_nowait) { return vfs_rwv(env, info, VFS_RWV_READ_NOWAIT); }
 
 static napi_value vfs_rw(napi_env env, napi_callback_info info, bool is_write) {
   VFS_ARGS(env, info, 3);

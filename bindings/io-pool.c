@@ -1,7 +1,7 @@
 /*
  * io-pool.c: a small pthread pool for blocking data I/O (preadv/pwritev into a wasm memory), completions
  * reported through an eventfd. A prototype for the thread-pool work (issue 9): the request path would try
- * `preadvNowait` (preadv2 RWF_NOWAIT) inline first and submit here only on -EAGAIN (page-cache miss).
+ * `preadvNowait` (preadv2 RWF_NOWAIT, in fsat.c) inline first and submit here only on -EAGAIN (a page-cache miss).
  *
  *   JS thread                                  pool thread (x N)
  *   ioPoolSubmit(op, fd, mem, iov.., tag) -->  job slot: iovecs already translated to pointers
@@ -274,21 +274,4 @@ VFS_FN(vfs_io_pool_close) {
   napi_value undefined;
   NAPI_CALL(env, napi_get_undefined(env, &undefined));
   return undefined;
-}
-
-/* preadvNowait(fd, mem, iovOffset, iovCount, position): preadv2(RWF_NOWAIT), bytes or -errno; -EAGAIN when the
- * data is not in the page cache (the caller then submits to the pool). */
-VFS_FN(vfs_preadv_nowait) {
-  VFS_ARGS(env, info, 5);
-  int32_t fd, count;
-  uint8_t *mem;
-  size_t len;
-  int64_t iov_offset, position;
-  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_memory(env, argv[1], &mem, &len)) return NULL;
-  if (!vfs_get_i64(env, argv[2], &iov_offset) || !vfs_get_i32(env, argv[3], &count)) return NULL;
-  if (!vfs_get_i64(env, argv[4], &position)) return NULL;
-  struct iovec iov[VFS_IOV_MAX];
-  int rc = vfs_iov_from_memory(mem, len, iov_offset, count, iov);
-  if (rc < 0) return vfs_int(env, rc);
-  return vfs_result(env, preadv2(fd, iov, count, (off_t)position, RWF_NOWAIT));
 }

@@ -168,7 +168,7 @@ export interface Native {
   ioPoolPending(pool: IoPoolHandle): number;
   /** Joins the threads (running jobs finish; queued ones are dropped) and closes the eventfd. Idempotent. */
   ioPoolClose(pool: IoPoolHandle): void;
-  /** preadv2(RWF_NOWAIT) with iovecs as for preadv: bytes, or -EAGAIN when the data is not cached. */
+  /** preadv2(RWF_NOWAIT) with iovecs as for preadv (fsat.c): bytes, or -EAGAIN when the data is not cached. */
   preadvNowait(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
 
   // ---- fsat.c ---------------------------------------------------------------------------------------------
