@@ -50,7 +50,11 @@ if [[ ! -f "$MODCACHE/order" ]]; then
   WORK="$(mktemp -d)"
   chmod 755 "$WORK"   # apt-get download may drop privileges to _apt
   say "downloading linux-image-$KVER for the 9p modules"
-  (cd "$WORK" && apt-get download -q "linux-image-$KVER" 2>&1 | grep -v -e unsandboxed -e '^Get:' -e '^Fetched' || true)
+  # The unsigned package where only that one exists (the 6.12 backport guest, GUEST_KERNEL_SERIES=6.12).
+  for pkg in "linux-image-$KVER" "linux-image-$KVER-unsigned"; do
+    (cd "$WORK" && apt-get download -q "$pkg" 2>&1 | grep -v -e unsandboxed -e '^Get:' -e '^Fetched' -e '^E:' || true)
+    ls "$WORK"/*.deb >/dev/null 2>&1 && break
+  done
   DEB="$(ls "$WORK"/*.deb 2>/dev/null | head -n 1 || true)"
   [[ -n "$DEB" ]] || { rm -rf "$WORK"; die "apt-get download linux-image-$KVER produced no .deb"; }
   dpkg -x "$DEB" "$WORK/root"

@@ -18,7 +18,11 @@
  * 9p worker and the daemons), --mem=MiB (1024), --msize=N (9p, 512000: the virtio transport's maximum
  * in Linux 6.1), --9p-cache=MODE (9p `cache=`; default the kernel's, none), --quick (runtime 3, 32 MiB,
  * 500 files: a smoke run, saves nothing unless --save), --no-save, --out=DIR, --poll-us=N (default 50: the
- * backend `ours-poll` is ours with --poll-us=N, in its own column beside the defaults; 0 leaves it out).
+ * backend `ours-poll` is ours with --poll-us=N, in its own column beside the defaults; 0 leaves it out),
+ * --kernel=6.12 (the Debian 6.12 backport guest, .cache/guest-6.12, whose virtio_fs uses several request queues;
+ * default the 6.1 e2e guest), --queues=N (request queues of ours' device, `num-request-queues`; the C virtiofsd
+ * of QEMU 7.2 serves one, so its runs keep 1), --numjobs=N (fio threads per job; with --smp and --queues > 1 they
+ * spread over the queues).
  */
 import { guestSvgChart } from './chart.js';
 import { spawnSync } from 'node:child_process';
@@ -56,7 +60,12 @@ const cfg = {
   ninepCache: opt('9p-cache') ?? '',
   jobs: opt('jobs') ?? 'seq-read,seq-write,rand-read,rand-write,rand-read-aio',
   pollUs: num('poll-us', 50),
+  kernel: opt('kernel') ?? '6.1',
+  queues: num('queues', 1),
+  numjobs: num('numjobs', 1),
 };
+if (cfg.kernel !== '6.1' && cfg.kernel !== '6.12') throw new Error(`bench:guest: --kernel=${cfg.kernel}: 6.1 or 6.12`);
+if (cfg.queues < 1 || cfg.numjobs < 1) throw new Error('bench:guest: --queues and --numjobs start at 1');
 type Kind = 'ours' | 'ours-poll' | 'c' | '9p';
 const ALL_KINDS: Kind[] = ['ours', 'ours-poll', 'c', '9p'];
 const kinds = (opt('backends') ?? ALL_KINDS.filter((k) => k !== 'ours-poll' || cfg.pollUs > 0).join(',')).split(',').map((k) => {
@@ -70,7 +79,10 @@ const outDir = opt('out') ?? path.join(ROOT, 'benchmarks', 'results');
 const HERE = path.join(ROOT, 'benchmarks', 'guest');
 const BUILD_SCRIPT = path.join(HERE, 'build-initramfs.sh');
 const WORKLOAD = path.join(HERE, 'workload.sh');
-const BENCH_GUEST_DIR = process.env.BENCH_GUEST_DIR ?? path.join(ROOT, '.cache', 'guest-bench');
+/** The guest kernel: the e2e one (6.1), or the 6.12 backport fetched beside it (scripts/fetch-guest-kernel.sh). */
+const GUEST_612_DIR = path.join(ROOT, '.cache', 'guest-6.12');
+const BENCH_GUEST_DIR = process.env.BENCH_GUEST_DIR ??
+  path.join(ROOT, '.cache', cfg.kernel === '6.12' ? 'guest-bench-6.12' : 'guest-bench');
 const BENCH_INITRD = path.join(BENCH_GUEST_DIR, 'initramfs-bench.img');
 const TAG = 'bench';
 
@@ -194,7 +206,8 @@ function ensureBenchImage(base: GuestImage): GuestImage {
   const t = mtime(BENCH_INITRD);
   if (t < 0 || t < mtime(BUILD_SCRIPT) || t < mtime(WORKLOAD) || t < mtime(base.initrd)) {
     log('building the bench initramfs (benchmarks/guest/build-initramfs.sh)');
-    const r = spawnSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', env: { ...process.env, BENCH_GUEST_DIR }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const guestDir = path.dirname(base.initrd);
+    const r = spawnSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', env: { ...process.env, BENCH_GUEST_DIR, GUEST_DIR: guestDir }, stdio: ['ignore', 'pipe', 'pipe'] });
     if (r.status !== 0) throw new Error(`bench:guest: build-initramfs.sh failed (status ${r.status}):\n${r.stdout}${r.stderr}`);
     log(r.stdout.trim().split('\n').pop());
   }
@@ -279,10 +292,12 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
   const append = [
     `bench_fs=${kind === '9p' ? '9p' : 'virtiofs'}`,
     `bench_runtime=${cfg.runtimeS}`, `bench_size=${cfg.sizeMiB}`, `bench_files=${cfg.files}`,
-    `bench_passes=${cfg.passes}`, `bench_jobs=${cfg.jobs}`, `bench_msize=${cfg.msize}`,
+    `bench_passes=${cfg.passes}`, `bench_jobs=${cfg.jobs}`, `bench_msize=${cfg.msize}`, `bench_numjobs=${cfg.numjobs}`,
     ...(cfg.ninepCache ? [`bench_9p_cache=${cfg.ninepCache}`] : []),
   ].join(' ');
   const qemuArgs = ['-smp', String(cfg.smp)];
+  const oursKind = kind === 'ours' || kind === 'ours-poll';
+  if (oursKind && cfg.queues > 1) qemuArgs.push('-global', `vhost-user-fs-pci.num-request-queues=${cfg.queues}`);
   let command: string[];
   if (kind === '9p') {
     const virtfs = `local,path=${share},mount_tag=${TAG},security_model=passthrough,id=fs1`;
@@ -292,7 +307,10 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     const ours = kind === 'ours' || kind === 'ours-poll';
     backend = await startBackend(ours ? 'ours' : 'c', {
       socketPath, sharedDir: share, cache: 'auto', logLevel: ours ? 'warn' : undefined,
-      extraArgs: kind === 'ours-poll' ? [`--poll-us=${cfg.pollUs}`] : [],
+      extraArgs: [
+        ...(kind === 'ours-poll' ? [`--poll-us=${cfg.pollUs}`] : []),
+        ...(ours && cfg.queues > 1 ? [`--num-request-queues=${cfg.queues}`] : []),
+      ],
     });
     command = backend.command;
   }
@@ -499,7 +517,8 @@ async function main(): Promise<number> {
   }
   const started = new Date();
   const loadStart = os.loadavg();
-  const image = ensureBenchImage(ensureGuestImage());
+  const image = ensureBenchImage(cfg.kernel === '6.12'
+    ? ensureGuestImage(GUEST_612_DIR, { GUEST_KERNEL_SERIES: '6.12' }) : ensureGuestImage());
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-bench-guest-'));
   const runs: BackendRun[] = [];
   let src: SourceTree;
@@ -569,7 +588,8 @@ async function main(): Promise<number> {
       '',
       `- fio ${fioVersion}, one job at a time, \`--direct=1\` (every request reaches the backend; all three drop O_DIRECT on`,
       `  the host, so the host page cache serves them alike), \`--runtime=${cfg.runtimeS} --time_based\` on one ${cfg.sizeMiB} MiB file`,
-      '  written with dd first; psync at queue depth 1 unless noted.',
+      `  written with dd first; psync at queue depth 1 unless noted; ${cfg.numjobs} fio thread(s) per job; request queues:`,
+      `  ours ${cfg.queues}, the C virtiofsd 1 (QEMU 7.2's serves one); ${cfg.smp} vCPU(s).`,
       `- Metadata in busybox sh (builtins, no fork per file), guest caches dropped before each phase: create = \`echo i > f\``,
       `  for ${cfg.files} files; stat = \`[ -e f ]\` per file; readdir = glob of the directory, ${cfg.passes} passes; \`ls -l\`; unlink = \`rm dir/f*\`.`,
       `- untar: \`tar xf\` (busybox) of a tarball of \`${src.from}\` (${src.files} files, ${(src.bytes / 1e6).toFixed(1)} MB) read from the share,`,
