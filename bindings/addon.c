@@ -311,6 +311,7 @@ NAPI_MODULE_INIT() {
       FN("epollCreate", vfs_epoll_create),
       FN("epollCtl", vfs_epoll_ctl),
       FN("epollWait", vfs_epoll_wait),
+      FN("clockUs", vfs_clock_us),
       FN("ioPoolCreate", vfs_io_pool_create),
       FN("ioPoolEventfd", vfs_io_pool_eventfd),
       FN("ioPoolSubmit", vfs_io_pool_submit),

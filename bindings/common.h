@@ -161,6 +161,7 @@ VFS_FN(vfs_poller_close);
 VFS_FN(vfs_epoll_create);
 VFS_FN(vfs_epoll_ctl);
 VFS_FN(vfs_epoll_wait);
+VFS_FN(vfs_clock_us);
 
 /* io-pool.c */
 VFS_FN(vfs_io_pool_create);

@@ -468,3 +468,16 @@ VFS_FN(vfs_epoll_wait) {
   }
   return vfs_int(env, n);
 }
+
+/* ---- a clock for polling windows ------------------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in µs, modulo 2^30: always a small integer in V8 (no heap number is made per reading, unlike
+ * performance.now()), so a spinning loop allocates nothing. Wraps every ~18 minutes: callers compare
+ * differences modulo 2^30. */
+VFS_FN(vfs_clock_us) {
+  (void)info;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+  return vfs_int(env, (int32_t)(us & 0x3fffffff));
+}

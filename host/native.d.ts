@@ -149,6 +149,8 @@ export interface Native {
   epollCtl(epfd: number, op: number, fd: number, events: number, token: number): number;
   /** Blocking epoll_wait; fills out with (token, events) pairs; returns the count or -errno. */
   epollWait(epfd: number, out: Int32Array, timeoutMs: number): number;
+  /** CLOCK_MONOTONIC in µs modulo 2^30 (a small integer: reading it allocates nothing); compare differences mod 2^30. */
+  clockUs(): number;
 
   // ---- io-pool.c (prototype: blocking data I/O off the JS thread; not used by the daemon yet) ------------
   /** Starts `threads` (1..64) I/O threads; -EINVAL/-ENOMEM/-errno on failure. */

@@ -101,6 +101,8 @@ export interface QueueProcessorOptions {
 const WARN_INTERVAL_MS = 1000;
 /** Looks at avail.idx between two clock readings while polling. */
 const SPIN_PEEKS = 32;
+/** native.clockUs() wraps at 2^30 µs. */
+const CLOCK_US_MASK = 0x3fffffff;
 const EIO = 5;
 
 export class QueueProcessor implements ReplyParking {
@@ -113,8 +115,8 @@ export class QueueProcessor implements ReplyParking {
   readonly stats: QueueStats = { served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, pollHits: 0, pollMisses: 0 };
 
   private readonly batch: number;
-  /** Polling window in ms (performance.now units); 0 = off. */
-  private readonly pollMs: number;
+  /** Polling window in µs; 0 = off. */
+  private readonly pollUs: number;
   /** Kicks are off because this processor is polling (must go on again before it stops watching). */
   private kicksOff = false;
   /** What drain() left of the budget it was given. */
@@ -132,7 +134,7 @@ export class QueueProcessor implements ReplyParking {
     const pollUs = options.pollUs ?? 0;
     if (!Number.isFinite(pollUs) || pollUs < 0) throw new RangeError(`pollUs must be >= 0, got ${pollUs}`);
     const canPoll = core.queueAvailPending !== undefined && core.queueSetKicks !== undefined;
-    this.pollMs = canPoll ? pollUs / 1000 : 0;
+    this.pollUs = canPoll ? Math.min(Math.round(pollUs), CLOCK_US_MASK >> 1) : 0;
     if (core.requestPark !== undefined && core.queueReplyParked !== undefined && core.reqUnique !== undefined) {
       server.attachParking?.(queue, this);
     }
@@ -187,7 +189,7 @@ export class QueueProcessor implements ReplyParking {
     const q = this.queue;
     const core = this.core;
     let budget = this.batch;
-    if (this.pollMs === 0) {
+    if (this.pollUs === 0) {
       const r = this.drain(budget, -1);
       if (r > 0) this.notifyIfDue();
       return r < 0 ? false : this.budgetLeft === 0;
@@ -261,16 +263,17 @@ export class QueueProcessor implements ReplyParking {
   }
 
   /**
-   * Watches avail.idx for up to the polling window; true as soon as a chain is available. The clock is read once
-   * per SPIN_PEEKS looks (a look is one Wasm call, tens of ns): each reading may box a double on the JS heap.
+   * Watches avail.idx for up to the polling window; true as soon as a chain is available. The clock (native
+   * clockUs: a small integer, so the loop allocates nothing) is read once per SPIN_PEEKS looks (a look is one
+   * Wasm call, tens of ns).
    */
   private spin(): boolean {
     const q = this.queue;
     const core = this.core;
-    const deadline = performance.now() + this.pollMs;
+    const start = native.clockUs();
     do {
       for (let i = 0; i < SPIN_PEEKS; i++) if (core.queueAvailPending!(q) > 0) return true;
-    } while (performance.now() < deadline);
+    } while (((native.clockUs() - start) & CLOCK_US_MASK) < this.pollUs);
     return false;
   }
 
