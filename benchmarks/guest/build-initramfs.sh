@@ -69,6 +69,10 @@ if [[ ! -f "$MODCACHE/order" ]]; then
         say "  $mod built in"
         continue
       fi
+      if [[ "$mod" == fscache ]]; then
+        say "  fscache absent (part of netfs since Linux 6.4)"
+        continue
+      fi
       rm -rf "$WORK"
       die "module $mod neither in $DEB nor built in"
     fi
