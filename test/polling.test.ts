@@ -12,6 +12,8 @@ import { FdPoller } from '../host/vhost-user/fd-poller.js';
 import { native } from '../host/native-loader.js';
 import { FUSE_GETATTR } from '../host/fuse/protocol.js';
 import { fuseRequest } from './util/fuse-request.js';
+import { parseCommandLine } from '../host/cli.js';
+import { ConfigError } from '../host/errors.js';
 
 const GPA = 0x4000_0000n;
 const UVA = 0x7f00_0000_0000n;
@@ -174,6 +176,16 @@ test('without pollUs the processor never touches the kick state', async () => {
   assert.is(peeks, 0);
   submit();
   assert.is(driver.kickNeeded(), true);
+});
+
+test('--poll-us: parsed into pollUs (default 0); a negative, fractional or huge value is refused', () => {
+  const base = ['--socket-path=/tmp/x.sock', '--shared-dir=/tmp'];
+  const opts = (extra: string[]) => parseCommandLine([...base, ...extra]) as { pollUs?: number };
+  assert.is(opts([]).pollUs, 0);
+  assert.is(opts(['--poll-us=50']).pollUs, 50);
+  for (const bad of ['-1', '1.5', 'x', '1000001']) {
+    assert.throws(() => opts([`--poll-us=${bad}`]), (e: unknown) => e instanceof ConfigError, bad);
+  }
 });
 
 for (const mode of ['loop', 'thread'] as const) {
