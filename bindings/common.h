@@ -95,16 +95,13 @@ int vfs_get_bytes(napi_env env, napi_value v, char *buf);
 /* The bytes of an ArrayBuffer or ArrayBufferView (TypedArray/DataView). false = exception pending. */
 bool vfs_get_memory(napi_env env, napi_value v, uint8_t **data, size_t *len);
 
-/*
- * Most iovecs one preadv/pwritev takes (the kernel's UIO_MAXIOV); callers keep the array on the stack
- * (VFS_IOV_MAX * 16 bytes = 16 KiB) or in a preallocated slot.
- */
+/* Most iovecs one preadv/pwritev takes: the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel answers). */
 #define VFS_IOV_MAX 1024
 
 struct iovec;
-/* Translates `count` { u32 offset, u32 len } little-endian entries at mem[iov_offset] into pointers into mem:
- * 0, -EINVAL (count outside 0..VFS_IOV_MAX) or -EFAULT (an entry or the table outside mem). (fsat.c) */
-int vfs_iov_from_memory(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, struct iovec *iov);
+/* The `count` `struct iovec` entries at mem[iov_offset] (process addresses, 8-aligned), or NULL with *err
+ * -EINVAL (count outside 0..VFS_IOV_MAX, misaligned) or -EFAULT (the table outside mem). (fsat.c) */
+const struct iovec *vfs_iov_table(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, int *err);
 
 /* An Int32Array / Float64Array argument (TypeError otherwise). false = exception pending. */
 bool vfs_get_int32_array(napi_env env, napi_value v, int32_t **data, size_t *count);
@@ -133,6 +130,8 @@ napi_value vfs_make_constants(napi_env env);
 /* socket.c */
 VFS_FN(vfs_unix_listen);
 VFS_FN(vfs_unix_connect);
+VFS_FN(vfs_unix_datagram);
+VFS_FN(vfs_set_cloexec);
 VFS_FN(vfs_accept);
 VFS_FN(vfs_socketpair);
 VFS_FN(vfs_recvmsg);
@@ -145,6 +144,8 @@ VFS_FN(vfs_memfd_create);
 VFS_FN(vfs_mmap_into);
 VFS_FN(vfs_unmap_from);
 VFS_FN(vfs_address_of);
+VFS_FN(vfs_mmap_shared);
+VFS_FN(vfs_munmap);
 
 /* eventfd.c */
 VFS_FN(vfs_eventfd);

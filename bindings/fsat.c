@@ -271,27 +271,21 @@ VFS_FN(vfs_fallocate) {
   return vfs_result(env, fallocate(fd, mode, (off_t)offset, (off_t)length));
 }
 
-static uint32_t vfs_load_u32le(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-int vfs_iov_from_memory(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, struct iovec *iov) {
-  if (count < 0 || count > VFS_IOV_MAX) return -EINVAL;
-  if (!vfs_in_range(len, iov_offset, (int64_t)count * 8)) return -EFAULT;
-  const uint8_t *entry = mem + iov_offset;
-  for (int32_t i = 0; i < count; i++, entry += 8) {
-    uint32_t off = vfs_load_u32le(entry), n = vfs_load_u32le(entry + 4);
-    if (!vfs_in_range(len, off, n)) return -EFAULT;
-    iov[i].iov_base = (void *)(mem + off);
-    iov[i].iov_len = n;
-  }
-  return 0;
+const struct iovec *vfs_iov_table(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, int *err) {
+  *err = 0;
+  if (count < 0 || count > VFS_IOV_MAX) *err = -EINVAL;
+  else if (!vfs_in_range(len, iov_offset, (int64_t)count * (int64_t)sizeof(struct iovec))) *err = -EFAULT;
+  else if ((uintptr_t)(mem + iov_offset) % _Alignof(struct iovec) != 0) *err = -EINVAL;
+  return *err < 0 ? NULL : (const struct iovec *)(mem + iov_offset);
 }
 
 enum vfs_rwv_op { VFS_RWV_READ, VFS_RWV_WRITE, VFS_RWV_READ_NOWAIT };
 
-/* Shared body of preadv/pwritev/preadvNowait: translates { u32 offset, u32 len } entries at mem[iovOffset] to
- * pointers. */
+/*
+ * Shared body of preadv/pwritev/preadvNowait: iovCount `struct iovec` entries at mem[iovOffset] (8-aligned) go to
+ * the kernel as they are. Their bases are process addresses the core computed from its memory table (guest RAM as
+ * the host mapped it, or the core's linear memory); the kernel answers -EFAULT for an unmapped one.
+ */
 static napi_value vfs_rwv(napi_env env, napi_callback_info info, enum vfs_rwv_op op) {
   VFS_ARGS(env, info, 5);
   int32_t fd, count;
@@ -301,10 +295,9 @@ static napi_value vfs_rwv(napi_env env, napi_callback_info info, enum vfs_rwv_op
   if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_memory(env, argv[1], &mem, &len)) return NULL;
   if (!vfs_get_i64(env, argv[2], &iov_offset) || !vfs_get_i32(env, argv[3], &count)) return NULL;
   if (!vfs_get_i64(env, argv[4], &position)) return NULL;
-
-  struct iovec iov[VFS_IOV_MAX];
-  int rc = vfs_iov_from_memory(mem, len, iov_offset, count, iov);
-  if (rc < 0) return vfs_int(env, rc);
+  int err;
+  const struct iovec *iov = vfs_iov_table(mem, len, iov_offset, count, &err);
+  if (iov == NULL) return vfs_int(env, err);
   bool is_write = op == VFS_RWV_WRITE;
   ssize_t r;
   if (op == VFS_RWV_READ_NOWAIT)

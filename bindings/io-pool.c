@@ -4,14 +4,15 @@
  * `preadvNowait` (preadv2 RWF_NOWAIT, in fsat.c) inline first and submit here only on -EAGAIN (a page-cache miss).
  *
  *   JS thread                                  pool thread (x N)
- *   ioPoolSubmit(op, fd, mem, iov.., tag) -->  job slot: iovecs already translated to pointers
+ *   ioPoolSubmit(op, fd, mem, iov.., tag) -->  job slot: a copy of the struct iovec table
  *        -EAGAIN when every slot is busy          preadv/pwritev
  *   eventfd readable  <------------------------   result into the done ring, eventfd write(1)
  *   ioPoolReap(out) -> (tag, result) pairs
  *
  * Slots, their iovec arrays and both rings are allocated once at create: nothing is allocated per job.
- * A job holds raw pointers into the memory it was submitted with: the caller must not unmap or replace that
- * memory (guest regions) while a job is in flight (ioPoolPending() == 0, or ioPoolClose, first).
+ * A job holds the process addresses of its iovecs (guest RAM or the core's linear memory, as for preadv): the
+ * caller must not unmap or replace that memory while a job is in flight (ioPoolPending() == 0, or ioPoolClose,
+ * first).
  * Lifetime: the JS handle (an external) owns the pool; ioPoolClose (or the handle's finalizer) stops and joins
  * the threads; queued jobs that had not started are dropped unreported.
  */
@@ -204,9 +205,11 @@ VFS_FN(vfs_io_pool_submit) {
   }
   int slot = p->freelist[--p->nfree];
   pthread_mutex_unlock(&p->lock);
-  /* The slot is ours alone until it is queued. */
+  /* The slot is ours alone until it is queued: the table is copied (its memory may be reused at once). */
   struct vfs_pool_job *j = &p->slots[slot];
-  int rc = vfs_iov_from_memory(mem, len, iov_offset, count, j->iov);
+  int rc;
+  const struct iovec *iov = vfs_iov_table(mem, len, iov_offset, count, &rc);
+  if (iov != NULL) memcpy(j->iov, iov, (size_t)count * sizeof *iov);
   pthread_mutex_lock(&p->lock);
   if (rc < 0) {
     p->freelist[p->nfree++] = slot;

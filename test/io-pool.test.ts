@@ -62,12 +62,13 @@ async function reapAll(pool: IoPoolHandle, count: number): Promise<Map<number, n
   return results;
 }
 
-/** Writes { u32 offset, u32 len } entries at `at` in mem. */
+/** Writes `struct iovec` entries { base, len } at `at` in mem for [offset, offset + len) ranges of mem itself. */
 function iovTable(mem: WebAssembly.Memory, at: number, entries: [number, number][]): void {
   const v = new DataView(mem.buffer);
+  const base = native.addressOf(mem.buffer);
   entries.forEach(([off, len], i) => {
-    v.setUint32(at + 8 * i, off, true);
-    v.setUint32(at + 8 * i + 4, len, true);
+    v.setBigUint64(at + 16 * i, BigInt(base + off), true);
+    v.setBigUint64(at + 16 * i + 8, BigInt(len), true);
   });
 }
 
@@ -79,7 +80,7 @@ test('reads on pool threads land in the memory at the iovecs; each job reports i
       const jobs = 40;
       for (let j = 0; j < jobs; j++) {
         // Job j reads 8 KiB at file offset j * 16 KiB into two 4 KiB pieces at buffers j * 64 KiB (+ 8 KiB).
-        const iovAt = 3 * 1024 * 1024 + 64 * j; // above every buffer
+        const iovAt = 3 * 1024 * 1024 + 64 * j; // above every buffer; 8-aligned
         iovTable(mem, iovAt, [[j * 65536, 4096], [j * 65536 + 8192, 4096]]);
         assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, iovAt, 2, j * 16384, 1000 + j), 0);
       }
@@ -107,9 +108,14 @@ test('writes from the memory reach the file; errors come back as -errno per job'
       iovTable(mem, 8192, [[0, 4096]]);
       assert.is(native.ioPoolSubmit(pool, 1, fd, mem.buffer, 8192, 1, 100_000, 1), 0);
       assert.is(native.ioPoolSubmit(pool, 0, 1_000_000 /* not an fd */, mem.buffer, 8192, 1, 0, 2), 0);
-      const results = await reapAll(pool, 2);
+      const v = new DataView(mem.buffer);
+      v.setBigUint64(16384, 16n, true); // an unmapped address: the kernel's EFAULT comes back as the job's result
+      v.setBigUint64(16392, 4096n, true);
+      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 16384, 1, 0, 3), 0);
+      const results = await reapAll(pool, 3);
       assert.is(results.get(1), 4096);
       assert.is(results.get(2), -EBADF);
+      assert.is(results.get(3), -EFAULT);
       assert.equal(new Uint8Array(fs.readFileSync(file)).subarray(100_000, 104_096), pattern(4096, 9));
     } finally {
       native.ioPoolClose(pool);
@@ -121,8 +127,8 @@ test('bad submissions are refused at once; a full pool answers -EAGAIN; a closed
     const pool = createPool(1);
     const mem = new WebAssembly.Memory({ initial: 1 });
     try {
-      iovTable(mem, 0, [[60_000, 8192]]); // past the 64 KiB memory
-      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 0, 1, 0, 1), -EFAULT);
+      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 65_536 - 8, 1, 0, 1), -EFAULT, 'table past the memory');
+      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 4, 1, 0, 1), -EINVAL, 'misaligned table');
       assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 0, 2000, 0, 1), -EINVAL, 'more than UIO_MAXIOV');
       assert.is(native.ioPoolSubmit(pool, 2 as 0, fd, mem.buffer, 0, 0, 0, 1), -EINVAL, 'unknown op');
       assert.is(native.ioPoolPending(pool), 0, 'refused jobs hold no slot');
@@ -151,8 +157,7 @@ test('preadvNowait reads cached data inline', () =>
     const r = native.preadvNowait(fd, mem.buffer, 0, 1, 8192); // just written: in the page cache
     assert.ok(r === 4096 || r === -EAGAIN, `bytes or EAGAIN, got ${r}`);
     if (r === 4096) assert.equal(new Uint8Array(mem.buffer, 4096, 4096), pattern(1 << 20, 1).subarray(8192, 12288));
-    iovTable(mem, 0, [[65_000, 4096]]);
-    assert.is(native.preadvNowait(fd, mem.buffer, 0, 1, 0), -EFAULT);
+    assert.is(native.preadvNowait(fd, mem.buffer, 65_536 - 8, 1, 0), -EFAULT, 'table past the memory');
   }));
 
 test.run();

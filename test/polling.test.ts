@@ -12,7 +12,7 @@ import { FdPoller } from '../host/vhost-user/fd-poller.js';
 import { native } from '../host/native-loader.js';
 import { FUSE_GETATTR } from '../host/fuse/protocol.js';
 import { fuseRequest } from './util/fuse-request.js';
-import { parseCommandLine } from '../host/cli.js';
+import { parseCommandLine } from '../host/cli-options.js';
 import { ConfigError } from '../host/errors.js';
 
 const GPA = 0x4000_0000n;
