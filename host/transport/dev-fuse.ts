@@ -149,6 +149,22 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
     if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply to a parked request refused: ${native.strerror(-w)}`);
   }
 
+  /** ReplyParking: the parked request current again, answered into LINEAR_OUT (no other request is current). */
+  resume(p: ParkedRequest, opcode: number): number {
+    if (this.ended) return -E.EINVAL;
+    const c = this.core;
+    return c.linearResume(c.linearOutPtr, c.linearBufSize, p.unique, opcode);
+  }
+
+  /** ReplyParking: writes the resumed request's reply, as serve() does. */
+  delivered(): void {
+    const c = this.core;
+    const len = c.linearReplyLen();
+    if (len === 0 || this.ended) return;
+    const w = native.write(this.fd, c.memory.buffer, c.linearOutPtr, len);
+    if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply of ${len} bytes refused: ${native.strerror(-w)}`);
+  }
+
   /**
    * Opens /dev/fuse, mounts it at options.mountpoint and starts serving. The core must be one no vhost-user
    * queue uses (its LINEAR buffers and current request are this session's). Throws ConfigError / SystemError.
