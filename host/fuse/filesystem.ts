@@ -20,15 +20,22 @@
 import { native } from '../native-loader.js';
 import { nameBytes as bytesOfName, nameOf } from './names.js';
 
+/** Who asks: the caller's ids and process, from fuse_in_header (guest ids for a VM). */
 export interface Context {
   readonly uid: number;
   readonly gid: number;
+  /** The caller's process id in the guest (0 for requests the kernel makes itself). */
   readonly pid: number;
 }
 
-/** A successful entry reply: the node and its generation; the attributes are in the request's AttrTarget. */
+/**
+ * A successful entry reply: the node and its generation; the attributes are in the request's AttrTarget.
+ * `nodeId: 0` in a LOOKUP reply is a negative entry (the name does not exist; cached for `entryTimeout`).
+ */
 export interface Entry {
+  /** The filesystem's own number for the node (1 = the root); the guest uses it in later requests. */
   nodeId: number;
+  /** Bumped when a node id is reused for another file, so the pair stays unique for NFS-style handles (0 is fine). */
   generation: number;
   /** Override the server's cache-mode timeouts (seconds). */
   entryTimeout?: number;

@@ -29,7 +29,10 @@ import { FdPoller } from './fd-poller.js';
 import { VhostUserBackend, type BackendCore, type VhostUserBackendOptions } from './backend.js';
 
 export interface VhostUserListenerOptions extends VhostUserBackendOptions {
-  socketPath: string;
+  /** Path to bind and listen on (the file is removed by close()). */
+  socketPath?: string;
+  /** Instead of socketPath: a socket already bound and listening (handed over by a launcher); closed by close(). */
+  listenFd?: number;
   core: BackendCore;
   server: RequestServer;
   /** Close the listener after the first session ends (the C virtiofsd's behaviour). Default false. */
@@ -57,7 +60,10 @@ export class VhostUserListener extends EventEmitter {
   constructor(options: VhostUserListenerOptions) {
     super();
     this.opts = options;
-    this.socketPath = options.socketPath;
+    if ((options.socketPath === undefined) === (options.listenFd === undefined)) {
+      throw new VhostUserError('VU_ERR_LISTEN', 'give either a socket path or a listening fd', { reconnect: false });
+    }
+    this.socketPath = options.socketPath ?? `fd ${options.listenFd}`;
     this.ownsPoller = options.poller === undefined;
     this.poller = options.poller ?? new FdPoller();
   }
@@ -78,6 +84,17 @@ export class VhostUserListener extends EventEmitter {
   listen(): void {
     if (this.closed) throw new VhostUserError('VU_ERR_CLOSED', 'listener is closed', { reconnect: false });
     if (this.listenFd >= 0) return;
+    if (this.opts.listenFd !== undefined) {
+      this.listenFd = this.opts.listenFd;
+      try {
+        this.listenToken = this.poller.add(this.listenFd, native.constants.EPOLLIN, () => this.onAcceptable());
+      } catch (err) {
+        throw new VhostUserError('VU_ERR_LISTEN', `cannot poll ${this.socketPath}`, { cause: err, reconnect: false });
+      }
+      log.info(`vhost-user: listening on ${this.socketPath}`);
+      this.emit('listening');
+      return;
+    }
     const EADDRINUSE = native.constants.errno.EADDRINUSE ?? 98;
     let fd = native.unixListen(this.socketPath, this.opts.backlog ?? 4);
     if (fd === -EADDRINUSE) {
