@@ -15,9 +15,11 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import {
   serve, Errno, FileType, setLogger, setLogLevel, type AttrTarget, type Context, type DataSource, type DataTarget,
-  type DirTarget, type Entry, type FileSystem, type FileSystemDaemon, type MaybePromise,
+  type DirTarget, type Entry, type FileSystem, type FileSystemDaemon, type MaybePromise, type OperationStats,
 } from '../host/index.js';
 import { MemFs } from '../examples/memfs.js';
 import { FuseClient, FuseError } from '../host/frontend/fuse-client.js';
@@ -25,6 +27,7 @@ import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { devFuseUsable, detach } from './util/dev-fuse-mount.js';
 
+const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'library-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 let seq = 0;
@@ -337,6 +340,49 @@ test('the Errno and FileType tables match the host', () => {
   assert.is(FileType.S_IFMT, native.constants.S_IFMT);
 });
 
+test('VirtiofsDaemon with logLevel off prints nothing over a whole session; the CLI prints stats on SIGUSR1', async () => {
+  const share = path.join(tmp, `share${seq++}`);
+  fs.mkdirSync(share);
+  fs.writeFileSync(path.join(share, 'f'), 'x');
+  const socket = path.join(tmp, `off${seq++}.sock`);
+  const script = `
+    import { VirtiofsDaemon } from ${JSON.stringify(path.join(DIST, 'host', 'index.js'))};
+    import { FuseClient } from ${JSON.stringify(path.join(DIST, 'host', 'frontend', 'fuse-client.js'))};
+    const d = await VirtiofsDaemon.start({ socketPath: ${JSON.stringify(socket)}, sharedDir: ${JSON.stringify(share)},
+      logLevel: 'off' });
+    const fc = await FuseClient.connect(${JSON.stringify(socket)}, { depth: 4 });
+    await fc.init();
+    await fc.lookup(1, 'f');
+    await fc.lookup(1, 'missing').catch(() => {});
+    fc.close();
+    await new Promise((r) => d.once('disconnect', r));
+    await d.close();`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20000 });
+  assert.is(r.status, 0, r.stderr);
+  assert.is(r.stderr, '', 'nothing on stderr at level off');
+  assert.is(r.stdout, '');
+
+  const cliSocket = path.join(tmp, `cli${seq++}.sock`);
+  const cli = spawn(process.execPath, [path.join(DIST, 'host', 'cli.js'), `--socket-path=${cliSocket}`,
+    `--shared-dir=${share}`, '--sandbox=none', '--log-level=error'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  cli.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  try {
+    await until(() => fs.existsSync(cliSocket), 'the CLI socket');
+    const fc = await FuseClient.connect(cliSocket, { depth: 4 });
+    await fc.init();
+    await fc.lookup(FUSE_ROOT_ID, 'f');
+    cli.kill('SIGUSR1');
+    await until(() => /LOOKUP\s+1\s/.test(err), 'the stats on stderr');
+    assert.match(err, /operation stats/);
+    assert.match(err, /INIT\s+1\s/);
+    fc.close();
+  } finally {
+    cli.kill('SIGTERM');
+    await new Promise((r) => cli.once('exit', r));
+  }
+});
+
 const mountTest = devFuseUsable ? test : test.skip;
 if (!devFuseUsable) {
   const why = 'library /dev/fuse test: needs root and /dev/fuse';
@@ -367,6 +413,24 @@ mountTest('over /dev/fuse: stat of another file completes while a READ is pendin
     await fsp.symlink('moved.txt', path.join(mp, 'dir', 'link'));
     assert.is(await fsp.readFile(path.join(mp, 'dir', 'link'), 'utf8'), 'fresh');
     assert.equal((await fsp.readdir(path.join(mp, 'dir'))).sort(), ['a', 'b', 'link', 'moved.txt']);
+
+    // A signal to a reader whose READ is pending: the kernel sends FUSE_INTERRUPT and then waits, unkillable,
+    // for the answer; the READ is answered EINTR at once, so the reader exits while the gate is still closed.
+    // Its RELEASE waits for the READ's late result, which is dropped.
+    const gate2 = g.gate(`read:${slowId}`);
+    const dd = spawn('dd', [`if=${path.join(mp, 'slow.txt')}`, 'of=/dev/null', 'bs=4096', 'count=1'], { stdio: 'ignore' });
+    await until(() => gate2.waiting === 1, 'the second READ to be pending');
+    const exited = new Promise<boolean>((r) => dd.once('exit', () => r(true)));
+    dd.kill('SIGINT');
+    const inTime = await Promise.race([exited, sleep(5000).then(() => false)]);
+    if (!inTime) gate2.open(); // let the reader go before failing
+    assert.ok(inTime, 'the interrupted reader did not exit while its READ was pending');
+    assert.is(gate2.waiting, 1, 'the reader exited while its READ was still pending in the filesystem');
+    const readStats = (): OperationStats => daemon.stats().find((x) => x.name === 'READ')!;
+    assert.is(readStats().pending, 0, 'the READ was answered (EINTR)');
+    assert.ok(daemon.stats().find((x) => x.name === 'INTERRUPT')!.count >= 1);
+    gate2.open();
+    await until(() => daemon.pendingRequests === 0, 'the RELEASE after the late READ result');
   } finally {
     await daemon.close();
     detach(mp);

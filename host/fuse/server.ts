@@ -127,8 +127,11 @@ interface AsyncRequest {
   readonly read: CoreDataTarget | null;
   readonly dir: CoreDirTarget | null;
   readonly bytes: CoreByteTarget | null;
-  /** Answered -EINTR already, or dropped (queue reset, disconnect, DESTROY): the result is taken back. */
-  gone: 'no' | 'undo' | 'discard';
+  /**
+   * Answered -EINTR already, or dropped (queue reset: undo, disconnect/DESTROY: discard): a late result is taken
+   * back (undo, interrupted) or ignored (discard).
+   */
+  gone: 'no' | 'undo' | 'discard' | 'interrupted';
 }
 
 /** A FORGET kept until the entry replies pending when it arrived went out. */
@@ -300,8 +303,9 @@ export class FuseServer implements Session {
       setImmediate(() => {
         if (this.asyncRequests.get(unique) !== a) return;
         this.asyncRequests.delete(unique);
-        a.gone = 'undo';
+        a.gone = 'interrupted';
         this.answerHeader(a, -E.EINTR);
+        this.stats.record(a.opcode, true, performance.now() - a.start, true);
       });
       return;
     }
@@ -451,8 +455,8 @@ export class FuseServer implements Session {
       const v = rejected ? -E.EIO : this.guardSettled(a, value);
       if (this.asyncRequests.get(a.unique) !== a) {
         if (a.gone === 'no') a.gone = 'undo'; // its unique was reused by a new request: ours is unanswerable
-        if (a.gone === 'undo' && this.session.initialized) this.takeBack(a, v);
-        this.stats.dropped(a.opcode);
+        if (a.gone !== 'discard' && this.session.initialized) this.takeBack(a, v);
+        if (a.gone !== 'interrupted') this.stats.dropped(a.opcode);
       } else {
         this.asyncRequests.delete(a.unique);
         this.answer(a, v);
