@@ -177,7 +177,8 @@ export class FsGuard {
       }
       if (typeof r === 'object' && r !== null && typeof (r as PromiseLike<unknown>).then === 'function') {
         const p = r as PromiseLike<unknown>;
-        if (this.serving) {
+        // FORGET has no reply to wait for: its Promise is only observed.
+        if (this.serving && !isForget) {
           this.pending = p;
           this.pendingMethod = name;
           this.pendingFh = fhAt2 ? (c as number) : undefined;

@@ -464,6 +464,7 @@ export class FuseServer implements Session {
     } catch (e) {
       log.error(`fuse ${P.OPCODE_NAMES[a.opcode] ?? a.opcode}: answering a settled request failed`, e);
     } finally {
+      this.currentOpcode = 0;
       this.afterSettle(a);
     }
   }
@@ -563,6 +564,7 @@ export class FuseServer implements Session {
       guard.replaying = false;
       guard.replayValue = undefined;
       this.replayOf = null;
+      this.currentOpcode = 0;
     }
   }
 
@@ -728,6 +730,8 @@ export class FuseServer implements Session {
       } catch (e2) {
         log.error('fuse: could not complete the request', e2);
       }
+    } finally {
+      this.currentOpcode = 0; // reports from outside a request (destroy at session end) name none
     }
   }
 
