@@ -6,9 +6,10 @@
  * - Every method is optional; a missing one answers ENOSYS (and for READDIRPLUS / INIT-time features, the server
  *   does not negotiate what a filesystem cannot do).
  * - Methods get a `Context` (the caller's uid/gid/pid from fuse_in_header) and decoded, plain arguments.
- * - A method returns a negative errno (e.g. `-2` for ENOENT), which travels unchanged into
- *   `fuse_out_header.error`, or its result. Methods never throw for a filesystem error; a throw is a bug, which
- *   the server logs and answers with EIO.
+ * - A method returns a negative errno (e.g. `-Errno.ENOENT`), which travels unchanged into
+ *   `fuse_out_header.error`, or its result — or a Promise of either (see `FileSystem`: the request is answered
+ *   when it settles, others are served meanwhile). Methods never throw for a filesystem error; a throw or a
+ *   rejection is a bug, which the server logs (once per opcode) and answers with EIO.
  * - Node ids are the filesystem's own numbers (1 = FUSE_ROOT_ID). The **lookup count** of a node is the number of
  *   successful replies that carried its node id in an entry (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE, and
  *   READDIRPLUS entries), minus the counts FORGET/BATCH_FORGET return. The filesystem must keep a node alive
