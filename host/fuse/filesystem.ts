@@ -77,14 +77,23 @@ export interface SetAttr {
   killSuidgid?: boolean;
 }
 
+/** STATFS reply, as statvfs(3) has it. Block counts are in units of `frsize`. */
 export interface StatFs {
+  /** Total blocks. */
   blocks: number;
+  /** Free blocks. */
   bfree: number;
+  /** Free blocks an unprivileged user may use. */
   bavail: number;
+  /** Total inodes. */
   files: number;
+  /** Free inodes. */
   ffree: number;
+  /** Preferred I/O size. */
   bsize: number;
+  /** Longest name, in bytes (255 on most filesystems). */
   namelen: number;
+  /** Fragment size: the unit of the block counts. */
   frsize: number;
 }
 
