@@ -5,46 +5,16 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Core, LINEAR_QUEUE, POP_REQUEST } from '../host/core.js';
-import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
+import { LINEAR_QUEUE, POP_REQUEST } from '../host/core.js';
+import { RIG_GPA as GPA, RIG_RAM as RAM, outHeader, queueRig } from './util/queue-rig.js';
 import { fuseRequest } from './util/fuse-request.js';
 import { FUSE_GETATTR, FUSE_READ } from '../host/fuse/protocol.js';
 
-const GPA = 0x4000_0000n;
-const UVA = 0x7f00_0000_0000n;
-const RAM = 2 * 1024 * 1024;
 const EBUSY = 16;
 const EINVAL = 22;
-
-async function rig() {
-  const core = await Core.create({ wasmPath: process.env.CORE_WASM });
-  const off = core.addTestRegion(GPA, UVA, RAM);
-  const driver = new VirtqueueDriver({ gpa: GPA, bytes: () => core.bytes().subarray(off, off + RAM) },
-    { num: 16, ringGpa: GPA });
-  const uva = (gpa: bigint) => gpa - GPA + UVA;
-  assert.is(core.queueSetNum(0, 16), 0);
-  assert.is(core.queueSetAddr(0, uva(driver.layout.descGpa), uva(driver.layout.usedGpa), uva(driver.layout.availGpa)), 0);
-  core.queueSetBase(0, 0);
-  let next = GPA + 0x10_0000n;
-  const lin = (gpa: bigint) => off + Number(gpa - GPA);
-  const submit = (req: Uint8Array, writeSizes: number[]) => {
-    const r = next;
-    next += BigInt(req.length + 64);
-    core.bytes().set(req, lin(r));
-    const writable = writeSizes.map((n) => { const gpa = next; next += BigInt(n + 64); return { gpa, len: n }; });
-    const head = driver.add([{ gpa: r, len: req.length }], writable);
-    driver.publish();
-    return { head, writable };
-  };
-  const read = (gpa: bigint, len: number) => core.bytes().slice(lin(gpa), lin(gpa) + len);
-  return { core, driver, submit, read };
-}
+const rig = queueRig;
 
 const readArgs = new Uint8Array(40); // fuse_read_in: the content does not matter to the core
-const outHeader = (b: Uint8Array) => {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return { len: v.getUint32(0, true), error: v.getInt32(4, true), unique: v.getBigUint64(8, true) };
-};
 
 test('a parked READ is answered later with its payload, after another request was served', async () => {
   const { core, driver, submit, read } = await rig();
