@@ -466,7 +466,7 @@ async function main(): Promise<void> {
   if (args.has('seed')) memfs.seed(args.get('seed')!);
   const daemon = await serve(memfs, {
     ...(args.has('socket-path') ? { socketPath: args.get('socket-path')! } : {}),
-    ...(args.has('fd') ? { socketFd: Number(args.get('fd')) } : {}),
+    ...(args.has('fd') ? { listenFd: Number(args.get('fd')) } : {}),
     ...(args.has('mountpoint') ? { mountpoint: args.get('mountpoint')! } : {}),
     cache: (args.get('cache') ?? 'auto') as CacheMode,
     logLevel: 'warn',

@@ -307,7 +307,7 @@ async function main(): Promise<void> {
   const tarfs = await TarFs.open(archive);
   const daemon = await serve(tarfs, {
     ...(args.has('socket-path') ? { socketPath: args.get('socket-path')! } : {}),
-    ...(args.has('fd') ? { socketFd: Number(args.get('fd')) } : {}),
+    ...(args.has('fd') ? { listenFd: Number(args.get('fd')) } : {}),
     ...(args.has('mountpoint') ? { mountpoint: args.get('mountpoint')! } : {}),
     cache: (args.get('cache') ?? 'auto') as CacheMode,
     readonly: true,

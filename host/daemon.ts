@@ -23,17 +23,20 @@ import { type SandboxMode, type SeccompMode, enterSandbox, installSeccomp, prepa
 import { DevFuseSession, devFuseMaxPages } from './transport/dev-fuse.js';
 
 export type { CacheMode } from './fuse/server.js';
-export const CACHE_MODES: readonly CacheMode[] = ['never', 'auto', 'always'];
+export const CACHE_MODES: readonly CacheMode[] = ['never', 'auto', 'always', 'metadata'];
 
-/** How and where `FileSystemDaemon.start` serves a FileSystem. Exactly one of socketPath, socketFd, mountpoint. */
+/** How and where `FileSystemDaemon.start` serves a FileSystem. Exactly one of socketPath, listenFd, mountpoint. */
 export interface ServeOptions {
   /** vhost-user Unix socket path to listen on (QEMU: `-chardev socket,path=...`). A stale socket file is replaced. */
   socketPath?: string;
   /**
-   * A vhost-user socket already bound and listening, handed over by whoever started us (a VM manager that
-   * creates the socket itself). The daemon owns it from now on and closes it on close().
+   * A vhost-user socket already bound and listening, handed over by whoever started us (virtiofsd's --fd, as
+   * libvirt and Kata pass it). The daemon takes it over (close-on-exec, nonblocking), closes it on close() and
+   * never unlinks its path.
    */
-  socketFd?: number;
+  listenFd?: number;
+  /** With socketPath: the group that may connect (socket `rwxrwx---`); default owner only (`rwx------`). */
+  socketGroup?: string;
   /** Mount the FileSystem on this host directory through /dev/fuse instead of serving a VM (needs root). */
   mountpoint?: string;
   /**
@@ -109,13 +112,13 @@ interface StartHooks {
 async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, hooks: StartHooks): Promise<Parts<F>> {
   if (options.logLevel !== undefined) setLogLevel(options.logLevel);
   if (options.logger !== undefined) setLogger(options.logger);
-  const ways = [options.socketPath, options.socketFd, options.mountpoint].filter((w) => w !== undefined).length;
+  const ways = [options.socketPath, options.listenFd, options.mountpoint].filter((w) => w !== undefined).length;
   if (ways !== 1) {
     throw new ConfigError(ways === 0 ? 'a socket path, a listening socket fd or a mountpoint is required'
       : 'give only one of socket path, socket fd and mountpoint (one FileSystem, one kind of client)');
   }
-  if (options.socketFd !== undefined && (!Number.isInteger(options.socketFd) || options.socketFd < 0)) {
-    throw new ConfigError(`socket fd ${options.socketFd}: not a file descriptor`);
+  if (options.listenFd !== undefined && (!Number.isInteger(options.listenFd) || options.listenFd < 0)) {
+    throw new ConfigError(`listening fd ${options.listenFd}: not a file descriptor`);
   }
   const core = await Core.create();
   const server = new FuseServer(fs, core, {
@@ -142,7 +145,8 @@ async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, ho
     return { fs, core, server, listener: null, devFuse: session };
   }
   const listener = new VhostUserListener({
-    ...(options.socketFd !== undefined ? { listenFd: options.socketFd } : { socketPath: options.socketPath! }),
+    ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : { socketPath: options.socketPath! }),
+    ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
     core,
     server,
     numRequestQueues: options.numRequestQueues ?? 1,
@@ -247,10 +251,31 @@ export async function serve<F extends FileSystem>(fs: F, options: ServeOptions):
 }
 
 export interface DaemonOptions {
-  /** vhost-user Unix socket path to listen on (required unless `mountpoint` or `socketFd` is given). */
+  /** vhost-user Unix socket path to listen on (required unless `mountpoint` or `listenFd` is given). */
   socketPath?: string;
-  /** A vhost-user socket already bound and listening (the CLI's `--fd`); excludes socketPath and mountpoint. */
-  socketFd?: number;
+  /**
+   * Serve on this already listening Unix socket instead of binding `socketPath` (virtiofsd's --fd, as libvirt and
+   * Kata pass it). The daemon takes the fd over (close-on-exec, nonblocking) and never unlinks its path.
+   */
+  listenFd?: number;
+  /**
+   * Group that may connect to `socketPath` (virtiofsd's --socket-group): the socket is made `rwxrwx---` and given
+   * to this group (a name from /etc/group, or a numeric gid). Default: `rwx------`, owner only, as virtiofsd.
+   */
+  socketGroup?: string;
+  /**
+   * virtiofsd's --thread-pool-size (0: no pool). Accepted and kept; requests are not yet spread over a pool of
+   * workers by it (see README, "Launchers").
+   */
+  threadPoolSize?: number;
+  /** Negotiate FUSE_HANDLE_KILLPRIV_V2 (default true; virtiofsd's --no-killpriv-v2 turns it off). */
+  killprivV2?: boolean;
+  /** Pass the guest's O_NOATIME on to the host (the Rust virtiofsd's --preserve-noatime). Default false. */
+  preserveNoatime?: boolean;
+  /** Entry/attr timeout in seconds instead of the cache mode's (C virtiofsd's `-o timeout=`). */
+  timeout?: number;
+  /** Negotiate READDIRPLUS (default true). */
+  readdirplus?: boolean;
   /**
    * Serve the share as a FUSE mount on this host directory through /dev/fuse instead of to a VM (needs root).
    * Excludes `socketPath`.
@@ -378,7 +403,7 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
       throw new ConfigError(`--shared-dir ${options.sharedDir}: ${(e as NodeJS.ErrnoException).code ?? e}`);
     }
     if (!st.isDirectory()) throw new ConfigError(`--shared-dir ${options.sharedDir}: not a directory`);
-    const ways = [options.socketPath, options.socketFd, options.mountpoint].filter((w) => w !== undefined).length;
+    const ways = [options.socketPath, options.listenFd, options.mountpoint].filter((w) => w !== undefined).length;
     if (ways > 1) {
       throw new ConfigError('--socket-path, --fd and --mountpoint are exclusive (one share, one kind of client)');
     }
@@ -394,7 +419,7 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
       uidMap: new IdMap(options.translateUid ?? []), gidMap: new IdMap(options.translateGid ?? []),
       ...(options.xattrmap !== undefined ? { xattrMap: new XattrMap(options.xattrmap) } : {}),
       posixAcl: options.posixAcl ?? false,
-      allowDirectIo: options.allowDirectIo ?? false,
+      allowDirectIo: options.allowDirectIo ?? false, preserveNoatime: options.preserveNoatime ?? false,
       inodeFileHandles: options.inodeFileHandles ?? 'never', announceSubmounts: options.announceSubmounts ?? false,
       allowMknodDevices: options.allowMknodDevices ?? false,
     });
@@ -402,7 +427,8 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
     try {
       built = await FileSystemDaemon.layers(fs, {
         ...(options.socketPath !== undefined ? { socketPath: options.socketPath } : {}),
-        ...(options.socketFd !== undefined ? { socketFd: options.socketFd } : {}),
+        ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : {}),
+        ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
         ...(options.mountpoint !== undefined ? { mountpoint: options.mountpoint } : {}),
         numRequestQueues: options.numRequestQueues ?? 1, exitOnDisconnect: options.exitOnDisconnect ?? false,
       }, {
@@ -411,7 +437,9 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
           cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,
           // Without it the guest cannot clear setuid/setgid on open(O_TRUNC) by an unprivileged caller (with
           // atomic_o_trunc the kernel drops its own mode change), and applies the pre-6.2 setgid rule on writes.
-          killprivV2: true,
+          killprivV2: options.killprivV2 ?? true,
+          ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+          readdirplus: options.readdirplus ?? true,
           posixLocks: options.posixLock ?? false, flockLocks: options.flock ?? false,
           posixAcl: options.posixAcl ?? false, announceSubmounts: options.announceSubmounts ?? false,
         },

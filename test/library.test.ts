@@ -25,7 +25,8 @@ import { MemFs } from '../examples/memfs.js';
 import { FuseClient, FuseError } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
-import { devFuseUsable, detach } from './util/dev-fuse-mount.js';
+import { detach } from './util/dev-fuse-mount.js';
+import { missingDevFuse, skipIf } from './util/prereq.js';
 
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'library-test-'));
@@ -316,7 +317,7 @@ test('serve() takes an already-listening socket fd; logLevel off prints nothing'
   const fd = native.unixListen(socket, 4);
   assert.ok(fd >= 0);
   const lines: string[] = [];
-  const daemon = await serve(new MemFs(), { socketFd: fd, logLevel: 'off', logger: (l, m) => lines.push(`${l} ${m}`) });
+  const daemon = await serve(new MemFs(), { listenFd: fd, logLevel: 'off', logger: (l, m) => lines.push(`${l} ${m}`) });
   try {
     let connected = 0;
     daemon.on('connect', () => connected++);
@@ -383,14 +384,8 @@ test('VirtiofsDaemon with logLevel off prints nothing over a whole session; the 
   }
 });
 
-const mountTest = devFuseUsable ? test : test.skip;
-if (!devFuseUsable) {
-  const why = 'library /dev/fuse test: needs root and /dev/fuse';
-  if (process.env.CI === 'true') test(why, () => assert.unreachable(why));
-  else console.log(`skip: ${why}`);
-}
-
-mountTest('over /dev/fuse: stat of another file completes while a READ is pending; content checked', async () => {
+test('over /dev/fuse: stat of another file completes while a READ is pending; content checked', async () => {
+  if (skipIf(missingDevFuse())) return;
   const g = seeded();
   const mp = path.join(tmp, `mnt${seq++}`);
   fs.mkdirSync(mp);

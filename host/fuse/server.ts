@@ -20,16 +20,18 @@ import { OpStats } from './op-stats.js';
 import type { ParkedRequest, ReplyParking } from '../virtio/queue-processor.js';
 import * as P from './protocol.js';
 import { nameOf, putName } from './names.js';
-import { DIRENT_BUF_SIZE, REPLY_MAX } from '../core.js';
+import { DIRENT_BUF_SIZE, LINEAR_QUEUE, REPLY_MAX } from '../core.js';
 
 const E = native.constants.errno;
 
-export type CacheMode = 'never' | 'auto' | 'always';
+export type CacheMode = 'never' | 'auto' | 'always' | 'metadata';
 
 export interface FuseServerOptions {
   /**
    * Guest caching, as virtiofsd's --cache: `never` (timeouts 0, FOPEN_DIRECT_IO), `auto` (1 s timeouts, the page
-   * cache is dropped on open), `always` (long timeouts, FOPEN_KEEP_CACHE on files and directories, FOPEN_CACHE_DIR).
+   * cache is dropped on open), `always` (long timeouts, FOPEN_KEEP_CACHE on files and directories, FOPEN_CACHE_DIR),
+   * `metadata` (the Rust virtiofsd's: long timeouts and cached directory listings as `always`, but FOPEN_DIRECT_IO
+   * on files, so file data is never cached).
    */
   cache: CacheMode;
   /**
@@ -72,6 +74,8 @@ export interface FuseServerOptions {
   readonly?: boolean;
   /** Override the cache mode's entry/attr timeouts (seconds). */
   timeout?: number;
+  /** Negotiate READDIRPLUS when the FileSystem has it (default true; C virtiofsd's `-o no_readdirplus` turns it off). */
+  readdirplus?: boolean;
   /**
    * Negotiate FUSE_SUBMOUNTS (virtiofsd's --announce-submounts): entries the FileSystem marks FUSE_ATTR_SUBMOUNT
    * (PassthroughFs with `announceSubmounts`) become separate mounts in the guest. Default false.
@@ -206,7 +210,7 @@ export class FuseServer implements Session {
   constructor(readonly filesystem: FileSystem, readonly core: FuseCore, options: FuseServerOptions) {
     const fs = filesystem;
     const { cache } = options;
-    if (cache !== 'never' && cache !== 'auto' && cache !== 'always') throw new ConfigError(`unknown cache mode ${cache}`);
+    if (cache !== 'never' && cache !== 'auto' && cache !== 'always' && cache !== 'metadata') throw new ConfigError(`unknown cache mode ${cache}`);
     const maxPages = options.maxPages ?? P.FUSE_MAX_MAX_PAGES;
     if (!Number.isInteger(maxPages) || maxPages < 1 || maxPages > P.FUSE_MAX_MAX_PAGES) {
       throw new ConfigError(`maxPages must be 1..${P.FUSE_MAX_MAX_PAGES}`);
@@ -214,9 +218,10 @@ export class FuseServer implements Session {
     const timeout = options.timeout ?? (cache === 'never' ? 0 : cache === 'auto' ? 1 : ALWAYS_TIMEOUT);
     this.entryTimeout = timeout;
     this.attrTimeout = timeout;
-    this.fileOpenFlags = cache === 'never' ? P.FOPEN_DIRECT_IO : cache === 'always' ? P.FOPEN_KEEP_CACHE : 0;
+    this.fileOpenFlags = cache === 'never' || cache === 'metadata' ? P.FOPEN_DIRECT_IO
+      : cache === 'always' ? P.FOPEN_KEEP_CACHE : 0;
     // The kernel drops a directory's cached listing on open unless KEEP_CACHE comes with CACHE_DIR.
-    this.dirOpenFlags = cache === 'always' ? P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE : 0;
+    this.dirOpenFlags = cache === 'always' || cache === 'metadata' ? P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE : 0;
     this.maxPages = maxPages;
     // WRITE payloads stay in guest memory (only fuse_write_in is copied), READ data lands there directly; the
     // limit is the kernel's page count, not our scratch sizes.
@@ -224,7 +229,7 @@ export class FuseServer implements Session {
 
     let want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
     if (fs.open !== undefined || fs.create !== undefined) want |= P.FUSE_ATOMIC_O_TRUNC;
-    if (fs.readdirplus !== undefined) want |= P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO;
+    if (fs.readdirplus !== undefined && options.readdirplus !== false) want |= P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO;
     this.readonly = options.readonly ?? false;
     if (options.killprivV2) want |= P.FUSE_HANDLE_KILLPRIV_V2;
     if (options.posixLocks && fs.getlk !== undefined && fs.setlk !== undefined) want |= P.FUSE_POSIX_LOCKS;
@@ -771,6 +776,7 @@ class CoreDataTarget implements DataTarget {
   /** Bytes delivered so far this request. */
   placed = 0;
   private own: BufferData | null = null;
+  private keptInGuest = false;
   constructor(private readonly core: FuseCore) {}
 
   fromFd(fd: number, position: number): number {
@@ -781,20 +787,17 @@ class CoreDataTarget implements DataTarget {
     return this.placedNow(native.preadv(fd, c.memory.buffer, c.iovPtr, n, position));
   }
 
+  /**
+   * Through the reply scratch (a READ has no body: it is free): the core copies it into the guest's buffers,
+   * whichever way it reaches guest memory (flat or windowed).
+   */
   fromBytes(bytes: Uint8Array): number {
     if (this.own !== null) return this.placedNow(this.own.fromBytes(bytes));
     const c = this.core;
-    const n = c.payloadReadIov(P.OUT_HEADER.SIZE, Math.min(this.size, bytes.length));
-    const buf = c.memory.buffer;
-    const iov = new DataView(buf, c.iovPtr, n * 8);
-    let done = 0;
-    for (let i = 0; i < n; i++) {
-      const off = iov.getUint32(i * 8, true);
-      const len = iov.getUint32(i * 8 + 4, true);
-      new Uint8Array(buf, off, len).set(bytes.subarray(done, done + len));
-      done += len;
-    }
-    return this.placedNow(done);
+    const n = Math.min(this.size, bytes.length, REPLY_MAX);
+    if (n === 0) return 0;
+    new Uint8Array(c.memory.buffer, c.replyPtr, n).set(bytes.subarray(0, n));
+    return this.placedNow(c.payloadScatter(c.replyPtr, P.OUT_HEADER.SIZE, n));
   }
 
   private placedNow(n: number): number {
@@ -802,28 +805,28 @@ class CoreDataTarget implements DataTarget {
     return n;
   }
 
-  /** From now on into a private buffer; what was delivered already is read back from the guest buffers. */
+  /**
+   * From now on into a private buffer (the request is still current). Data delivered already stays where it is
+   * for a virtqueue request (the chain's buffers remain the device's until it is answered); for a /dev/fuse
+   * request it is copied out of the out buffer, which the next request reuses.
+   */
   detach(): void {
     const own = new BufferData(this.size);
+    const c = this.core;
+    const linearOut = (c as { linearOutPtr?: number }).linearOutPtr;
     if (this.placed > 0) {
-      const c = this.core;
-      const n = c.payloadReadIov(P.OUT_HEADER.SIZE, this.placed);
-      const buf = c.memory.buffer;
-      const iov = new DataView(buf, c.iovPtr, n * 8);
-      let done = 0;
-      for (let i = 0; i < n; i++) {
-        const off = iov.getUint32(i * 8, true);
-        const len = iov.getUint32(i * 8 + 4, true);
-        own.bytes.set(new Uint8Array(buf, off, len), done);
-        done += len;
+      if (c.reqQueue() === LINEAR_QUEUE && linearOut !== undefined) {
+        own.bytes.set(new Uint8Array(c.memory.buffer, linearOut + P.OUT_HEADER.SIZE, this.placed));
+      } else {
+        this.keptInGuest = true;
       }
     }
     this.own = own;
   }
 
-  /** What a detached target holds. */
+  /** What a detached target holds (nothing when the data stayed in the guest's buffers). */
   detachedBytes(): Uint8Array {
-    return this.own === null ? new Uint8Array(0) : this.own.bytes.subarray(0, this.placed);
+    return this.own === null || this.keptInGuest ? new Uint8Array(0) : this.own.bytes.subarray(0, this.placed);
   }
 }
 
@@ -848,21 +851,14 @@ class CoreDataSource implements DataSource {
     return native.pwritev(fd, c.memory.buffer, c.iovPtr, n, position);
   }
 
+  /** Through the reply scratch (a WRITE's body, write_out, is encoded only after the filesystem returned). */
   toBytes(): Uint8Array {
     if (this.own !== null) return this.own.toBytes();
     const c = this.core;
-    const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
-    const buf = c.memory.buffer;
-    const iov = new DataView(buf, c.iovPtr, n * 8);
-    const out = new Uint8Array(this.size);
-    let done = 0;
-    for (let i = 0; i < n; i++) {
-      const off = iov.getUint32(i * 8, true);
-      const len = iov.getUint32(i * 8 + 4, true);
-      out.set(new Uint8Array(buf, off, len), done);
-      done += len;
-    }
-    return done === out.length ? out : out.subarray(0, done);
+    const n = Math.min(this.size, REPLY_MAX);
+    if (n === 0) return new Uint8Array(0);
+    const got = c.payloadGather(c.replyPtr, P.WRITE_IN.SIZE, n);
+    return new Uint8Array(c.memory.buffer, c.replyPtr, got).slice();
   }
 }
 
