@@ -20,4 +20,12 @@ export { Errno, FileType, DirentType, RenameFlags, OpenFlags } from './fuse/cons
 export { formatStats, LATENCY_BUCKETS, type OperationStats } from './fuse/op-stats.js';
 export { PassthroughFs, type PassthroughOptions } from './passthrough/passthrough-fs.js';
 export { VirtiofsdError, SystemError, VhostUserError, ConfigError } from './errors.js';
+// The layers themselves, for embedders that compose their own daemon (and the packaging checks).
+export { Core } from './core.js';
+export { FuseServer } from './fuse/server.js';
+export { VhostUserListener } from './vhost-user/listener.js';
+export { DevFuseSession, type DevFuseOptions } from './transport/dev-fuse.js';
+export { VhostUserBackend } from './vhost-user/backend.js';
+export { VhostUserFrontend } from './frontend/vhost-user-frontend.js';
+export { VirtqueueDriver } from './frontend/virtqueue-driver.js';
 export { setLogLevel, setLogger, LOG_LEVELS, type LogLevel, type Logger } from './log.js';
