@@ -22,17 +22,17 @@ import { native } from '../host/native-loader.js';
 import { drainDatagrams } from './util/datagrams.js';
 import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
 import { log, setLogLevel, syslogLine, useStderr, useSyslog } from '../host/log.js';
+import { requireRoot } from './util/prereq.js';
+import { sleep } from './util/wait.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
 const isRoot = native.geteuid() === 0;
-const IN_CI = !!process.env.CI;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'launchers-test-'));
 fs.chmodSync(tmp, 0o755); // the other uid of the --socket-group test must reach the socket
 const share = path.join(tmp, 'share');
 fs.mkdirSync(share);
 fs.writeFileSync(path.join(share, 'hello.txt'), 'hello\n');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function parsed(argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions {
   const o = parseCommandLine(argv, env);
@@ -40,15 +40,10 @@ function parsed(argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions {
   return o;
 }
 
-/** A test that needs root: skipped (and counted) when not root, failed in CI. */
+/** A test that needs root: a counted skip when not root, a failure in CI (test/util/prereq.ts). */
 function rootTest(name: string, fn: () => Promise<void>): void {
-  if (!isRoot && !IN_CI) {
-    console.log(`launchers: skipping "${name}": needs root`);
-    test.skip(name, fn);
-    return;
-  }
   test(name, async () => {
-    if (!isRoot) assert.unreachable('needs root (CI does not skip)');
+    if (!requireRoot()) return;
     await fn();
   });
 }

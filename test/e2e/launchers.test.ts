@@ -27,8 +27,8 @@ import {
   type BackendHandle, type ExitStatus, OUR_CLI, ensureGuestImage, fmtStatus, missingGuestTools, startGuest, tailLines,
   which,
 } from './guest.js';
+import { skipIf } from '../util/prereq.js';
 
-const IN_CI = !!process.env.CI;
 
 let unavailable: string | undefined;
 const missing = [...missingGuestTools(), ...(which('unshare') ? [] : ['unshare (util-linux)'])];
@@ -42,14 +42,10 @@ else {
   }
 }
 
+/** An e2e test: a counted skip when a prerequisite is missing, a failure in CI (test/util/prereq.ts). */
 function e2e(name: string, fn: () => Promise<void>): void {
-  if (unavailable && !IN_CI) {
-    console.log(`e2e: skipping "${name}": ${unavailable}`);
-    test.skip(name, fn);
-    return;
-  }
   test(name, async () => {
-    if (unavailable) assert.unreachable(`e2e prerequisite missing (CI does not skip): ${unavailable}`);
+    if (skipIf(unavailable)) return;
     await fn();
   });
 }
