@@ -20,14 +20,13 @@ import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { VirtiofsDaemon } from '../host/daemon.js';
 import { native } from '../host/native-loader.js';
 import { drainDatagrams } from './util/datagrams.js';
-import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
-import { log, setLogLevel, syslogLine, useStderr, useSyslog } from '../host/log.js';
 import { requireRoot } from './util/prereq.js';
 import { sleep } from './util/wait.js';
+import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
+import { log, setLogLevel, syslogLine, useStderr, useSyslog } from '../host/log.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
-const isRoot = native.geteuid() === 0;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'launchers-test-'));
 fs.chmodSync(tmp, 0o755); // the other uid of the --socket-group test must reach the socket
 const share = path.join(tmp, 'share');
@@ -40,7 +39,7 @@ function parsed(argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions {
   return o;
 }
 
-/** A test that needs root: a counted skip when not root, a failure in CI (test/util/prereq.ts). */
+/** A test that needs root: a counted skip when not root, a failure under CI=true (util/prereq.ts). */
 function rootTest(name: string, fn: () => Promise<void>): void {
   test(name, async () => {
     if (!requireRoot()) return;
