@@ -11,6 +11,7 @@ import { isLogLevel, log, setLogLevel } from './log.js';
 import { CACHE_MODES, type CacheMode, type DaemonOptions, VirtiofsDaemon } from './daemon.js';
 import { SANDBOX_MODES, SECCOMP_MODES, type SandboxMode, type SeccompMode, capabilitiesToDrop, capabilitySet,
   defaultSandbox, insideNamespaceSandbox, parseModcaps, relaunch } from './sandbox.js';
+import { runtimeNeedsRelaunch } from './runtime.js';
 import { socketInUse } from './vhost-user/listener.js';
 import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
@@ -239,7 +240,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write('virtiofsd-ts: --modcaps needs root (an unprivileged daemon has no capabilities)\n');
     return 2;
   }
-  if (namespaces || dropCaps) {
+  // Deno's update check must be off before the filter goes in (host/runtime.ts): one re-exec with it off.
+  const runtimeEnv = runtimeNeedsRelaunch(opts.seccomp ?? 'none');
+  if (namespaces || dropCaps || runtimeEnv) {
     // Inside the sandbox's own network namespace the host's listening sockets are invisible: check here.
     if (namespaces && opts.socketPath !== undefined && socketInUse(opts.socketPath)) {
       process.stderr.write(`virtiofsd-ts: ${opts.socketPath} is in use: another process is listening on it\n`);

@@ -1,0 +1,33 @@
+/**
+ * Child processes in the runtime that runs the test (Node, Bun or Deno; see test/run.js --runtime): a test that
+ * starts the CLI or a helper script starts it in the same runtime, with the same flags (Deno's permissions), so
+ * the suite under Bun tests the daemon under Bun.
+ */
+import { runtimeInvocation, runtimeName } from '../../host/runtime.js';
+
+export { runtimeName };
+
+/** The runtime and its flags, ready to take a script path and its arguments: `[node]`, `[bun]`, `[deno, run, -A]`. */
+export const RUNTIME: readonly string[] = runtimeInvocation().command;
+
+/** [command, args] that run `script` with `args` in this runtime, for spawn/spawnSync. */
+export function runtimeArgs(script: string, args: readonly string[] = []): [string, string[]] {
+  return [RUNTIME[0]!, [...RUNTIME.slice(1), script, ...args]];
+}
+
+/**
+ * [command, args] that evaluate an ES module's source text in this runtime (`node --input-type=module -e`,
+ * `bun -e`, `deno eval`, which grants every permission). The source imports by absolute path or `node:` name.
+ */
+export function evalArgs(source: string): [string, string[]] {
+  switch (runtimeName) {
+    case 'node': return [process.execPath, ['--input-type=module', '-e', source]];
+    case 'bun': return [process.execPath, ['-e', source]];
+    case 'deno': return [process.execPath, ['eval', source]];
+  }
+}
+
+/** Flags that load `module` before the script (`--import` on Node, `--preload` on Bun and Deno). */
+export function preloadFlags(module: string): string[] {
+  return runtimeName === 'node' ? ['--import', module] : ['--preload', module];
+}
