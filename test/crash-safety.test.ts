@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
-import { type SocketDaemon, spawnSocketDaemon } from './util/socket-daemon.js';
+import { type SocketDaemon, connectWhenListening, spawnSocketDaemon } from './util/socket-daemon.js';
 
 const c = native.constants;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crash-test-'));
@@ -52,8 +52,9 @@ function usage(pid: number): { fds: number; maps: number; rssKiB: number } {
 test('fsynced data is on the host disk when the daemon is SIGKILLed right after the FSYNC reply', async () => {
   for (const extra of [[], ['--writeback'], ['--cache=never']]) {
     const d = await startDaemon(extra);
-    const fc = await FuseClient.connect(d.socket, { maxPayload: 128 * 1024, depth: 16 });
+    let fc: FuseClient | undefined;
     try {
+      fc = await connectWhenListening(d.socket, { maxPayload: 128 * 1024, depth: 16 });
       await fc.init();
       const cr = await fc.create(FUSE_ROOT_ID, 'durable.bin', c.O_RDWR, 0o644);
       const data = randomBytes(1 << 20);
@@ -73,7 +74,7 @@ test('fsynced data is on the host disk when the daemon is SIGKILLed right after 
       assert.is(host.length, data.length, `size after SIGKILL (${extra.join(' ') || 'defaults'})`);
       assert.ok(host.equals(data), `content after SIGKILL (${extra.join(' ') || 'defaults'})`);
     } finally {
-      fc.close();
+      fc?.close();
       d.child.kill('SIGKILL');
     }
   }

@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RUNTIME, signalChild } from '../util/runtime.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Locations and prerequisites
@@ -235,7 +236,7 @@ function backendCommand(kind: BackendKind, o: BackendOptions): string[] {
   const cache = o.cache ?? 'auto';
   if (kind === 'ours') {
     return [
-      process.execPath,
+      ...RUNTIME,
       OUR_CLI,
       `--socket-path=${o.socketPath}`,
       `--shared-dir=${o.sharedDir}`,
@@ -293,7 +294,7 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
     stderr: () => err.toString(),
     async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000) {
       if (status) return { ...status, forced: false };
-      child.kill(signal);
+      signalChild(child, signal);
       const timer = delay(graceMs).then(() => 'timeout' as const);
       if ((await Promise.race([exited, timer])) !== 'timeout') return { ...status!, forced: false };
       child.kill('SIGKILL');

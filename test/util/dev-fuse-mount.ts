@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../../host/native-loader.js';
 import { mountsAt } from '../../host/transport/dev-fuse.js';
+import { runtimeArgs, signalChild } from './runtime.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
@@ -43,7 +44,7 @@ export function detach(mp: string): void {
  * `timeoutMs` for the mount. Throws with the daemon's stderr when it exits first or never mounts.
  */
 export async function mountDaemon(dir: string, mp: string, extra: string[] = [], timeoutMs = 5000): Promise<MountedDaemon> {
-  const child = spawn(process.execPath, [CLI, `--shared-dir=${dir}`, `--mountpoint=${mp}`, '--log-level=warn', ...extra],
+  const child = spawn(...runtimeArgs(CLI, [`--shared-dir=${dir}`, `--mountpoint=${mp}`, '--log-level=warn', ...extra]),
     { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d) => { err += d; });
@@ -52,7 +53,7 @@ export async function mountDaemon(dir: string, mp: string, extra: string[] = [],
     child, dir, mp, exit,
     stderr: () => err,
     async stop(graceMs = 5000) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.signalCode === null) signalChild(child, 'SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), graceMs); });
       let code = await Promise.race([exit, timeout]);

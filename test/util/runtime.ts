@@ -3,6 +3,7 @@
  * starts the CLI or a helper script starts it in the same runtime, with the same flags (Deno's permissions), so
  * the suite under Bun tests the daemon under Bun.
  */
+import type { ChildProcess } from 'node:child_process';
 import { runtimeInvocation, runtimeName } from '../../host/runtime.js';
 
 export { runtimeName };
@@ -30,4 +31,33 @@ export function evalArgs(source: string): [string, string[]] {
 /** Flags that load `module` before the script (`--import` on Node, `--preload` on Bun and Deno). */
 export function preloadFlags(module: string): string[] {
   return runtimeName === 'node' ? ['--import', module] : ['--preload', module];
+}
+
+/**
+ * Sends `signal` to a child by its pid. Deno's ChildProcess.kill() reports the signal it sent as the exit status
+ * whatever the child then did, so a daemon's clean exit 0 on SIGTERM would read as killed.
+ */
+export function signalChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+type TestFn = (name: string, fn: () => void | Promise<void>) => void;
+
+/**
+ * `test`, except under a runtime named in `unsupported`, where the test is registered as skipped (uvu counts it)
+ * and the reason is printed. Only for what the runtime truly lacks; README.md's runtime table lists each one.
+ */
+export function unlessRuntime<T extends TestFn & { skip: TestFn }>(test: T,
+  unsupported: Partial<Record<typeof runtimeName, string>>): TestFn {
+  const reason = unsupported[runtimeName];
+  if (reason === undefined) return test;
+  return (name, fn) => {
+    console.log(`skip on ${runtimeName}: "${name}": ${reason}`);
+    test.skip(name, fn);
+  };
 }

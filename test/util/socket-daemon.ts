@@ -1,11 +1,14 @@
 /**
- * Our daemon as a child process on a vhost-user socket, for tests: `node [nodeFlags] dist/host/cli.js
- * --socket-path=S --shared-dir=D [args]`, waited on until S exists (the daemon listens before it creates it).
+ * Our daemon as a child process on a vhost-user socket, for tests: `<runtime> [runtimeFlags] dist/host/cli.js
+ * --socket-path=S --shared-dir=D [args]` in the test's runtime (test/util/runtime.ts), waited on until S exists
+ * (the daemon listens before it creates it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { FuseError } from '../../host/frontend/fuse-client.js';
+import { FuseClient, FuseError, type FuseClientOptions } from '../../host/frontend/fuse-client.js';
+import { native } from '../../host/native-loader.js';
 import { CLI } from './dev-fuse-mount.js';
+import { RUNTIME } from './runtime.js';
 
 export interface SocketDaemon {
   child: ChildProcess;
@@ -18,19 +21,20 @@ export interface SocketDaemon {
 export interface SocketDaemonOptions {
   /** More CLI options (log level, sandbox, cache, ...). */
   args?: string[];
-  /** Options for node itself, before the script. */
-  nodeFlags?: string[];
+  /** Options for the runtime itself, before the script (see preloadFlags). */
+  runtimeFlags?: string[];
   cwd?: string;
   /** How long the socket may take to appear (default 10 s). */
   timeoutMs?: number;
 }
 
+const ECONNREFUSED = native.constants.errno.ECONNREFUSED!;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Starts the daemon sharing `dir` on `socket`; SIGKILLs it and throws (with its stderr) if the socket never comes. */
 export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDaemonOptions = {}): Promise<SocketDaemon> {
   let err = '';
-  const child = spawn(process.execPath, [...(o.nodeFlags ?? []), CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`,
+  const child = spawn(RUNTIME[0]!, [...RUNTIME.slice(1), ...(o.runtimeFlags ?? []), CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`,
     ...(o.args ?? [])], { stdio: ['ignore', 'ignore', 'pipe'], cwd: o.cwd });
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const t0 = Date.now();
@@ -42,6 +46,20 @@ export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDa
     await sleep(20);
   }
   return { child, socket, dir, stderr: () => err };
+}
+
+/**
+ * FuseClient.connect, retried while the socket exists but refuses: the daemon binds and then listens, and on a
+ * loaded machine a connect can fall between the two.
+ */
+export async function connectWhenListening(socket: string, options: FuseClientOptions): Promise<FuseClient> {
+  for (let t0 = Date.now(); ; await sleep(20)) {
+    try {
+      return await FuseClient.connect(socket, options);
+    } catch (e) {
+      if ((e as { errno?: number }).errno !== ECONNREFUSED || Date.now() - t0 > 5000) throw e;
+    }
+  }
 }
 
 /** The errno a FUSE request failed with (FuseError), 0 when it succeeded; other errors are rethrown. */
