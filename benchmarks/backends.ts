@@ -1,6 +1,8 @@
 /**
- * The two backends as child processes, each on its own socket and shared dir:
- * - ours: `node --trace-gc dist/host/cli.js --cache=never --sandbox=chroot` (GC events are read from its stdout);
+ * The backends as child processes, each on its own socket and shared dir:
+ * - ours: `node --trace-gc dist/host/cli.js --cache=never --sandbox=chroot` (GC events are read from its stdout),
+ *   or the same under Bun (`bun dist/host/cli.js ...`: JavaScriptCore has no GC trace) or Deno
+ *   (`deno run -A --v8-flags=--trace-gc dist/host/cli.js ...`);
  * - C: `/usr/lib/qemu/virtiofsd -o cache=none -o sandbox=chroot -o readdirplus` (it exits when its frontend leaves,
  *   so a backend lives for one connection).
  */
@@ -11,11 +13,17 @@ import { fileURLToPath } from 'node:url';
 
 export const C_VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const CLI = fileURLToPath(new URL('../host/cli.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface GcEvent { kind: string; beforeMb: number; afterMb: number; pauseMs: number }
 
+export type RuntimeName = 'node' | 'bun' | 'deno';
+export const RUNTIMES: readonly RuntimeName[] = ['node', 'bun', 'deno'];
+
 export interface Backend {
   readonly name: 'ours' | 'C';
+  /** Which side of the results this is: the runtime running ours, or `C`. */
+  readonly label: RuntimeName | 'C';
   readonly socket: string;
   readonly dir: string;
   readonly pid: number;
@@ -23,6 +31,8 @@ export interface Backend {
   readonly gc: GcEvent[];
   /** VmRSS in KiB, from /proc/PID/status (0 once gone). */
   rssKb(): number;
+  /** Private memory in KiB (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup; 0 once gone). */
+  privateKb(): number;
   stop(): Promise<void>;
 }
 
@@ -37,6 +47,17 @@ function rss(pid: number): number {
   }
 }
 
+function privateMemory(pid: number): number {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    let kb = 0;
+    for (const m of text.matchAll(/^Private_(?:Clean|Dirty):\s+(\d+) kB/gm)) kb += Number(m[1]);
+    return kb;
+  } catch {
+    return 0;
+  }
+}
+
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const t0 = Date.now();
   while (!cond()) {
@@ -46,7 +67,8 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
-async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: string, args: string[]): Promise<Backend> {
+async function launch(label: RuntimeName | 'C', socket: string, dir: string, cmd: string, args: string[]): Promise<Backend> {
+  const name = label === 'C' ? 'C' : 'ours';
   try { fs.unlinkSync(socket); } catch { /* none */ }
   const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const gc: GcEvent[] = [];
@@ -68,8 +90,9 @@ async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: stri
   }
   const pid = child.pid!;
   return {
-    name, socket, dir, pid, gc,
+    name, label, socket, dir, pid, gc,
     rssKb: () => rss(pid),
+    privateKb: () => privateMemory(pid),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -82,10 +105,25 @@ async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: stri
   };
 }
 
-export function startOurs(workDir: string, dir: string): Promise<Backend> {
-  const socket = path.join(workDir, 'ours.sock');
-  return launch('ours', socket, dir, process.execPath,
-    ['--trace-gc', CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never', '--log-level=error',
+/**
+ * The command that runs a script in `runtime`, with V8's GC trace where there is one: Node itself when it runs
+ * us, else `node` on PATH; Bun and Deno from the devDependencies (node_modules/.bin), else from PATH.
+ */
+function runtimeCommand(runtime: RuntimeName): string[] {
+  if (runtime === 'node') {
+    const self = typeof process.versions.bun !== 'string' && typeof process.versions.deno !== 'string';
+    return [self ? process.execPath : 'node', '--trace-gc'];
+  }
+  const local = path.join(ROOT, 'node_modules', '.bin', runtime);
+  const bin = fs.existsSync(local) ? local : runtime;
+  return runtime === 'deno' ? [bin, 'run', '-A', '--v8-flags=--trace-gc'] : [bin];
+}
+
+export function startOurs(workDir: string, dir: string, runtime: RuntimeName = 'node'): Promise<Backend> {
+  const socket = path.join(workDir, `ours-${runtime}.sock`);
+  const [cmd, ...flags] = runtimeCommand(runtime);
+  return launch(runtime, socket, dir, cmd!,
+    [...flags, CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never', '--log-level=error',
       // Like the C side's sandbox=chroot; it also keeps the daemon in this pid (namespace mode re-executes).
       '--sandbox=chroot']);
 }

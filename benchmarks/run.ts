@@ -6,7 +6,9 @@
  * eventfd round trip between two threads) are measured in the same run.
  *
  * Options: --quick (small file, short runs), --reps=N, --duration=MS, --no-save, --out=DIR (default
- * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save).
+ * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save),
+ * --runtimes=node,bun,deno (default node): ours runs under each listed runtime, in the same repetitions as the C
+ * virtiofsd; the main table compares the first with C, a second table shows every runtime side by side.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
-import { C_VIRTIOFSD, startC, startOurs, type Backend, type GcEvent } from './backends.js';
+import { C_VIRTIOFSD, RUNTIMES, startC, startOurs, type Backend, type GcEvent, type RuntimeName } from './backends.js';
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
 import { markdownTable, svgChart, textTable, type Row, type Side } from './report.js';
 import { BIG_DIR, BIG_DIR_ENTRIES, DATA_FILE, STAT_FILE, runFor, workloads, type Workload } from './workloads.js';
@@ -35,6 +37,11 @@ const cfg = {
   queues: 1,
 };
 const save = quick ? flag('save') : !flag('no-save');
+const runtimes = (opt('runtimes') ?? 'node').split(',').map((r) => r.trim()).filter(Boolean) as RuntimeName[];
+for (const r of runtimes) {
+  if (!RUNTIMES.includes(r)) throw new Error(`--runtimes: '${r}' is not one of ${RUNTIMES.join(', ')}`);
+}
+if (runtimes.length === 0 || new Set(runtimes).size !== runtimes.length) throw new Error('--runtimes: a list without repeats');
 const outDir = opt('out') ?? fileURLToPath(new URL('../../benchmarks/results/', import.meta.url));
 
 const log = (...a: unknown[]): void => console.error('[bench]', ...a);
@@ -59,7 +66,8 @@ function populate(dir: string): void {
 }
 
 interface Sample {
-  opsPerSec: number; mbPerSec: number; p50Us: number; p99Us: number; rssKb: number; requests: number; ops: number;
+  opsPerSec: number; mbPerSec: number; p50Us: number; p99Us: number; rssKb: number; privateKb: number; requests: number;
+  ops: number;
   reqPerSec: number; gc: GcEvent[]; gcPrevAfterMb: number;
 }
 
@@ -81,11 +89,12 @@ async function measure(b: Backend, fc: FuseClient, w: Workload): Promise<Sample>
   await sleep(20); // trace-gc lines of the window reach us through a pipe
   const gc = b.gc.slice(gc0);
   const rssKb = b.rssKb();
+  const privateKb = b.privateKb();
   await ctx.teardown();
   const sorted = r.lat.slice().sort();
   return {
     opsPerSec: r.ops / r.secs, mbPerSec: (r.ops * w.bytesPerOp) / r.secs / 1e6,
-    p50Us: percentile(sorted, 0.5) * 1000, p99Us: percentile(sorted, 0.99) * 1000, rssKb, requests: r.requests,
+    p50Us: percentile(sorted, 0.5) * 1000, p99Us: percentile(sorted, 0.99) * 1000, rssKb, privateKb, requests: r.requests,
     ops: r.ops, reqPerSec: r.requests / r.secs, gc, gcPrevAfterMb: gc0 > 0 ? b.gc[gc0 - 1]!.afterMb : 0,
   };
 }
@@ -102,6 +111,11 @@ function machine(dir: string): Record<string, string> {
     memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
+    ...Object.fromEntries(runtimes.filter((r) => r !== 'node').map((r) => {
+      const local = fileURLToPath(new URL(`../../node_modules/.bin/${r}`, import.meta.url));
+      const out = spawnSync(fs.existsSync(local) ? local : r, ['--version'], { encoding: 'utf8' }).stdout ?? '';
+      return [r, out.split('\n')[0]!.trim()];
+    })),
     cVirtiofsd: v.trim(),
     sharedDirFs: fsType,
   };
@@ -112,13 +126,18 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const loadBefore = os.loadavg()[0]!;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-bench-'));
-  const dirs = { ours: path.join(work, 'ours'), C: path.join(work, 'c') };
+  const dirs: Record<string, string> = { ours: path.join(work, 'ours'), C: path.join(work, 'c') };
+  const dirOf = (l: RuntimeName | 'C'): string => (l === 'C' ? dirs.C! : l === runtimes[0] ? dirs.ours! : dirs[l]!);
   const list = workloads();
-  const samples = new Map<string, { ours: Sample[]; C: Sample[] }>(list.map((w) => [w.name, { ours: [], C: [] }]));
+  const labels: Array<RuntimeName | 'C'> = [...runtimes, 'C'];
+  // Per workload, per side (each runtime running ours, and C): one sample per repetition.
+  const samples = new Map<string, Map<RuntimeName | 'C', Sample[]>>(
+    list.map((w) => [w.name, new Map(labels.map((l) => [l, []]))]));
   let floors: IoFloor[] = [];
   let rtt: RttFloor;
   try {
     log(`config: ${JSON.stringify(cfg)}; work dir ${work}`);
+    for (const r of runtimes.slice(1)) dirs[r] = path.join(work, `ours-${r}`);
     for (const d of Object.values(dirs)) {
       fs.mkdirSync(d);
       populate(d);
@@ -126,7 +145,7 @@ async function main(): Promise<void> {
     spawnSync('sync');
     log(`populated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const fd = Math.min(1000, Math.max(300, cfg.durationMs));
-    const f = path.join(dirs.ours, DATA_FILE);
+    const f = path.join(dirs.ours!, DATA_FILE);
     floors = [
       ioFloor(f, cfg.fileSize, 4096, 'rand', false, fd), ioFloor(f, cfg.fileSize, 128 * 1024, 'seq', false, fd),
       ioFloor(f, cfg.fileSize, 4096, 'rand', true, fd), ioFloor(f, cfg.fileSize, 128 * 1024, 'seq', true, fd),
@@ -135,24 +154,27 @@ async function main(): Promise<void> {
     log(`floors: ${floors.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} MB/s`).join(', ')}; eventfd RTT ${rtt.usPerRoundTrip.toFixed(1)} µs`);
 
     for (let rep = 0; rep < cfg.reps; rep++) {
-      const ours = await startOurs(work, dirs.ours);
-      const c = await startC(work, dirs.C);
-      const pairs: Array<[Backend, FuseClient]> = [[ours, await connect(ours)], [c, await connect(c)]];
-      if (rep % 2 === 1) pairs.reverse();
+      const backends: Backend[] = [];
+      const pairs: Array<[Backend, FuseClient]> = [];
       try {
+        for (const l of labels) {
+          const b = l === 'C' ? await startC(work, dirOf(l)) : await startOurs(work, dirOf(l), l);
+          backends.push(b);
+          pairs.push([b, await connect(b)]);
+        }
+        // Which side goes first rotates with the repetition.
+        for (let k = 0; k < rep % pairs.length; k++) pairs.push(pairs.shift()!);
         for (const w of list) {
           for (const [b, fc] of pairs) {
             const s = await measure(b, fc, w);
-            samples.get(w.name)![b.name].push(s);
+            samples.get(w.name)!.get(b.label)!.push(s);
           }
-          const o = samples.get(w.name)!.ours.at(-1)!;
-          const cc = samples.get(w.name)!.C.at(-1)!;
-          log(`rep ${rep + 1}/${cfg.reps} ${w.name}: ours ${o.opsPerSec.toFixed(0)}/s, C ${cc.opsPerSec.toFixed(0)}/s`);
+          const last = labels.map((l) => `${l === 'C' ? 'C' : `ours/${l}`} ${samples.get(w.name)!.get(l)!.at(-1)!.opsPerSec.toFixed(0)}/s`);
+          log(`rep ${rep + 1}/${cfg.reps} ${w.name}: ${last.join(', ')}`);
         }
       } finally {
         for (const [, fc] of pairs) fc.close();
-        await ours.stop();
-        await c.stop();
+        for (const b of backends) await b.stop();
       }
     }
   } finally {
@@ -196,8 +218,9 @@ async function main(): Promise<void> {
   };
   const rows: Row[] = list.map((w) => {
     const s = samples.get(w.name)!;
-    return { name: w.name, kind: w.kind, ours: side(w, s.ours, true), c: side(w, s.C, false) };
+    return { name: w.name, kind: w.kind, ours: side(w, s.get(runtimes[0]!)!, true), c: side(w, s.get('C')!, false) };
   });
+  const byRuntime = runtimeRows(list, samples, labels);
 
   const table = textTable(rows);
   const mach = machine(os.tmpdir());
@@ -209,6 +232,10 @@ async function main(): Promise<void> {
   ];
   console.log(`\nvirtiofsd-ts vs C virtiofsd (${quick ? 'quick' : 'full'} run: ${cfg.reps} repetitions x ${cfg.durationMs} ms, file ${cfg.fileSize >> 20} MiB, medians)\n`);
   console.log(table);
+  if (runtimes.length > 1) {
+    console.log(`\nours under each runtime beside C (medians; (Nx) = ops/s over C's):\n`);
+    console.log(runtimeTable(byRuntime, labels, false));
+  }
   console.log('\nfloors:\n  ' + floorLines.join('\n  '));
   console.log(`\n${mach.cpu}, ${mach.cores} cores, ${mach.memory}, ${mach.kernel}, node ${mach.node}; total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 
@@ -216,12 +243,57 @@ async function main(): Promise<void> {
     fs.mkdirSync(outDir, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);
     const base = path.join(outDir, `${date}${quick ? '-quick' : ''}`);
-    const result = { date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows };
+    const result = { date: new Date().toISOString(), machine: mach, config: { ...cfg, runtimes }, floors,
+      eventfdRoundTrip: rtt, rows, ...(runtimes.length > 1 ? { runtimes: byRuntime } : {}) };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
     fs.writeFileSync(`${base}.svg`, svgChart(rows, `virtiofsd-ts vs C virtiofsd — ops/s (${date})`));
-    fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, path.basename(`${base}.svg`)));
+    const runtimeSection = runtimes.length > 1 ? `\n## Ours under ${runtimes.join(', ')}\n\nThe same workloads in the same `
+      + `repetitions, ours started under each runtime (Bun and Deno from the devDependencies; Deno as \`deno run -A\`). `
+      + `Medians; (Nx) is ops/s over C's; private memory is Private_Clean + Private_Dirty of /proc/PID/smaps_rollup at `
+      + `the end of the workload. Under Bun and Deno kicks go through the poller thread (no libuv loop).\n\n`
+      + `${runtimeTable(byRuntime, labels, true)}\n` : '';
+    fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, path.basename(`${base}.svg`)) + runtimeSection);
     log(`wrote ${base}.{json,svg,md}`);
   }
+}
+
+interface RuntimeSide { opsPerSec: number; p99Us: number; privateMb: number; vsC: number }
+interface RuntimeRow { name: string; sides: Partial<Record<RuntimeName | 'C', RuntimeSide>> }
+
+/** Every side (each runtime running ours, and C) per workload: medians of ops/s, p99 and private memory. */
+function runtimeRows(list: Workload[], samples: Map<string, Map<RuntimeName | 'C', Sample[]>>,
+  labels: Array<RuntimeName | 'C'>): RuntimeRow[] {
+  return list.map((w) => {
+    const s = samples.get(w.name)!;
+    const cOps = median(s.get('C')!.map((x) => x.opsPerSec));
+    const sides: RuntimeRow['sides'] = {};
+    for (const l of labels) {
+      const ss = s.get(l)!;
+      const ops = median(ss.map((x) => x.opsPerSec));
+      sides[l] = { opsPerSec: ops, p99Us: median(ss.map((x) => x.p99Us)),
+        privateMb: median(ss.map((x) => x.privateKb)) / 1024, vsC: cOps > 0 ? ops / cOps : 0 };
+    }
+    return { name: w.name, sides };
+  });
+}
+
+/** The runtimes side by side: one row per workload, per side `ops/s (x C) | p99 µs | private MiB`. */
+function runtimeTable(rows: RuntimeRow[], labels: Array<RuntimeName | 'C'>, markdownSyntax: boolean): string {
+  const head = ['workload', ...labels.flatMap((l) => {
+    const who = l === 'C' ? 'C' : `ours/${l}`;
+    return [`${who} ops/s`, `${who} p99 µs`, `${who} private MiB`];
+  })];
+  const body = rows.map((r) => [r.name, ...labels.flatMap((l) => {
+    const x = r.sides[l]!;
+    const ops = Math.round(x.opsPerSec).toLocaleString('en-US');
+    return [l === 'C' ? ops : `${ops} (${x.vsC.toFixed(2)}x)`, x.p99Us.toFixed(0), x.privateMb.toFixed(1)];
+  })]);
+  if (markdownSyntax) {
+    return [head, head.map(() => '---'), ...body].map((c) => `| ${c.join(' | ')} |`).join('\n');
+  }
+  const width = head.map((_, i) => Math.max(...[head, ...body].map((c) => c[i]!.length)));
+  return [head, ...body].map((c) => c.map((x, i) => (i === 0 ? x.padEnd(width[i]!) : x.padStart(width[i]!))).join('  '))
+    .join('\n');
 }
 
 function markdown(date: string, mach: Record<string, string>, rows: Row[], floorLines: string[], svg: string): string {
