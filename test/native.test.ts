@@ -689,7 +689,7 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
     assert.is(r.signal, 'SIGTERM', 'still running when the timeout hit');
   });
 
-  unlessRuntime(test, { deno: 'Deno opens fds of its own for a worker (a socketpair, an eventfd), which the fd count takes for a leak' })(`poller (${mode}) in a worker thread: events arrive there; terminating the worker with the poller open cleans up`, async () => {
+  unlessRuntime(test, { deno: 'a Deno worker terminated with a poller open leaves its fds open (the worker\'s and the poller\'s; 8 here), where Node closes them' })(`poller (${mode}) in a worker thread: events arrive there; terminating the worker with the poller open cleans up`, async () => {
     const base = native.countOpenFds();
     const loader = new URL('../host/native-loader.js', import.meta.url).href;
     const worker = new Worker(`

@@ -25,6 +25,7 @@ import { VhostUserError } from '../host/errors.js';
 import type { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
 import { setLogLevel } from '../host/log.js';
 import { signalChild } from './util/runtime.js';
+import { retryWhileRefused } from './util/socket-daemon.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
 
@@ -911,7 +912,7 @@ test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => 
   const d = await startCVirtiofsd();
   const mem = GuestMemory.create(4 << 20);
   try {
-    const fe = await VhostUserFrontend.connect(d.path);
+    const fe = await retryWhileRefused(() => VhostUserFrontend.connect(d.path));
     const acked = await fe.negotiate();
     assert.ok((fe.backendFeatures & bit(32)) !== 0n, 'VERSION_1 offered');
     assert.ok((acked & bit(30)) !== 0n, 'PROTOCOL_FEATURES');

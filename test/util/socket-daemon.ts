@@ -49,17 +49,22 @@ export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDa
 }
 
 /**
- * FuseClient.connect, retried while the socket exists but refuses: the daemon binds and then listens, and on a
- * loaded machine a connect can fall between the two.
+ * `connect()`, retried for up to 5 s while the socket exists but refuses: a daemon binds and then listens (the C
+ * virtiofsd sets up in between), and on a loaded machine a connect can fall between the two.
  */
-export async function connectWhenListening(socket: string, options: FuseClientOptions): Promise<FuseClient> {
+export async function retryWhileRefused<T>(connect: () => Promise<T>): Promise<T> {
   for (let t0 = Date.now(); ; await sleep(20)) {
     try {
-      return await FuseClient.connect(socket, options);
+      return await connect();
     } catch (e) {
       if ((e as { errno?: number }).errno !== ECONNREFUSED || Date.now() - t0 > 5000) throw e;
     }
   }
+}
+
+/** FuseClient.connect through retryWhileRefused. */
+export function connectWhenListening(socket: string, options: FuseClientOptions): Promise<FuseClient> {
+  return retryWhileRefused(() => FuseClient.connect(socket, options));
 }
 
 /** The errno a FUSE request failed with (FuseError), 0 when it succeeded; other errors are rethrown. */
