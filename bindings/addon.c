@@ -286,17 +286,21 @@ NAPI_MODULE_INIT() {
       /* socket.c */
       FN("unixListen", vfs_unix_listen),
       FN("unixConnect", vfs_unix_connect),
+      FN("unixDatagram", vfs_unix_datagram),
       FN("accept", vfs_accept),
       FN("socketpair", vfs_socketpair),
       FN("recvmsg", vfs_recvmsg),
       FN("sendmsg", vfs_sendmsg),
       FN("setNonblocking", vfs_set_nonblocking),
+      FN("setCloexec", vfs_set_cloexec),
       FN("shutdown", vfs_shutdown),
       /* mman.c */
       FN("memfdCreate", vfs_memfd_create),
       FN("mmapInto", vfs_mmap_into),
       FN("unmapFrom", vfs_unmap_from),
       FN("addressOf", vfs_address_of),
+      FN("mmapShared", vfs_mmap_shared),
+      FN("munmap", vfs_munmap),
       /* eventfd.c */
       FN("eventfd", vfs_eventfd),
       FN("eventfdRead", vfs_eventfd_read),

@@ -122,6 +122,8 @@ napi_value vfs_make_constants(napi_env env);
 /* socket.c */
 VFS_FN(vfs_unix_listen);
 VFS_FN(vfs_unix_connect);
+VFS_FN(vfs_unix_datagram);
+VFS_FN(vfs_set_cloexec);
 VFS_FN(vfs_accept);
 VFS_FN(vfs_socketpair);
 VFS_FN(vfs_recvmsg);
@@ -134,6 +136,8 @@ VFS_FN(vfs_memfd_create);
 VFS_FN(vfs_mmap_into);
 VFS_FN(vfs_unmap_from);
 VFS_FN(vfs_address_of);
+VFS_FN(vfs_mmap_shared);
+VFS_FN(vfs_munmap);
 
 /* eventfd.c */
 VFS_FN(vfs_eventfd);

@@ -4,7 +4,10 @@
  * the suite under Bun tests the daemon under Bun.
  */
 import type { ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { runtimeInvocation, runtimeName } from '../../host/runtime.js';
+import { skipLine } from './prereq.js';
 
 export { runtimeName };
 
@@ -56,16 +59,18 @@ export function signalChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTE
 
 type TestFn = (name: string, fn: () => void | Promise<void>) => void;
 
+const DIST_TEST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
 /**
- * `test`, except under a runtime named in `unsupported`, where the test is registered as skipped (uvu counts it)
- * and the reason is printed. Only for what the runtime truly lacks; README.md's runtime table lists each one.
+ * `test`, except under a runtime named in `unsupported`, where the test only prints the skip marker of
+ * test/util/prereq.ts with the reason (test/run.js counts it as a skip and lists it). Not a missing prerequisite:
+ * CI=true does not turn it into a failure. Only for what the runtime lacks; README.md's runtime table lists each.
  */
-export function unlessRuntime<T extends TestFn & { skip: TestFn }>(test: T,
-  unsupported: Partial<Record<typeof runtimeName, string>>): TestFn {
+export function unlessRuntime(test: TestFn, unsupported: Partial<Record<typeof runtimeName, string>>): TestFn {
   const reason = unsupported[runtimeName];
   if (reason === undefined) return test;
-  return (name, fn) => {
-    console.log(`skip on ${runtimeName}: "${name}": ${reason}`);
-    test.skip(name, fn);
-  };
+  const file = path.relative(DIST_TEST, path.resolve(process.argv[1] ?? 'unknown'));
+  return (name) => test(name, () => {
+    console.log(skipLine(file, name, `${runtimeName}: ${reason}`));
+  });
 }

@@ -7,8 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { FuseClient, FuseError, type FuseClientOptions } from '../../host/frontend/fuse-client.js';
 import { native } from '../../host/native-loader.js';
-import { CLI } from './dev-fuse-mount.js';
 import { RUNTIME } from './runtime.js';
+import { CLI } from './dev-fuse-mount.js';
+import { sleep } from './wait.js';
 
 export interface SocketDaemon {
   child: ChildProcess;
@@ -28,8 +29,6 @@ export interface SocketDaemonOptions {
   timeoutMs?: number;
 }
 
-const ECONNREFUSED = native.constants.errno.ECONNREFUSED!;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Starts the daemon sharing `dir` on `socket`; SIGKILLs it and throws (with its stderr) if the socket never comes. */
 export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDaemonOptions = {}): Promise<SocketDaemon> {
@@ -47,6 +46,8 @@ export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDa
   }
   return { child, socket, dir, stderr: () => err };
 }
+
+const ECONNREFUSED = native.constants.errno.ECONNREFUSED!;
 
 /**
  * `connect()`, retried for up to 5 s while the socket exists but refuses: a daemon binds and then listens (the C
