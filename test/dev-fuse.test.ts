@@ -212,7 +212,7 @@ test('default_permissions: another user is refused by the kernel; its creations 
     fs.chmodSync(p, 0o600);
     fs.mkdirSync(path.join(d.mp, 'pub'));
     fs.chmodSync(path.join(d.mp, 'pub'), 0o777);
-    const script = `const fs = require('fs');
+    const script = `import * as fs from 'node:fs';
       const r = (f) => { try { f(); return 'ok'; } catch (e) { return e.code; } };
       console.log(JSON.stringify([r(() => fs.readFileSync(${JSON.stringify(p)})),
         r(() => fs.writeFileSync(${JSON.stringify(path.join(d.mp, 'pub', 'mine'))}, 'x'))]));`;
