@@ -316,6 +316,7 @@ async function qmp(socketPath: string, commands: object[]): Promise<void> {
   });
   // The greeting can come in the same turn as 'connect' (it does under Deno): wait for it from the start.
   const greeting = next();
+  greeting.catch(() => {}); // (awaited below; a failed connect must not leave it unhandled)
   try {
     await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
     await greeting;
