@@ -103,6 +103,16 @@ export function queueNeedsNotify(q: u32): bool {
   return sq.queueNeedsNotify(q);
 }
 
+/** Chains available but not popped yet; leaves the notification state alone (polling). */
+export function queueAvailPending(q: u32): u32 {
+  return sq.queueAvailPending(q);
+}
+
+/** Kicks off (while polling) or on again; on returns the chains pending after re-enabling. */
+export function queueSetKicks(q: u32, on: bool): u32 {
+  return sq.queueSetKicks(q, on);
+}
+
 // ---- linear requests (the /dev/fuse transport) -------------------------------------------------------------------
 
 /** 1 request current, -1 POP_BAD_CHAIN (bad ranges; no reply), -2 POP_BAD_MESSAGE (reply per linearReplyLen). */

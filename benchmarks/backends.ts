@@ -1,8 +1,7 @@
 /**
- * The backends as child processes, each on its own socket and shared dir:
+ * The two backends as child processes, each on its own socket and shared dir:
  * - ours: `node --trace-gc dist/host/cli.js --cache=never --sandbox=chroot` (GC events are read from its stdout),
- *   or the same under Bun (`bun dist/host/cli.js ...`: JavaScriptCore has no GC trace) or Deno
- *   (`deno run -A --v8-flags=--trace-gc dist/host/cli.js ...`);
+ *   or under Bun (`bun dist/host/cli.js ...`) or Deno (`deno run -A --v8-flags=--trace-gc dist/host/cli.js ...`);
  * - C: `/usr/lib/qemu/virtiofsd -o cache=none -o sandbox=chroot -o readdirplus` (it exits when its frontend leaves,
  *   so a backend lives for one connection).
  */
@@ -10,20 +9,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { privateMemoryKb } from '../host/stats.js';
 
 export const C_VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const CLI = fileURLToPath(new URL('../host/cli.js', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The checkout the CLI is in, cut from the printed command lines. */
+const CLI_ROOT = `${path.resolve(path.dirname(CLI), '..', '..')}/`;
 
 export interface GcEvent { kind: string; beforeMb: number; afterMb: number; pauseMs: number }
 
-export type RuntimeName = 'node' | 'bun' | 'deno';
-export const RUNTIMES: readonly RuntimeName[] = ['node', 'bun', 'deno'];
-
 export interface Backend {
   readonly name: 'ours' | 'C';
-  /** Which side of the results this is: the runtime running ours, or `C`. */
-  readonly label: RuntimeName | 'C';
   readonly socket: string;
   readonly dir: string;
   readonly pid: number;
@@ -31,8 +27,12 @@ export interface Backend {
   readonly gc: GcEvent[];
   /** VmRSS in KiB, from /proc/PID/status (0 once gone). */
   rssKb(): number;
-  /** Private memory in KiB (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup; 0 once gone). */
+  /** Private_Clean + Private_Dirty in KiB, from /proc/PID/smaps_rollup (-1 once gone). */
   privateKb(): number;
+  /** User + system CPU seconds so far, all threads (/proc/PID/stat). */
+  cpuSeconds(): number;
+  /** The command line that started it (for the report: which options produced a row). */
+  readonly command: string;
   stop(): Promise<void>;
 }
 
@@ -47,12 +47,12 @@ function rss(pid: number): number {
   }
 }
 
-function privateMemory(pid: number): number {
+/** User + system CPU seconds of a process (all its threads), from /proc/PID/stat at 100 ticks a second. */
+export function cpuSeconds(pid: number): number {
   try {
-    const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-    let kb = 0;
-    for (const m of text.matchAll(/^Private_(?:Clean|Dirty):\s+(\d+) kB/gm)) kb += Number(m[1]);
-    return kb;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15)
   } catch {
     return 0;
   }
@@ -67,8 +67,7 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
-async function launch(label: RuntimeName | 'C', socket: string, dir: string, cmd: string, args: string[]): Promise<Backend> {
-  const name = label === 'C' ? 'C' : 'ours';
+async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: string, args: string[]): Promise<Backend> {
   try { fs.unlinkSync(socket); } catch { /* none */ }
   const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const gc: GcEvent[] = [];
@@ -90,9 +89,12 @@ async function launch(label: RuntimeName | 'C', socket: string, dir: string, cmd
   }
   const pid = child.pid!;
   return {
-    name, label, socket, dir, pid, gc,
+    name, socket, dir, pid, gc,
     rssKb: () => rss(pid),
-    privateKb: () => privateMemory(pid),
+    privateKb: () => privateMemoryKb(pid),
+    cpuSeconds: () => cpuSeconds(pid),
+    command: [cmd === process.execPath ? 'node' : cmd, ...args].join(' ')
+      .replace(/ (--socket-path|--shared-dir)=\S+| -o source=\S+/g, '').replace(CLI_ROOT, ''),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -105,32 +107,40 @@ async function launch(label: RuntimeName | 'C', socket: string, dir: string, cmd
   };
 }
 
+/** Our daemon's options in every benchmark; `extra` (e.g. --poll-us=50) come after them. */
+export const OURS_ARGS = ['--cache=never', '--log-level=error',
+  // Like the C side's sandbox=chroot; it also keeps the daemon in this pid (namespace mode re-executes).
+  '--sandbox=chroot'];
+export const C_ARGS = ['-o', 'cache=none', '-o', 'sandbox=chroot', '-o', 'readdirplus', '-o', 'log_level=err'];
+
+/** `extra`: options after OURS_ARGS; `cli`: another build's dist/host/cli.js (a before/after comparison). */
+export type RuntimeName = 'node' | 'bun' | 'deno';
+export const RUNTIMES: readonly RuntimeName[] = ['node', 'bun', 'deno'];
+
 /**
  * The command that runs a script in `runtime`, with V8's GC trace where there is one: Node itself when it runs
- * us, else `node` on PATH; Bun and Deno from the devDependencies (node_modules/.bin), else from PATH.
+ * us, else `node` on PATH; Bun (JavaScriptCore: no GC trace) and Deno (`deno run -A`) from the devDependencies
+ * (node_modules/.bin), else from PATH.
  */
 function runtimeCommand(runtime: RuntimeName): string[] {
   if (runtime === 'node') {
     const self = typeof process.versions.bun !== 'string' && typeof process.versions.deno !== 'string';
     return [self ? process.execPath : 'node', '--trace-gc'];
   }
-  const local = path.join(ROOT, 'node_modules', '.bin', runtime);
+  const local = path.join(CLI_ROOT, 'node_modules', '.bin', runtime);
   const bin = fs.existsSync(local) ? local : runtime;
   return runtime === 'deno' ? [bin, 'run', '-A', '--v8-flags=--trace-gc'] : [bin];
 }
 
-export function startOurs(workDir: string, dir: string, runtime: RuntimeName = 'node'): Promise<Backend> {
-  const socket = path.join(workDir, `ours-${runtime}.sock`);
+export function startOurs(workDir: string, dir: string, extra: string[] = [], cli = CLI, label = 'ours',
+  runtime: RuntimeName = 'node'): Promise<Backend> {
+  const socket = path.join(workDir, `${label.replace(/[^\w.-]/g, '_')}.sock`);
   const [cmd, ...flags] = runtimeCommand(runtime);
-  return launch(runtime, socket, dir, cmd!,
-    [...flags, CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never', '--log-level=error',
-      // Like the C side's sandbox=chroot; it also keeps the daemon in this pid (namespace mode re-executes).
-      '--sandbox=chroot']);
+  return launch('ours', socket, dir, cmd!,
+    [...flags, cli, `--socket-path=${socket}`, `--shared-dir=${dir}`, ...OURS_ARGS, ...extra]);
 }
 
 export function startC(workDir: string, dir: string): Promise<Backend> {
   const socket = path.join(workDir, 'c.sock');
-  return launch('C', socket, dir, C_VIRTIOFSD,
-    [`--socket-path=${socket}`, '-o', `source=${dir}`, '-o', 'cache=none', '-o', 'sandbox=chroot', '-o', 'readdirplus',
-      '-o', 'log_level=err']);
+  return launch('C', socket, dir, C_VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${dir}`, ...C_ARGS]);
 }

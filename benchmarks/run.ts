@@ -7,8 +7,14 @@
  *
  * Options: --quick (small file, short runs), --reps=N, --duration=MS, --no-save, --out=DIR (default
  * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save),
- * --runtimes=node,bun,deno (default node): ours runs under each listed runtime, in the same repetitions as the C
- * virtiofsd; the main table compares the first with C, a second table shows every runtime side by side.
+ * --poll-us=N (default 50): ours runs a second time with --poll-us=N, its rows beside the defaults (0: no such
+ * rows). Every row names the options that produced it; the command lines are printed with the table.
+ * --runtimes=node,bun,deno (default node): every variant of ours runs under each listed runtime (Bun and Deno
+ * from the devDependencies), in the same repetitions, beside the same C samples; its rows say which runtime.
+ *
+ * Besides ops/s: daemon CPU seconds per million requests (/proc/PID/stat), CPU while connected but idle, private
+ * memory (smaps_rollup Private_Clean + Private_Dirty) of ours, the C virtiofsd and a bare node process, and our GCs
+ * (--trace-gc; the mark-compacts are the major ones).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -17,6 +23,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { C_VIRTIOFSD, RUNTIMES, startC, startOurs, type Backend, type GcEvent, type RuntimeName } from './backends.js';
+import { privateMemoryKb } from '../host/stats.js';
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
 import { markdownTable, svgChart, textTable, type Row, type Side } from './report.js';
 import { BIG_DIR, BIG_DIR_ENTRIES, DATA_FILE, STAT_FILE, runFor, workloads, type Workload } from './workloads.js';
@@ -35,15 +42,29 @@ const cfg = {
   fileSize: (quick ? 32 : 256) * 1024 * 1024,
   clientDepth: 64,
   queues: 1,
+  pollUs: Number(opt('poll-us') ?? 50),
 };
-const save = quick ? flag('save') : !flag('no-save');
 const runtimes = (opt('runtimes') ?? 'node').split(',').map((r) => r.trim()).filter(Boolean) as RuntimeName[];
 for (const r of runtimes) {
   if (!RUNTIMES.includes(r)) throw new Error(`--runtimes: '${r}' is not one of ${RUNTIMES.join(', ')}`);
 }
 if (runtimes.length === 0 || new Set(runtimes).size !== runtimes.length) throw new Error('--runtimes: a list without repeats');
+/**
+ * The variants of ours: the defaults, and with --poll-us when asked for; each under every runtime of --runtimes
+ * (a label names a runtime other than Node).
+ */
+const OURS_VARIANTS: { label: string; extra: string[]; runtime: RuntimeName }[] = runtimes.flatMap((runtime) => {
+  const tag = runtime === 'node' ? '' : ` (${runtime})`;
+  return [
+    { label: `ours${tag}`, extra: [], runtime },
+    ...(cfg.pollUs > 0 ? [{ label: `ours --poll-us=${cfg.pollUs}${tag}`, extra: [`--poll-us=${cfg.pollUs}`], runtime }] : []),
+  ];
+});
+const save = quick ? flag('save') : !flag('no-save');
 const outDir = opt('out') ?? fileURLToPath(new URL('../../benchmarks/results/', import.meta.url));
 
+/** How long the daemons are watched while connected and idle. */
+const IDLE_MS = 2000;
 const log = (...a: unknown[]): void => console.error('[bench]', ...a);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]): number => {
@@ -66,9 +87,10 @@ function populate(dir: string): void {
 }
 
 interface Sample {
-  opsPerSec: number; mbPerSec: number; p50Us: number; p99Us: number; rssKb: number; privateKb: number; requests: number;
-  ops: number;
+  opsPerSec: number; mbPerSec: number; p50Us: number; p99Us: number; rssKb: number; requests: number; ops: number;
   reqPerSec: number; gc: GcEvent[]; gcPrevAfterMb: number;
+  /** Daemon CPU seconds per million requests over the whole run (warm-up included, on both sides). */
+  cpuPerMReq: number;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -85,17 +107,19 @@ async function connect(b: Backend): Promise<FuseClient> {
 async function measure(b: Backend, fc: FuseClient, w: Workload): Promise<Sample> {
   const ctx = await w.setup(fc, cfg.fileSize);
   const gc0 = b.gc.length;
+  const cpu0 = b.cpuSeconds();
+  const sent0 = fc.sent;
   const r = await runFor(fc, w, ctx, cfg.warmupMs, cfg.durationMs, cfg.minOps);
+  const cpuPerMReq = ((b.cpuSeconds() - cpu0) / Math.max(1, fc.sent - sent0)) * 1e6;
   await sleep(20); // trace-gc lines of the window reach us through a pipe
   const gc = b.gc.slice(gc0);
   const rssKb = b.rssKb();
-  const privateKb = b.privateKb();
   await ctx.teardown();
   const sorted = r.lat.slice().sort();
   return {
     opsPerSec: r.ops / r.secs, mbPerSec: (r.ops * w.bytesPerOp) / r.secs / 1e6,
-    p50Us: percentile(sorted, 0.5) * 1000, p99Us: percentile(sorted, 0.99) * 1000, rssKb, privateKb, requests: r.requests,
-    ops: r.ops, reqPerSec: r.requests / r.secs, gc, gcPrevAfterMb: gc0 > 0 ? b.gc[gc0 - 1]!.afterMb : 0,
+    p50Us: percentile(sorted, 0.5) * 1000, p99Us: percentile(sorted, 0.99) * 1000, rssKb, requests: r.requests,
+    ops: r.ops, reqPerSec: r.requests / r.secs, gc, gcPrevAfterMb: gc0 > 0 ? b.gc[gc0 - 1]!.afterMb : 0, cpuPerMReq,
   };
 }
 
@@ -111,11 +135,6 @@ function machine(dir: string): Record<string, string> {
     memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
-    ...Object.fromEntries(runtimes.filter((r) => r !== 'node').map((r) => {
-      const local = fileURLToPath(new URL(`../../node_modules/.bin/${r}`, import.meta.url));
-      const out = spawnSync(fs.existsSync(local) ? local : r, ['--version'], { encoding: 'utf8' }).stdout ?? '';
-      return [r, out.split('\n')[0]!.trim()];
-    })),
     cVirtiofsd: v.trim(),
     sharedDirFs: fsType,
   };
@@ -126,18 +145,19 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const loadBefore = os.loadavg()[0]!;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-bench-'));
-  const dirs: Record<string, string> = { ours: path.join(work, 'ours'), C: path.join(work, 'c') };
-  const dirOf = (l: RuntimeName | 'C'): string => (l === 'C' ? dirs.C! : l === runtimes[0] ? dirs.ours! : dirs[l]!);
+  const dirs = { ours: path.join(work, 'ours'), C: path.join(work, 'c') };
   const list = workloads();
-  const labels: Array<RuntimeName | 'C'> = [...runtimes, 'C'];
-  // Per workload, per side (each runtime running ours, and C): one sample per repetition.
-  const samples = new Map<string, Map<RuntimeName | 'C', Sample[]>>(
-    list.map((w) => [w.name, new Map(labels.map((l) => [l, []]))]));
+  const labels = [...OURS_VARIANTS.map((v) => v.label), 'C'];
+  const samples = new Map<string, Map<string, Sample[]>>(list.map((w) => [w.name, new Map(labels.map((l) => [l, []]))]));
+  /** Per backend label: CPU % while connected and idle, private KiB at the end of a repetition. */
+  const idleCpu = new Map<string, number[]>(labels.map((l) => [l, []]));
+  const privKb = new Map<string, number[]>(labels.map((l) => [l, []]));
+  const commands = new Map<string, string>();
+  let bareNodeKb = -1;
   let floors: IoFloor[] = [];
   let rtt: RttFloor;
   try {
     log(`config: ${JSON.stringify(cfg)}; work dir ${work}`);
-    for (const r of runtimes.slice(1)) dirs[r] = path.join(work, `ours-${r}`);
     for (const d of Object.values(dirs)) {
       fs.mkdirSync(d);
       populate(d);
@@ -145,36 +165,41 @@ async function main(): Promise<void> {
     spawnSync('sync');
     log(`populated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const fd = Math.min(1000, Math.max(300, cfg.durationMs));
-    const f = path.join(dirs.ours!, DATA_FILE);
+    const f = path.join(dirs.ours, DATA_FILE);
     floors = [
       ioFloor(f, cfg.fileSize, 4096, 'rand', false, fd), ioFloor(f, cfg.fileSize, 128 * 1024, 'seq', false, fd),
       ioFloor(f, cfg.fileSize, 4096, 'rand', true, fd), ioFloor(f, cfg.fileSize, 128 * 1024, 'seq', true, fd),
     ];
     rtt = await eventfdRoundTrip(fd);
     log(`floors: ${floors.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} MB/s`).join(', ')}; eventfd RTT ${rtt.usPerRoundTrip.toFixed(1)} µs`);
+    bareNodeKb = await bareNodePrivateKb();
 
     for (let rep = 0; rep < cfg.reps; rep++) {
-      const backends: Backend[] = [];
-      const pairs: Array<[Backend, FuseClient]> = [];
+      const started: Array<[string, Backend]> = [];
+      const pairs: Array<[string, Backend, FuseClient]> = [];
       try {
-        for (const l of labels) {
-          const b = l === 'C' ? await startC(work, dirOf(l)) : await startOurs(work, dirOf(l), l);
-          backends.push(b);
-          pairs.push([b, await connect(b)]);
+        for (const v of OURS_VARIANTS) started.push([v.label, await startOurs(work, dirs.ours, v.extra, undefined, v.label, v.runtime)]);
+        started.push(['C', await startC(work, dirs.C)]);
+        for (const [l, b] of started) {
+          commands.set(l, b.command);
+          pairs.push([l, b, await connect(b)]);
         }
-        // Which side goes first rotates with the repetition.
-        for (let k = 0; k < rep % pairs.length; k++) pairs.push(pairs.shift()!);
+        if (rep % 2 === 1) pairs.reverse();
         for (const w of list) {
-          for (const [b, fc] of pairs) {
-            const s = await measure(b, fc, w);
-            samples.get(w.name)!.get(b.label)!.push(s);
-          }
-          const last = labels.map((l) => `${l === 'C' ? 'C' : `ours/${l}`} ${samples.get(w.name)!.get(l)!.at(-1)!.opsPerSec.toFixed(0)}/s`);
-          log(`rep ${rep + 1}/${cfg.reps} ${w.name}: ${last.join(', ')}`);
+          for (const [l, b, fc] of pairs) samples.get(w.name)!.get(l)!.push(await measure(b, fc, w));
+          const last = (l: string): string => `${samples.get(w.name)!.get(l)!.at(-1)!.opsPerSec.toFixed(0)}/s`;
+          log(`rep ${rep + 1}/${cfg.reps} ${w.name}: ${labels.map((l) => `${l} ${last(l)}`).join(', ')}`);
         }
+        // Connected, no request coming: what each daemon burns (a polling daemon must stop spinning).
+        const cpu0 = pairs.map(([, b]) => b.cpuSeconds());
+        await sleep(IDLE_MS);
+        pairs.forEach(([l, b], i) => {
+          idleCpu.get(l)!.push(((b.cpuSeconds() - cpu0[i]!) / (IDLE_MS / 1000)) * 100);
+          privKb.get(l)!.push(b.privateKb());
+        });
       } finally {
-        for (const [, fc] of pairs) fc.close();
-        for (const b of backends) await b.stop();
+        for (const [, , fc] of pairs) fc.close();
+        for (const [, b] of started) await b.stop();
       }
     }
   } finally {
@@ -192,6 +217,7 @@ async function main(): Promise<void> {
       floorFraction: w.kind === 'data' && fl ? mb / fl.mbPerSec : median(ss.map((x) => x.reqPerSec)) / floorRate,
       rssMb: median(ss.map((x) => x.rssKb)) / 1024,
       requestsPerOp: ss.reduce((a, x) => a + x.requests, 0) / Math.max(1, ss.reduce((a, x) => a + x.ops, 0)),
+      cpuPerMReq: median(ss.map((x) => x.cpuPerMReq)),
     };
     if (isOurs) {
       let alloc = 0;
@@ -216,11 +242,19 @@ async function main(): Promise<void> {
     }
     return s;
   };
-  const rows: Row[] = list.map((w) => {
+  // Each variant of ours beside the same C samples; a row's name carries the options beyond the common ones.
+  const rows: Row[] = OURS_VARIANTS.flatMap((v) => list.map((w) => {
     const s = samples.get(w.name)!;
-    return { name: w.name, kind: w.kind, ours: side(w, s.get(runtimes[0]!)!, true), c: side(w, s.get('C')!, false) };
-  });
-  const byRuntime = runtimeRows(list, samples, labels);
+    const opts = [...v.extra, ...(v.runtime === 'node' ? [] : [`under ${v.runtime}`])];
+    const name = opts.length > 0 ? `${w.name} [${opts.join(' ')}]` : w.name;
+    return { name, kind: w.kind, ours: side(w, s.get(v.label)!, true), c: side(w, s.get('C')!, false) };
+  }));
+  const fmtKb = (kb: number): string => (kb < 0 ? '?' : `${(kb / 1024).toFixed(1)} MiB`);
+  const processLines = [
+    ...labels.map((l) => `${l}: \`${commands.get(l) ?? '?'}\`; idle (connected, no requests) CPU ` +
+      `${median(idleCpu.get(l)!).toFixed(2)}%; private memory ${fmtKb(median(privKb.get(l)!))}`),
+    `bare node (\`node -e "setInterval(() => {}, 1e6)"\`): private memory ${fmtKb(bareNodeKb)}`,
+  ];
 
   const table = textTable(rows);
   const mach = machine(os.tmpdir());
@@ -232,10 +266,7 @@ async function main(): Promise<void> {
   ];
   console.log(`\nvirtiofsd-ts vs C virtiofsd (${quick ? 'quick' : 'full'} run: ${cfg.reps} repetitions x ${cfg.durationMs} ms, file ${cfg.fileSize >> 20} MiB, medians)\n`);
   console.log(table);
-  if (runtimes.length > 1) {
-    console.log(`\nours under each runtime beside C (medians; (Nx) = ops/s over C's):\n`);
-    console.log(runtimeTable(byRuntime, labels, false));
-  }
+  console.log('\nprocesses (rows named [opts] ran ours with those options added):\n  ' + processLines.join('\n  '));
   console.log('\nfloors:\n  ' + floorLines.join('\n  '));
   console.log(`\n${mach.cpu}, ${mach.cores} cores, ${mach.memory}, ${mach.kernel}, node ${mach.node}; total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 
@@ -243,68 +274,39 @@ async function main(): Promise<void> {
     fs.mkdirSync(outDir, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);
     const base = path.join(outDir, `${date}${quick ? '-quick' : ''}`);
-    const result = { date: new Date().toISOString(), machine: mach, config: { ...cfg, runtimes }, floors,
-      eventfdRoundTrip: rtt, rows, ...(runtimes.length > 1 ? { runtimes: byRuntime } : {}) };
+    const processes = Object.fromEntries(labels.map((l) => [l, {
+      command: commands.get(l), idleCpuPercent: median(idleCpu.get(l)!), privateKb: median(privKb.get(l)!),
+    }]));
+    const result = {
+      date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows, processes, bareNodeKb,
+    };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
     fs.writeFileSync(`${base}.svg`, svgChart(rows, `virtiofsd-ts vs C virtiofsd — ops/s (${date})`));
-    const runtimeSection = runtimes.length > 1 ? `\n## Ours under ${runtimes.join(', ')}\n\nThe same workloads in the same `
-      + `repetitions, ours started under each runtime (Bun and Deno from the devDependencies; Deno as \`deno run -A\`). `
-      + `Medians; (Nx) is ops/s over C's; private memory is Private_Clean + Private_Dirty of /proc/PID/smaps_rollup at `
-      + `the end of the workload. Under Bun and Deno kicks go through the poller thread (no libuv loop).\n\n`
-      + `${runtimeTable(byRuntime, labels, true)}\n` : '';
-    fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, path.basename(`${base}.svg`)) + runtimeSection);
+    fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, processLines, path.basename(`${base}.svg`)));
     log(`wrote ${base}.{json,svg,md}`);
   }
 }
 
-interface RuntimeSide { opsPerSec: number; p99Us: number; privateMb: number; vsC: number }
-interface RuntimeRow { name: string; sides: Partial<Record<RuntimeName | 'C', RuntimeSide>> }
-
-/** Every side (each runtime running ours, and C) per workload: medians of ops/s, p99 and private memory. */
-function runtimeRows(list: Workload[], samples: Map<string, Map<RuntimeName | 'C', Sample[]>>,
-  labels: Array<RuntimeName | 'C'>): RuntimeRow[] {
-  return list.map((w) => {
-    const s = samples.get(w.name)!;
-    const cOps = median(s.get('C')!.map((x) => x.opsPerSec));
-    const sides: RuntimeRow['sides'] = {};
-    for (const l of labels) {
-      const ss = s.get(l)!;
-      const ops = median(ss.map((x) => x.opsPerSec));
-      sides[l] = { opsPerSec: ops, p99Us: median(ss.map((x) => x.p99Us)),
-        privateMb: median(ss.map((x) => x.privateKb)) / 1024, vsC: cOps > 0 ? ops / cOps : 0 };
-    }
-    return { name: w.name, sides };
-  });
+/** Private memory of a node process that does nothing (what ours costs beyond the runtime). */
+async function bareNodePrivateKb(): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)'], { stdio: 'ignore' });
+  await sleep(500);
+  const kb = privateMemoryKb(child.pid!);
+  child.kill('SIGKILL');
+  return kb;
 }
 
-/** The runtimes side by side: one row per workload, per side `ops/s (x C) | p99 µs | private MiB`. */
-function runtimeTable(rows: RuntimeRow[], labels: Array<RuntimeName | 'C'>, markdownSyntax: boolean): string {
-  const head = ['workload', ...labels.flatMap((l) => {
-    const who = l === 'C' ? 'C' : `ours/${l}`;
-    return [`${who} ops/s`, `${who} p99 µs`, `${who} private MiB`];
-  })];
-  const body = rows.map((r) => [r.name, ...labels.flatMap((l) => {
-    const x = r.sides[l]!;
-    const ops = Math.round(x.opsPerSec).toLocaleString('en-US');
-    return [l === 'C' ? ops : `${ops} (${x.vsC.toFixed(2)}x)`, x.p99Us.toFixed(0), x.privateMb.toFixed(1)];
-  })]);
-  if (markdownSyntax) {
-    return [head, head.map(() => '---'), ...body].map((c) => `| ${c.join(' | ')} |`).join('\n');
-  }
-  const width = head.map((_, i) => Math.max(...[head, ...body].map((c) => c[i]!.length)));
-  return [head, ...body].map((c) => c.map((x, i) => (i === 0 ? x.padEnd(width[i]!) : x.padStart(width[i]!))).join('  '))
-    .join('\n');
-}
-
-function markdown(date: string, mach: Record<string, string>, rows: Row[], floorLines: string[], svg: string): string {
+function markdown(date: string, mach: Record<string, string>, rows: Row[], floorLines: string[], processLines: string[],
+  svg: string): string {
   return `# Benchmark ${date}: virtiofsd-ts beside the C virtiofsd
 
 Produced by \`npm run bench\` (benchmarks/run.ts). Both backends are separate processes on their own socket and
 temp shared directory (same filesystem), driven by the userspace virtio-fs frontend \`host/frontend/fuse-client.ts\`
-(one request queue, EVENT_IDX, fixed descriptor chains). Ours: \`node --trace-gc dist/host/cli.js --cache=never\`.
-C: \`${mach.cVirtiofsd}\` with \`-o cache=none -o sandbox=chroot -o readdirplus\` (default thread pool: none, the
-queue thread serves requests). Per repetition both are started fresh and each workload runs on both, alternating
-which goes first. ${cfg.reps} repetitions x ${cfg.durationMs} ms (after ${cfg.warmupMs} ms warm-up); the table shows
+(one request queue, EVENT_IDX, fixed descriptor chains). The command lines are under "Processes"; rows named
+\`[--poll-us=N]\` ran ours with that option added (adaptive polling), beside the same C samples.
+C: \`${mach.cVirtiofsd}\` (default thread pool: none, the queue thread serves requests). Per repetition every
+backend is started fresh and each workload runs on each, alternating the order. ${cfg.reps} repetitions x ${cfg.durationMs} ms (after ${cfg.warmupMs} ms warm-up); the table shows
 medians. Data file ${cfg.fileSize >> 20} MiB, in the page cache.
 
 ## Machine
@@ -333,7 +335,14 @@ block size and pattern; metadata rows, requests/s over the eventfd round-trip ra
 least a kick and a call). GC/run: scavenges / mark-compacts in our daemon during one run of the workload (from
 \`--trace-gc\`); B/req: bytes our daemon allocated on the JS heap per request, estimated from the heap sizes the
 GC lines report (sum of growth between collections / requests; a workload without a collection shows 0). RSS:
-VmRSS of each daemon at the end of the workload.
+VmRSS of each daemon at the end of the workload. CPU s/1M req: daemon CPU seconds (all threads, /proc/PID/stat,
+10 ms ticks) over the workload's run, warm-up included, per million requests.
+
+## Processes
+
+${processLines.map((l) => `- ${l}`).join('\n')}
+
+The machine is shared: figures are noisy; compare rows of one run, not runs.
 
 ## Floors (same run)
 

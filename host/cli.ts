@@ -13,6 +13,7 @@ import { socketInUse, unixSocketState } from './vhost-user/listener.js';
 import { capabilities, parseCommandLine, usage } from './cli-options.js';
 import { runtimeNeedsRelaunch } from './runtime.js';
 import { native } from './native-loader.js';
+import { installStatsSignal } from './stats.js';
 
 function packageVersion(): string {
   const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
@@ -119,7 +120,9 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  const uninstallStats = installStatsSignal(daemon.listener); // SIGUSR2: one stats line on stderr (host/stats.ts)
   await daemon.closed;
+  uninstallStats();
   return 0;
 }
 

@@ -42,6 +42,8 @@ export interface CoreExports {
   queueSetFeatures(q: number, eventIdx: number, indirect: number): void;
   queuePop(q: number): number;
   queueNeedsNotify(q: number): number;
+  queueAvailPending(q: number): number;
+  queueSetKicks(q: number, on: number): number;
   linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
   linearReplyLen(): number;
   linearInPtr(): number;
@@ -610,6 +612,16 @@ export class Core {
 
   queueNeedsNotify(q: number): boolean {
     try { return this.e.queueNeedsNotify(q) !== 0; } catch (err) { this.trap(err); }
+  }
+
+  /** Chains available but not popped yet, without publishing avail_event (what a polling loop watches). */
+  queueAvailPending(q: number): number {
+    try { return this.e.queueAvailPending(q); } catch (err) { this.trap(err); }
+  }
+
+  /** Kicks off while polling, or on again: then the chains pending after re-enabling (look once more). */
+  queueSetKicks(q: number, on: boolean): number {
+    try { return this.e.queueSetKicks(q, on ? 1 : 0); } catch (err) { this.trap(err); }
   }
 
   // ---- linear requests (/dev/fuse) ---------------------------------------------------------------------------

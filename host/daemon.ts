@@ -61,6 +61,11 @@ export interface DaemonOptions {
   tag?: string;
   /** Request queues offered besides the hiprio queue (default 1). */
   numRequestQueues?: number;
+  /**
+   * Adaptive polling: after a drained batch, watch the ring this many µs (kicks off) before waiting for a kick
+   * again. 0 (default) = never poll. Costs CPU only while requests come; none when idle.
+   */
+  pollUs?: number;
   /** Stop after the first frontend disconnects (virtiofsd's behaviour); default: wait for the next one. */
   exitOnDisconnect?: boolean;
   /** Serve extended attributes (virtiofsd's --xattr). Default false: the xattr requests answer ENOSYS. */
@@ -234,6 +239,7 @@ export class VirtiofsDaemon {
       core,
       server,
       numRequestQueues: options.numRequestQueues ?? 1,
+      pollUs: options.pollUs ?? 0,
       exitOnDisconnect: options.exitOnDisconnect ?? false,
     });
     const daemon = new VirtiofsDaemon(options, core, fs, server, listener);

@@ -87,15 +87,15 @@ export interface GuestImage {
 
 const QBOOT = '/usr/share/qemu/qboot.rom';
 
-function imagePaths(): GuestImage {
-  const versionFile = path.join(GUEST_DIR, 'kernel-version');
-  const vmlinux = path.join(GUEST_DIR, 'vmlinux');
+function imagePaths(dir: string): GuestImage {
+  const versionFile = path.join(dir, 'kernel-version');
+  const vmlinux = path.join(dir, 'vmlinux');
   const biosEnv = process.env.E2E_BIOS;
   const bios = biosEnv === 'seabios' ? undefined : (biosEnv ?? (fs.existsSync(QBOOT) ? QBOOT : undefined));
   return {
-    kernel: fs.existsSync(vmlinux) && process.env.E2E_BZIMAGE !== '1' ? vmlinux : path.join(GUEST_DIR, 'vmlinuz'),
+    kernel: fs.existsSync(vmlinux) && process.env.E2E_BZIMAGE !== '1' ? vmlinux : path.join(dir, 'vmlinuz'),
     bios,
-    initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
+    initrd: path.join(dir, 'initramfs.cpio.gz'),
     kernelVersion: fs.existsSync(versionFile) ? fs.readFileSync(versionFile, 'utf8').trim() : '',
   };
 }
@@ -108,8 +108,8 @@ function mtime(file: string): number {
   }
 }
 
-function runScript(script: string): void {
-  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, GUEST_DIR } });
+function runScript(script: string, dir: string, env: Record<string, string>): void {
+  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, ...env, GUEST_DIR: dir } });
   if (r.status !== 0) {
     const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
     throw new Error(`e2e: ${path.relative(ROOT, script)} failed (status ${r.status}):\n${out}`);
@@ -119,18 +119,19 @@ function runScript(script: string): void {
 /**
  * Makes sure the guest kernel and initramfs exist: fetches the kernel (apt-get download; needs the Debian
  * archive) when it is missing, and (re)builds the initramfs when it is missing or older than its build
- * script or the kernel. Throws with the script's output when either step fails.
+ * script or the kernel. Throws with the script's output when either step fails. `dir` and `fetchEnv` select
+ * another guest (e.g. `.cache/guest-6.12` with GUEST_KERNEL_SERIES=6.12, see fetch-guest-kernel.sh).
  */
-export function ensureGuestImage(): GuestImage {
-  let image = imagePaths();
-  if (!fs.existsSync(path.join(GUEST_DIR, 'vmlinuz')) || !fs.existsSync(path.join(GUEST_DIR, 'modules.order'))) {
-    runScript(FETCH_SCRIPT);
+export function ensureGuestImage(dir = GUEST_DIR, fetchEnv: Record<string, string> = {}): GuestImage {
+  let image = imagePaths(dir);
+  if (!fs.existsSync(path.join(dir, 'vmlinuz')) || !fs.existsSync(path.join(dir, 'modules.order'))) {
+    runScript(FETCH_SCRIPT, dir, fetchEnv);
   }
   const initrdTime = mtime(image.initrd);
-  if (initrdTime < mtime(BUILD_SCRIPT) || initrdTime < mtime(path.join(GUEST_DIR, 'modules.order'))) {
-    runScript(BUILD_SCRIPT);
+  if (initrdTime < mtime(BUILD_SCRIPT) || initrdTime < mtime(path.join(dir, 'modules.order'))) {
+    runScript(BUILD_SCRIPT, dir, fetchEnv);
   }
-  image = imagePaths();
+  image = imagePaths(dir);
   for (const f of [image.kernel, image.initrd]) {
     if (!fs.existsSync(f)) throw new Error(`e2e: ${f} missing after building the guest image`);
   }
@@ -141,7 +142,7 @@ export function ensureGuestImage(): GuestImage {
 export function missingGuestTools(): string[] {
   const missing: string[] = [];
   if (!which(QEMU)) missing.push(`${QEMU} (apt-get install qemu-system-x86)`);
-  if (!fs.existsSync(imagePaths().initrd)) {
+  if (!fs.existsSync(imagePaths(GUEST_DIR).initrd)) {
     // Only needed to build the initramfs.
     if (!isExecutable('/bin/busybox') && !which('busybox')) missing.push('busybox (apt-get install busybox-static)');
     if (!which('cpio')) missing.push('cpio (apt-get install cpio)');
@@ -380,6 +381,8 @@ export interface GuestOptions {
   qemuArgs?: string[];
   /** Extra words for the kernel command line. */
   append?: string;
+  /** Run QEMU as this user and group (no supplementary groups), as a VM manager runs a non-root QEMU. */
+  runAs?: { uid: number; gid: number };
 }
 
 export interface StepResult {
@@ -456,7 +459,7 @@ export function startGuest(o: GuestOptions): GuestRun {
     ...(o.qemuArgs ?? []),
   ];
   const started = Date.now();
-  const child = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(o.runAs ?? {}) });
   const exited = track(child);
   const consoleText = new Tail(1024 * 1024);
   const stderr = new Tail();
