@@ -74,6 +74,8 @@ export interface CoreExports {
   replyNone(): void;
   requestPark(): number;
   queueReplyParked(q: number, head: number, unique: bigint, error: number): number;
+  requestResume(q: number, head: number, unique: bigint, opcode: number): number;
+  linearResume(outPtr: number, outCap: number, unique: bigint, opcode: number): number;
   encodeAttrOut(dst: number, attrTimeout: number, statx: number): number;
   encodeEntryOut(dst: number, nodeid: number, generation: number, entryTimeout: number, attrTimeout: number,
     statx: number): number;
@@ -702,6 +704,19 @@ export class Core {
   /** A header-only reply to a parked request; the chain is re-walked first. 0, -EBUSY, -EINVAL or -ERANGE. */
   queueReplyParked(q: number, head: number, unique: bigint, error: number): number {
     try { return this.e.queueReplyParked(q, head, BigInt.asIntN(64, unique), error); } catch (err) { this.trap(err); }
+  }
+
+  /**
+   * Makes a parked request current again for a full reply (usual encoders, payloadReadIov, replySend): 1, -EBUSY
+   * while another request is current, -EINVAL when its queue/head is gone or its chain is malformed now.
+   */
+  requestResume(q: number, head: number, unique: bigint, opcode: number): number {
+    try { return this.e.requestResume(q, head, BigInt.asIntN(64, unique), opcode); } catch (err) { this.trap(err); }
+  }
+
+  /** The same for a parked /dev/fuse request: answered into [outPtr, outPtr+outCap) (linearReplyLen bytes). */
+  linearResume(outPtr: number, outCap: number, unique: bigint, opcode: number): number {
+    try { return this.e.linearResume(outPtr, outCap, BigInt.asIntN(64, unique), opcode); } catch (err) { this.trap(err); }
   }
 
   // ---- codec --------------------------------------------------------------------------------------------------

@@ -42,6 +42,13 @@ export interface ParkedRequest {
 export interface ReplyParking {
   park(): ParkedRequest;
   answer(p: ParkedRequest, error: number): void;
+  /**
+   * Makes a parked request current again for a full reply (body and payload through the usual encoders and
+   * replySend), from outside serveCurrent: 1, -EBUSY (another request is current), or -EINVAL (gone).
+   */
+  resume?(p: ParkedRequest, opcode: number): number;
+  /** After a resumed request was completed: deliver the reply (the call eventfd, or a write to /dev/fuse). */
+  delivered?(p: ParkedRequest): void;
 }
 
 /** What the processor needs from the FUSE server (tests pass a stub). */
@@ -66,6 +73,7 @@ export interface QueueCore {
   reqUnique?(): bigint;
   requestPark?(): number;
   queueReplyParked?(q: number, head: number, unique: bigint, error: number): number;
+  requestResume?(q: number, head: number, unique: bigint, opcode: number): number;
 }
 
 export const POP_EMPTY = 0;
@@ -168,6 +176,19 @@ export class QueueProcessor implements ReplyParking {
     if (this.halted || p.head < 0) return;
     const r = this.core.queueReplyParked!(p.queue, p.head, p.unique, error);
     if (r === -16 /* EBUSY */) throw new Error('queueReplyParked inside serveCurrent');
+    this.notifyIfDue();
+  }
+
+  /** ReplyParking: the parked request current again (its chain re-walked), for a full reply. */
+  resume(p: ParkedRequest, opcode: number): number {
+    if (this.halted || p.head < 0 || this.core.requestResume === undefined) return -22; // EINVAL
+    const r = this.core.requestResume(p.queue, p.head, p.unique, opcode);
+    if (r !== 1 && r !== -16 /* EBUSY */) this.notifyIfDue(); // a malformed chain went back with len 0
+    return r;
+  }
+
+  /** ReplyParking: the resumed request's used element was pushed; signal the call if due. */
+  delivered(): void {
     this.notifyIfDue();
   }
 

@@ -201,7 +201,8 @@ class Tail {
 // ---------------------------------------------------------------------------------------------------
 // Backends
 
-export type BackendKind = 'ours' | 'c';
+/** `example`: a command given in BackendOptions.command (test/e2e/example-daemon.ts serving an example). */
+export type BackendKind = 'ours' | 'c' | 'example';
 export type CacheMode = 'auto' | 'always' | 'never';
 
 export interface BackendOptions {
@@ -213,6 +214,8 @@ export interface BackendOptions {
   extraArgs?: string[];
   /** How long to wait for the socket to appear. */
   readyTimeoutMs?: number;
+  /** kind `example`: the whole command line (it must listen on socketPath). */
+  command?: string[];
   /**
    * Ours only: the command that starts the daemon, instead of `node dist/host/cli.js` (e.g. an installed package's
    * `node_modules/.bin/virtiofsd-ts`); the usual arguments follow it.
@@ -238,6 +241,10 @@ export interface BackendHandle {
 
 function backendCommand(kind: BackendKind, o: BackendOptions): string[] {
   const cache = o.cache ?? 'auto';
+  if (kind === 'example') {
+    if (!o.command) throw new Error('e2e: an example backend needs its command');
+    return o.command;
+  }
   if (kind === 'ours') {
     return [
       ...(o.daemonCommand ?? [...RUNTIME, OUR_CLI]),
