@@ -1,6 +1,7 @@
 /**
  * The two backends as child processes, each on its own socket and shared dir:
- * - ours: `node --trace-gc dist/host/cli.js --cache=never --sandbox=chroot` (GC events are read from its stdout);
+ * - ours: `node --trace-gc dist/host/cli.js --cache=never --sandbox=chroot` (GC events are read from its stdout),
+ *   or under Bun (`bun dist/host/cli.js ...`) or Deno (`deno run -A --v8-flags=--trace-gc dist/host/cli.js ...`);
  * - C: `/usr/lib/qemu/virtiofsd -o cache=none -o sandbox=chroot -o readdirplus` (it exits when its frontend leaves,
  *   so a backend lives for one connection).
  */
@@ -113,10 +114,30 @@ export const OURS_ARGS = ['--cache=never', '--log-level=error',
 export const C_ARGS = ['-o', 'cache=none', '-o', 'sandbox=chroot', '-o', 'readdirplus', '-o', 'log_level=err'];
 
 /** `extra`: options after OURS_ARGS; `cli`: another build's dist/host/cli.js (a before/after comparison). */
-export function startOurs(workDir: string, dir: string, extra: string[] = [], cli = CLI, label = 'ours'): Promise<Backend> {
+export type RuntimeName = 'node' | 'bun' | 'deno';
+export const RUNTIMES: readonly RuntimeName[] = ['node', 'bun', 'deno'];
+
+/**
+ * The command that runs a script in `runtime`, with V8's GC trace where there is one: Node itself when it runs
+ * us, else `node` on PATH; Bun (JavaScriptCore: no GC trace) and Deno (`deno run -A`) from the devDependencies
+ * (node_modules/.bin), else from PATH.
+ */
+function runtimeCommand(runtime: RuntimeName): string[] {
+  if (runtime === 'node') {
+    const self = typeof process.versions.bun !== 'string' && typeof process.versions.deno !== 'string';
+    return [self ? process.execPath : 'node', '--trace-gc'];
+  }
+  const local = path.join(CLI_ROOT, 'node_modules', '.bin', runtime);
+  const bin = fs.existsSync(local) ? local : runtime;
+  return runtime === 'deno' ? [bin, 'run', '-A', '--v8-flags=--trace-gc'] : [bin];
+}
+
+export function startOurs(workDir: string, dir: string, extra: string[] = [], cli = CLI, label = 'ours',
+  runtime: RuntimeName = 'node'): Promise<Backend> {
   const socket = path.join(workDir, `${label.replace(/[^\w.-]/g, '_')}.sock`);
-  return launch('ours', socket, dir, process.execPath,
-    ['--trace-gc', cli, `--socket-path=${socket}`, `--shared-dir=${dir}`, ...OURS_ARGS, ...extra]);
+  const [cmd, ...flags] = runtimeCommand(runtime);
+  return launch('ours', socket, dir, cmd!,
+    [...flags, cli, `--socket-path=${socket}`, `--shared-dir=${dir}`, ...OURS_ARGS, ...extra]);
 }
 
 export function startC(workDir: string, dir: string): Promise<Backend> {

@@ -9,6 +9,8 @@
  * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save),
  * --poll-us=N (default 50): ours runs a second time with --poll-us=N, its rows beside the defaults (0: no such
  * rows). Every row names the options that produced it; the command lines are printed with the table.
+ * --runtimes=node,bun,deno (default node): every variant of ours runs under each listed runtime (Bun and Deno
+ * from the devDependencies), in the same repetitions, beside the same C samples; its rows say which runtime.
  *
  * Besides ops/s: daemon CPU seconds per million requests (/proc/PID/stat), CPU while connected but idle, private
  * memory (smaps_rollup Private_Clean + Private_Dirty) of ours, the C virtiofsd and a bare node process, and our GCs
@@ -20,7 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
-import { C_VIRTIOFSD, startC, startOurs, type Backend, type GcEvent } from './backends.js';
+import { C_VIRTIOFSD, RUNTIMES, startC, startOurs, type Backend, type GcEvent, type RuntimeName } from './backends.js';
 import { privateMemoryKb } from '../host/stats.js';
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
 import { markdownTable, svgChart, textTable, type Row, type Side } from './report.js';
@@ -42,11 +44,22 @@ const cfg = {
   queues: 1,
   pollUs: Number(opt('poll-us') ?? 50),
 };
-/** The variants of ours: the defaults, and with --poll-us when asked for. */
-const OURS_VARIANTS: { label: string; extra: string[] }[] = [
-  { label: 'ours', extra: [] },
-  ...(cfg.pollUs > 0 ? [{ label: `ours --poll-us=${cfg.pollUs}`, extra: [`--poll-us=${cfg.pollUs}`] }] : []),
-];
+const runtimes = (opt('runtimes') ?? 'node').split(',').map((r) => r.trim()).filter(Boolean) as RuntimeName[];
+for (const r of runtimes) {
+  if (!RUNTIMES.includes(r)) throw new Error(`--runtimes: '${r}' is not one of ${RUNTIMES.join(', ')}`);
+}
+if (runtimes.length === 0 || new Set(runtimes).size !== runtimes.length) throw new Error('--runtimes: a list without repeats');
+/**
+ * The variants of ours: the defaults, and with --poll-us when asked for; each under every runtime of --runtimes
+ * (a label names a runtime other than Node).
+ */
+const OURS_VARIANTS: { label: string; extra: string[]; runtime: RuntimeName }[] = runtimes.flatMap((runtime) => {
+  const tag = runtime === 'node' ? '' : ` (${runtime})`;
+  return [
+    { label: `ours${tag}`, extra: [], runtime },
+    ...(cfg.pollUs > 0 ? [{ label: `ours --poll-us=${cfg.pollUs}${tag}`, extra: [`--poll-us=${cfg.pollUs}`], runtime }] : []),
+  ];
+});
 const save = quick ? flag('save') : !flag('no-save');
 const outDir = opt('out') ?? fileURLToPath(new URL('../../benchmarks/results/', import.meta.url));
 
@@ -165,7 +178,7 @@ async function main(): Promise<void> {
       const started: Array<[string, Backend]> = [];
       const pairs: Array<[string, Backend, FuseClient]> = [];
       try {
-        for (const v of OURS_VARIANTS) started.push([v.label, await startOurs(work, dirs.ours, v.extra, undefined, v.label)]);
+        for (const v of OURS_VARIANTS) started.push([v.label, await startOurs(work, dirs.ours, v.extra, undefined, v.label, v.runtime)]);
         started.push(['C', await startC(work, dirs.C)]);
         for (const [l, b] of started) {
           commands.set(l, b.command);
@@ -232,7 +245,8 @@ async function main(): Promise<void> {
   // Each variant of ours beside the same C samples; a row's name carries the options beyond the common ones.
   const rows: Row[] = OURS_VARIANTS.flatMap((v) => list.map((w) => {
     const s = samples.get(w.name)!;
-    const name = v.extra.length > 0 ? `${w.name} [${v.extra.join(' ')}]` : w.name;
+    const opts = [...v.extra, ...(v.runtime === 'node' ? [] : [`under ${v.runtime}`])];
+    const name = opts.length > 0 ? `${w.name} [${opts.join(' ')}]` : w.name;
     return { name, kind: w.kind, ours: side(w, s.get(v.label)!, true), c: side(w, s.get('C')!, false) };
   }));
   const fmtKb = (kb: number): string => (kb < 0 ? '?' : `${(kb / 1024).toFixed(1)} MiB`);

@@ -11,6 +11,7 @@ import { VirtiofsDaemon } from './daemon.js';
 import { capabilitiesToDrop, capabilitySet, defaultSandbox, insideNamespaceSandbox, relaunch } from './sandbox.js';
 import { socketInUse, unixSocketState } from './vhost-user/listener.js';
 import { capabilities, parseCommandLine, usage } from './cli-options.js';
+import { runtimeNeedsRelaunch } from './runtime.js';
 import { native } from './native-loader.js';
 import { installStatsSignal } from './stats.js';
 
@@ -83,7 +84,9 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  if (namespaces || dropCaps) {
+  // Deno's update check must be off before the filter goes in (host/runtime.ts): one re-exec with it off.
+  const runtimeEnv = runtimeNeedsRelaunch(opts.seccomp ?? 'none');
+  if (namespaces || dropCaps || runtimeEnv) {
     // Inside the sandbox's own network namespace the host's listening sockets are invisible: check here.
     if (namespaces && opts.socketPath !== undefined && socketInUse(opts.socketPath)) {
       process.stderr.write(`virtiofsd-ts: ${opts.socketPath} is in use: another process is listening on it\n`);

@@ -28,6 +28,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, SystemError } from './errors.js';
 import { addonPath, native } from './native-loader.js';
+import { ownCommand, runtimeDaemonEnv, runtimeName, type RuntimeName } from './runtime.js';
 
 export type SandboxMode = 'namespace' | 'chroot' | 'none';
 export const SANDBOX_MODES: readonly SandboxMode[] = ['namespace', 'chroot', 'none'];
@@ -58,18 +59,21 @@ export function sandboxHelperPath(): string {
 }
 
 /**
- * Replaces this process with the helper running this same command (node, its flags, the script, the arguments):
- * inside new namespaces when `namespaces`, and with the capability bounding set narrowed to `keepCaps` when given.
- * Returns only on failure (throws).
+ * Replaces this process with the helper running this same command (the runtime, its flags, the script, the
+ * arguments; see host/runtime.ts): inside new namespaces when `namespaces`, and with the capability bounding set
+ * narrowed to `keepCaps` when given. Returns only on failure (throws).
  */
 export function relaunch(opts: { namespaces: boolean; keepCaps?: bigint }): never {
   const helper = sandboxHelperPath();
-  const script = process.argv[1];
-  if (script === undefined) throw new ConfigError('sandbox: cannot find the script to re-execute');
+  let command: string[];
+  try {
+    command = ownCommand(process.argv.slice(2));
+  } catch (e) {
+    throw new ConfigError(`sandbox: ${(e as Error).message}`);
+  }
   const argv = [helper, ...(opts.namespaces ? ['--namespaces'] : []),
-    ...(opts.keepCaps !== undefined ? [`--keep-caps=${opts.keepCaps.toString(16)}`] : []),
-    '--', process.execPath, ...process.execArgv, script, ...process.argv.slice(2)];
-  const env = Object.entries({ ...process.env, [ENV]: opts.namespaces ? 'inner' : 'caps' })
+    ...(opts.keepCaps !== undefined ? [`--keep-caps=${opts.keepCaps.toString(16)}`] : []), '--', ...command];
+  const env = Object.entries({ ...process.env, ...runtimeDaemonEnv(), [ENV]: opts.namespaces ? 'inner' : 'caps' })
     .filter(([k]) => k !== CHANNEL_ENV).map(([k, v]) => `${k}=${v ?? ''}`);
   const r = native.execve(helper, argv, env);
   throw new SystemError('execve', -r, `sandbox: ${native.strerror(-r)}`, helper);
@@ -261,6 +265,17 @@ export const SECCOMP_ALLOWED: readonly string[] = [
 /** With --mountpoint the daemon unmounts its FUSE file system at exit. */
 export const MOUNTPOINT_SYSCALLS: readonly string[] = ['umount2'];
 
+/**
+ * What a runtime other than Node does after the filter is in place (found with --seccomp=log and strace -f on a
+ * served workload and a SIGTERM). Deno: socketpair, from the first signal listener (tokio's signal driver creates
+ * its self-pipe lazily, and the CLI listens for SIGTERM once the daemon has started). Bun needs nothing more.
+ * Deno's update check (a DNS lookup and an HTTPS request: socket, connect) is not allowed: the CLI turns it off
+ * instead (see runtimeDaemonEnv).
+ */
+export const RUNTIME_SYSCALLS: Readonly<Record<RuntimeName, readonly string[]>> = {
+  node: [], bun: [], deno: ['socketpair'],
+};
+
 /** Syscall numbers (asm/unistd_64.h; asm-generic/unistd.h for aarch64) of every name above. */
 const SYSCALL_NUMBERS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
   x86_64: {
@@ -318,11 +333,14 @@ const SYSCALL_NUMBERS: Readonly<Record<string, Readonly<Record<string, number>>>
   },
 };
 
-/** The allow-list as numbers for this machine's architecture (a name the architecture lacks is skipped). */
-export function seccompSyscallNumbers(arch: string, mountpoint: boolean): Int32Array {
+/**
+ * The allow-list as numbers for this machine's architecture and `runtime` (a name the architecture lacks is
+ * skipped).
+ */
+export function seccompSyscallNumbers(arch: string, mountpoint: boolean, runtime: RuntimeName = runtimeName): Int32Array {
   const table = SYSCALL_NUMBERS[arch];
   if (table === undefined) throw new ConfigError(`--seccomp: no syscall table for the ${arch} architecture`);
-  const names = mountpoint ? [...SECCOMP_ALLOWED, ...MOUNTPOINT_SYSCALLS] : SECCOMP_ALLOWED;
+  const names = [...SECCOMP_ALLOWED, ...(mountpoint ? MOUNTPOINT_SYSCALLS : []), ...RUNTIME_SYSCALLS[runtime]];
   return Int32Array.from(names.flatMap((n) => (table[n] === undefined ? [] : [table[n]!])));
 }
 
@@ -332,6 +350,11 @@ export function seccompSyscallNumbers(arch: string, mountpoint: boolean): Int32A
  */
 export function installSeccomp(mode: SeccompMode, opts: { mountpoint: boolean }): void {
   if (mode === 'none') return;
+  if (mode === 'trap' && runtimeName === 'bun') {
+    // Bun handles SIGSYS itself: the trapped syscall would fail with an error and the daemon carry on.
+    throw new ConfigError('--seccomp=trap: Bun catches SIGSYS itself, so a trapped syscall would not stop the daemon;'
+      + ' use --seccomp=kill, or log to find what is missing');
+  }
   const k = native.constants;
   const action = { kill: k.SECCOMP_RET_KILL_PROCESS, log: k.SECCOMP_RET_LOG, trap: k.SECCOMP_RET_TRAP }[mode];
   const r = native.seccompInstall(seccompSyscallNumbers(native.seccompArch(), opts.mountpoint), action);

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
+import { runtimeArgs } from './util/runtime.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -52,12 +53,12 @@ test('README example and both examples type-check as a consumer with skipLibChec
       .replaceAll("'../host/index.js'", "'virtiofsd-ts'");
     fs.writeFileSync(path.join(dir, `${ex}.ts`), src);
   }
-  const r = spawnSync(process.execPath, [TSC, '-p', dir], { encoding: 'utf8' });
+  const r = spawnSync(...runtimeArgs(TSC, ['-p', dir]), { encoding: 'utf8' });
   assert.is(r.status, 0, `tsc:\n${r.stdout}${r.stderr}`);
 });
 
 test('the README example serves its file', async () => {
-  const child = spawn(process.execPath, [path.join(dir, 'out', 'hello.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...runtimeArgs(path.join(dir, 'out', 'hello.js')), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
-import { type SocketDaemon, spawnSocketDaemon } from './util/socket-daemon.js';
+import { type SocketDaemon, connectWhenListening, spawnSocketDaemon } from './util/socket-daemon.js';
 import { requireDevFuse } from './util/prereq.js';
 import { startRecordingMount } from './util/recording-mount.js';
 import type { SyncRecord } from './util/recording-fs.js';
@@ -66,7 +66,7 @@ test('FSYNC and FDATASYNC reach the host filesystem after every written byte; th
       const share = fs.mkdtempSync(path.join(rec.mountpoint, 'share-'));
       const d = await spawnSocketDaemon(share, path.join(tmp, `d${seq++}.sock`),
         { args: ['--log-level=error', '--sandbox=none', ...extra] });
-      const fc = await FuseClient.connect(d.socket, { maxPayload: 128 * 1024, depth: 16 });
+      const fc = await connectWhenListening(d.socket, { maxPayload: 128 * 1024, depth: 16 });
       const rel = path.join(path.basename(share), 'durable.bin');
       const syncsOf = (): SyncRecord[] => rec.records().filter((r) => r.op === 'fsync' && r.path === rel);
       try {

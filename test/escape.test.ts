@@ -19,6 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { native } from '../host/native-loader.js';
+import { evalArgs } from './util/runtime.js';
 import { setLogLevel } from '../host/log.js';
 import { AttrTarget, type CreateResult, type Entry } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
@@ -261,12 +262,12 @@ async function raceOnce(mode: InodeFileHandles, minWalks: number, minFlips: numb
   for (const name of ['a', 'b', 'c', 'd', 'e']) node = entry(pfs.lookup(ctx, node, name, attr)).nodeId;
   const deep = node;
   // Another process moves `d` (holding `e`) up to the root and back down, as fast as it can.
-  const mover = spawn(process.execPath, ['-e', `
-    const fs = require('node:fs');
+  const mover = spawn(...evalArgs(`
+    import * as fs from 'node:fs';
     const low = ${JSON.stringify(path.join(share, 'a', 'b', 'c', 'd'))};
     const high = ${JSON.stringify(path.join(share, 'd'))};
     for (;;) { fs.renameSync(low, high); fs.renameSync(high, low); }
-  `], { stdio: ['ignore', 'ignore', 'inherit'] });
+  `), { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<NodeJS.Signals | null>((r) => mover.on('exit', (_c, sig) => r(sig)));
   const giveUp = Date.now() + budgetMs; // outer limit only: the verdict is on the counts
   let walks = 0;

@@ -2,8 +2,8 @@
  * --inode-file-handles (PassthroughFs over file handles instead of an fd per inode) and --announce-submounts.
  *
  * - The existing PassthroughFs suites (passthrough, fuse-ops, fuse-server, credentials) run again in child
- *   processes with the default switched to `prefer` / `mandatory` by a module-load hook: every behaviour they check
- *   holds with handles.
+ *   processes with the default switched to `prefer` / `mandatory` in a copy of the compiled package: every behaviour
+ *   they check holds with handles.
  * - The fd count does not grow with the number of nodes the guest holds (prefer) but does with fds (never).
  * - A file deleted and re-created with the same inode number is a new node; the old one answers ESTALE.
  * - `mandatory` on a filesystem without handles (procfs) fails at start-up, or at LOOKUP for a submount.
@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { native } from '../host/native-loader.js';
 import { setLogLevel } from '../host/log.js';
 import { AttrTarget, BufferDirTarget, type Entry } from '../host/fuse/filesystem.js';
@@ -25,6 +25,7 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { InodeFileHandles } from '../host/passthrough/inode-store.js';
 import { SystemError } from '../host/errors.js';
 import * as P from '../host/fuse/protocol.js';
+import { runtimeArgs } from './util/runtime.js';
 import { FuseGuest, cstr, entryOut, initIn, KERNEL_FLAGS, readIn } from './util/fuse-guest.js';
 
 setLogLevel('error');
@@ -73,23 +74,25 @@ test.after.each(() => {
 
 // ---- the existing suites, with handles ------------------------------------------------------------------------
 
-/** Writes a module-load hook that makes `mode` PassthroughFs's default; returns the --import module's path. */
-function writeHook(tmp: string): string {
-  const hooks = path.join(tmp, 'hooks.mjs');
-  fs.writeFileSync(hooks, `
-export async function load(url, context, next) {
-  const r = await next(url, context);
-  if (!url.endsWith('/host/passthrough/passthrough-fs.js')) return r;
-  const src = String(r.source);
+/**
+ * A copy of the compiled package (dist/, with build/ and node_modules/ linked) in which PassthroughFs takes its
+ * default from VFS_TEST_INODE_FILE_HANDLES; returns the copy's dist/test. A copy on disk rather than a module-load
+ * hook, so the suites run in any runtime (Bun and Deno have no node:module hooks).
+ */
+function copyWithHandlesDefault(tmp: string): string {
+  const root = path.resolve(HERE, '..', '..');
+  const copy = path.join(tmp, 'package');
+  fs.cpSync(path.join(root, 'dist'), path.join(copy, 'dist'), { recursive: true });
+  for (const file of ['package.json', 'asconfig.json']) {
+    if (fs.existsSync(path.join(root, file))) fs.copyFileSync(path.join(root, file), path.join(copy, file));
+  }
+  for (const link of ['build', 'node_modules']) fs.symlinkSync(path.join(root, link), path.join(copy, link));
+  const file = path.join(copy, 'dist', 'host', 'passthrough', 'passthrough-fs.js');
+  const src = fs.readFileSync(file, 'utf8');
   const from = "fileHandles: options.inodeFileHandles ?? 'never'";
-  if (!src.includes(from)) throw new Error('file-handles hook: the default is no longer where the hook looks');
-  return { ...r, source: src.replace(from, 'fileHandles: options.inodeFileHandles ?? process.env.VFS_TEST_INODE_FILE_HANDLES') };
-}
-`);
-  const register = path.join(tmp, 'register.mjs');
-  fs.writeFileSync(register, `import { register } from 'node:module';\n` +
-    `register(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
-  return register;
+  if (!src.includes(from)) throw new Error('file-handles: the default is no longer where this test looks');
+  fs.writeFileSync(file, src.replace(from, 'fileHandles: options.inodeFileHandles ?? process.env.VFS_TEST_INODE_FILE_HANDLES'));
+  return path.join(copy, 'dist', 'test');
 }
 
 const SUITES: Array<[string, InodeFileHandles]> = [
@@ -99,10 +102,9 @@ const SUITES: Array<[string, InodeFileHandles]> = [
 
 test('the PassthroughFs suites pass with --inode-file-handles=prefer and mandatory', () => {
   if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
-  const register = writeHook(dir);
+  const tests = copyWithHandlesDefault(dir);
   for (const [suite, mode] of SUITES) {
-    const file = path.join(HERE, `${suite}.test.js`);
-    const r = spawnSync(process.execPath, ['--import', register, file], {
+    const r = spawnSync(...runtimeArgs(path.join(tests, `${suite}.test.js`)), {
       env: { ...process.env, VFS_TEST_INODE_FILE_HANDLES: mode }, encoding: 'utf8', timeout: 60_000,
     });
     const out = `${r.stdout}\n${r.stderr}`;

@@ -16,6 +16,7 @@ import { native } from '../host/native-loader.js';
 import { setLogLevel } from '../host/log.js';
 import { missingBinary, missingRoot, skipIf } from './util/prereq.js';
 import { sleep, until } from './util/wait.js';
+import { connectWhenListening } from './util/socket-daemon.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
 
@@ -88,7 +89,7 @@ function scenario(label: string, start: (name: string) => Promise<Backend>, queu
   // runs in before.each, whose exceptions uvu reports as the test's failure; a plain before hook's it drops.)
   t.before.each(async (ctx) => {
     ctx.be = await start(`${label.replace(/\W+/g, '-')}-${n++}`);
-    ctx.fc = await FuseClient.connect(ctx.be.socket, { queues, depth: 64, timeoutMs: 5000 });
+    ctx.fc = await connectWhenListening(ctx.be.socket, { queues, depth: 64, timeoutMs: 5000 });
     ctx.init = await ctx.fc.init();
   });
 

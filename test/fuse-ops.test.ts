@@ -15,6 +15,7 @@ import { PassthroughFs, type PassthroughOptions } from '../host/passthrough/pass
 import * as P from '../host/fuse/protocol.js';
 import { C, E, FuseGuest, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './util/fuse-guest.js';
 import { parseCommandLine } from '../host/cli.js';
+import { unlessRuntime } from './util/runtime.js';
 import { applyNofileLimit } from '../host/daemon.js';
 import { requireDevFuse, requireRoot } from './util/prereq.js';
 import { startRecordingMount } from './util/recording-mount.js';
@@ -236,7 +237,7 @@ test('COPY_FILE_RANGE copies between two open files at the given offsets', async
   assert.is(req(src.fh, srcNode, 5n).error, -E.EBADF, 'the output handle must belong to the output node');
 });
 
-test('names are bytes: names and symlink targets that are not UTF-8 pass through unchanged, both ways', async () => {
+unlessRuntime(test, { deno: 'Deno\'s node:fs decodes Buffer paths as UTF-8, so the test cannot make or see non-UTF-8 names on the host' })('names are bytes: names and symlink targets that are not UTF-8 pass through unchanged, both ways', async () => {
   await setup({ cache: 'auto' }, { xattr: true });
   const raw = (...b: number[]): Uint8Array => Uint8Array.from([...b, 0]);
   const ff = Buffer.from([0x66, 0xff]); // "f" + a byte no UTF-8 text contains

@@ -15,6 +15,8 @@ import { caseSeed } from './fuzz/prng.js';
 import { VhostUserRig, checkLeaks, goodSession, guestMappings, vhostUserCase } from './fuzz/vhost-user-target.js';
 import { GuestMemory } from '../host/frontend/vhost-user-frontend.js';
 import { native } from '../host/native-loader.js';
+// (Imported for its start-up effect under Deno: the runtime's own lazily made fds exist before any count.)
+import './util/runtime.js';
 import { randomInt } from 'node:crypto';
 
 /** Cases per target: a few seconds each on a 2-core machine. */

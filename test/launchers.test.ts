@@ -24,6 +24,7 @@ import { requireRoot } from './util/prereq.js';
 import { sleep } from './util/wait.js';
 import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
 import { log, setLogLevel, syslogLine, useStderr, useSyslog } from '../host/log.js';
+import { evalArgs, runtimeArgs } from './util/runtime.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
@@ -271,7 +272,7 @@ test('--preserve-noatime passes the guest\'s O_NOATIME to the host open; by defa
 const LIBVIRT_FS_FEATURES = ['migrate-precopy', 'separate-options'];
 
 test('--print-capabilities is the JSON libvirt reads, claiming nothing we do not do', () => {
-  const r = spawnSync(process.execPath, [CLI, '--print-capabilities'], { encoding: 'utf8' });
+  const r = spawnSync(...runtimeArgs(CLI, ['--print-capabilities']), { encoding: 'utf8' });
   assert.is(r.status, 0, r.stderr);
   // libvirt: virJSONValueFromString on the whole output, then the "features" array of strings.
   const doc = JSON.parse(r.stdout) as { type?: unknown; features?: unknown };
@@ -322,7 +323,7 @@ test('README\'s option tables list exactly what --help lists, in the same order'
   const options = section('Options');
   assert.equal(firstColumn(options, '| option |'), [...OPTION_SYNOPSES]);
   assert.equal(firstColumn(options, '| key |'), [...COMPAT_SYNOPSES]);
-  const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' }).stdout;
+  const help = spawnSync(...runtimeArgs(CLI, ['--help']), { encoding: 'utf8' }).stdout;
   for (const s of [...OPTION_SYNOPSES, ...COMPAT_SYNOPSES]) assert.ok(help.includes(`  ${s}`), `--help lists ${s}`);
   assert.not.ok(/blocking\s+lock\s+that\s+conflicts\s+fails/.test(help), 'no claim that a blocking lock fails');
 });
@@ -361,7 +362,7 @@ interface Child { child: ChildProcess; stderr: () => string; exited: Promise<num
 function startCli(args: string[], stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'],
   env: NodeJS.ProcessEnv = process.env): Child {
   let err = '';
-  const child = spawn(process.execPath, [CLI, ...args], { stdio, env });
+  const child = spawn(...runtimeArgs(CLI, args), { stdio, env });
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, stderr: () => err, exited };
@@ -466,13 +467,13 @@ rootTest('--fd: a socket that is not listening, or no socket at all, is refused 
 });
 
 /**
- * Connects to `socketPath` as uid/gid (a child node, no supplementary groups) and asks GET_FEATURES; resolves
+ * Connects to `socketPath` as uid/gid (a child in this runtime, no supplementary groups) and asks GET_FEATURES; resolves
  * with 'ok <features hex>' or the error code (EACCES).
  */
 function vhostUserAs(socketPath: string, uid: number, gid: number): Promise<string> {
   const script = `
-    const net = require('node:net');
-    const s = net.connect(process.argv[1]);
+    import * as net from 'node:net';
+    const s = net.connect(${JSON.stringify(socketPath)});
     s.on('error', (e) => { console.log(e.code); process.exit(0); });
     s.on('connect', () => {
       const h = Buffer.alloc(12); h.writeUInt32LE(1, 0); h.writeUInt32LE(1, 4); h.writeUInt32LE(0, 8);
@@ -483,7 +484,7 @@ function vhostUserAs(socketPath: string, uid: number, gid: number): Promise<stri
       got = Buffer.concat([got, b]);
       if (got.length >= 20) { console.log('ok ' + got.readBigUInt64LE(12).toString(16)); process.exit(0); }
     });`;
-  const r = spawnSync(process.execPath, ['-e', script, socketPath], { uid, gid, encoding: 'utf8', timeout: 15000 });
+  const r = spawnSync(...evalArgs(script), { uid, gid, encoding: 'utf8', timeout: 15000 });
   return Promise.resolve(`${r.stdout.trim()}${r.status !== 0 ? ` (exit ${r.status}: ${r.stderr})` : ''}`);
 }
 

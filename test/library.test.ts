@@ -27,6 +27,7 @@ import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { detach } from './util/dev-fuse-mount.js';
 import { missingDevFuse, skipIf } from './util/prereq.js';
+import { evalArgs, runtimeArgs } from './util/runtime.js';
 
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'library-test-'));
@@ -358,14 +359,14 @@ test('VirtiofsDaemon with logLevel off prints nothing over a whole session; the 
     fc.close();
     await new Promise((r) => d.once('disconnect', r));
     await d.close();`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20000 });
+  const r = spawnSync(...evalArgs(script), { encoding: 'utf8', timeout: 20000 });
   assert.is(r.status, 0, r.stderr);
   assert.is(r.stderr, '', 'nothing on stderr at level off');
   assert.is(r.stdout, '');
 
   const cliSocket = path.join(tmp, `cli${seq++}.sock`);
-  const cli = spawn(process.execPath, [path.join(DIST, 'host', 'cli.js'), `--socket-path=${cliSocket}`,
-    `--shared-dir=${share}`, '--sandbox=none', '--log-level=error'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const cli = spawn(...runtimeArgs(path.join(DIST, 'host', 'cli.js'), [`--socket-path=${cliSocket}`,
+    `--shared-dir=${share}`, '--sandbox=none', '--log-level=error']), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   cli.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
   try {

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { evalArgs } from './util/runtime.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const BUILT = join(ROOT, 'build', 'Release', 'virtiofsd_native.node');
@@ -42,10 +43,10 @@ function packageWith(addons: Record<string, string | Buffer>): string {
 /** Imports the root's loader in a new process: where it loaded the addon from, or its error message. */
 function load(root: string): { path?: string; error?: string } {
   const loader = join(root, 'dist', 'host', 'native-loader.js');
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+  const r = spawnSync(...evalArgs(`
     import(${JSON.stringify(loader)}).then(
       (m) => console.log(JSON.stringify({ path: m.addonPath, works: m.native.strerror(2) })),
-      (e) => console.log(JSON.stringify({ error: e.message })));`], { encoding: 'utf8', timeout: 10000 });
+      (e) => console.log(JSON.stringify({ error: e.message })));`), { encoding: 'utf8', timeout: 10000 });
   assert.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { path?: string; works?: string; error?: string };
   if (out.path !== undefined) assert.is(out.works, 'No such file or directory');

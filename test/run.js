@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// The suite runner: every compiled test file, each in its own `node` process, unit tests first
+// The suite runner: every compiled test file, each in its own runtime process, unit tests first
 // (dist/test/**/*.test.js outside e2e/), then the end-to-end tests (dist/test/e2e/*.test.js).
 //
-//   node test/run.js [filter...]     only files whose path (relative to dist/test) contains a filter
+//   node test/run.js [--runtime=node|bun|deno] [filter...]
+//     --runtime   the runtime every test file runs in (default: the one running this script). bun and deno
+//                 are the devDependencies' binaries (node_modules/.bin), else found on PATH; deno runs
+//                 `deno run -A`. Tests that start the CLI or a script start it in the same runtime.
+//     filter      only files whose path (relative to dist/test) contains a filter
 //
 // Each file's output is passed through as it comes. uvu ends a file with `Total: N`, `Passed: N`,
 // `Skipped: N`; a file that exits non-zero or prints no totals counts one more failure. A test that
@@ -45,7 +49,26 @@ for (const f of found.filter((x) => !hasSource(x))) {
 }
 const isE2e = (f) => f.startsWith(E2E_DIR + path.sep);
 const ordered = [...all.filter((f) => !isE2e(f)), ...all.filter(isE2e)];
-const filters = process.argv.slice(2);
+const args = process.argv.slice(2);
+const runtimeArg = args.find((a) => a.startsWith('--runtime='))?.slice('--runtime='.length);
+const filters = args.filter((a) => !a.startsWith('--runtime='));
+
+/** The command (and flags) that runs one test file in `name`'s runtime. */
+function runtimeCommand(name) {
+  if (name === undefined) {
+    return 'Deno' in globalThis ? [process.execPath, 'run', '-A'] : [process.execPath];
+  }
+  if (!['node', 'bun', 'deno'].includes(name)) {
+    console.log(`test/run.js: --runtime=${name}: not node, bun or deno`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  if (name === 'node' && !('Deno' in globalThis) && typeof process.versions.bun !== 'string') return [process.execPath];
+  const local = path.join(ROOT, 'node_modules', '.bin', name);
+  const bin = fs.existsSync(local) ? local : name;
+  return name === 'deno' ? [bin, 'run', '-A'] : [bin];
+}
+const RUNTIME = runtimeCommand(runtimeArg);
 const files = filters.length
   ? ordered.filter((f) => filters.some((flt) => path.relative(TEST_DIR, f).includes(flt)))
   : ordered;
@@ -83,7 +106,7 @@ function runFile(file) {
   return new Promise((resolve) => {
     const started = Date.now();
     // Its own process group, so a timeout can take down whatever it started (QEMU, daemons).
-    const child = spawn(process.execPath, [file], {
+    const child = spawn(RUNTIME[0], [...RUNTIME.slice(1), file], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
@@ -147,6 +170,7 @@ if (files.length === 0) {
   console.log(`test/run.js: ${why}`);
   failed = 1;
 } else {
+  console.log(`test/run.js: running ${files.length} file(s) with ${RUNTIME.join(' ')}`);
   for (const file of files) {
     const rel = path.relative(ROOT, file);
     process.stdout.write(`\n=== ${rel}\n`);

@@ -6,7 +6,7 @@
  * libuv loop, callbacks run straight from it: one wake-up per kick) and `thread` (`native.pollerCreate`: a thread
  * blocked in epoll_wait hands events over through a threadsafe function: two wake-ups per kick, but it works in
  * any Node-API runtime). `loop` is used on Node, `thread` on Bun and Deno (whose libuv stand-ins cannot run it);
- * VIRTIOFSD_TS_POLLER=thread|loop forces one.
+ * VIRTIOFSD_TS_POLLER=thread|loop forces one on Node; outside Node `loop` is refused with a warning.
  *
  * One-shot: after a handler runs, its fd is silent until `rearm(token)`. Tokens are never reused, so a callback
  * that was already queued for a removed fd finds no handler and is dropped.
@@ -20,6 +20,7 @@ import { native } from '../native-loader.js';
 import type { PollerHandle } from '../native.js';
 import { SystemError } from '../errors.js';
 import { log } from '../log.js';
+import { runtimeName } from '../runtime.js';
 
 export type FdHandler = (events: number) => void;
 
@@ -42,6 +43,11 @@ export class FdPoller {
 
   constructor(mode: PollerMode | 'auto' = defaultMode()) {
     const cb = (token: number, events: number): void => this.dispatch(token, events);
+    if (mode === 'loop' && runtimeName !== 'node') {
+      // Asking would abort Bun (its uv_* are stubs) or hang Deno: refuse here, with a reason.
+      throw new SystemError('uv_poll_init', native.constants.errno.ENOSYS ?? 38,
+        `the loop poller needs Node's libuv loop, which ${runtimeName} does not have`, 'poller on the loop');
+    }
     const onLoop = mode === 'thread' ? -1 : native.pollerCreateOnLoop(cb);
     if (typeof onLoop !== 'number') {
       this.handle = onLoop;
@@ -128,9 +134,25 @@ export class FdPoller {
 
 function defaultMode(): PollerMode | 'auto' {
   const forced = process.env.VIRTIOFSD_TS_POLLER;
-  if (forced === 'thread' || forced === 'loop') return forced;
+  if (forced !== undefined && forced !== '' && forced !== 'thread' && forced !== 'loop') {
+    warnOnce(`VIRTIOFSD_TS_POLLER=${forced} is not thread or loop: ignored`);
+  }
   // Only Node's loop is the real libuv one: Bun exports uv_* names as stubs that abort the process, and Deno's
-  // napi_get_uv_event_loop gives a loop whose uv_poll callbacks never fire.
-  const other = typeof process.versions.bun === 'string' || 'Deno' in globalThis;
-  return other ? 'thread' : 'auto';
+  // napi_get_uv_event_loop gives a loop whose uv_poll callbacks never fire (the daemon would hang).
+  if (runtimeName !== 'node') {
+    if (forced === 'loop') {
+      warnOnce(`VIRTIOFSD_TS_POLLER=loop needs Node's libuv loop, which ${runtimeName} does not have: using the poller thread`);
+    }
+    return 'thread';
+  }
+  if (forced === 'thread' || forced === 'loop') return forced;
+  return 'auto';
+}
+
+const warned = new Set<string>();
+/** Every poller reads the variable; its warning is printed once per process. */
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  log.warn(message);
 }

@@ -20,6 +20,7 @@ import * as assert from 'uvu/assert';
 import {
   ROOT, bootGuest, describeRun, ensureGuestImage, missingGuestTools, startBackend, which, type GuestImage,
 } from './guest.js';
+import { RUNTIME } from '../util/runtime.js';
 
 const IN_CI = !!process.env.CI;
 const LAUNCHER = path.join(ROOT, 'dist', 'test', 'e2e', 'example-daemon.js');
@@ -112,7 +113,7 @@ async function runExample(name: string, args: string[], sharedDirForWorkload: st
   steps: string[]): Promise<{ stdout: string }> {
   const socketPath = path.join(tmp, `${name}.sock`);
   const backend = await startBackend('example', {
-    socketPath, sharedDir: '', command: [process.execPath, LAUNCHER, `--socket-path=${socketPath}`, ...args],
+    socketPath, sharedDir: '', command: [...RUNTIME, LAUNCHER, `--socket-path=${socketPath}`, ...args],
   });
   try {
     const g = await bootGuest({

@@ -314,9 +314,12 @@ async function qmp(socketPath: string, commands: object[]): Promise<void> {
     const t = setTimeout(() => reject(new Error('QMP: no reply in 20 s')), 20_000);
     replies.push((m) => { clearTimeout(t); resolve(m); });
   });
+  // The greeting can come in the same turn as 'connect' (it does under Deno): wait for it from the start.
+  const greeting = next();
+  greeting.catch(() => {}); // (awaited below; a failed connect must not leave it unhandled)
   try {
     await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
-    await next(); // greeting
+    await greeting;
     for (const c of [{ execute: 'qmp_capabilities' }, ...commands]) {
       const reply = next();
       sock.write(`${JSON.stringify(c)}\n`);

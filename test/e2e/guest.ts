@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RUNTIME, signalChild } from '../util/runtime.js';
 import { sleep } from '../util/wait.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -246,7 +247,7 @@ function backendCommand(kind: BackendKind, o: BackendOptions): string[] {
   }
   if (kind === 'ours') {
     return [
-      ...(o.daemonCommand ?? [process.execPath, OUR_CLI]),
+      ...(o.daemonCommand ?? [...RUNTIME, OUR_CLI]),
       `--socket-path=${o.socketPath}`,
       `--shared-dir=${o.sharedDir}`,
       `--cache=${cache}`,
@@ -303,7 +304,7 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
     stderr: () => err.toString(),
     async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000) {
       if (status) return { ...status, forced: false };
-      child.kill(signal);
+      signalChild(child, signal);
       const timer = sleep(graceMs).then(() => 'timeout' as const);
       if ((await Promise.race([exited, timer])) !== 'timeout') return { ...status!, forced: false };
       child.kill('SIGKILL');

@@ -28,6 +28,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../../host/native-loader.js';
 import { drainDatagrams } from '../util/datagrams.js';
+import { RUNTIME, signalChild } from '../util/runtime.js';
 import { skipIf } from '../util/prereq.js';
 import {
   type BackendHandle, type ExitStatus, OUR_CLI, ensureGuestImage, fmtStatus, missingGuestTools, startGuest, tailLines,
@@ -75,7 +76,7 @@ function asBackend(d: Daemon): BackendHandle {
     kind: 'ours', command: [], child: d.child, pid: d.child.pid ?? -1, exited: d.exited,
     exitStatus: () => d.status, running: () => d.status === undefined, stdout: () => '', stderr: d.stderr,
     async stop() {
-      d.child.kill('SIGTERM');
+      signalChild(d.child, 'SIGTERM');
       return { ...(await d.exited), forced: false };
     },
   };
@@ -83,7 +84,7 @@ function asBackend(d: Daemon): BackendHandle {
 
 async function stop(d: Daemon, what: string): Promise<ExitStatus> {
   if (d.status) return d.status;
-  d.child.kill('SIGTERM');
+  signalChild(d.child, 'SIGTERM');
   const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000));
   const s = await Promise.race([d.exited, timer]);
   if (s === 'timeout') {
@@ -161,20 +162,20 @@ e2e('launchers: a non-root QEMU on libvirt\'s and Kata\'s exact argv (inherited 
   fs.chownSync(kataSock, parent.uid, parent.gid); // Kata: utils.ChownToParent(socketPath)
 
   // libvirt: the fd keeps whatever number it had (here 5: fds 3 and 4 are not passed).
-  const lv = spawnDaemon([process.execPath, OUR_CLI, '--fd=5', '-o',
+  const lv = spawnDaemon([...RUNTIME, OUR_CLI, '--fd=5', '-o',
     `source=${lvShare},cache=always,xattr,flock,posix_lock`, '--thread-pool-size=16'],
   ['ignore', 'ignore', 'pipe', 'ignore', 'ignore', lvListen]);
   // Kata: cmd.ExtraFiles[0] is fd 3. A private mount namespace gives it a /dev whose log is our receiver.
   const setup = 'mount -t tmpfs -o mode=755 tmpfs /dev && mknod -m 666 /dev/null c 1 3 && ' +
     'mknod -m 666 /dev/urandom c 1 9 && ln -s "$0" /dev/log && exec "$@"';
   const kata = spawnDaemon(['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', setup, logSock,
-    process.execPath, OUR_CLI, '--syslog', '--cache=metadata', `--shared-dir=${kataShare}`, '--fd=3',
+    ...RUNTIME, OUR_CLI, '--syslog', '--cache=metadata', `--shared-dir=${kataShare}`, '--fd=3',
     '--thread-pool-size=1', '--announce-submounts'],
   ['ignore', 'ignore', 'pipe', kataListen]);
   native.close(lvListen); // VIR_COMMAND_PASS_FD_CLOSE_PARENT; Kata's deferred socketFD.Close()
   native.close(kataListen);
   // The third daemon makes its own socket, for the group.
-  const grp = spawnDaemon([process.execPath, OUR_CLI, `--socket-path=${grpSock}`, `--shared-dir=${grpShare}`,
+  const grp = spawnDaemon([...RUNTIME, OUR_CLI, `--socket-path=${grpSock}`, `--shared-dir=${grpShare}`,
     `--socket-group=${QEMU_GROUP}`], ['ignore', 'ignore', 'pipe']);
   const t0 = Date.now();
   while (!grp.stderr().includes('Waiting for vhost-user socket connection')) {

@@ -33,6 +33,7 @@ import {
   tailLines,
   which,
 } from './guest.js';
+import { RUNTIME } from '../util/runtime.js';
 import { skipIf } from '../util/prereq.js';
 
 const KEEP = process.env.E2E_KEEP === '1';
@@ -317,7 +318,7 @@ packageTest('installed library: `import { VirtiofsDaemon } from \'virtiofsd-ts\'
   fs.writeFileSync(path.join(env.sharedDir, 'from-host'), 'from-host\n');
   const script = path.join(app, 'serve.mjs');
   fs.writeFileSync(script, SERVE_SCRIPT);
-  const backend = await startBackend('ours', { ...env, cache: 'auto', daemonCommand: [process.execPath, script] });
+  const backend = await startBackend('ours', { ...env, cache: 'auto', daemonCommand: [...RUNTIME, script] });
   try {
     const g = await bootGuest({ ...env, image, workload: LIBRARY_WORKLOAD, timeoutMs: 120_000, idleTimeoutMs: 45_000, backend });
     const problems = checkGuestReport(g, ['modules', 'mount', 'read', 'write', 'workload-exit']);

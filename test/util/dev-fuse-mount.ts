@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../../host/native-loader.js';
 import { mountsAt } from '../../host/transport/dev-fuse.js';
+import { runtimeArgs, signalChild } from './runtime.js';
 import { sleep } from './wait.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -39,7 +40,7 @@ export function detach(mp: string): void {
  * `timeoutMs` for the mount. Throws with the daemon's stderr when it exits first or never mounts.
  */
 export async function mountDaemon(dir: string, mp: string, extra: string[] = [], timeoutMs = 30_000): Promise<MountedDaemon> {
-  const child = spawn(process.execPath, [CLI, `--shared-dir=${dir}`, `--mountpoint=${mp}`, '--log-level=warn', ...extra],
+  const child = spawn(...runtimeArgs(CLI, [`--shared-dir=${dir}`, `--mountpoint=${mp}`, '--log-level=warn', ...extra]),
     { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d) => { err += d; });
@@ -48,7 +49,7 @@ export async function mountDaemon(dir: string, mp: string, extra: string[] = [],
     child, dir, mp, exit,
     stderr: () => err,
     async stop(graceMs = 5000) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.signalCode === null) signalChild(child, 'SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), graceMs); });
       let code = await Promise.race([exit, timeout]);

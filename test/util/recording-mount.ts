@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { SyncRecord } from './recording-fs.js';
 import { detach } from './dev-fuse-mount.js';
 import { within } from './wait.js';
+import { runtimeArgs } from './runtime.js';
 
 const SERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'recording-fs.js');
 
@@ -34,7 +35,7 @@ export async function startRecordingMount(): Promise<RecordingMount> {
   fs.chmodSync(backing, 0o777);
   fs.mkdirSync(mountpoint);
   fs.writeFileSync(recordFile, '');
-  const child = spawn(process.execPath, [SERVER, backing, mountpoint, recordFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...runtimeArgs(SERVER, [backing, mountpoint, recordFile]), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => { err += d; });

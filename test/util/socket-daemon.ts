@@ -1,10 +1,13 @@
 /**
- * Our daemon as a child process on a vhost-user socket, for tests: `node [nodeFlags] dist/host/cli.js
- * --socket-path=S --shared-dir=D [args]`, waited on until S exists (the daemon listens before it creates it).
+ * Our daemon as a child process on a vhost-user socket, for tests: `<runtime> [runtimeFlags] dist/host/cli.js
+ * --socket-path=S --shared-dir=D [args]` in the test's runtime (test/util/runtime.ts), waited on until S exists
+ * (the daemon listens before it creates it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { FuseError } from '../../host/frontend/fuse-client.js';
+import { FuseClient, FuseError, type FuseClientOptions } from '../../host/frontend/fuse-client.js';
+import { native } from '../../host/native-loader.js';
+import { RUNTIME } from './runtime.js';
 import { CLI } from './dev-fuse-mount.js';
 import { sleep } from './wait.js';
 
@@ -19,8 +22,8 @@ export interface SocketDaemon {
 export interface SocketDaemonOptions {
   /** More CLI options (log level, sandbox, cache, ...). */
   args?: string[];
-  /** Options for node itself, before the script. */
-  nodeFlags?: string[];
+  /** Options for the runtime itself, before the script (see preloadFlags). */
+  runtimeFlags?: string[];
   cwd?: string;
   /** How long the socket may take to appear (default 30 s: an outer limit for a loaded machine). */
   timeoutMs?: number;
@@ -30,7 +33,7 @@ export interface SocketDaemonOptions {
 /** Starts the daemon sharing `dir` on `socket`; SIGKILLs it and throws (with its stderr) if the socket never comes. */
 export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDaemonOptions = {}): Promise<SocketDaemon> {
   let err = '';
-  const child = spawn(process.execPath, [...(o.nodeFlags ?? []), CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`,
+  const child = spawn(RUNTIME[0]!, [...RUNTIME.slice(1), ...(o.runtimeFlags ?? []), CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`,
     ...(o.args ?? [])], { stdio: ['ignore', 'ignore', 'pipe'], cwd: o.cwd });
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const t0 = Date.now();
@@ -42,6 +45,27 @@ export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDa
     await sleep(20);
   }
   return { child, socket, dir, stderr: () => err };
+}
+
+const ECONNREFUSED = native.constants.errno.ECONNREFUSED!;
+
+/**
+ * `connect()`, retried for up to 5 s while the socket exists but refuses: a daemon binds and then listens (the C
+ * virtiofsd sets up in between), and on a loaded machine a connect can fall between the two.
+ */
+export async function retryWhileRefused<T>(connect: () => Promise<T>): Promise<T> {
+  for (let t0 = Date.now(); ; await sleep(20)) {
+    try {
+      return await connect();
+    } catch (e) {
+      if ((e as { errno?: number }).errno !== ECONNREFUSED || Date.now() - t0 > 5000) throw e;
+    }
+  }
+}
+
+/** FuseClient.connect through retryWhileRefused. */
+export function connectWhenListening(socket: string, options: FuseClientOptions): Promise<FuseClient> {
+  return retryWhileRefused(() => FuseClient.connect(socket, options));
 }
 
 /** The errno a FUSE request failed with (FuseError), 0 when it succeeded; other errors are rethrown. */

@@ -1,0 +1,93 @@
+/**
+ * The runtime layer (host/runtime.ts and what depends on it), under whichever runtime runs the suite:
+ * - a re-exec command keeps the runtime and its flags (Deno's `run` and permissions included);
+ * - the CLI's sandbox re-exec (as root) runs the daemon in the same runtime with the same flags;
+ * - the poller refuses the libuv loop outside Node, and VIRTIOFSD_TS_POLLER=loop falls back to the thread there;
+ * - the seccomp list has what the runtime needs after the filter (Deno: socketpair).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runtimeName } from '../host/runtime.js';
+import { seccompSyscallNumbers } from '../host/sandbox.js';
+import { FdPoller } from '../host/vhost-user/fd-poller.js';
+import { native } from '../host/native-loader.js';
+import { CLI } from './util/dev-fuse-mount.js';
+import { RUNTIME } from './util/runtime.js';
+import { spawnSocketDaemon } from './util/socket-daemon.js';
+
+const RUNTIME_TS = fileURLToPath(new URL('../host/runtime.js', import.meta.url));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'runtime-test-'));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A flag of this runtime's own that changes nothing here (a heap limit). */
+const FLAG = { node: '--max-old-space-size=300', bun: '--smol', deno: '--v8-flags=--max-old-space-size=300' }[runtimeName];
+
+test('ownCommand: the runtime by its path, its flags, the script as named, new arguments', () => {
+  const script = path.join(tmp, 'own.mjs');
+  fs.writeFileSync(script, `import { ownCommand } from ${JSON.stringify(RUNTIME_TS)};\n`
+    + `console.log(JSON.stringify(ownCommand(['--new', 'arg'])));\n`);
+  const r = spawnSync(RUNTIME[0]!, [...RUNTIME.slice(1), FLAG, 'own.mjs', '--old', 'x y'],
+    { cwd: tmp, encoding: 'utf8', timeout: 30000 });
+  assert.is(r.status, 0, r.stderr);
+  const cmd = JSON.parse(r.stdout.trim()) as string[];
+  assert.equal(cmd.slice(1), [...RUNTIME.slice(1), FLAG, 'own.mjs', '--new', 'arg']);
+  assert.is(fs.realpathSync(cmd[0]!), fs.realpathSync(process.execPath), 'the runtime binary, by its path');
+});
+
+test('as root, the sandboxed daemon runs in this runtime with the same flags (namespace re-exec)', async () => {
+  if (native.geteuid() !== 0) return;
+  const dir = fs.mkdtempSync(path.join(tmp, 'share-'));
+  const d = await spawnSocketDaemon(dir, path.join(tmp, 'ns.sock'),
+    { args: ['--sandbox=namespace', '--seccomp=kill', '--log-level=warn'], runtimeFlags: [FLAG], timeoutMs: 20000 });
+  try {
+    const kids = fs.readFileSync(`/proc/${d.child.pid}/task/${d.child.pid}/children`, 'utf8').trim().split(/\s+/);
+    assert.is(kids.length, 1, 'the helper has the daemon as its one child');
+    const inner = Number(kids[0]);
+    assert.is(fs.realpathSync(`/proc/${inner}/exe`), fs.realpathSync(process.execPath), 'the same runtime binary');
+    const argv = fs.readFileSync(`/proc/${inner}/cmdline`, 'utf8').split('\0').slice(0, -1);
+    assert.equal(argv.slice(1, RUNTIME.length + 2), [...RUNTIME.slice(1), FLAG, CLI], 'its flags, then the CLI');
+    assert.is(d.child.exitCode, null, 'serving under --seccomp=kill');
+  } finally {
+    d.child.kill('SIGTERM');
+    for (let i = 0; i < 250 && d.child.exitCode === null && d.child.signalCode === null; i++) await sleep(20);
+  }
+});
+
+test('poller: the libuv loop only on Node; VIRTIOFSD_TS_POLLER=loop elsewhere falls back to the thread', () => {
+  if (runtimeName === 'node') {
+    const p = new FdPoller('loop');
+    assert.is(p.mode, 'loop');
+    p.close();
+    return;
+  }
+  assert.throws(() => new FdPoller('loop'), /needs Node's libuv loop/);
+  const before = process.env.VIRTIOFSD_TS_POLLER;
+  process.env.VIRTIOFSD_TS_POLLER = 'loop';
+  try {
+    const p = new FdPoller();
+    assert.is(p.mode, 'thread');
+    p.close();
+  } finally {
+    if (before === undefined) delete process.env.VIRTIOFSD_TS_POLLER;
+    else process.env.VIRTIOFSD_TS_POLLER = before;
+  }
+});
+
+test('seccomp: socketpair is allowed for Deno only', () => {
+  const arch = native.seccompArch();
+  const socketpair = arch === 'x86_64' ? 53 : 199;
+  assert.ok(seccompSyscallNumbers(arch, false, 'deno').includes(socketpair));
+  assert.not.ok(seccompSyscallNumbers(arch, false, 'node').includes(socketpair));
+  assert.not.ok(seccompSyscallNumbers(arch, false, 'bun').includes(socketpair));
+});
+
+test.after(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test.run();

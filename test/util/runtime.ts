@@ -1,0 +1,76 @@
+/**
+ * Child processes in the runtime that runs the test (Node, Bun or Deno; see test/run.js --runtime): a test that
+ * starts the CLI or a helper script starts it in the same runtime, with the same flags (Deno's permissions), so
+ * the suite under Bun tests the daemon under Bun.
+ */
+import type { ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runtimeInvocation, runtimeName } from '../../host/runtime.js';
+import { skipLine } from './prereq.js';
+
+export { runtimeName };
+
+// Deno makes a socketpair for its signal driver at the first signal listener or child process, and keeps it. Made
+// here, when a test file starts, so that fd counts a test compares do not see it appear in between.
+if (runtimeName === 'deno') {
+  const noop = (): void => {};
+  process.on('SIGWINCH', noop);
+  process.off('SIGWINCH', noop);
+}
+
+/** The runtime and its flags, ready to take a script path and its arguments: `[node]`, `[bun]`, `[deno, run, -A]`. */
+export const RUNTIME: readonly string[] = runtimeInvocation().command;
+
+/** [command, args] that run `script` with `args` in this runtime, for spawn/spawnSync. */
+export function runtimeArgs(script: string, args: readonly string[] = []): [string, string[]] {
+  return [RUNTIME[0]!, [...RUNTIME.slice(1), script, ...args]];
+}
+
+/**
+ * [command, args] that evaluate an ES module's source text in this runtime (`node --input-type=module -e`,
+ * `bun -e`, `deno eval`, which grants every permission). The source imports by absolute path or `node:` name.
+ */
+export function evalArgs(source: string): [string, string[]] {
+  switch (runtimeName) {
+    case 'node': return [process.execPath, ['--input-type=module', '-e', source]];
+    case 'bun': return [process.execPath, ['-e', source]];
+    case 'deno': return [process.execPath, ['eval', source]];
+  }
+}
+
+/** Flags that load `module` before the script (`--import` on Node, `--preload` on Bun and Deno). */
+export function preloadFlags(module: string): string[] {
+  return runtimeName === 'node' ? ['--import', module] : ['--preload', module];
+}
+
+/**
+ * Sends `signal` to a child by its pid. Deno's ChildProcess.kill() reports the signal it sent as the exit status
+ * whatever the child then did, so a daemon's clean exit 0 on SIGTERM would read as killed.
+ */
+export function signalChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+type TestFn = (name: string, fn: () => void | Promise<void>) => void;
+
+const DIST_TEST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * `test`, except under a runtime named in `unsupported`, where the test only prints the skip marker of
+ * test/util/prereq.ts with the reason (test/run.js counts it as a skip and lists it). Not a missing prerequisite:
+ * CI=true does not turn it into a failure. Only for what the runtime lacks; README.md's runtime table lists each.
+ */
+export function unlessRuntime(test: TestFn, unsupported: Partial<Record<typeof runtimeName, string>>): TestFn {
+  const reason = unsupported[runtimeName];
+  if (reason === undefined) return test;
+  const file = path.relative(DIST_TEST, path.resolve(process.argv[1] ?? 'unknown'));
+  return (name) => test(name, () => {
+    console.log(skipLine(file, name, `${runtimeName}: ${reason}`));
+  });
+}
