@@ -134,6 +134,9 @@ VFS_FN(vfs_memfd_create);
 VFS_FN(vfs_mmap_into);
 VFS_FN(vfs_unmap_from);
 VFS_FN(vfs_address_of);
+VFS_FN(vfs_window_reserve);
+VFS_FN(vfs_window_unmap);
+VFS_FN(vfs_fcntl_getfl);
 
 /* eventfd.c */
 VFS_FN(vfs_eventfd);

@@ -16,6 +16,7 @@ import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
 import { INODE_FILE_HANDLES, type InodeFileHandles } from './passthrough/inode-store.js';
 import { native } from './native-loader.js';
+import { DAX_PROTOCOLS, parseInodeDax, type DaxProtocol } from './dax/dax-device.js';
 
 const USAGE = `Usage: virtiofsd-ts --socket-path=PATH --shared-dir=DIR [options]
        virtiofsd-ts --mountpoint=DIR2 --shared-dir=DIR [options]
@@ -59,6 +60,12 @@ Options:
   --allow-mknod-devices     let the guest create character/block device nodes (default: refused with
                             EPERM; they would be host device nodes). The daemon never opens one either way
   --readonly                refuse every change to the shared directory (EROFS)
+  --dax-window=SIZE         offer a DAX cache window of SIZE bytes (multiple of 2M, e.g. 1G): the guest
+                            maps file pages straight into it (mount -t virtiofs TAG /mnt -o dax)
+  --dax-protocol=DIALECT    how mappings reach the VMM: shmem (SHMEM_MAP/UNMAP, upstream; the default) |
+                            legacy (SLAVE_FS_MAP/UNMAP of the original virtio-fs QEMU, cache-size= SIZE)
+  --inode-dax=POLICY        files the guest maps with -o dax=inode: never (default) | always |
+                            size:N[k|m|g] (regular files of at least N bytes)
   --rlimit-nofile=N         set the open-file limit to N (0: leave it; default: raise it to
                             min(1000000, fs.nr_open), or to the hard limit when that is not allowed)
   --sandbox=MODE            confine the daemon to DIR: namespace (pivot_root in new mount/pid/net
@@ -114,6 +121,9 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
         'announce-submounts': { type: 'boolean' },
         'allow-mknod-devices': { type: 'boolean' },
         readonly: { type: 'boolean' },
+        'dax-window': { type: 'string' },
+        'dax-protocol': { type: 'string' },
+        'inode-dax': { type: 'string' },
         'rlimit-nofile': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
@@ -176,7 +186,9 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
       throw new ConfigError('--rlimit-nofile must be a non-negative integer');
     }
   }
+  const dax = parseDaxOptions(v['dax-window'], v['dax-protocol'], v['inode-dax'], v.mountpoint !== undefined);
   return {
+    ...dax,
     ...(v.mountpoint ? { mountpoint: v.mountpoint } : { socketPath: v['socket-path'] }),
     sharedDir: v['shared-dir'],
     ...(v.sandbox !== undefined ? { sandbox: v.sandbox as SandboxMode } : {}),
@@ -202,6 +214,27 @@ export function parseCommandLine(argv: string[]): DaemonOptions | 'help' | 'vers
     readonly: v.readonly ?? false,
     rlimitNofile,
   };
+}
+
+/** --dax-window, --dax-protocol, --inode-dax. */
+function parseDaxOptions(window: string | undefined, protocol: string | undefined, inodeDax: string | undefined,
+  mountpoint: boolean): Pick<DaemonOptions, 'daxWindowSize' | 'daxProtocol' | 'inodeDax'> {
+  if (window === undefined) {
+    if (protocol !== undefined || inodeDax !== undefined) throw new ConfigError('--dax-protocol and --inode-dax need --dax-window');
+    return {};
+  }
+  if (mountpoint) throw new ConfigError('--dax-window needs a VMM (--socket-path)');
+  const m = /^(\d+)([kKmMgG]?)$/.exec(window);
+  const size = m === null ? NaN : Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  if (!Number.isSafeInteger(size) || size <= 0 || size % (2 * 1024 * 1024) !== 0 || size > 16 * 1024 ** 3) {
+    throw new ConfigError('--dax-window must be a multiple of 2M, at most 16G');
+  }
+  if (protocol !== undefined && !(DAX_PROTOCOLS as readonly string[]).includes(protocol)) {
+    throw new ConfigError(`--dax-protocol must be one of ${DAX_PROTOCOLS.join(', ')} (got '${protocol}')`);
+  }
+  const policy = parseInodeDax(inodeDax ?? 'never');
+  if (policy === null) throw new ConfigError(`--inode-dax must be never, always or size:N (got '${inodeDax}')`);
+  return { daxWindowSize: size, daxProtocol: (protocol ?? 'shmem') as DaxProtocol, inodeDax: policy };
 }
 
 export async function main(argv: string[]): Promise<number> {

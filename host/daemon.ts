@@ -10,6 +10,8 @@ import { ConfigError } from './errors.js';
 import { log, type LogLevel } from './log.js';
 import { Core } from './core.js';
 import { FuseServer, type CacheMode } from './fuse/server.js';
+import { DaxDevice, attachDax, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
+import { passthroughMappingFiles } from './dax/passthrough-files.js';
 import { PassthroughFs } from './passthrough/passthrough-fs.js';
 import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
@@ -94,6 +96,17 @@ export interface DaemonOptions {
    * (capabilities are per thread; see host/sandbox.ts). Not applied by start().
    */
   modcaps?: string;
+  /**
+   * The DAX cache window in bytes (a multiple of 2 MiB; 0 or absent: no DAX). The guest maps file ranges into it
+   * (`mount -t virtiofs TAG /mnt -o dax`); host/dax/dax-device.ts. vhost-user only.
+   */
+  daxWindowSize?: number;
+  /** How map requests reach the frontend: `shmem` (SHMEM_MAP/UNMAP, upstream; default) or `legacy` (SLAVE_FS_MAP). */
+  daxProtocol?: DaxProtocol;
+  /** Which files get FUSE_ATTR_DAX for a guest mounted with -o dax=inode (default: never, no FUSE_HAS_INODE_DAX). */
+  inodeDax?: InodeDaxPolicy;
+  /** How long the VMM may take to answer a map request before the backend channel counts as broken (5000 ms). */
+  daxRequestTimeoutMs?: number;
 }
 
 /** virtiofsd's default open-file limit (capped by fs.nr_open). */
@@ -200,10 +213,18 @@ export class VirtiofsDaemon {
       }
       return new VirtiofsDaemon(options, core, fs, server, null, session);
     }
+    let dax: DaxDevice | undefined;
+    if ((options.daxWindowSize ?? 0) > 0) {
+      dax = new DaxDevice({ windowSize: BigInt(options.daxWindowSize!), protocol: options.daxProtocol ?? 'shmem',
+        ...(options.inodeDax !== undefined ? { inodeDax: options.inodeDax } : {}) });
+      dax.attachFiles(passthroughMappingFiles(fs));
+      attachDax(server, dax);
+    }
     const listener = new VhostUserListener({
       socketPath: options.socketPath!,
       core,
       server,
+      ...(dax !== undefined ? { dax, backendRequestTimeoutMs: options.daxRequestTimeoutMs ?? 5000 } : {}),
       numRequestQueues: options.numRequestQueues ?? 1,
       exitOnDisconnect: options.exitOnDisconnect ?? false,
     });

@@ -109,6 +109,16 @@ export interface Native {
   unmapFrom(mem: Memory, offset: number, length: number): number;
   /** Address of mem's first byte as a number (for logs and tests that two views share pages). */
   addressOf(mem: Memory): number;
+  /**
+   * A DAX cache window: an inaccessible (PROT_NONE, MAP_NORESERVE) anonymous reservation of `length` bytes (a page
+   * multiple) as an external ArrayBuffer over it, or -errno. Files go in with mmapInto, back out with windowUnmap;
+   * the reservation is unmapped when the buffer is collected. Touching an inaccessible page is SIGSEGV.
+   */
+  windowReserve(length: number): ArrayBuffer | number;
+  /** The range of the window becomes inaccessible again (PROT_NONE anonymous, MAP_FIXED). Checks as mmapInto. */
+  windowUnmap(mem: Memory, offset: number, length: number): number;
+  /** fcntl(fd, F_GETFL): status flags (access mode under O_ACCMODE), or -errno. */
+  fcntlGetfl(fd: number): number;
 
   // ---- eventfd.c ------------------------------------------------------------------------------------------
   /** eventfd(initval, flags | EFD_CLOEXEC). */

@@ -120,6 +120,8 @@ export interface FuseClientOptions {
   timeoutMs?: number;
   /** Negotiate VIRTIO_RING_F_EVENT_IDX when offered (as Linux does). Default true. */
   eventIdx?: boolean;
+  /** Protocol features to ask for (intersected with the offer). Default MQ | REPLY_ACK (VhostUserFrontend's). */
+  protocolFeatures?: bigint;
 }
 
 type Resolve = (v: any) => void;
@@ -225,6 +227,7 @@ export class FuseClient {
     const opts: Required<FuseClientOptions> = {
       queues: options.queues ?? 1, depth: options.depth ?? 64, maxPayload: options.maxPayload ?? 128 * 1024,
       timeoutMs: options.timeoutMs ?? 10000, eventIdx: options.eventIdx ?? true,
+      protocolFeatures: options.protocolFeatures ?? -1n,
     };
     if (!(opts.queues >= 1 && opts.queues <= 63)) throw new RangeError(`queues must be 1..63, got ${opts.queues}`);
     if (!(opts.depth >= 1 && opts.depth <= 1024)) throw new RangeError(`depth must be 1..1024, got ${opts.depth}`);
@@ -237,7 +240,8 @@ export class FuseClient {
       const offered = await fe.getFeatures();
       let want = offered;
       if (!opts.eventIdx) want &= ~bit(VIRTIO_RING_F_EVENT_IDX);
-      const acked = await fe.negotiate({ features: want });
+      const acked = await fe.negotiate({ features: want,
+        ...(opts.protocolFeatures >= 0n ? { protocolFeatures: opts.protocolFeatures } : {}) });
       const eventIdx = (acked & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n;
       if (opts.queues > 1) {
         const n = await fe.getQueueNum();
@@ -314,6 +318,26 @@ export class FuseClient {
       poller.close();
       throw err;
     }
+  }
+
+  /** The vhost-user control connection (the DAX window attaches its backend channel through it). */
+  get frontend(): VhostUserFrontend {
+    return this.fe;
+  }
+
+  /**
+   * Any request whose reply is a bare status (SETUPMAPPING, REMOVEMAPPING, ...): `args` are copied after the
+   * fuse_in_header (at most 4056 bytes). Resolves on error 0.
+   */
+  request(opcode: number, nodeid: number, args: Uint8Array, q?: number): Promise<void> {
+    const g = this.slot(q);
+    if (g < 0) return this.retry(() => this.request(opcode, nodeid, args, q));
+    if (args.length > IN_AREA - P.IN_HEADER.SIZE) {
+      this.release1(g);
+      return Promise.reject(new RangeError(`request args of ${args.length} bytes do not fit the slot`));
+    }
+    this.u8.set(args, this.inOff[g]! + P.IN_HEADER.SIZE);
+    return this.send(g, opcode, nodeid, args.length, K_VOID);
   }
 
   /** Whether VIRTIO_RING_F_EVENT_IDX is in use. */

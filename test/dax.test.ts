@@ -1,0 +1,342 @@
+/**
+ * The DAX window end to end, through our frontend (host/frontend: FuseClient + DaxWindow + DaxDriver) against the
+ * daemon in this process: file pages mapped into the window are the host's bytes (node:fs checks them), a host-side
+ * change shows through an existing mapping, a read-only range is upgraded for a write, a working set twice the
+ * window is reclaimed, a file truncated under a mapping neither crashes the frontend (SIGBUS would kill this
+ * process) nor gives undefined answers; and every hostile SETUPMAPPING/REMOVEMAPPING/backend-channel input of the
+ * table in the report is answered with its error while the daemon serves on.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FuseClient, FuseError } from '../host/frontend/fuse-client.js';
+import { DaxWindow } from '../host/frontend/dax-window.js';
+import { DaxDriver } from '../host/frontend/dax-driver.js';
+import { VirtiofsDaemon } from '../host/daemon.js';
+import * as P from '../host/fuse/protocol.js';
+import { FUSE_DAX_SZ } from '../host/dax/dax-ranges.js';
+import { VhostUserProtocolFeature as PF, bit } from '../host/vhost-user/protocol.js';
+import { native } from '../host/native-loader.js';
+import { setLogLevel } from '../host/log.js';
+
+setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
+
+const E = native.constants.errno;
+const c = native.constants;
+const MiB = 1024 * 1024;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dax-test-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+export const DAX_PROTOCOL_FEATURES = bit(PF.MQ) | bit(PF.REPLY_ACK) | bit(PF.BACKEND_REQ) | bit(PF.BACKEND_SEND_FD) |
+  bit(PF.SHMEM);
+
+interface Rig {
+  dir: string;
+  daemon: VirtiofsDaemon;
+  client: FuseClient;
+  window: DaxWindow;
+  driver: DaxDriver;
+  close(): Promise<void>;
+}
+
+let rigNo = 0;
+async function rig(opts: { windowMiB?: number; readonly?: boolean; protocol?: 'shmem' | 'legacy'; timeoutMs?: number } = {}): Promise<Rig> {
+  const n = rigNo++;
+  const dir = fs.mkdtempSync(path.join(tmp, `share${n}-`));
+  const socket = path.join(tmp, `dax${n}.sock`);
+  const windowSize = (opts.windowMiB ?? 8) * MiB;
+  const daemon = await VirtiofsDaemon.start({ socketPath: socket, sharedDir: dir, cache: 'never', logLevel: 'error',
+    daxWindowSize: windowSize, daxProtocol: opts.protocol ?? 'shmem', readonly: opts.readonly ?? false,
+    daxRequestTimeoutMs: opts.timeoutMs ?? 1500 });
+  const client = await FuseClient.connect(socket, { protocolFeatures: DAX_PROTOCOL_FEATURES, timeoutMs: 10000 });
+  const window = await DaxWindow.attach(client.frontend, { protocol: opts.protocol ?? 'shmem', size: windowSize });
+  await client.init({ flags: P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_MAP_ALIGNMENT });
+  const driver = await DaxDriver.create(client, window);
+  return {
+    dir, daemon, client, window, driver,
+    close: async () => {
+      client.close();
+      window.close();
+      await daemon.close();
+    },
+  };
+}
+
+function pattern(len: number, seed: number): Uint8Array {
+  const b = new Uint8Array(len);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+async function errnoOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof FuseError) return e.errno;
+    throw e;
+  }
+  return 0;
+}
+
+function setupArgs(a: { fh?: bigint; foffset: bigint | number; len: bigint | number; flags: bigint; moffset: bigint | number }): Uint8Array {
+  const b = new Uint8Array(P.SETUPMAPPING_IN.SIZE);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(P.SETUPMAPPING_IN.fh, a.fh ?? 0xffff_ffff_ffff_ffffn, true);
+  v.setBigUint64(P.SETUPMAPPING_IN.foffset, BigInt(a.foffset), true);
+  v.setBigUint64(P.SETUPMAPPING_IN.len, BigInt.asUintN(64, BigInt(a.len)), true);
+  v.setBigUint64(P.SETUPMAPPING_IN.flags, a.flags, true);
+  v.setBigUint64(P.SETUPMAPPING_IN.moffset, BigInt.asUintN(64, BigInt(a.moffset)), true);
+  return b;
+}
+
+function removeArgs(entries: Array<{ moffset: bigint | number; len: bigint | number }>, count = entries.length): Uint8Array {
+  const b = new Uint8Array(4 + entries.length * 16);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, count, true);
+  entries.forEach((e, i) => {
+    v.setBigUint64(4 + i * 16, BigInt(e.moffset), true);
+    v.setBigUint64(4 + i * 16 + 8, BigInt(e.len), true);
+  });
+  return b;
+}
+
+const READ = 2n, WRITE = 1n;
+
+// ---- the window: data, coherence, upgrade, reclaim, truncation -------------------------------------------------
+
+const data = suite('dax: files through the window');
+
+data('reads and writes through the window match the host bytes; host changes show through the mapping', async () => {
+  const r = await rig();
+  try {
+    const bytes = pattern(3 * MiB + 123, 7);
+    fs.writeFileSync(path.join(r.dir, 'f'), bytes);
+    const e = await r.client.lookup(P.FUSE_ROOT_ID, 'f');
+    const got = await r.driver.read(e.nodeid, 0, bytes.length, bytes.length);
+    assert.ok(Buffer.from(got).equals(Buffer.from(bytes)), 'read through the window = host bytes');
+    assert.is(r.window.stats.maps, 2, 'two 2 MiB ranges were mapped');
+    assert.is(r.driver.stats.misses, 2);
+    // A second read is served from the mapped ranges (no FUSE round trip).
+    const sent = r.client.sent;
+    const again = await r.driver.read(e.nodeid, MiB, 4096, bytes.length);
+    assert.is(r.client.sent, sent, 'a hit sends no request');
+    assert.ok(Buffer.from(again).equals(Buffer.from(bytes.subarray(MiB, MiB + 4096))));
+    // A host process changes the file: the mapping shows it (MAP_SHARED of the same page cache).
+    const fd = fs.openSync(path.join(r.dir, 'f'), 'r+');
+    fs.writeSync(fd, Buffer.from('host-side change'), 0, 16, 2 * MiB + 5);
+    fs.closeSync(fd);
+    const seen = await r.driver.read(e.nodeid, 2 * MiB + 5, 16, bytes.length);
+    assert.is(Buffer.from(seen).toString(), 'host-side change');
+
+    // A write inside the file goes through a read range upgraded to write: unmap + map RW at the same offset.
+    const o = await r.client.open(e.nodeid, c.O_RDWR);
+    const mapsBefore = r.window.stats.maps;
+    const n = await r.driver.write(e.nodeid, o.fh, 100, new TextEncoder().encode('written via DAX'), bytes.length);
+    assert.is(n, 15);
+    assert.is(r.driver.stats.upgrades, 1, 'the read-only range was upgraded');
+    assert.is(r.window.stats.maps, mapsBefore + 1);
+    const host = fs.readFileSync(path.join(r.dir, 'f'));
+    assert.is(host.subarray(100, 115).toString(), 'written via DAX', 'the host sees the write');
+    // An extending write goes through FUSE WRITE, as the guest driver does it.
+    const tail = new TextEncoder().encode('appended');
+    await r.driver.write(e.nodeid, o.fh, bytes.length, tail, bytes.length);
+    assert.is(r.driver.stats.directWrites, 1);
+    assert.is(fs.statSync(path.join(r.dir, 'f')).size, bytes.length + tail.length);
+    const read2 = await r.driver.read(e.nodeid, bytes.length, tail.length, bytes.length + tail.length);
+    assert.is(Buffer.from(read2).toString(), 'appended', 'the new end is visible through the window');
+    await r.client.release(e.nodeid, o.fh);
+  } finally {
+    await r.close();
+  }
+});
+
+data('a working set twice the window is reclaimed (LRU) and every byte still matches', async () => {
+  const r = await rig({ windowMiB: 8 }); // 4 ranges
+  try {
+    const files: Array<{ node: number; bytes: Uint8Array }> = [];
+    for (let i = 0; i < 4; i++) {
+      const bytes = pattern(2 * MiB, 100 + i);
+      fs.writeFileSync(path.join(r.dir, `w${i}`), bytes);
+      files.push({ node: (await r.client.lookup(P.FUSE_ROOT_ID, `w${i}`)).nodeid, bytes });
+    }
+    // 8 MiB of files over a 8 MiB window... twice: 16 MiB working set over 4 ranges.
+    for (let i = 4; i < 8; i++) {
+      const bytes = pattern(2 * MiB, 100 + i);
+      fs.writeFileSync(path.join(r.dir, `w${i}`), bytes);
+      files.push({ node: (await r.client.lookup(P.FUSE_ROOT_ID, `w${i}`)).nodeid, bytes });
+    }
+    for (let round = 0; round < 2; round++) {
+      for (const f of files) {
+        const off = 4096 * ((round * 7 + f.node) % 500);
+        const got = await r.driver.read(f.node, off, 8192, f.bytes.length);
+        assert.ok(Buffer.from(got).equals(Buffer.from(f.bytes.subarray(off, off + 8192))), `node ${f.node} round ${round}`);
+      }
+    }
+    assert.ok(r.driver.stats.reclaims >= 8, `ranges were reclaimed (${r.driver.stats.reclaims})`);
+    assert.ok(r.driver.ranges.busyCount <= 4);
+    assert.is(r.window.mapped.size, r.driver.ranges.busyCount, 'the window holds exactly the busy ranges');
+  } finally {
+    await r.close();
+  }
+});
+
+data('a file truncated under a mapping: no SIGBUS, zero pages past the new end, defined reads', async () => {
+  const r = await rig();
+  try {
+    const bytes = pattern(2 * MiB, 3);
+    fs.writeFileSync(path.join(r.dir, 't'), bytes);
+    const e = await r.client.lookup(P.FUSE_ROOT_ID, 't');
+    const view = await r.driver.view(e.nodeid, 0, 2 * MiB, bytes.length);
+    assert.is(view.bytes[MiB + 1], bytes[MiB + 1]);
+    // The guest truncates to 5000 bytes: the device re-makes the mapping as file + zero tail before replying.
+    await r.client.setattr(e.nodeid, { size: 5000 });
+    await until(() => r.window.mapped.size === 2, 2000);
+    r.window.pump();
+    assert.is(r.window.mapped.size, 2, 'file part + zero tail');
+    // Touching the old view past the new end would be SIGBUS with the plain mapping: now it reads zeros.
+    assert.is(view.bytes[MiB + 1], 0, 'past the new end: a zero page, not SIGBUS');
+    assert.is(view.bytes[4999], bytes[4999], 'inside the file: still the file');
+    view.release();
+    // The driver reads stop at the new size.
+    const got = await r.driver.read(e.nodeid, 0, 2 * MiB, 5000);
+    assert.is(got.length, 5000);
+    assert.ok(Buffer.from(got).equals(Buffer.from(bytes.subarray(0, 5000))));
+    // Growing it again (FUSE WRITE past the end) maps the whole range from the file again.
+    const o = await r.client.open(e.nodeid, c.O_RDWR);
+    await r.driver.write(e.nodeid, o.fh, MiB, new TextEncoder().encode('grown'), 5000);
+    await until(() => { r.window.pump(); return r.window.mapped.size === 1; }, 2000);
+    const grown = await r.driver.read(e.nodeid, MiB, 5, MiB + 5);
+    assert.is(Buffer.from(grown).toString(), 'grown', 'the grown file shows through the same range');
+    await r.client.release(e.nodeid, o.fh);
+  } finally {
+    await r.close();
+  }
+});
+
+data('legacy dialect (SLAVE_FS_MAP/UNMAP) behind --dax-protocol=legacy', async () => {
+  const r = await rig({ protocol: 'legacy' });
+  try {
+    const bytes = pattern(MiB, 9);
+    fs.writeFileSync(path.join(r.dir, 'l'), bytes);
+    const e = await r.client.lookup(P.FUSE_ROOT_ID, 'l');
+    const got = await r.driver.read(e.nodeid, 0, bytes.length, bytes.length);
+    assert.ok(Buffer.from(got).equals(Buffer.from(bytes)));
+    assert.is(r.window.stats.maps, 1);
+    await r.driver.forgetNode(e.nodeid);
+    assert.is(r.window.stats.unmaps, 1);
+  } finally {
+    await r.close();
+  }
+});
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) return false;
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  return true;
+}
+
+data.run();
+
+// ---- hostile input ----------------------------------------------------------------------------------------------
+
+const hostile = suite('dax: hostile SETUPMAPPING / REMOVEMAPPING / backend channel');
+
+hostile('each bad request gets its error and the daemon serves on', async () => {
+  const r = await rig({ windowMiB: 8 });
+  try {
+    fs.writeFileSync(path.join(r.dir, 'h'), pattern(4 * MiB, 1));
+    fs.mkdirSync(path.join(r.dir, 'd'));
+    const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'h')).nodeid;
+    const dirNode = (await r.client.lookup(P.FUSE_ROOT_ID, 'd')).nodeid;
+    const ro = await r.client.open(node, c.O_RDONLY);
+    const rq = (args: Uint8Array, n = node) => errnoOf(r.client.request(P.FUSE_SETUPMAPPING, n, args));
+    const rm = (args: Uint8Array) => errnoOf(r.client.request(P.FUSE_REMOVEMAPPING, node, args));
+    const W = 8n * BigInt(MiB);
+    const table: Array<[string, Promise<number>, number]> = [];
+    const row = (name: string, p: Promise<number>, want: number) => table.push([name, p, want]);
+    // Serially: each row's outcome must not depend on another's.
+    const results: Array<[string, number, number]> = [];
+    const runRow = async (name: string, p: () => Promise<number>, want: number) => results.push([name, await p(), want]);
+    void row;
+    await runRow('out of window', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: W })), E.EINVAL);
+    await runRow('ends past the window', () => rq(setupArgs({ foffset: 0, len: 4 * MiB, flags: READ, moffset: W - 2n * BigInt(MiB) })), E.EINVAL);
+    await runRow('moffset+len wraps 2^64', () => rq(setupArgs({ foffset: 0, len: -4096n, flags: READ, moffset: 8192 })), E.EINVAL);
+    await runRow('foffset+len overflows', () => rq(setupArgs({ foffset: (1n << 63n) - 4096n, len: 2 * MiB, flags: READ, moffset: 0 })), E.EINVAL);
+    await runRow('misaligned moffset', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 512 })), E.EINVAL);
+    await runRow('misaligned foffset', () => rq(setupArgs({ foffset: 100, len: 2 * MiB, flags: READ, moffset: 0 })), E.EINVAL);
+    await runRow('zero length', () => rq(setupArgs({ foffset: 0, len: 0, flags: READ, moffset: 0 })), E.EINVAL);
+    await runRow('unknown flags', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: 4n, moffset: 0 })), E.EINVAL);
+    await runRow('a directory', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }), dirNode), E.EINVAL);
+    await runRow('unknown node', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }), 999999), E.ENOENT);
+    await runRow('WRITE on a read-only handle', () => rq(setupArgs({ fh: BigInt(ro.fh), foffset: 0, len: 2 * MiB, flags: READ | WRITE, moffset: 0 })), E.EACCES);
+    await runRow('an fh that is no handle', () => rq(setupArgs({ fh: 12345n, foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 })), E.EBADF);
+    await runRow('args too short', () => rq(new Uint8Array(16)), E.EINVAL);
+    await runRow('valid mapping', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 })), 0);
+    await runRow('overlapping another mapping', () => rq(setupArgs({ foffset: 2 * MiB, len: 2 * MiB, flags: READ, moffset: MiB })), E.EEXIST);
+    await runRow('same offset, other file range', () => rq(setupArgs({ foffset: 2 * MiB, len: 2 * MiB, flags: READ, moffset: 0 })), E.EEXIST);
+    await runRow('REMOVEMAPPING of nothing mapped', () => rm(removeArgs([{ moffset: 4 * MiB, len: 2 * MiB }])), E.EINVAL);
+    await runRow('REMOVEMAPPING with another length', () => rm(removeArgs([{ moffset: 0, len: MiB }])), E.EINVAL);
+    await runRow('REMOVEMAPPING count 0', () => rm(removeArgs([], 0)), E.EINVAL);
+    await runRow('REMOVEMAPPING huge count', () => rm(removeArgs([{ moffset: 0, len: 2 * MiB }], 0xffff_ffff)), E.EINVAL);
+    await runRow('REMOVEMAPPING count past the entries', () => rm(removeArgs([{ moffset: 0, len: 2 * MiB }], 3)), E.EINVAL);
+    await runRow('REMOVEMAPPING the same mapping twice', () => rm(removeArgs([{ moffset: 0, len: 2 * MiB }, { moffset: 0, len: 2 * MiB }])), E.EINVAL);
+    await runRow('REMOVEMAPPING valid', () => rm(removeArgs([{ moffset: 0, len: 2 * MiB }])), 0);
+    await runRow('REMOVEMAPPING again', () => rm(removeArgs([{ moffset: 0, len: 2 * MiB }])), E.EINVAL);
+    for (const [name, got, want] of results) assert.is(got, want, `${name}: errno ${got}, expected ${want}`);
+    assert.is(r.window.mapped.size, 0, 'nothing left mapped in the window');
+    // The daemon serves on.
+    const st = await r.client.statfs();
+    assert.ok(st.blocks > 0);
+    await r.client.release(node, ro.fh);
+  } finally {
+    await r.close();
+  }
+});
+
+hostile('WRITE mapping on a read-only share is EROFS; READ works', async () => {
+  const r = await rig({ readonly: true });
+  try {
+    fs.writeFileSync(path.join(r.dir, 'ro'), pattern(MiB, 2));
+    const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'ro')).nodeid;
+    assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
+      setupArgs({ foffset: 0, len: 2 * MiB, flags: READ | WRITE, moffset: 0 }))), E.EROFS);
+    assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
+      setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }))), 0);
+  } finally {
+    await r.close();
+  }
+});
+
+hostile('a frontend that never answers the map request: an error reply, and the daemon serves on', async () => {
+  const r = await rig();
+  try {
+    fs.writeFileSync(path.join(r.dir, 's'), pattern(MiB, 4));
+    const node = (await r.client.lookup(P.FUSE_ROOT_ID, 's')).nodeid;
+    r.window.silent = true;
+    const t0 = Date.now();
+    const pending = errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
+      setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 })));
+    // Meanwhile other requests are served (the SETUPMAPPING is parked, not blocking the queue).
+    const st = await r.client.statfs();
+    assert.ok(st.blocks > 0, 'served while the map request waits');
+    assert.is(await pending, E.ETIMEDOUT, 'timed out with an error');
+    assert.ok(Date.now() - t0 >= 1000);
+    // The channel is closed after a timeout: DAX is off until the frontend gives a new one; the rest serves on.
+    assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
+      setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }))), E.ENOTCONN);
+    assert.ok((await r.client.lookup(P.FUSE_ROOT_ID, 's')).nodeid > 0);
+  } finally {
+    await r.close();
+  }
+});
+
+hostile.run();
