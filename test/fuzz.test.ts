@@ -1,7 +1,7 @@
 /**
  * The fuzz targets (test/fuzz/targets.ts) on a bounded budget for CI: each core target runs from a fixed run seed
- * for FUZZ_MS / 3 (default 20 s in all), the vhost-user target for FUZZ_VU_MS (default 5 s), and none may find
- * anything. `npm run fuzz` runs them longer from any seed.
+ * for FUZZ_MS / 3 (default 20 s in all; the DAX range allocator's target `dax-ranges` for FUZZ_DAX_MS, default
+ * 3 s), the vhost-user target for FUZZ_VU_MS (default 5 s), and none may find anything. `npm run fuzz` runs them longer from any seed.
  *
  * Before that, the harness's own checks are shown to fire (a fuzzer whose invariants cannot fail finds nothing
  * and proves nothing): a byte changed behind the core's back, an iovec outside guest RAM, a wrong request field.
@@ -17,6 +17,7 @@ import { native } from '../host/native-loader.js';
 
 const BUDGET_MS = Number(process.env.FUZZ_MS ?? 20_000);
 const VU_BUDGET_MS = Number(process.env.FUZZ_VU_MS ?? 5_000);
+const DAX_BUDGET_MS = Number(process.env.FUZZ_DAX_MS ?? 3_000);
 const RUN_SEED = Number(process.env.FUZZ_SEED ?? 0x5eed) >>> 0;
 const wasmPath = process.env.CORE_WASM;
 
@@ -118,7 +119,8 @@ test('vhost-user harness: a case replays identically from its seed', async () =>
 });
 
 for (const target of [...CORE_TARGETS, 'vhost-user' as const]) {
-  const budget = target === 'vhost-user' ? VU_BUDGET_MS : BUDGET_MS / CORE_TARGETS.length;
+  const budget = target === 'vhost-user' ? VU_BUDGET_MS : target === 'dax-ranges' ? DAX_BUDGET_MS
+    : BUDGET_MS / (CORE_TARGETS.length - 1);
   test(`fuzz ${target}: run seed ${RUN_SEED}, ${Math.round(budget / 1000)} s, no finding`, async () => {
     const stats = await runTarget(target, RUN_SEED, budget, Infinity, wasmPath);
     console.log(`  ${target}: ${stats.executions} executions in ${(stats.ms / 1000).toFixed(1)} s`);
