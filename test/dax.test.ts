@@ -17,7 +17,10 @@ import { DaxDriver } from '../host/frontend/dax-driver.js';
 import { VirtiofsDaemon } from '../host/daemon.js';
 import * as P from '../host/fuse/protocol.js';
 import { FUSE_DAX_SZ } from '../host/dax/dax-ranges.js';
-import { VhostUserProtocolFeature as PF, bit } from '../host/vhost-user/protocol.js';
+import { VhostUserProtocolFeature as PF, VhostUserRequest as VR, bit, encodeHeader, VHOST_USER_REPLY_MASK,
+  VHOST_USER_VERSION } from '../host/vhost-user/protocol.js';
+import { VhostUserFrontend } from '../host/frontend/vhost-user-frontend.js';
+import { daxOf } from '../host/dax/dax-device.js';
 import { native } from '../host/native-loader.js';
 import { setLogLevel } from '../host/log.js';
 
@@ -30,7 +33,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dax-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 export const DAX_PROTOCOL_FEATURES = bit(PF.MQ) | bit(PF.REPLY_ACK) | bit(PF.BACKEND_REQ) | bit(PF.BACKEND_SEND_FD) |
-  bit(PF.SHMEM);
+  bit(PF.SHMEM) | bit(PF.RESET_DEVICE);
 
 interface Rig {
   dir: string;
@@ -42,17 +45,18 @@ interface Rig {
 }
 
 let rigNo = 0;
-async function rig(opts: { windowMiB?: number; readonly?: boolean; protocol?: 'shmem' | 'legacy'; timeoutMs?: number } = {}): Promise<Rig> {
+async function rig(opts: { windowMiB?: number; readonly?: boolean; protocol?: 'shmem' | 'legacy'; timeoutMs?: number;
+  inodeDax?: { kind: 'size'; minBytes: number }; init?: { flags: number; flags2?: number } } = {}): Promise<Rig> {
   const n = rigNo++;
   const dir = fs.mkdtempSync(path.join(tmp, `share${n}-`));
   const socket = path.join(tmp, `dax${n}.sock`);
   const windowSize = (opts.windowMiB ?? 8) * MiB;
   const daemon = await VirtiofsDaemon.start({ socketPath: socket, sharedDir: dir, cache: 'never', logLevel: 'error',
     daxWindowSize: windowSize, daxProtocol: opts.protocol ?? 'shmem', readonly: opts.readonly ?? false,
-    daxRequestTimeoutMs: opts.timeoutMs ?? 1500 });
+    daxRequestTimeoutMs: opts.timeoutMs ?? 1500, ...(opts.inodeDax !== undefined ? { inodeDax: opts.inodeDax } : {}) });
   const client = await FuseClient.connect(socket, { protocolFeatures: DAX_PROTOCOL_FEATURES, timeoutMs: 10000 });
   const window = await DaxWindow.attach(client.frontend, { protocol: opts.protocol ?? 'shmem', size: windowSize });
-  await client.init({ flags: P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_MAP_ALIGNMENT });
+  await client.init(opts.init ?? { flags: P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_MAP_ALIGNMENT });
   const driver = await DaxDriver.create(client, window);
   return {
     dir, daemon, client, window, driver,
@@ -339,4 +343,130 @@ hostile('a frontend that never answers the map request: an error reply, and the 
   }
 });
 
+hostile('the backend channel: unasked GET_SHMEM_CONFIG, SET_BACKEND_REQ_FD without BACKEND_REQ, junk on the channel', async () => {
+  const r = await rig();
+  try {
+    const socket = path.join(tmp, `dax${rigNo - 1}.sock`);
+    // A second frontend may not connect while one is served: use the rig's own for the channel, a fresh daemon
+    // for the negotiation cases.
+    const dir = fs.mkdtempSync(path.join(tmp, 'neg-'));
+    const sock2 = path.join(tmp, 'neg.sock');
+    const d2 = await VirtiofsDaemon.start({ socketPath: sock2, sharedDir: dir, logLevel: 'error', daxWindowSize: 4 * MiB });
+    try {
+      const fe = await VhostUserFrontend.connect(sock2, { timeoutMs: 2000 });
+      await fe.negotiate({ protocolFeatures: bit(PF.MQ) | bit(PF.REPLY_ACK) });
+      const pair = new Int32Array(2);
+      native.socketpair(pair);
+      const nack = await fe.setBackendReqFd(pair[1]!).then(() => 'ok', (e: Error) => (e as { code?: string }).code);
+      assert.is(nack, 'VU_ERR_NACK', 'SET_BACKEND_REQ_FD without BACKEND_REQ is refused');
+      native.close(pair[0]!);
+      native.close(pair[1]!);
+      const cfg = await fe.getShmemConfig().then(() => 'answered', () => 'refused');
+      assert.is(cfg, 'refused', 'GET_SHMEM_CONFIG without SHMEM ends the session (a reply body we may not give)');
+      assert.ok(await fe.waitClosed(2000));
+      fe.close();
+      const fe2 = await VhostUserFrontend.connect(sock2, { timeoutMs: 2000 });
+      await fe2.negotiate({ protocolFeatures: DAX_PROTOCOL_FEATURES });
+      assert.equal(await fe2.getShmemConfig(), [BigInt(4 * MiB)], 'GET_SHMEM_CONFIG: one region, the window');
+      fe2.close();
+    } finally {
+      await d2.close();
+    }
+    void socket;
+
+    // Junk from the frontend on the backend channel: the channel closes, DAX answers ENOTCONN, the rest serves on.
+    fs.writeFileSync(path.join(r.dir, 'j'), pattern(MiB, 5));
+    const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'j')).nodeid;
+    const junk = new Uint8Array(20);
+    encodeHeader(new DataView(junk.buffer), 0, 99, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, 8);
+    native.sendmsg(r.window.fd, junk, 0, junk.length, []);
+    assert.ok(await until(() => !daxOf(r.daemon.server)!.connected, 2000), 'the device closed the channel');
+    assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
+      setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }))), E.ENOTCONN);
+    assert.ok((await r.client.statfs()).blocks > 0, 'served on');
+    void VR;
+  } finally {
+    await r.close();
+  }
+});
+
 hostile.run();
+
+// ---- negotiation and life cycle -------------------------------------------------------------------------------------
+
+const life = suite('dax: INIT flags, per-inode DAX, reset and disconnect');
+
+life('INIT: FUSE_MAP_ALIGNMENT with map_alignment 12; SETUPMAPPING without a window is ENOSYS', async () => {
+  const r = await rig();
+  try {
+    const init = r.client.initReply!;
+    assert.ok((init.flags & P.FUSE_MAP_ALIGNMENT) !== 0);
+    assert.is(init.mapAlignment, 12);
+    assert.is(init.flags2, 0, 'no per-inode DAX unless --inode-dax');
+  } finally {
+    await r.close();
+  }
+  const dir = fs.mkdtempSync(path.join(tmp, 'nodax-'));
+  const sock = path.join(tmp, 'nodax.sock');
+  const d = await VirtiofsDaemon.start({ socketPath: sock, sharedDir: dir, logLevel: 'error' });
+  try {
+    const client = await FuseClient.connect(sock);
+    const init = await client.init({ flags: P.FUSE_ASYNC_READ | P.FUSE_MAP_ALIGNMENT });
+    assert.is(init.flags & P.FUSE_MAP_ALIGNMENT, 0, 'no window, no alignment');
+    fs.writeFileSync(path.join(dir, 'x'), 'x');
+    const node = (await client.lookup(P.FUSE_ROOT_ID, 'x')).nodeid;
+    assert.is(await errnoOf(client.request(P.FUSE_SETUPMAPPING, node,
+      setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }))), E.ENOSYS);
+    client.close();
+  } finally {
+    await d.close();
+  }
+});
+
+life('--inode-dax=size:1m: FUSE_HAS_INODE_DAX, and FUSE_ATTR_DAX on large regular files only', async () => {
+  const r = await rig({ inodeDax: { kind: 'size', minBytes: MiB },
+    init: { flags: P.FUSE_ASYNC_READ | P.FUSE_MAP_ALIGNMENT | P.FUSE_INIT_EXT, flags2: P.FUSE2_HAS_INODE_DAX } });
+  try {
+    assert.ok((r.client.initReply!.flags & P.FUSE_INIT_EXT) !== 0);
+    assert.is(r.client.initReply!.flags2, P.FUSE2_HAS_INODE_DAX);
+    fs.writeFileSync(path.join(r.dir, 'big'), pattern(2 * MiB, 1));
+    fs.writeFileSync(path.join(r.dir, 'small'), 'small');
+    fs.mkdirSync(path.join(r.dir, 'dir'));
+    assert.is((await r.client.lookup(P.FUSE_ROOT_ID, 'big')).attr.flags & P.FUSE_ATTR_DAX, P.FUSE_ATTR_DAX);
+    assert.is((await r.client.lookup(P.FUSE_ROOT_ID, 'small')).attr.flags & P.FUSE_ATTR_DAX, 0);
+    assert.is((await r.client.lookup(P.FUSE_ROOT_ID, 'dir')).attr.flags & P.FUSE_ATTR_DAX, 0);
+  } finally {
+    await r.close();
+  }
+});
+
+life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () => {
+  const r = await rig();
+  try {
+    fs.writeFileSync(path.join(r.dir, 'm'), pattern(4 * MiB, 8));
+    const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'm')).nodeid;
+    await r.driver.read(node, 0, 4 * MiB, 4 * MiB);
+    const dax = daxOf(r.daemon.server)!;
+    assert.is(dax.mappingCount, 2);
+    assert.is(r.window.mapped.size, 2);
+    await r.client.frontend.resetDevice();
+    assert.is(dax.mappingCount, 0, 'the device forgot them');
+    assert.ok(await until(() => { r.window.pump(); return r.window.mapped.size === 0; }, 2000), 'and the window is empty');
+  } finally {
+    await r.close();
+  }
+  const r2 = await rig();
+  try {
+    fs.writeFileSync(path.join(r2.dir, 'm'), pattern(MiB, 8));
+    const node = (await r2.client.lookup(P.FUSE_ROOT_ID, 'm')).nodeid;
+    await r2.driver.read(node, 0, MiB, MiB);
+    const dax = daxOf(r2.daemon.server)!;
+    assert.is(dax.mappingCount, 1);
+    r2.client.close();
+    assert.ok(await until(() => !dax.connected && dax.mappingCount === 0, 2000), 'gone with the frontend');
+  } finally {
+    await r2.close();
+  }
+});
+
+life.run();
