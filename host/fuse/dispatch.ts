@@ -871,7 +871,8 @@ const table: Array<[number, Op<unknown>]> = [
   [P.FUSE_SETUPMAPPING, op<{ fh: bigint; foffset: bigint; len: bigint; flags: bigint; moffset: bigint }>({
     // Without a window the kernel never sends it (no DAX device); a guest that does anyway gets ENOSYS.
     name: 'SETUPMAPPING',
-    decode: (a) => {
+    decode: (a, s) => {
+      if (daxOf(s) === undefined) return -E.ENOSYS;
       const bad = need(a, P.SETUPMAPPING_IN.SIZE);
       if (bad < 0) return bad;
       const M = P.SETUPMAPPING_IN;
@@ -879,15 +880,15 @@ const table: Array<[number, Op<unknown>]> = [
         moffset: big(a, M.moffset) };
     },
     handle: (s, d, req) => {
-      const dax = daxOf(s);
-      if (dax === undefined) return -E.ENOSYS;
+      const dax = daxOf(s)!;
       return daxAnswer(s, () => dax.setupMapping(req.nodeId, d.fh, d.foffset, d.len, d.flags, d.moffset, s.readonly));
     },
   })],
 
   [P.FUSE_REMOVEMAPPING, op<Array<{ moffset: bigint; len: bigint }>>({
     name: 'REMOVEMAPPING',
-    decode: (a) => {
+    decode: (a, s) => {
+      if (daxOf(s) === undefined) return -E.ENOSYS;
       const bad = need(a, P.REMOVEMAPPING_IN.SIZE);
       if (bad < 0) return bad;
       const count = u32(a, P.REMOVEMAPPING_IN.count);
@@ -902,8 +903,7 @@ const table: Array<[number, Op<unknown>]> = [
       return out;
     },
     handle: (s, d) => {
-      const dax = daxOf(s);
-      if (dax === undefined) return -E.ENOSYS;
+      const dax = daxOf(s)!;
       return daxAnswer(s, () => dax.removeMapping(d));
     },
   })],
