@@ -82,12 +82,12 @@ async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: stri
   };
 }
 
-export function startOurs(workDir: string, dir: string): Promise<Backend> {
+export function startOurs(workDir: string, dir: string, extraArgs: string[] = []): Promise<Backend> {
   const socket = path.join(workDir, 'ours.sock');
   return launch('ours', socket, dir, process.execPath,
     ['--trace-gc', CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never', '--log-level=error',
       // Like the C side's sandbox=chroot; it also keeps the daemon in this pid (namespace mode re-executes).
-      '--sandbox=chroot']);
+      '--sandbox=chroot', ...extraArgs]);
 }
 
 export function startC(workDir: string, dir: string): Promise<Backend> {

@@ -5,6 +5,8 @@
  * goes first; the table shows medians over repetitions. The machine's floors (page-cache pread/pwrite, an
  * eventfd round trip between two threads) are measured in the same run.
  *
+ * DAX rows (ours only, benchmarks/dax.ts) follow in their own table; --dax-only runs just them.
+ *
  * Options: --quick (small file, short runs), --reps=N, --duration=MS, --no-save, --out=DIR (default
  * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save).
  */
@@ -18,12 +20,14 @@ import { C_VIRTIOFSD, startC, startOurs, type Backend, type GcEvent } from './ba
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
 import { markdownTable, svgChart, textTable, type Row, type Side } from './report.js';
 import { BIG_DIR, BIG_DIR_ENTRIES, DATA_FILE, STAT_FILE, runFor, workloads, type Workload } from './workloads.js';
+import { daxBench, daxTable, type DaxRow } from './dax.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
 const opt = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 
 const quick = flag('quick');
+const daxOnly = flag('dax-only');
 const cfg = {
   quick,
   reps: Number(opt('reps') ?? (quick ? 3 : 5)),
@@ -117,6 +121,7 @@ async function main(): Promise<void> {
   const samples = new Map<string, { ours: Sample[]; C: Sample[] }>(list.map((w) => [w.name, { ours: [], C: [] }]));
   let floors: IoFloor[] = [];
   let rtt: RttFloor;
+  let daxRows: DaxRow[] = [];
   try {
     log(`config: ${JSON.stringify(cfg)}; work dir ${work}`);
     for (const d of Object.values(dirs)) {
@@ -134,7 +139,7 @@ async function main(): Promise<void> {
     rtt = await eventfdRoundTrip(fd);
     log(`floors: ${floors.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} MB/s`).join(', ')}; eventfd RTT ${rtt.usPerRoundTrip.toFixed(1)} µs`);
 
-    for (let rep = 0; rep < cfg.reps; rep++) {
+    for (let rep = 0; rep < (daxOnly ? 0 : cfg.reps); rep++) {
       const ours = await startOurs(work, dirs.ours);
       const c = await startC(work, dirs.C);
       const pairs: Array<[Backend, FuseClient]> = [[ours, await connect(ours)], [c, await connect(c)]];
@@ -155,6 +160,7 @@ async function main(): Promise<void> {
         await c.stop();
       }
     }
+    daxRows = await daxBench(work, dirs.ours, cfg, floors, log);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
@@ -208,15 +214,16 @@ async function main(): Promise<void> {
     `eventfd round trip (two threads in epoll_wait): ${rtt.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rtt.p50Us.toFixed(1)} µs, p99 ${rtt.p99Us.toFixed(1)} µs => ${Math.round(floorRate).toLocaleString('en-US')} round trips/s`,
   ];
   console.log(`\nvirtiofsd-ts vs C virtiofsd (${quick ? 'quick' : 'full'} run: ${cfg.reps} repetitions x ${cfg.durationMs} ms, file ${cfg.fileSize >> 20} MiB, medians)\n`);
-  console.log(table);
+  if (!daxOnly) console.log(table);
+  console.log(`\n${daxTable(daxRows)}`);
   console.log('\nfloors:\n  ' + floorLines.join('\n  '));
   console.log(`\n${mach.cpu}, ${mach.cores} cores, ${mach.memory}, ${mach.kernel}, node ${mach.node}; total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 
-  if (save) {
+  if (save && !daxOnly) {
     fs.mkdirSync(outDir, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);
     const base = path.join(outDir, `${date}${quick ? '-quick' : ''}`);
-    const result = { date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows };
+    const result = { date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows, dax: daxRows };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
     fs.writeFileSync(`${base}.svg`, svgChart(rows, `virtiofsd-ts vs C virtiofsd — ops/s (${date})`));
     fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, path.basename(`${base}.svg`)));

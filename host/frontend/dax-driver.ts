@@ -34,6 +34,7 @@ export class DaxDriver {
   private reclaiming: Promise<void> | null = null;
   /** Ranges whose REMOVEMAPPING is in flight: still busy in the allocator (not reused), but no longer usable. */
   private readonly removing = new Map<number, Promise<unknown>>();
+  private seenCompleted = -1;
 
   private constructor(readonly client: FuseClient, readonly window: DaxWindow, readonly ranges: DaxRanges) {}
 
@@ -54,11 +55,11 @@ export class DaxDriver {
     let pos = offset;
     while (pos < end) {
       const idx = Math.floor(pos / FUSE_DAX_SZ);
-      const r = await this.rangeFor(node, idx, false);
+      const r = this.hit(node, idx, false) ?? await this.rangeFor(node, idx, false);
       const inRange = pos - idx * FUSE_DAX_SZ;
       const n = Math.min(end - pos, FUSE_DAX_SZ - inRange);
       const at = r * FUSE_DAX_SZ + inRange;
-      this.window.pump();
+      this.pumpIfReplied();
       out.set(new Uint8Array(this.window.buffer, at, n), pos - offset);
       pos += n;
     }
@@ -85,10 +86,10 @@ export class DaxDriver {
     const end = offset + data.length;
     while (pos < end) {
       const idx = Math.floor(pos / FUSE_DAX_SZ);
-      const r = await this.rangeFor(node, idx, true);
+      const r = this.hit(node, idx, true) ?? await this.rangeFor(node, idx, true);
       const inRange = pos - idx * FUSE_DAX_SZ;
       const n = Math.min(end - pos, FUSE_DAX_SZ - inRange);
-      this.window.pump();
+      this.pumpIfReplied();
       new Uint8Array(this.window.buffer, r * FUSE_DAX_SZ + inRange, n).set(data.subarray(pos - offset, pos - offset + n));
       pos += n;
     }
@@ -109,7 +110,7 @@ export class DaxDriver {
     }
     const r = await this.rangeFor(node, idx, write);
     this.ranges.pin(r);
-    this.window.pump();
+    this.pumpIfReplied();
     let released = false;
     return {
       bytes: new Uint8Array(this.window.buffer, r * FUSE_DAX_SZ + inRange, length),
@@ -142,6 +143,26 @@ export class DaxDriver {
   }
 
   // ---- ranges -----------------------------------------------------------------------------------------------
+
+  /** The fast path: a usable range already holding (node, idx), found without a promise; else undefined. */
+  private hit(node: number, idx: number, write: boolean): number | undefined {
+    if (this.inflight.size > 0 || this.removing.size > 0) return undefined; // the careful path sorts those out
+    const r = this.ranges.lookup(node, idx);
+    if (r < 0 || (write && this.ranges.isWritable(r) !== 1)) return undefined;
+    this.stats.hits++;
+    return r;
+  }
+
+  /**
+   * Window requests from the device (re-mapping after a size change) are sent before the reply of the request
+   * that caused them: once a reply came in since the last look, handle what waits on the channel before touching
+   * the window. Pure hits cost no syscall.
+   */
+  private pumpIfReplied(): void {
+    if (this.client.completed === this.seenCompleted) return;
+    this.seenCompleted = this.client.completed;
+    this.window.pump();
+  }
 
   /** The range holding (node, idx), set up (and upgraded to writable) if needed. */
   private async rangeFor(node: number, idx: number, write: boolean): Promise<number> {

@@ -101,6 +101,8 @@ export interface Session {
    * reply), or it is interrupted (-EINTR). Returns the DEFER marker the handler passes on.
    */
   defer(retry: () => number): number;
+  /** A parked request whose result is ready: retry it now rather than at its next backoff step. */
+  wake?(unique: bigint): void;
   /** FUSE_INTERRUPT of `unique`: a parked request is answered -EINTR; others completed long ago. */
   interrupt(unique: bigint): void;
   /** DESTROY: parked requests are forgotten. */
@@ -207,14 +209,16 @@ function daxSizeChanged(s: Session, nodeId: number, r: number): number {
 
 /**
  * A DAX answer: a number now, or a promise the frontend's ack resolves. The request is parked until then
- * (Session.defer polls the settled result); where the transport cannot park, EOPNOTSUPP before anything is sent.
+ * (Session.defer, woken when the promise settles); where the transport cannot park, EOPNOTSUPP before anything
+ * is sent.
  */
 function daxAnswer(s: Session, start: () => number | Promise<number>): number {
   if (!s.canDefer()) return -E.EOPNOTSUPP;
   const r = start();
   if (typeof r === 'number') return r;
   let settled: number | null = null;
-  r.then((v) => { settled = v; }, () => { settled = -E.EIO; });
+  const unique = s.core.reqUnique();
+  r.then((v) => { settled = v; }, () => { settled = -E.EIO; }).finally(() => s.wake?.(unique));
   return s.defer(() => settled ?? -E.EAGAIN);
 }
 
