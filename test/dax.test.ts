@@ -470,3 +470,27 @@ life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () =>
 });
 
 life.run();
+
+// ---- the command line ----------------------------------------------------------------------------------------------
+
+const cli = suite('dax: --dax-window, --dax-protocol, --inode-dax');
+
+cli('parsed into daemon options; bad values are ConfigErrors', async () => {
+  const { parseCommandLine } = await import('../host/cli.js');
+  const base = ['--socket-path=/tmp/x.sock', '--shared-dir=/tmp'];
+  const on = parseCommandLine([...base, '--dax-window=1G', '--dax-protocol=legacy', '--inode-dax=size:64k']);
+  assert.ok(typeof on === 'object');
+  if (typeof on !== 'object') return;
+  assert.is(on.daxWindowSize, 1024 * MiB);
+  assert.is(on.daxProtocol, 'legacy');
+  assert.equal(on.inodeDax, { kind: 'size', minBytes: 64 * 1024 });
+  const off = parseCommandLine(base);
+  assert.ok(typeof off === 'object' && off.daxWindowSize === undefined, 'no window unless asked');
+  for (const bad of [['--dax-window=3M'], ['--dax-window=0'], ['--dax-window=32G'], ['--dax-window=1G', '--dax-protocol=qemu'],
+    ['--dax-window=1G', '--inode-dax=big'], ['--inode-dax=always'], ['--dax-protocol=shmem']]) {
+    assert.throws(() => parseCommandLine([...base, ...bad]), /dax/, bad.join(' '));
+  }
+  assert.throws(() => parseCommandLine(['--mountpoint=/mnt', '--shared-dir=/tmp', '--dax-window=2M']), /VMM/);
+});
+
+cli.run();
