@@ -56,17 +56,22 @@ VFS_FN(vfs_mmap_into) {
   return vfs_int(env, 0);
 }
 
-VFS_FN(vfs_unmap_from) {
+/* Replaces mem[offset, offset+length) with anonymous private pages of `prot` (MAP_FIXED). */
+static napi_value vfs_map_anonymous_over(napi_env env, napi_callback_info info, int prot, int extra_flags) {
   VFS_ARGS(env, info, 3);
   uint8_t *addr;
   size_t length;
   int rc = vfs_map_target(env, argv[0], argv[1], argv[2], &addr, &length);
   if (rc > 0) return NULL;
   if (rc < 0) return vfs_int(env, rc);
-  /* Not munmap: a hole inside a WebAssembly.Memory would fault on the next access. Fresh zero pages instead. */
-  void *p = mmap(addr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  void *p = mmap(addr, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | extra_flags, -1, 0);
   if (p == MAP_FAILED) return vfs_errno(env);
   return vfs_int(env, 0);
+}
+
+/* Not munmap: a hole inside a WebAssembly.Memory would fault on the next access. Fresh zero pages instead. */
+VFS_FN(vfs_unmap_from) {
+  return vfs_map_anonymous_over(env, info, PROT_READ | PROT_WRITE, 0);
 }
 
 VFS_FN(vfs_address_of) {
@@ -111,15 +116,7 @@ VFS_FN(vfs_window_reserve) {
 
 /* windowUnmap(mem, offset, length): the range becomes inaccessible again (PROT_NONE), dropping the file pages. */
 VFS_FN(vfs_window_unmap) {
-  VFS_ARGS(env, info, 3);
-  uint8_t *addr;
-  size_t length;
-  int rc = vfs_map_target(env, argv[0], argv[1], argv[2], &addr, &length);
-  if (rc > 0) return NULL;
-  if (rc < 0) return vfs_int(env, rc);
-  void *p = mmap(addr, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-  if (p == MAP_FAILED) return vfs_errno(env);
-  return vfs_int(env, 0);
+  return vfs_map_anonymous_over(env, info, PROT_NONE, MAP_NORESERVE);
 }
 
 /* fcntlGetfl(fd): the file status flags (the access mode in O_ACCMODE), or -errno. */

@@ -11,7 +11,8 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FuseClient, FuseError } from '../host/frontend/fuse-client.js';
+import { FuseClient } from '../host/frontend/fuse-client.js';
+import { errnoOf } from './util/socket-daemon.js';
 import { DaxWindow } from '../host/frontend/dax-window.js';
 import { DaxDriver } from '../host/frontend/dax-driver.js';
 import { VirtiofsDaemon } from '../host/daemon.js';
@@ -78,15 +79,6 @@ function pattern(len: number, seed: number): Uint8Array {
   return b;
 }
 
-async function errnoOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof FuseError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
 
 function setupArgs(a: { fh?: bigint; foffset: bigint | number; len: bigint | number; flags: bigint; moffset: bigint | number }): Uint8Array {
   const b = new Uint8Array(P.SETUPMAPPING_IN.SIZE);
@@ -494,3 +486,33 @@ cli('parsed into daemon options; bad values are ConfigErrors', async () => {
 });
 
 cli.run();
+
+// ---- the bindings ----------------------------------------------------------------------------------------------------
+
+const bindings = suite('dax: window bindings (windowReserve, mmapInto, windowUnmap, fcntlGetfl)');
+
+bindings('a reserved window takes a file at a fixed offset and gives it back', () => {
+  assert.is(native.windowReserve(0), -E.EINVAL);
+  assert.is(native.windowReserve(4095), -E.EINVAL);
+  const w = native.windowReserve(4 * MiB);
+  assert.instance(w, ArrayBuffer);
+  if (typeof w === 'number') return;
+  assert.is(w.byteLength, 4 * MiB);
+  const fd = native.memfdCreate('dax-binding-test', 0);
+  native.ftruncate(fd, 2 * MiB);
+  native.pwrite(fd, new TextEncoder().encode('hello window'), MiB);
+  assert.is(native.mmapInto(w, 2 * MiB, 2 * MiB, c.PROT_READ | c.PROT_WRITE, fd, 0), 0);
+  assert.is(Buffer.from(new Uint8Array(w, 3 * MiB, 12)).toString(), 'hello window', 'the file at window offset 2 MiB');
+  new Uint8Array(w, 3 * MiB, 5).set(new TextEncoder().encode('HELLO'));
+  const back = new Uint8Array(12);
+  native.pread(fd, back, MiB);
+  assert.is(Buffer.from(back).toString(), 'HELLO window', 'writes through the window reach the file');
+  assert.is(native.windowUnmap(w, 2 * MiB, 2 * MiB), 0);
+  assert.is(native.windowUnmap(w, 4 * MiB, 4096), -E.EFAULT, 'outside the window');
+  assert.is(native.windowUnmap(w, 100, 4096), -E.EINVAL, 'unaligned');
+  assert.is(native.fcntlGetfl(fd) & c.O_ACCMODE, c.O_RDWR);
+  assert.ok(native.fcntlGetfl(-1) < 0);
+  native.close(fd);
+});
+
+bindings.run();
