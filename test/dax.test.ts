@@ -312,6 +312,23 @@ hostile('WRITE mapping on a read-only share is EROFS; READ works', async () => {
   }
 });
 
+hostile('a VMM that refuses the map: EIO, nothing recorded, the next map works', async () => {
+  const r = await rig();
+  try {
+    fs.writeFileSync(path.join(r.dir, 'n'), pattern(MiB, 6));
+    const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'n')).nodeid;
+    const args = setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 });
+    r.window.refuse = true;
+    assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node, args)), E.EIO);
+    assert.is(daxOf(r.daemon.server)!.mappingCount, 0);
+    r.window.refuse = false;
+    assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node, args)), 0, 'the same range maps now');
+    assert.is(r.window.mapped.size, 1);
+  } finally {
+    await r.close();
+  }
+});
+
 hostile('a frontend that never answers the map request: an error reply, and the daemon serves on', async () => {
   const r = await rig();
   try {

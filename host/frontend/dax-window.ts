@@ -48,6 +48,8 @@ export class DaxWindow {
   readonly stats: DaxWindowStats = { maps: 0, unmaps: 0, refused: 0 };
   /** Tests: a VMM that never answers map requests (they are read and dropped, their fds closed). */
   silent = false;
+  /** Tests: a VMM that refuses every request (acks it with status 1). */
+  refuse = false;
 
   /** Mapped pieces: window offset -> length. */
   private readonly pieces = new Map<number, number>();
@@ -186,7 +188,7 @@ export class DaxWindow {
     this.fds = [];
     let ok = false;
     try {
-      ok = this.silent ? false : this.handle(h, new DataView(this.payload.buffer, 0, h.size), fds);
+      ok = this.silent || this.refuse ? false : this.handle(h, new DataView(this.payload.buffer, 0, h.size), fds);
     } catch (err) {
       log.warn(`dax window: backend request ${h.request}: ${(err as Error).message}`);
     } finally {
