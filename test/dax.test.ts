@@ -210,6 +210,15 @@ data('a file truncated under a mapping: no SIGBUS, zero pages past the new end, 
     const grown = await r.driver.read(e.nodeid, MiB, 5, MiB + 5);
     assert.is(Buffer.from(grown).toString(), 'grown', 'the grown file shows through the same range');
     await r.client.release(e.nodeid, o.fh);
+    // OPEN with O_TRUNC (FUSE_ATOMIC_O_TRUNC) truncates too: the whole range becomes file part 0 + zero tail.
+    const dax = daxOf(r.daemon.server)!;
+    const refits = dax.stats.refits;
+    const t = await r.client.open(e.nodeid, c.O_RDWR | c.O_TRUNC);
+    assert.ok(await until(() => { r.window.pump(); return dax.stats.refits > refits; }, 2000), 're-made after O_TRUNC');
+    r.window.pump();
+    assert.is(r.window.mapped.get(0), 2 * MiB, 'one piece: all zero tail (the file is empty)');
+    assert.is(new Uint8Array(r.window.buffer, 0, 4096)[100], 0, 'no SIGBUS on the emptied file\'s first page');
+    await r.client.release(e.nodeid, t.fh);
   } finally {
     await r.close();
   }

@@ -201,7 +201,8 @@ function daxAttrFlag(s: Session): number {
   return dax.wantsDax(mode, size) ? P.FUSE_ATTR_DAX : 0;
 }
 
-/** After a request that may have changed a file's size: the DAX window follows (a no-op without mappings). */
+/** After a request that may have changed a file's size (SETATTR size, WRITE, FALLOCATE, COPY_FILE_RANGE, OPEN with
+ *  O_TRUNC): the DAX window follows (a no-op without mappings of that file). */
 function daxSizeChanged(s: Session, nodeId: number, r: number): number {
   if (r >= 0) daxOf(s)?.sizeChanged(nodeId);
   return r;
@@ -631,7 +632,8 @@ const table: Array<[number, Op<unknown>]> = [
     handle: (s, d, req) => {
       const r = s.fs.open!(req.ctx, req.nodeId, d.flags, d.openFlags);
       if (typeof r === 'number') return r;
-      return openOut(s, 0, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+      const n = openOut(s, 0, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+      return (d.flags & C.O_TRUNC) !== 0 ? daxSizeChanged(s, req.nodeId, n) : n; // FUSE_ATOMIC_O_TRUNC
     },
   })],
 
