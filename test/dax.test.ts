@@ -453,6 +453,14 @@ life('--inode-dax=size:1m: FUSE_HAS_INODE_DAX, and FUSE_ATTR_DAX on large regula
     assert.is((await r.client.lookup(P.FUSE_ROOT_ID, 'big')).attr.flags & P.FUSE_ATTR_DAX, P.FUSE_ATTR_DAX);
     assert.is((await r.client.lookup(P.FUSE_ROOT_ID, 'small')).attr.flags & P.FUSE_ATTR_DAX, 0);
     assert.is((await r.client.lookup(P.FUSE_ROOT_ID, 'dir')).attr.flags & P.FUSE_ATTR_DAX, 0);
+    const big = (await r.client.lookup(P.FUSE_ROOT_ID, 'big')).nodeid;
+    assert.is((await r.client.getattr(big)).attr.flags & P.FUSE_ATTR_DAX, P.FUSE_ATTR_DAX, 'GETATTR too');
+    const dh = await r.client.opendir(P.FUSE_ROOT_ID);
+    const plus = await r.client.readdirplus(P.FUSE_ROOT_ID, dh.fh, 0, 65536);
+    const flagOf = (name: string) => plus.find((d) => d.name === name)!.entry.attr.flags & P.FUSE_ATTR_DAX;
+    assert.is(flagOf('big'), P.FUSE_ATTR_DAX, 'READDIRPLUS too');
+    assert.is(flagOf('small'), 0);
+    await r.client.releasedir(P.FUSE_ROOT_ID, dh.fh);
   } finally {
     await r.close();
   }

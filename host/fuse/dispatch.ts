@@ -186,7 +186,7 @@ function entryReply(s: Session, r: Entry | number): number {
   const n = c.encodeEntryOut(c.replyPtr, r.nodeId, r.generation, r.entryTimeout ?? s.entryTimeout,
     r.attrTimeout ?? s.attrTimeout, c.statxPtr);
   // The core writes fuse_attr.flags as 0; FUSE_ATTR_SUBMOUNT comes from the filesystem.
-  const flags = attrFlagsAllowed(s, r.attrFlags) | daxAttrFlag(s);
+  const flags = attrFlagsAllowed(s, r.attrFlags);
   if (flags !== 0) replyView(s).setUint32(c.replyPtr + P.ENTRY_OUT_ATTR_FLAGS, flags, true);
   return n;
 }
@@ -223,15 +223,21 @@ function daxAnswer(s: Session, start: () => number | Promise<number>): number {
   return s.defer(() => settled ?? -E.EAGAIN);
 }
 
-/** The fuse_attr.flags bits of `wanted` that INIT allows: FUSE_ATTR_SUBMOUNT only with FUSE_SUBMOUNTS. */
+/**
+ * The fuse_attr.flags of an entry whose attributes are in the statx scratch: the bits of `wanted` that INIT allows
+ * (FUSE_ATTR_SUBMOUNT only with FUSE_SUBMOUNTS), plus FUSE_ATTR_DAX when the --inode-dax policy picks the file.
+ */
 export function attrFlagsAllowed(s: Session, wanted: number | undefined): number {
-  if (!wanted) return 0;
-  return (s.negotiatedFlags & P.FUSE_SUBMOUNTS) !== 0 ? wanted & P.FUSE_ATTR_SUBMOUNT : 0;
+  const submount = wanted && (s.negotiatedFlags & P.FUSE_SUBMOUNTS) !== 0 ? wanted & P.FUSE_ATTR_SUBMOUNT : 0;
+  return submount | daxAttrFlag(s);
 }
 
 function attrReply(s: Session, r: number): number {
   if (r < 0) return r;
-  return s.core.encodeAttrOut(s.core.replyPtr, s.attrTimeout, s.core.statxPtr);
+  const n = s.core.encodeAttrOut(s.core.replyPtr, s.attrTimeout, s.core.statxPtr);
+  const dax = daxAttrFlag(s); // so a guest sees a file's DAX state change (fuse_dax_dontcache)
+  if (dax !== 0) replyView(s).setUint32(s.core.replyPtr + P.ATTR_OUT_ATTR_FLAGS, dax, true);
+  return n;
 }
 
 function openOut(s: Session, at: number, fh: number, flags: number): number {

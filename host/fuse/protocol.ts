@@ -247,6 +247,8 @@ export const ENTRY_OUT_ATTR_FLAGS = 124;
 export const FUSE_ATTR_SUBMOUNT = 1 << 0;
 /** fuse_attr.flags: with FUSE_HAS_INODE_DAX the guest (mounted -o dax=inode) uses the DAX window for this file. */
 export const FUSE_ATTR_DAX = 1 << 1;
+/** fuse_attr.flags inside fuse_attr_out (attr at 16, flags at 84 in fuse_attr): the core writes 0 there. */
+export const ATTR_OUT_ATTR_FLAGS = 100;
 /** struct fuse_dirent header before the name; records are padded to 8 bytes. */
 export const DIRENT = { ino: 0, off: 8, namelen: 16, type: 20, name: 24 } as const;
 /** struct fuse_direntplus: fuse_entry_out then fuse_dirent. */
