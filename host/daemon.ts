@@ -10,7 +10,7 @@ import { ConfigError } from './errors.js';
 import { log, type LogLevel } from './log.js';
 import { Core } from './core.js';
 import { FuseServer, type CacheMode } from './fuse/server.js';
-import { DaxDevice, attachDax, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
+import { DaxDevice, attachDax, daxOf, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
 import { passthroughMappingFiles } from './dax/passthrough-files.js';
 import { PassthroughFs } from './passthrough/passthrough-fs.js';
 import { IdMap } from './passthrough/id-map.js';
@@ -252,6 +252,7 @@ export class VirtiofsDaemon {
     this.listener?.close();
     await this.devFuse?.close();
     this.server.endSession();
+    daxOf(this.server)?.close(); // its channel and zero-page memfd
     this.fs.close();
     await this.closed;
   }

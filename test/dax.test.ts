@@ -495,6 +495,17 @@ life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () =>
   }
 });
 
+life('a DAX session leaves no fd behind once the frontend and the daemon are closed', async () => {
+  const before = native.countOpenFds();
+  const r = await rig();
+  fs.writeFileSync(path.join(r.dir, 'fd'), pattern(3 * MiB, 9));
+  const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'fd')).nodeid;
+  await r.driver.read(node, 0, 3 * MiB, 3 * MiB);
+  await r.client.setattr(node, { size: 1000 });
+  await r.close();
+  assert.ok(await until(() => native.countOpenFds() <= before, 3000), `fds: ${native.countOpenFds()} after, ${before} before`);
+});
+
 life.run();
 
 // ---- the command line ----------------------------------------------------------------------------------------------

@@ -86,8 +86,9 @@ interface Mapping {
   pieces: Piece[];
   /** Length of the file part when a zero tail follows (after a shrink), else len. */
   fileLen: bigint;
-  /** A map/unmap for it is in flight: it cannot be removed or upgraded meanwhile (-EBUSY). */
-  busy: boolean;
+  /** The map/unmap requests in flight for it, settling when the VMM answered (null: none). Removing or upgrading
+   *  it waits for them first. */
+  busy: Promise<unknown> | null;
 }
 
 /** Counters for tests and logs. */
@@ -191,7 +192,9 @@ export class DaxDevice {
     if (same !== undefined && same.moffset === moffset) {
       // The one allowed overlap: the same mapping again, to upgrade it from read to write (fs/fuse/dax.c).
       if (same.len !== len || same.node !== node || same.foffset !== foffset) return -E.EEXIST;
-      if (same.busy) return -E.EBUSY;
+      if (same.busy !== null) {
+        return same.busy.then(() => this.setupMapping(node, fh, foffset, len, flags, moffset, readonly));
+      }
       if (!write || same.writable) return 0;
     } else if (this.overlaps(i, moffset, len)) {
       return -E.EEXIST;
@@ -201,13 +204,12 @@ export class DaxDevice {
     const fd = this.files.openForMapping(node, handle, write);
     if (fd < 0) return fd;
     if (same !== undefined && same.moffset === moffset) return this.upgrade(same, fd);
-    const m: Mapping = { moffset, len, node, foffset, writable: write, pieces: [], fileLen: len, busy: true };
+    const m: Mapping = { moffset, len, node, foffset, writable: write, pieces: [], fileLen: len, busy: null };
     this.mappings.splice(i, 0, m);
     const piece = { moffset, len };
     const done = this.mapPiece(piece, fd, foffset, write);
     native.close(fd); // the frontend got its own copy with the message
-    return done.then((r) => {
-      m.busy = false;
+    return this.track(m, done.then((r) => {
       if (r < 0) {
         this.stats.failures++;
         this.forget(m);
@@ -216,16 +218,27 @@ export class DaxDevice {
       m.pieces = [piece];
       this.stats.setups++;
       return 0;
-    });
+    }));
   }
 
-  private async upgrade(m: Mapping, fd: number): Promise<number> {
-    m.busy = true;
+  /** Marks `m` busy until `p` settles. */
+  private track<T>(m: Mapping, p: Promise<T>): Promise<T> {
+    const settled = p.finally(() => {
+      if (m.busy === settled) m.busy = null;
+    });
+    m.busy = settled;
+    return settled;
+  }
+
+  private upgrade(m: Mapping, fd: number): Promise<number> {
     const unmaps = m.pieces.map((p) => this.unmapPiece(p));
     const maps = this.mapParts(m, fd, true, m.fileLen);
     native.close(fd);
+    return this.track(m, this.upgraded(m, unmaps, maps));
+  }
+
+  private async upgraded(m: Mapping, unmaps: Promise<number>[], maps: Array<{ piece: Piece; done: Promise<number> }>): Promise<number> {
     const results = await Promise.all([...unmaps, ...maps.map((x) => x.done)]);
-    m.busy = false;
     const failed = results.find((r) => r < 0);
     if (failed !== undefined) {
       // The frontend's window state is no longer what we know: forget the mapping, the guest gets an error.
@@ -241,7 +254,10 @@ export class DaxDevice {
 
   // ---- FUSE_REMOVEMAPPING -----------------------------------------------------------------------------------
 
-  /** Every entry must name one mapping exactly, else nothing is removed (-EINVAL; -EBUSY while one is in flight). */
+  /**
+   * Every entry must name one mapping exactly, else nothing is removed (-EINVAL). Mappings with requests in flight
+   * (a map, an upgrade, a re-map after a size change) are removed once those settled.
+   */
   removeMapping(entries: Array<{ moffset: bigint; len: bigint }>): number | Promise<number> {
     if (this.files === null) return -E.ENOSYS;
     if (!this.connected) return -E.ENOTCONN;
@@ -249,9 +265,10 @@ export class DaxDevice {
     for (const e of entries) {
       const m = this.mappings[this.indexAt(e.moffset)];
       if (m === undefined || m.moffset !== e.moffset || m.len !== e.len || found.includes(m)) return -E.EINVAL;
-      if (m.busy) return -E.EBUSY;
       found.push(m);
     }
+    const inFlight = found.filter((m) => m.busy !== null).map((m) => m.busy!);
+    if (inFlight.length > 0) return Promise.allSettled(inFlight).then(() => this.removeMapping(entries));
     const pending: Promise<number>[] = [];
     for (const m of found) {
       this.forget(m);
@@ -268,7 +285,11 @@ export class DaxDevice {
     if (this.files === null || !this.connected) return;
     let size = -1;
     for (const m of this.mappings) {
-      if (m.node !== node || m.busy) continue;
+      if (m.node !== node) continue;
+      if (m.busy !== null) {
+        void m.busy.then(() => this.sizeChanged(node)); // look again once its requests settled
+        continue;
+      }
       if (size < 0) {
         size = this.files.sizeOf(node);
         if (size < 0) return;
@@ -287,12 +308,10 @@ export class DaxDevice {
       log.warn(`dax: cannot reopen node ${m.node} to re-map it after a size change (${native.strerror(-fd)})`);
       return;
     }
-    m.busy = true;
     const unmaps = m.pieces.map((p) => this.unmapPiece(p));
     const maps = this.mapParts(m, fd, m.writable, fileLen);
     native.close(fd);
-    const results = await Promise.all([...unmaps, ...maps.map((x) => x.done)]);
-    m.busy = false;
+    const results = await this.track(m, Promise.all([...unmaps, ...maps.map((x) => x.done)]));
     m.pieces = maps.map((x) => x.piece);
     m.fileLen = fileLen;
     this.stats.refits++;
