@@ -408,6 +408,63 @@ hostile('the backend channel: unasked GET_SHMEM_CONFIG, SET_BACKEND_REQ_FD witho
   }
 });
 
+hostile('random SETUPMAPPING/REMOVEMAPPING sequences: the answers and the window match a model', async () => {
+  const r = await rig({ windowMiB: 8 });
+  try {
+    fs.writeFileSync(path.join(r.dir, 'a'), pattern(8 * MiB, 11));
+    fs.writeFileSync(path.join(r.dir, 'b'), pattern(8 * MiB, 12));
+    const nodes = [(await r.client.lookup(P.FUSE_ROOT_ID, 'a')).nodeid, (await r.client.lookup(P.FUSE_ROOT_ID, 'b')).nodeid];
+    interface M { moffset: number; len: number; node: number; foffset: number; writable: boolean }
+    let model: M[] = [];
+    let x = 0x2545f491;
+    const rnd = (n: number): number => {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    const pick = <T>(xs: T[]): T => xs[rnd(xs.length)]!;
+    for (let step = 0; step < 120; step++) {
+      if (rnd(3) > 0) {
+        const moffset = pick([0, 2 * MiB, 4 * MiB, 6 * MiB, MiB, 8 * MiB, 4096, 100]);
+        const len = pick([2 * MiB, 2 * MiB, 4 * MiB, 4096, 0, 10 * MiB]);
+        const foffset = pick([0, 2 * MiB, 4096]);
+        const flags = pick([READ, READ, READ | WRITE, WRITE, 0n, 8n]);
+        const node = pick(nodes);
+        let want: number;
+        const same = model.find((m) => m.moffset === moffset);
+        if ((flags & ~3n) !== 0n || flags === 0n || len === 0 || moffset % 4096 || len % 4096 || moffset + len > 8 * MiB) want = E.EINVAL;
+        else if (same && (same.len !== len || same.node !== node || same.foffset !== foffset)) want = E.EEXIST;
+        else if (same) {
+          want = 0;
+          if ((flags & WRITE) !== 0n) same.writable = true;
+        } else if (model.some((m) => m.moffset < moffset + len && moffset < m.moffset + m.len)) want = E.EEXIST;
+        else {
+          want = 0;
+          model.push({ moffset, len, node, foffset, writable: (flags & WRITE) !== 0n });
+        }
+        const got = await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node, setupArgs({ foffset, len, flags, moffset })));
+        assert.is(got, want, `step ${step}: SETUPMAPPING ${moffset}+${len} f${foffset} flags ${flags} node ${node}`);
+      } else {
+        const n = 1 + rnd(2);
+        const entries = Array.from({ length: n }, () => (model.length > 0 && rnd(4) > 0
+          ? (({ moffset, len }) => ({ moffset, len }))(pick(model)) : { moffset: pick([0, 2 * MiB, 6 * MiB]), len: pick([2 * MiB, 4096]) }));
+        const hit = entries.map((e) => model.find((m) => m.moffset === e.moffset && m.len === e.len));
+        const dup = new Set(hit).size !== hit.length;
+        const want = hit.some((h) => h === undefined) || dup ? E.EINVAL : 0;
+        if (want === 0) model = model.filter((m) => !hit.includes(m));
+        const got = await errnoOf(r.client.request(P.FUSE_REMOVEMAPPING, nodes[0]!, removeArgs(entries)));
+        assert.is(got, want, `step ${step}: REMOVEMAPPING ${JSON.stringify(entries)}`);
+      }
+      r.window.pump();
+      const pieces = [...r.window.mapped].sort((p, q) => p[0] - q[0]).map(([o, l]) => `${o}+${l}`).join(' ');
+      const want = model.map((m) => [m.moffset, m.len] as const).sort((p, q) => p[0] - q[0]).map(([o, l]) => `${o}+${l}`).join(' ');
+      assert.is(pieces, want, `step ${step}: the window holds what the model says`);
+    }
+    assert.ok((await r.client.statfs()).blocks > 0);
+  } finally {
+    await r.close();
+  }
+});
+
 hostile.run();
 
 // ---- negotiation and life cycle -------------------------------------------------------------------------------------
