@@ -7,6 +7,7 @@
  *   DAX read 4 KiB random, mapped   a working set of half the window, mapped during the warm-up: allocator hits
  *   DAX read 128 KiB seq, mapped    the same working set read in sequence
  *   DAX read 4 KiB random, 2x window  the whole file: misses, SETUPMAPPING and LRU reclaim (REMOVEMAPPING)
+ *   FUSE WRITE / DAX write 4 KiB random, mapped: the same for writes (ranges upgraded to writable on first use)
  *   map + unmap 2 MiB               SETUPMAPPING (FUSE round trip, SHMEM_MAP round trip, mmap) then REMOVEMAPPING
  *                                   (the same with SHMEM_UNMAP); the log line gives SETUPMAPPING alone
  *
@@ -69,7 +70,8 @@ export async function daxBench(work: string, dataDir: string, cfg: { fileSize: n
   const windowSize = Math.max(4 * DAX_SZ, Math.floor(cfg.fileSize / 2 / DAX_SZ) * DAX_SZ);
   const hot = windowSize / 2; // working set of the "mapped" rows: below the driver's reclaim threshold
   const names = ['FUSE READ 4 KiB random (same range)', 'DAX read 4 KiB random, mapped', 'DAX read 128 KiB seq, mapped',
-    'DAX read 4 KiB random, 2x window (reclaim)', 'map + unmap 2 MiB (SETUPMAPPING + REMOVEMAPPING)'];
+    'DAX read 4 KiB random, 2x window (reclaim)', 'map + unmap 2 MiB (SETUPMAPPING + REMOVEMAPPING)',
+    'FUSE WRITE 4 KiB random (same range)', 'DAX write 4 KiB random, mapped'];
   const samples: DaxSample[][] = names.map(() => []);
   for (let rep = 0; rep < cfg.reps; rep++) {
     const ours = await startOurs(work, dataDir, [`--dax-window=${windowSize}`]);
@@ -81,7 +83,7 @@ export async function daxBench(work: string, dataDir: string, cfg: { fileSize: n
       win = await DaxWindow.attach(fc.frontend);
       await fc.init({ flags: P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_MAP_ALIGNMENT });
       const e = await fc.lookup(P.FUSE_ROOT_ID, DATA_FILE);
-      const o = await fc.open(e.nodeid, native.constants.O_RDONLY);
+      const o = await fc.open(e.nodeid, native.constants.O_RDWR);
       const size = cfg.fileSize;
       const dst4k = new Uint8Array(4096);
       const dst128k = new Uint8Array(128 * 1024);
@@ -128,6 +130,12 @@ export async function daxBench(work: string, dataDir: string, cfg: { fileSize: n
       const reclaimed0 = driver.stats.reclaims;
       samples[3]!.push(await timed(() => driver.read(e.nodeid, (r() % Math.floor(size / 4096)) * 4096, 4096, size, dst4k),
         4096, cfg.warmupMs, cfg.durationMs, cfg.minOps));
+      const src4k = new Uint8Array(4096).fill(0x5a);
+      r = xorshift(0x4321);
+      samples[5]!.push(await timed(() => client.write(e.nodeid, o.fh, (r() % (hot / 4096)) * 4096, src4k),
+        4096, cfg.warmupMs, cfg.durationMs, cfg.minOps));
+      samples[6]!.push(await timed(() => driver.write(e.nodeid, o.fh, (r() % (hot / 4096)) * 4096, src4k, size),
+        4096, cfg.warmupMs, cfg.durationMs, cfg.minOps));
       log(`dax rep ${rep + 1}/${cfg.reps}: hits ${driver.stats.hits}, misses ${driver.stats.misses}, ` +
         `reclaimed ${driver.stats.reclaims - reclaimed0} in the 2x row; window maps ${win.stats.maps}`);
     } finally {
@@ -139,7 +147,8 @@ export async function daxBench(work: string, dataDir: string, cfg: { fileSize: n
   const floorOf = (prefix: string): IoFloor | undefined => floors.find((f) => f.name.startsWith(prefix));
   return names.map((name, i) => {
     const ss = samples[i]!;
-    const fl = i === 2 ? floorOf('pread 128 KiB seq') : i === 4 ? undefined : floorOf('pread 4 KiB rand');
+    const fl = i === 2 ? floorOf('pread 128 KiB seq') : i === 4 ? undefined : i >= 5 ? floorOf('pwrite 4 KiB rand')
+      : floorOf('pread 4 KiB rand');
     const mb = median(ss.map((s) => s.mbPerSec));
     return { name, opsPerSec: median(ss.map((s) => s.opsPerSec)), mbPerSec: mb, p50Us: median(ss.map((s) => s.p50Us)),
       p99Us: median(ss.map((s) => s.p99Us)), floor: fl?.name ?? '', floorFraction: fl ? mb / fl.mbPerSec : 0 };
@@ -151,7 +160,7 @@ export function daxTable(rows: DaxRow[]): string {
   const fuse = rows[0]!.opsPerSec;
   const body = rows.map((r, i) => [r.name, Math.round(r.opsPerSec).toLocaleString('en-US'), r.mbPerSec ? r.mbPerSec.toFixed(0) : '',
     `${r.p50Us.toFixed(1)}/${r.p99Us.toFixed(1)}`, r.floor ? `${(r.floorFraction * 100).toFixed(0)}% of ${r.floor}` : '',
-    i === 1 || i === 3 ? `${(r.opsPerSec / fuse).toFixed(1)}x` : '']);
+    i === 1 || i === 3 ? `${(r.opsPerSec / fuse).toFixed(1)}x` : i === 6 ? `${(r.opsPerSec / rows[5]!.opsPerSec).toFixed(1)}x (WRITE)` : '']);
   const all = [head, ...body];
   const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
   return all.map((r) => r.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  ')).join('\n');
