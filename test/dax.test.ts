@@ -190,7 +190,7 @@ data('a file truncated under a mapping: no SIGBUS, zero pages past the new end, 
     const e = await r.client.lookup(P.FUSE_ROOT_ID, 't');
     const view = await r.driver.view(e.nodeid, 0, 2 * MiB, bytes.length);
     assert.is(view.bytes[MiB + 1], bytes[MiB + 1]);
-    // The guest truncates to 5000 bytes: the device re-makes the mapping as file + zero tail before replying.
+    // The guest truncates to 5000 bytes: the device sends the re-mapping (file + zero tail) before its reply.
     await r.client.setattr(e.nodeid, { size: 5000 });
     await until(() => r.window.mapped.size === 2, 10000);
     r.window.pump();
