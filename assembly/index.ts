@@ -1,14 +1,15 @@
 // The core's exported ABI (DESIGN.md "Core ABI"). host/core.ts wraps each export 1:1 in camelCase.
 //
-// Everything here is allocation-free: runtime `stub`, every buffer is a fixed `memory.data` area. Guest RAM is
-// mapped by the host above the static data (memory.grow + mmap), so nothing of ours may ever grow into it.
+// Everything here is allocation-free: runtime `stub`, every buffer is a fixed `memory.data` area. Guest RAM (flat
+// mode) or the window onto it (windowed mode) is mapped by the host above the static data (memory.grow + mmap), so
+// nothing of ours may ever grow into it.
 //
 // Scratch areas (static, addresses via the *Ptr() exports):
 //   ARGS        72 KiB          request args after fuse_in_header (WRITE: fuse_write_in only)
 //   REPLY       1 MiB + 4 KiB   reply body, preceded by a private 16-byte fuse_out_header slot
 //   DIRENT_BUF  64 KiB          getdents64 output
 //   STATX       256 B           one struct statx
-//   IOV         4096 x 8 B      {u32 linearOffset, u32 len}; at most IOV_MAX (1024) are produced per call
+//   IOV         1024 x 16 B     struct iovec {u64 base, u64 len} (process addresses); IOV_MAX (1024) per call
 //   LINEAR_IN   1 MiB + 4 KiB   one request as read(2) from /dev/fuse (linearPop)
 //   LINEAR_OUT  1 MiB + 4 KiB   its reply, to write(2) back (linearReplyLen bytes)
 //   DAX RANGES  256 KiB + 64 KiB  the DAX window's range records and (node, file index) hash (dax-ranges.ts)
@@ -28,9 +29,29 @@ export function memReset(): void {
   gm.memReset();
 }
 
-/** 0 or -EINVAL (overlap, overflow, empty, outside linear memory, table full). */
+/** The process address of linear memory's byte 0 (iovecs over linear ranges are based on it). */
+export function memSetLinearBase(base: u64): void {
+  gm.memSetLinearBase(base);
+}
+
+/** Flat mode: 0 or -EINVAL (overlap, overflow, empty, outside linear memory, table full, windowed). */
 export function memAddRegion(gpa: u64, uva: u64, size: u64, linearOffset: u32): i32 {
   return gm.memAddRegion(gpa, uva, size, linearOffset);
+}
+
+/** After memReset: windowed mode with `slots` 4 MiB slots from linear offset `base`. 0 or -EINVAL. */
+export function memSetWindow(base: u32, slots: u32): i32 {
+  return gm.memSetWindow(base, slots);
+}
+
+/** Windowed mode: a region mapped whole at process address `host`, `delta` bytes into its first page. */
+export function memAddRegionWindowed(gpa: u64, uva: u64, size: u64, host: u64, delta: u32): i32 {
+  return gm.memAddRegionWindowed(gpa, uva, size, host, delta);
+}
+
+/** Window slots holding a chunk (tests, logs). */
+export function memWindowSlotsMapped(): u32 {
+  return gm.windowSlotsMapped();
 }
 
 /** Linear offset of [gpa, gpa+len) if wholly inside one region, else -1 (host helpers and tests). */
@@ -166,6 +187,16 @@ export function payloadReadIov(skip: u32, maxBytes: u32): i32 {
 
 export function payloadWriteIov(skip: u32, maxBytes: u32): i32 {
   return rq.payloadWriteIov(skip, maxBytes);
+}
+
+/** READ from bytes: len bytes at src into the writable segments after skip. Bytes copied or 0. */
+export function payloadScatter(src: usize, skip: u32, len: u32): u32 {
+  return rq.payloadScatter(src, skip, len);
+}
+
+/** WRITE to bytes: len payload bytes from skip after the args start to dst. Bytes copied or 0. */
+export function payloadGather(dst: usize, skip: u32, len: u32): u32 {
+  return rq.payloadGather(dst, skip, len);
 }
 
 export function replySend(error: i32, bodyLen: u32, payloadLen: u32): i32 {

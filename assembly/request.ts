@@ -18,6 +18,7 @@ import {
   SEGS, segReadable, segWritable, bytesReadable, bytesWritable, chainQueue, chainHead, popChain, pushUsed,
   linearChain, rewalkChain, POP_REQUEST, POP_BAD_CHAIN, POP_BAD_MESSAGE,
 } from './split-queue';
+import { SEG_SIZE, segmentHost, segmentCopy } from './guest-memory';
 import {
   FUSE_IN_HEADER_SIZE, FUSE_OUT_HEADER_SIZE, IN_LEN, IN_OPCODE, IN_UNIQUE, IN_NODEID, IN_UID, IN_GID, IN_PID,
   OUT_LEN, OUT_ERROR, OUT_UNIQUE, FUSE_WRITE, FUSE_WRITE_IN_SIZE, minArgs,
@@ -27,18 +28,20 @@ export const ARGS_MAX: u32 = 72 * 1024;
 export const REPLY_MAX: u32 = 1024 * 1024 + 4096;
 /** UIO_MAXIOV: preadv/pwritev accept no more iovecs than this. */
 export const IOV_MAX: u32 = 1024;
-const IOV_CAPACITY: u32 = 4096;
+/** struct iovec {u64 iov_base, u64 iov_len} (x86-64, arm64): handed to preadv/pwritev as is. */
+export const IOVEC_SIZE: u32 = 16;
 
 const EINVAL: i32 = 22;
 const EIO: i32 = 5;
 const ERANGE: i32 = 34;
 const EBUSY: i32 = 16;
+const EFAULT: i32 = 14;
 
 export const ARGS: usize = memory.data(<i32>ARGS_MAX, 16);
 // fuse_out_header scratch immediately followed by the reply body, so header + body scatter in one pass.
 const REPLY_AREA: usize = memory.data(<i32>(FUSE_OUT_HEADER_SIZE + REPLY_MAX), 16);
 export const REPLY: usize = REPLY_AREA + FUSE_OUT_HEADER_SIZE;
-export const IOV: usize = memory.data(<i32>(IOV_CAPACITY * 8), 16);
+export const IOV: usize = memory.data(<i32>(IOV_MAX * IOVEC_SIZE), 16);
 const IN_HEADER: usize = memory.data(<i32>FUSE_IN_HEADER_SIZE, 16);
 
 /**
@@ -70,40 +73,39 @@ export let reqArgsLen: u32 = 0;
 export let reqReadable: u32 = 0;
 export let reqWritable: u32 = 0;
 
-/** Copies readable bytes [off, off+len) of the current chain to dst. The caller checked off+len <= readable. */
-function gather(dst: usize, off: u32, len: u32): void {
-  let skip = off;
+/**
+ * Copies len bytes between linear memory at `lin` and bytes [skip, skip+len) of segments [first, end) of the
+ * current chain (toSegment: lin -> segments). The caller checked the room. false: the window had no slot for a
+ * piece (windowed mode, every slot pinned).
+ */
+function copySegments(first: u32, end: u32, skip: u32, lin: usize, len: u32, toSegment: bool): bool {
   let left = len;
-  for (let i: u32 = 0; i < segReadable && left != 0; i++) {
-    const s = SEGS + <usize>(i << 3);
-    const segLen = load<u32>(s, 4);
+  for (let i = first; i < end && left != 0; i++) {
+    const s = SEGS + <usize>(i * SEG_SIZE);
+    const segLen = load<u32>(s, 8);
     if (skip >= segLen) {
       skip -= segLen;
       continue;
     }
     const n = segLen - skip < left ? segLen - skip : left;
-    memory.copy(dst, <usize>load<u32>(s) + <usize>skip, n);
-    dst += n;
+    if (!segmentCopy(s, skip, lin, n, toSegment)) return false;
+    lin += n;
     left -= n;
     skip = 0;
   }
-  // Internal invariant (callers check against bytesReadable): kept in release, it costs one compare.
-  if (left != 0) abort("gather past the readable segments");
+  // Internal invariant (callers check against bytesReadable/bytesWritable): kept in release, it costs one compare.
+  if (left != 0) abort(toSegment ? "scatter past the writable segments" : "gather past the readable segments");
+  return true;
 }
 
-/** Copies len bytes from src to writable bytes [0, len) of the current chain. The caller checked the room. */
-function scatter(src: usize, len: u32): void {
-  let left = len;
-  const end = segReadable + segWritable;
-  for (let i = segReadable; i < end && left != 0; i++) {
-    const s = SEGS + <usize>(i << 3);
-    const segLen = load<u32>(s, 4);
-    const n = segLen < left ? segLen : left;
-    memory.copy(<usize>load<u32>(s), src, n);
-    src += n;
-    left -= n;
-  }
-  if (left != 0) abort("scatter past the writable segments");
+/** Readable bytes [off, off+len) of the current chain to dst. */
+@inline function gather(dst: usize, off: u32, len: u32): bool {
+  return copySegments(0, segReadable, off, dst, len, false);
+}
+
+/** src to writable bytes [skip, skip+len) of the current chain. */
+@inline function scatter(src: usize, skip: u32, len: u32): bool {
+  return copySegments(segReadable, segReadable + segWritable, skip, src, len, true);
 }
 
 function finish(len: u32): void {
@@ -114,16 +116,22 @@ function finish(len: u32): void {
 
 /** Replies with an error header if one fits (unique from the header, if it was readable), else used len 0. */
 function rejectMessage(unique: u64): i32 {
-  if (bytesWritable >= FUSE_OUT_HEADER_SIZE) {
-    store<u32>(REPLY_AREA, FUSE_OUT_HEADER_SIZE, OUT_LEN);
-    store<i32>(REPLY_AREA, -EINVAL, OUT_ERROR);
-    store<u64>(REPLY_AREA, unique, OUT_UNIQUE);
-    scatter(REPLY_AREA, FUSE_OUT_HEADER_SIZE);
-    finish(FUSE_OUT_HEADER_SIZE);
-  } else {
-    finish(0);
-  }
+  sendErrorHeader(-EINVAL, unique, bytesWritable);
   return POP_BAD_MESSAGE;
+}
+
+/** A header-only reply {16, error, unique} if 16 bytes fit (and the window let it through), else used len 0. */
+function sendErrorHeader(error: i32, unique: u64, writable: u32): void {
+  if (writable >= FUSE_OUT_HEADER_SIZE) {
+    store<u32>(REPLY_AREA, FUSE_OUT_HEADER_SIZE, OUT_LEN);
+    store<i32>(REPLY_AREA, error, OUT_ERROR);
+    store<u64>(REPLY_AREA, unique, OUT_UNIQUE);
+    if (scatter(REPLY_AREA, 0, FUSE_OUT_HEADER_SIZE)) {
+      finish(FUSE_OUT_HEADER_SIZE);
+      return;
+    }
+  }
+  finish(0);
 }
 
 /** queuePop: the next request of queue q, validated, its args in ARGS. */
@@ -168,7 +176,10 @@ function beginRequest(queue: u32, head: u32): i32 {
     finish(0);
     return POP_BAD_MESSAGE;
   }
-  gather(IN_HEADER, 0, FUSE_IN_HEADER_SIZE);
+  if (!gather(IN_HEADER, 0, FUSE_IN_HEADER_SIZE)) {
+    finish(0);
+    return POP_BAD_MESSAGE;
+  }
   const len = load<u32>(IN_HEADER, IN_LEN);
   const opcode = load<u32>(IN_HEADER, IN_OPCODE);
   const unique = load<u64>(IN_HEADER, IN_UNIQUE);
@@ -178,7 +189,7 @@ function beginRequest(queue: u32, head: u32): i32 {
   let copy = argsLen;
   if (opcode == FUSE_WRITE) copy = FUSE_WRITE_IN_SIZE;
   else if (argsLen > ARGS_MAX) return rejectMessage(unique);
-  gather(ARGS, FUSE_IN_HEADER_SIZE, copy);
+  if (!gather(ARGS, FUSE_IN_HEADER_SIZE, copy)) return rejectMessage(unique);
   reqOpcode = opcode;
   reqUnique = unique;
   reqNodeId = load<u64>(IN_HEADER, IN_NODEID);
@@ -190,21 +201,25 @@ function beginRequest(queue: u32, head: u32): i32 {
   return POP_REQUEST;
 }
 
-/** Writes up to maxBytes of iovecs over segments [first, end) after skipping `skip` bytes. Returns the count. */
+/**
+ * Writes up to maxBytes of iovecs over segments [first, end) after skipping `skip` bytes: process addresses
+ * (guest RAM as the host mapped it, or linear memory), so the binding passes IOV to preadv/pwritev unchanged.
+ * Returns the count.
+ */
 function buildIov(first: u32, end: u32, skip: u32, maxBytes: u32): i32 {
   let n: u32 = 0;
   let left = maxBytes;
   for (let i = first; i < end && left != 0 && n < IOV_MAX; i++) {
-    const s = SEGS + <usize>(i << 3);
-    const segLen = load<u32>(s, 4);
+    const s = SEGS + <usize>(i * SEG_SIZE);
+    const segLen = load<u32>(s, 8);
     if (skip >= segLen) {
       skip -= segLen;
       continue;
     }
     const len = segLen - skip < left ? segLen - skip : left;
-    const v = IOV + <usize>(n << 3);
-    store<u32>(v, load<u32>(s) + skip);
-    store<u32>(v, len, 4);
+    const v = IOV + <usize>(n * IOVEC_SIZE);
+    store<u64>(v, segmentHost(s, skip));
+    store<u64>(v, <u64>len, 8);
     n++;
     left -= len;
     skip = 0;
@@ -237,23 +252,38 @@ export function replySend(error: i32, bodyLen: u32, payloadLen: u32): i32 {
   if (!active) return -EINVAL;
   const total = <u64>FUSE_OUT_HEADER_SIZE + <u64>bodyLen + <u64>payloadLen;
   if (bodyLen > REPLY_MAX || total > <u64>reqWritable) {
-    if (reqWritable >= FUSE_OUT_HEADER_SIZE) {
-      store<u32>(REPLY_AREA, FUSE_OUT_HEADER_SIZE, OUT_LEN);
-      store<i32>(REPLY_AREA, -EIO, OUT_ERROR);
-      store<u64>(REPLY_AREA, reqUnique, OUT_UNIQUE);
-      scatter(REPLY_AREA, FUSE_OUT_HEADER_SIZE);
-      finish(FUSE_OUT_HEADER_SIZE);
-    } else {
-      finish(0);
-    }
+    sendErrorHeader(-EIO, reqUnique, reqWritable);
     return -ERANGE;
   }
   store<u32>(REPLY_AREA, <u32>total, OUT_LEN);
   store<i32>(REPLY_AREA, error, OUT_ERROR);
   store<u64>(REPLY_AREA, reqUnique, OUT_UNIQUE);
-  scatter(REPLY_AREA, FUSE_OUT_HEADER_SIZE + bodyLen);
+  if (!scatter(REPLY_AREA, 0, FUSE_OUT_HEADER_SIZE + bodyLen)) {
+    // Windowed, every slot pinned: the guest gets its buffers back empty rather than half a reply.
+    finish(0);
+    return -EFAULT;
+  }
   finish(<u32>total);
   return 0;
+}
+
+/**
+ * Copies len bytes from linear memory at src into the writable segments after `skip` bytes (16: READ data after
+ * the out header): a READ answered from bytes (a filesystem without an fd). Bytes copied: 0 when no request is
+ * current, the room is short, or the window had no slot.
+ */
+export function payloadScatter(src: usize, skip: u32, len: u32): u32 {
+  if (!active || <u64>skip + <u64>len > <u64>reqWritable) return 0;
+  return scatter(src, skip, len) ? len : 0;
+}
+
+/**
+ * Copies len bytes of the readable segments from `skip` bytes after the start of the args (40: WRITE data after
+ * fuse_write_in), never past fuse_in_header.len, to linear memory at dst. Bytes copied (0 as above).
+ */
+export function payloadGather(dst: usize, skip: u32, len: u32): u32 {
+  if (!active || <u64>skip + <u64>len > <u64>reqArgsLen) return 0;
+  return gather(dst, FUSE_IN_HEADER_SIZE + skip, len) ? len : 0;
 }
 
 /** No reply (FORGET, BATCH_FORGET, INTERRUPT): the chain goes back with used len 0. */

@@ -23,8 +23,10 @@
 //
 // Indices (avail.idx, used.idx, our last_avail/next_used) are free-running u16 counters; a slot is idx & (num-1).
 //
-// A descriptor chain is walked as a cursor (table, index, hops) into the SEGS table of {u32 linearOffset,
-// u32 len}: readable segments first, then writable ones. The chain is hostile: every rule below ends the walk as
+// A descriptor chain is walked as a cursor (table, index, hops) into the SEGS table (segments as drawn in
+// guest-memory.ts: a linear offset in flat mode, a guest-physical address + region windowed): readable segments
+// first, then writable ones. The walk itself translates nothing but an indirect table, so in windowed mode the
+// table pointer stays valid through it (guest-memory.ts: one live window pointer, rings pinned). The chain is hostile: every rule below ends the walk as
 // a bad chain (POP_BAD_CHAIN), never a trap.
 //   - a `next` or head index outside its table; more descriptors than the table holds (loops included): `num`
 //     in the main table, the table's length inside an indirect table. (The spec caps a whole chain at the queue
@@ -38,7 +40,10 @@
 //     is not wholly in one region
 // The WRITE flag of a descriptor that refers to an indirect table is ignored (§2.7.5.3.2).
 
-import { memGeneration, translateUva, translateGpa, gpaSpan, spanLen, NOT_MAPPED } from './guest-memory';
+import {
+  memGeneration, translateUva, translateGpa, segmentSpan, spanLen, spanAddr, spanRegion, NOT_MAPPED, SEG_SIZE,
+  SEG_LINEAR, windowed, pinEpoch, pinWindow, unpinWindow,
+} from './guest-memory';
 
 export const MAX_QUEUES: u32 = 64;
 export const MAX_QUEUE_SIZE: u32 = 32768;
@@ -67,11 +72,12 @@ export const POP_RING_BROKEN: i32 = -3;
 
 // ---- per-queue state: QUEUES[MAX_QUEUES], QUEUE_STRIDE bytes each ----------------------------------------------
 //
-//   0     4      8      12      16     20         24         28          32        40        48        56    60
-//   +-----+------+------+-------+------+----------+----------+-----------+---------+---------+---------+-----+--+
-//   | num | flags| desc | avail | used | lastAvail| nextUsed | signalled | descUva | usedUva |availUva | gen |  |
-//   +-----+------+------+-------+------+----------+----------+-----------+---------+---------+---------+-----+--+
-//     u32   u32    linear offsets (u32)  u16 in u32 (free-running)          u64       u64       u64      u32
+//   0     4      8      12      16     20         24         28          32        40        48        56    60   64
+//   +-----+------+------+-------+------+----------+----------+-----------+---------+---------+---------+-----+----+
+//   | num | flags| desc | avail | used | lastAvail| nextUsed | signalled | descUva | usedUva |availUva | gen |pinE|
+//   +-----+------+------+-------+------+----------+----------+-----------+---------+---------+---------+-----+----+
+//     u32   u32    linear offsets (u32)  u16 in u32 (free-running)          u64       u64       u64      u32   u32
+//   pinE: the window's pinEpoch when desc/avail/used were pinned (QF_PINNED; windowed mode)
 const QUEUE_STRIDE: u32 = 64;
 const Q_NUM: u32 = 0;
 const Q_FLAGS: u32 = 4;
@@ -85,6 +91,7 @@ const Q_DESC_UVA: u32 = 32;
 const Q_USED_UVA: u32 = 40;
 const Q_AVAIL_UVA: u32 = 48;
 const Q_GEN: u32 = 56;
+const Q_PIN_EPOCH: u32 = 60;
 
 const QF_ADDR: u32 = 1; // ring addresses given
 const QF_EVENT_IDX: u32 = 2; // VIRTIO_RING_F_EVENT_IDX negotiated
@@ -93,6 +100,7 @@ const QF_BROKEN: u32 = 8; // avail.idx misbehaved: halted until queueReset
 const QF_SYNCED: u32 = 16; // next_used was read from used.idx since the last (re)configuration
 const QF_MAPPED: u32 = 32; // desc/avail/used linear offsets valid for Q_GEN
 const QF_SIGNAL_STALE: u32 = 64; // so many used entries since the last decision that u16 compares are moot
+const QF_PINNED: u32 = 128; // desc/avail/used window slots pinned (windowed mode), for Q_PIN_EPOCH
 
 const QUEUES: usize = memory.data(<i32>(MAX_QUEUES * QUEUE_STRIDE), 8);
 
@@ -102,8 +110,8 @@ const QUEUES: usize = memory.data(<i32>(MAX_QUEUES * QUEUE_STRIDE), 8);
 
 // ---- the current chain ------------------------------------------------------------------------------------------
 export const MAX_SEGS: u32 = 4096;
-/** {u32 linearOffset, u32 len} x MAX_SEGS: readable segments [0, segReadable), then writable ones. */
-export const SEGS: usize = memory.data(<i32>(MAX_SEGS * 8), 8);
+/** Segments (guest-memory.ts) x MAX_SEGS: readable ones [0, segReadable), then writable ones. */
+export const SEGS: usize = memory.data(<i32>(MAX_SEGS * SEG_SIZE), 8);
 export let segReadable: u32 = 0;
 export let segWritable: u32 = 0;
 export let bytesReadable: u32 = 0;
@@ -163,8 +171,20 @@ function publishAvailEvent(used: usize, num: u32, idx: u32): void {
 
 // ---- configuration ----------------------------------------------------------------------------------------------
 
+/** Gives back the window slots a queue's rings pinned (if they were pinned in the current window). */
+function unpinRings(p: usize): void {
+  const flags = load<u32>(p, Q_FLAGS);
+  if ((flags & QF_PINNED) == 0) return;
+  store<u32>(p, flags & ~QF_PINNED, Q_FLAGS);
+  if (load<u32>(p, Q_PIN_EPOCH) != pinEpoch) return; // memReset dropped every pin already
+  unpinWindow(<usize>load<u32>(p, Q_DESC));
+  unpinWindow(<usize>load<u32>(p, Q_AVAIL));
+  unpinWindow(<usize>load<u32>(p, Q_USED));
+}
+
 export function queueReset(q: u32): void {
   if (q >= MAX_QUEUES) return;
+  unpinRings(qp(q));
   memory.fill(qp(q), 0, QUEUE_STRIDE);
 }
 
@@ -172,23 +192,38 @@ export function queueReset(q: u32): void {
 export function queueSetNum(q: u32, num: u32): i32 {
   if (q >= MAX_QUEUES || num == 0 || num > MAX_QUEUE_SIZE || (num & (num - 1)) != 0) return -22;
   const p = qp(q);
+  unpinRings(p);
   store<u32>(p, num, Q_NUM);
   store<u32>(p, load<u32>(p, Q_FLAGS) & ~(QF_MAPPED | QF_SYNCED), Q_FLAGS);
   return 0;
 }
 
-/** Translates the three ring addresses for the current memory table; false if a ring is not wholly mapped. */
+/**
+ * Translates the three ring addresses for the current memory table; false if a ring is not wholly mapped.
+ * Windowed: each ring's slot is pinned as soon as it is translated (the next translation could otherwise take
+ * it), and stays pinned until the queue is reconfigured, reset or the table changes.
+ */
 function mapRings(p: usize): bool {
   const flags = load<u32>(p, Q_FLAGS);
   const num = load<u32>(p, Q_NUM);
   if ((flags & QF_ADDR) == 0 || num == 0) return false;
   if ((flags & QF_MAPPED) != 0 && load<u32>(p, Q_GEN) == memGeneration) return true;
+  unpinRings(p);
   const desc = translateUva(load<u64>(p, Q_DESC_UVA), <u64>(num * DESC_SIZE));
+  if (windowed && desc != NOT_MAPPED) pinWindow(<usize>desc);
   const avail = translateUva(load<u64>(p, Q_AVAIL_UVA), <u64>(6 + 2 * num));
+  if (windowed && avail != NOT_MAPPED) pinWindow(<usize>avail);
   const used = translateUva(load<u64>(p, Q_USED_UVA), <u64>(6 + USED_ELEM_SIZE * num));
+  if (windowed && used != NOT_MAPPED) pinWindow(<usize>used);
   // Alignment (§2.7): desc 16, avail 2, used 4. avail/used are accessed atomically, which traps if misaligned.
+  // (Window slots are SLOT_SIZE-aligned and keep the guest's offset within a chunk, so alignment carries over.)
   if (desc == NOT_MAPPED || avail == NOT_MAPPED || used == NOT_MAPPED || (desc & 15) != 0 || (avail & 1) != 0
     || (used & 3) != 0) {
+    if (windowed) {
+      if (desc != NOT_MAPPED) unpinWindow(<usize>desc);
+      if (avail != NOT_MAPPED) unpinWindow(<usize>avail);
+      if (used != NOT_MAPPED) unpinWindow(<usize>used);
+    }
     store<u32>(p, flags & ~QF_MAPPED, Q_FLAGS);
     return false;
   }
@@ -196,7 +231,12 @@ function mapRings(p: usize): bool {
   store<u32>(p, <u32>avail, Q_AVAIL);
   store<u32>(p, <u32>used, Q_USED);
   store<u32>(p, memGeneration, Q_GEN);
-  store<u32>(p, flags | QF_MAPPED, Q_FLAGS);
+  let mapped = (load<u32>(p, Q_FLAGS) & ~QF_PINNED) | QF_MAPPED;
+  if (windowed) {
+    mapped |= QF_PINNED;
+    store<u32>(p, pinEpoch, Q_PIN_EPOCH);
+  }
+  store<u32>(p, mapped, Q_FLAGS);
   return true;
 }
 
@@ -204,6 +244,7 @@ function mapRings(p: usize): bool {
 export function queueSetAddr(q: u32, descUva: u64, usedUva: u64, availUva: u64): i32 {
   if (q >= MAX_QUEUES) return -22;
   const p = qp(q);
+  unpinRings(p);
   store<u64>(p, descUva, Q_DESC_UVA);
   store<u64>(p, usedUva, Q_USED_UVA);
   store<u64>(p, availUva, Q_AVAIL_UVA);
@@ -259,13 +300,13 @@ function addSegments(gpa: u64, len: u32, writable: bool): bool {
   let addr = gpa;
   let left = len;
   while (left != 0) {
-    const lin = gpaSpan(addr, left);
-    if (lin == NOT_MAPPED) return false;
+    if (!segmentSpan(addr, left)) return false;
     const n = segReadable + segWritable;
     if (n >= MAX_SEGS) return false;
-    const s = SEGS + <usize>(n << 3);
-    store<u32>(s, <u32>lin);
-    store<u32>(s, spanLen, 4);
+    const s = SEGS + <usize>(n * SEG_SIZE);
+    store<u64>(s, spanAddr);
+    store<u32>(s, spanLen, 8);
+    store<u32>(s, spanRegion, 12);
     if (writable) segWritable++;
     else segReadable++;
     addr += <u64>spanLen;
@@ -350,14 +391,16 @@ export function linearChain(inPtr: u32, inLen: u32, outPtr: u32, outCap: u32): b
   if (inEnd > memEnd || outEnd > memEnd) return false;
   if (inLen != 0 && outCap != 0 && <u64>inPtr < outEnd && <u64>outPtr < inEnd) return false;
   if (inLen != 0) {
-    store<u32>(SEGS, inPtr);
-    store<u32>(SEGS, inLen, 4);
+    store<u64>(SEGS, <u64>inPtr);
+    store<u32>(SEGS, inLen, 8);
+    store<u32>(SEGS, SEG_LINEAR, 12);
     segReadable = 1;
   }
   if (outCap != 0) {
-    const s = SEGS + <usize>(segReadable << 3);
-    store<u32>(s, outPtr);
-    store<u32>(s, outCap, 4);
+    const s = SEGS + <usize>(segReadable * SEG_SIZE);
+    store<u64>(s, <u64>outPtr);
+    store<u32>(s, outCap, 8);
+    store<u32>(s, SEG_LINEAR, 12);
     segWritable = 1;
   }
   bytesReadable = inLen;

@@ -286,11 +286,13 @@ NAPI_MODULE_INIT() {
       /* socket.c */
       FN("unixListen", vfs_unix_listen),
       FN("unixConnect", vfs_unix_connect),
+      FN("unixDatagram", vfs_unix_datagram),
       FN("accept", vfs_accept),
       FN("socketpair", vfs_socketpair),
       FN("recvmsg", vfs_recvmsg),
       FN("sendmsg", vfs_sendmsg),
       FN("setNonblocking", vfs_set_nonblocking),
+      FN("setCloexec", vfs_set_cloexec),
       FN("shutdown", vfs_shutdown),
       /* mman.c */
       FN("memfdCreate", vfs_memfd_create),
@@ -300,6 +302,8 @@ NAPI_MODULE_INIT() {
       FN("windowReserve", vfs_window_reserve),
       FN("windowUnmap", vfs_window_unmap),
       FN("fcntlGetfl", vfs_fcntl_getfl),
+      FN("mmapShared", vfs_mmap_shared),
+      FN("munmap", vfs_munmap),
       /* eventfd.c */
       FN("eventfd", vfs_eventfd),
       FN("eventfdRead", vfs_eventfd_read),

@@ -122,6 +122,8 @@ napi_value vfs_make_constants(napi_env env);
 /* socket.c */
 VFS_FN(vfs_unix_listen);
 VFS_FN(vfs_unix_connect);
+VFS_FN(vfs_unix_datagram);
+VFS_FN(vfs_set_cloexec);
 VFS_FN(vfs_accept);
 VFS_FN(vfs_socketpair);
 VFS_FN(vfs_recvmsg);
@@ -137,6 +139,8 @@ VFS_FN(vfs_address_of);
 VFS_FN(vfs_window_reserve);
 VFS_FN(vfs_window_unmap);
 VFS_FN(vfs_fcntl_getfl);
+VFS_FN(vfs_mmap_shared);
+VFS_FN(vfs_munmap);
 
 /* eventfd.c */
 VFS_FN(vfs_eventfd);

@@ -272,16 +272,15 @@ VFS_FN(vfs_fallocate) {
 }
 
 /*
- * Fixed maximum iovec count per call: the array lives on the stack (VFS_IOV_MAX * 16 bytes = 16 KiB).
- * Equal to the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel itself would answer).
+ * Maximum iovec count per call: the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel itself would answer).
  */
 #define VFS_IOV_MAX 1024
 
-static uint32_t vfs_load_u32le(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Shared body of preadv/pwritev: translates { u32 offset, u32 len } entries at mem[iovOffset] to pointers. */
+/*
+ * Shared body of preadv/pwritev: iovCount `struct iovec` entries at mem[iovOffset] (8-aligned) go to the kernel
+ * as they are. Their bases are process addresses the core computed from its memory table (guest RAM as the host
+ * mapped it, or the core's linear memory); the kernel answers -EFAULT for an unmapped one.
+ */
 static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) {
   VFS_ARGS(env, info, 5);
   int32_t fd, count;
@@ -292,16 +291,9 @@ static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) 
   if (!vfs_get_i64(env, argv[2], &iov_offset) || !vfs_get_i32(env, argv[3], &count)) return NULL;
   if (!vfs_get_i64(env, argv[4], &position)) return NULL;
   if (count < 0 || count > VFS_IOV_MAX) return vfs_int(env, -EINVAL);
-  if (!vfs_in_range(len, iov_offset, (int64_t)count * 8)) return vfs_int(env, -EFAULT);
-
-  struct iovec iov[VFS_IOV_MAX];
-  const uint8_t *entry = mem + iov_offset;
-  for (int32_t i = 0; i < count; i++, entry += 8) {
-    uint32_t off = vfs_load_u32le(entry), n = vfs_load_u32le(entry + 4);
-    if (!vfs_in_range(len, off, n)) return vfs_int(env, -EFAULT);
-    iov[i].iov_base = mem + off;
-    iov[i].iov_len = n;
-  }
+  if (!vfs_in_range(len, iov_offset, (int64_t)count * (int64_t)sizeof(struct iovec))) return vfs_int(env, -EFAULT);
+  const struct iovec *iov = (const struct iovec *)(mem + iov_offset);
+  if ((uintptr_t)iov % _Alignof(struct iovec) != 0) return vfs_int(env, -EINVAL);
   ssize_t r;
   if (position == -1)
     r = is_write ? writev(fd, iov, count) : readv(fd, iov, count);

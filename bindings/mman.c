@@ -126,3 +126,38 @@ VFS_FN(vfs_fcntl_getfl) {
   if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
   return vfs_result(env, fcntl(fd, F_GETFL));
 }
+
+/*
+ * mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_NORESERVE, fd, fileOffset): a guest memory region
+ * mapped whole somewhere in the process (windowed mode: the addresses payload iovecs carry). Returns the address
+ * as a BigInt, or a negative BigInt -errno.
+ */
+VFS_FN(vfs_mmap_shared) {
+  VFS_ARGS(env, info, 3);
+  int32_t fd;
+  int64_t length, file_offset;
+  napi_value out;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_i64(env, argv[1], &length)) return NULL;
+  if (!vfs_get_i64(env, argv[2], &file_offset)) return NULL;
+  int64_t r;
+  if (length <= 0 || file_offset < 0 || (uint64_t)file_offset % (uint64_t)sysconf(_SC_PAGESIZE) != 0) {
+    r = -EINVAL;
+  } else {
+    void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, (off_t)file_offset);
+    r = p == MAP_FAILED ? -errno : (int64_t)(uintptr_t)p;
+  }
+  NAPI_CALL(env, napi_create_bigint_int64(env, r, &out));
+  return out;
+}
+
+/* munmap(addr, length) of a mapping made by mmapShared. 0 or -errno. */
+VFS_FN(vfs_munmap) {
+  VFS_ARGS(env, info, 2);
+  int64_t length;
+  uint64_t addr;
+  bool lossless;
+  NAPI_CALL(env, napi_get_value_bigint_uint64(env, argv[0], &addr, &lossless));
+  if (!vfs_get_i64(env, argv[1], &length)) return NULL;
+  if (!lossless || length <= 0) return vfs_int(env, -EINVAL);
+  return vfs_result(env, munmap((void *)(uintptr_t)addr, (size_t)length));
+}

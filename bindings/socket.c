@@ -61,6 +61,26 @@ VFS_FN(vfs_unix_connect) {
   return vfs_int(env, fd);
 }
 
+/* A nonblocking Unix datagram socket, connected to (syslog's /dev/log) or bound at (a log receiver) path. */
+VFS_FN(vfs_unix_datagram) {
+  VFS_ARGS(env, info, 2);
+  bool bind_it;
+  struct sockaddr_un addr;
+  if (!vfs_get_bool(env, argv[1], &bind_it)) return NULL;
+  int rc = vfs_unix_addr(env, argv[0], &addr);
+  if (rc > 0) return NULL;
+  if (rc < 0) return vfs_int(env, rc);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return vfs_errno(env);
+  int r = bind_it ? bind(fd, (struct sockaddr *)&addr, sizeof addr) : connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  if (r < 0) {
+    int e = errno;
+    close(fd);
+    return vfs_int(env, -(int64_t)e);
+  }
+  return vfs_int(env, fd);
+}
+
 VFS_FN(vfs_accept) {
   VFS_ARGS(env, info, 1);
   int32_t fd;
@@ -182,17 +202,23 @@ VFS_FN(vfs_sendmsg) {
   return vfs_result(env, r);
 }
 
-VFS_FN(vfs_set_nonblocking) {
+/* Sets or clears `bit` among the flags fcntl(get) reads and fcntl(set) writes. */
+static napi_value vfs_fd_flag(napi_env env, napi_callback_info info, int get, int set, int bit) {
   VFS_ARGS(env, info, 2);
   int32_t fd;
   bool on;
   if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_bool(env, argv[1], &on)) return NULL;
-  int flags = fcntl(fd, F_GETFL);
+  int flags = fcntl(fd, get);
   if (flags < 0) return vfs_errno(env);
-  int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-  if (want != flags && fcntl(fd, F_SETFL, want) < 0) return vfs_errno(env);
+  int want = on ? (flags | bit) : (flags & ~bit);
+  if (want != flags && fcntl(fd, set, want) < 0) return vfs_errno(env);
   return vfs_int(env, 0);
 }
+
+VFS_FN(vfs_set_nonblocking) { return vfs_fd_flag(env, info, F_GETFL, F_SETFL, O_NONBLOCK); }
+
+/* FD_CLOEXEC: an fd the daemon must keep across its own re-exec (an inherited --fd socket). */
+VFS_FN(vfs_set_cloexec) { return vfs_fd_flag(env, info, F_GETFD, F_SETFD, FD_CLOEXEC); }
 
 VFS_FN(vfs_shutdown) {
   VFS_ARGS(env, info, 1);

@@ -1,31 +1,38 @@
 /**
- * Core: one instance of the AssemblyScript core (build/core.wasm), typed 1:1 over its exports (DESIGN.md
+ * Core: one instance of the AssemblyScript core (dist/core.wasm), typed 1:1 over its exports (DESIGN.md
  * "Core ABI"), plus the mapping of guest RAM into its linear memory.
  *
  * Each queue worker owns one Core. The core is synchronous and holds one current request at a time.
  *
  * Linear memory layout:
  *
- *   0                 static data (scratch: ARGS, REPLY, DIRENT_BUF, STATX, IOV, LINEAR_IN/OUT, ring/region tables)
+ *   0                 static data (scratch: ARGS, REPLY, DIRENT_BUF, STATX, IOV, LINEAR_IN/OUT, ring/region tables,
+ *                     the window's chunk table)
  *   initial size      ---------------------------------------------------------------------------
- *                     guest area: one 64 KiB-aligned slot per vhost-user region, each mmap'ed over with the
- *                     region's fd (MAP_SHARED|MAP_FIXED); reused on a new memory table
- *                     test regions (addTestRegion): plain grown pages
+ *                     guest area, reused on a new memory table. Flat mode: one 64 KiB-aligned place per vhost-user
+ *                     region, each mmap'ed over with the region's fd (MAP_SHARED|MAP_FIXED). Windowed mode (guest
+ *                     RAM does not fit): the window, `slots` x 4 MiB, chunks mapped into it on the core's demand
+ *                     (the `host.mapChunk` import); each region is also mapped whole elsewhere in the process
+ *                     (mmapShared) for the payload iovecs.
+ *                     test regions (addTestRegion): plain grown pages (windowSlots: a memfd mapped over them)
  *   < 4 GiB
  */
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { init, WASI } from '@wasmer/wasi';
 import { SystemError, VirtiofsdError } from './errors.js';
 import type { Native } from './native.js';
+import { packageRoot } from './package-root.js';
 
-/** Raw exports of build/core.wasm (i64 as bigint, bool as 0/1). */
+/** Raw exports of dist/core.wasm (i64 as bigint, bool as 0/1). */
 export interface CoreExports {
   memory: WebAssembly.Memory;
   memReset(): void;
+  memSetLinearBase(base: bigint): void;
   memAddRegion(gpa: bigint, uva: bigint, size: bigint, linearOffset: number): number;
+  memSetWindow(base: number, slots: number): number;
+  memAddRegionWindowed(gpa: bigint, uva: bigint, size: bigint, host: bigint, delta: number): number;
+  memWindowSlotsMapped(): number;
   memTranslate(gpa: bigint, len: number): number;
   queueReset(q: number): void;
   queueSetNum(q: number, num: number): number;
@@ -59,6 +66,8 @@ export interface CoreExports {
   direntBufPtr(): number;
   payloadReadIov(skip: number, maxBytes: number): number;
   payloadWriteIov(skip: number, maxBytes: number): number;
+  payloadScatter(src: number, skip: number, len: number): number;
+  payloadGather(dst: number, skip: number, len: number): number;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
   replyNone(): void;
   requestPark(): number;
@@ -120,6 +129,15 @@ export const FUSE_ENTRY_OUT_SIZE = 128;
 const WASM_PAGE = 65536;
 /** wasm32: linear memory can never exceed 4 GiB. */
 const MAX_PAGES = 65536;
+/** The window (assembly/guest-memory.ts): guest RAM in 2 MiB chunks, a slot holds two. */
+export const CHUNK_SIZE = 2 * 1024 * 1024;
+export const SLOT_SIZE = 2 * CHUNK_SIZE;
+/** Window slots when guest RAM does not fit (1 GiB of linear memory; 256 x 2 MiB chunks hit without a miss). */
+export const DEFAULT_WINDOW_SLOTS = 256;
+/** The fewest slots a window is made with when linear memory is short (rings of a queue pin at most 3). */
+const MIN_WINDOW_SLOTS = 8;
+/** Guest RAM the window's chunk table covers (2^19 chunks). */
+export const MAX_WINDOWED_RAM = 2 ** 19 * CHUNK_SIZE;
 
 /** One vhost-user memory region to map (VHOST_USER_SET_MEM_TABLE / ADD_MEM_REG). */
 export interface GuestRegion {
@@ -134,10 +152,15 @@ export interface GuestRegion {
 }
 
 export interface CoreOptions {
-  /** Path of the .wasm; default build/core.wasm under the package root. */
+  /** Path of the .wasm; default dist/core.wasm under the package root. */
   wasmPath?: string;
   /** The native addon; default: ./native-loader.js if the addon is built (needed only by mapGuestRegions). */
   native?: Native;
+  /**
+   * Always windowed, with this many 4 MiB slots (tests: a tiny window exercises eviction, pinning and the
+   * no-slot paths). Default: windowed only when guest RAM does not fit, with DEFAULT_WINDOW_SLOTS.
+   */
+  windowSlots?: number;
 }
 
 interface MappedSlot {
@@ -145,12 +168,14 @@ interface MappedSlot {
   length: number;
 }
 
-function packageRoot(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Compiled: dist/host/core.js (root two up). Run from source: host/core.ts (root one up).
-  const twoUp = resolve(here, '..', '..');
-  if (existsSync(resolve(twoUp, 'package.json')) && existsSync(resolve(twoUp, 'asconfig.json'))) return twoUp;
-  return resolve(here, '..');
+/** A region of the core's table as the host placed it (index = the core's region index). */
+interface PlacedRegion {
+  /** Windowed: the fd and the page-aligned file offset chunk 0 starts at (mapChunk); -1 flat. */
+  fd: number;
+  fileOffset: number;
+  /** Windowed mmapShared mapping to munmap (0n: none, e.g. a test region's view). */
+  mapping: bigint;
+  mappingLength: number;
 }
 
 let wasiReady: Promise<void> | undefined;
@@ -188,11 +213,23 @@ export class Core {
   private guestBase = 0;
   private guestCapacity = 0;
   private mapped: MappedSlot[] = [];
+  /** Process address of linear memory's byte 0 (0n without the addon). */
+  readonly linearBase: bigint;
+  private readonly forcedSlots: number | undefined;
+  private placed: PlacedRegion[] = [];
+  /** addTestRegion's regions, for reAddTestRegions. */
+  private testRegions: { gpa: bigint; uva: bigint; size: number; offset: number; fd: number }[] = [];
+  /** Slots of the current window (0: flat mode). */
+  private windowSlots = 0;
+  /** Chunks the core asked the host to map (tests, logs). */
+  windowMisses = 0;
 
-  private constructor(instance: WebAssembly.Instance, wasi: WASI | undefined, native: Native | undefined) {
+  private constructor(instance: WebAssembly.Instance, wasi: WASI | undefined, native: Native | undefined,
+    forcedSlots: number | undefined) {
     this.e = instance.exports as unknown as CoreExports;
     this.wasi = wasi;
     this.native = native;
+    this.forcedSlots = forcedSlots;
     this.memory = this.e.memory;
     this.buffer = this.memory.buffer;
     this.dataView = new DataView(this.buffer);
@@ -205,11 +242,14 @@ export class Core {
     this.linearInPtr = this.e.linearInPtr();
     this.linearOutPtr = this.e.linearOutPtr();
     this.linearBufSize = this.e.linearBufSize() >>> 0;
+    // V8 reserves a wasm32 memory's whole 4 GiB range up front: growing never moves it, so the base holds.
+    this.linearBase = native !== undefined ? BigInt(native.addressOf(this.memory.buffer)) : 0n;
+    this.e.memSetLinearBase(this.linearBase);
   }
 
   /** Compiles (once per path) and instantiates the core with WASI imports for its stderr. */
   static async create(options: CoreOptions = {}): Promise<Core> {
-    const path = options.wasmPath ?? resolve(packageRoot(), 'build', 'core.wasm');
+    const path = options.wasmPath ?? resolve(packageRoot(), 'dist', 'core.wasm');
     let modulePromise = moduleCache.get(path);
     if (modulePromise === undefined) {
       modulePromise = readFile(path).then((bytes) => WebAssembly.compile(bytes));
@@ -223,7 +263,7 @@ export class Core {
       throw new VirtiofsdError('ERR_CORE_LOAD',
         `cannot load the core ${path} (run \`npm run build:wasm\`): ${(err as Error).message}`, { cause: err });
     }
-    // The release build may import nothing (its abort is unreachable); WASI is only wired when it is imported.
+    // The release build may import no WASI (its abort is unreachable); WASI is only wired when it is imported.
     const needsWasi = WebAssembly.Module.imports(mod).some((i) => i.module.startsWith('wasi'));
     let wasi: WASI | undefined;
     let imports: WebAssembly.Imports = {};
@@ -233,9 +273,32 @@ export class Core {
       wasi = new WASI({ args: [], env: {} });
       imports = wasi.getImports(mod) as WebAssembly.Imports;
     }
+    let core: Core | undefined;
+    imports = { ...imports, host: Core.hostImports(() => core) };
     const instance = await WebAssembly.instantiate(mod, imports);
     if (wasi !== undefined) wasi.instantiate(instance, {});
-    return new Core(instance, wasi, options.native ?? (await tryLoadNative()));
+    const slots = options.windowSlots;
+    if (slots !== undefined && !(Number.isInteger(slots) && slots >= 1 && slots <= 1024)) {
+      throw new VirtiofsdError('ERR_GUEST_MEMORY', `windowSlots must be 1..1024 (${slots})`);
+    }
+    core = new Core(instance, wasi, options.native ?? (await tryLoadNative()), slots);
+    return core;
+  }
+
+  /**
+   * The core's `host` imports: `mapChunk(region, chunk, slot, length)` maps a chunk of a windowed region into a
+   * window slot on the core's demand. Called from inside the core: never throws (-errno instead).
+   */
+  static hostImports(core: () => Core | undefined): { mapChunk: (r: number, c: number, s: number, l: number) => number } {
+    return {
+      mapChunk: (region, chunk, slot, length) => {
+        try {
+          return core()?.mapChunk(region, chunk >>> 0, slot >>> 0, length >>> 0) ?? -22;
+        } catch {
+          return -5;
+        }
+      },
+    };
   }
 
   // ---- memory views -------------------------------------------------------------------------------------------
@@ -317,6 +380,26 @@ export class Core {
     return before * WASM_PAGE;
   }
 
+  /** Bytes the guest area can have at most (what it has, or can grow to at the end of linear memory). */
+  private guestRoom(): number {
+    const end = this.memory.buffer.byteLength;
+    const free = MAX_PAGES * WASM_PAGE - end;
+    if (this.guestCapacity > 0 && this.guestBase + this.guestCapacity === end) return this.guestCapacity + free;
+    return Math.max(this.guestCapacity, free);
+  }
+
+  /** Makes the guest area at least `total` bytes (grown at the end of linear memory, or anew). */
+  private reserveGuestArea(total: number): void {
+    if (total <= this.guestCapacity) return;
+    const end = this.memory.buffer.byteLength;
+    if (this.guestCapacity > 0 && this.guestBase + this.guestCapacity === end) {
+      this.grow(total - this.guestCapacity);
+    } else {
+      this.guestBase = this.grow(total);
+    }
+    this.guestCapacity = total;
+  }
+
   private nativeOrThrow(): Native {
     if (this.native === undefined) {
       throw new VirtiofsdError('ERR_NATIVE_MISSING',
@@ -325,10 +408,18 @@ export class Core {
     return this.native;
   }
 
+  /** Whether the current table is windowed (guest RAM reached through the window) and with how many slots. */
+  get window(): { slots: number; mapped: number } | undefined {
+    if (this.windowSlots === 0) return undefined;
+    return { slots: this.windowSlots, mapped: this.e.memWindowSlotsMapped() };
+  }
+
   /**
-   * Maps a vhost-user memory table: unmaps the previous regions, maps each region's fd into a 64 KiB-aligned
-   * slot of the guest area (grown on first use, reused afterwards), and registers the table with the core.
-   * On failure nothing stays registered (the core's table is empty) and a SystemError/VirtiofsdError is thrown.
+   * Maps a vhost-user memory table: unmaps the previous regions, then maps the new ones flat (each region's fd
+   * over a 64 KiB-aligned place of the guest area, grown on first use, reused afterwards) when they fit in the
+   * core's 4 GiB, else windowed (each region mapped whole in the process, the core reaching it through the
+   * window), and registers the table with the core. On failure nothing stays registered (the core's table is
+   * empty) and a SystemError/VirtiofsdError is thrown.
    */
   mapGuestRegions(regions: GuestRegion[]): void {
     const native = this.nativeOrThrow();
@@ -347,15 +438,11 @@ export class Core {
       total += slotLength;
     }
     this.unmapGuestRegions();
-    if (total > this.guestCapacity) {
-      const end = this.memory.buffer.byteLength;
-      if (this.guestCapacity > 0 && this.guestBase + this.guestCapacity === end) {
-        this.grow(total - this.guestCapacity);
-      } else {
-        this.guestBase = this.grow(total);
-      }
-      this.guestCapacity = total;
+    if (this.forcedSlots !== undefined || total > this.guestRoom()) {
+      this.mapWindowed(plan);
+      return;
     }
+    this.reserveGuestArea(total);
     for (const p of plan) {
       const offset = this.guestBase + p.slot;
       const r = native.mmapInto(this.memory.buffer, offset, p.length, native.constants.PROT_READ |
@@ -367,39 +454,147 @@ export class Core {
       this.mapped.push({ offset, length: p.length });
     }
     for (const p of plan) {
-      const rc = this.memAddRegion(p.region.gpa, p.region.uva, p.region.size, this.guestBase + p.slot + p.delta);
+      const linear = this.guestBase + p.slot + p.delta;
+      const rc = this.memAddRegion(p.region.gpa, p.region.uva, p.region.size, linear);
       if (rc < 0) {
         this.unmapGuestRegions();
         throw new VirtiofsdError('ERR_GUEST_MEMORY',
           `memory region gpa 0x${p.region.gpa.toString(16)} size 0x${p.region.size.toString(16)} rejected ` +
           `(overlap or overflow)`);
       }
+      this.placed.push({ fd: -1, fileOffset: 0, mapping: 0n, mappingLength: 0 });
     }
   }
 
-  /** Unmaps every mapped region (the pages become anonymous zero pages) and empties the core's table. */
+  /** Sets the core up for a windowed table: the window in the guest area (grown if need be). */
+  private beginWindow(): void {
+    const want = this.forcedSlots ?? DEFAULT_WINDOW_SLOTS;
+    const fit = Math.floor(this.guestRoom() / SLOT_SIZE);
+    const slots = Math.min(want, fit);
+    if (slots < Math.min(want, MIN_WINDOW_SLOTS)) {
+      throw new VirtiofsdError('ERR_GUEST_MEMORY',
+        `no room in the core's linear memory for a window onto guest RAM (${fit} slots)`);
+    }
+    this.reserveGuestArea(slots * SLOT_SIZE);
+    const rc = this.e.memSetWindow(this.guestBase, slots);
+    if (rc < 0) throw new VirtiofsdError('ERR_GUEST_MEMORY', `window rejected by the core (${rc})`);
+    this.windowSlots = slots;
+  }
+
+  private mapWindowed(plan: { length: number; fileOffset: number; delta: number; region: GuestRegion }[]): void {
+    const native = this.nativeOrThrow();
+    // The core's chunk table: each region takes ceil((delta + size) / CHUNK_SIZE) of its 2^19 entries.
+    let chunks = 0n;
+    for (const p of plan) chunks += (BigInt(p.delta) + p.region.size + BigInt(CHUNK_SIZE - 1)) / BigInt(CHUNK_SIZE);
+    if (chunks * BigInt(CHUNK_SIZE) > BigInt(MAX_WINDOWED_RAM)) {
+      throw new VirtiofsdError('ERR_GUEST_MEMORY',
+        `guest RAM of ${chunks} chunks of 2 MiB is more than the ${MAX_WINDOWED_RAM} bytes the core can address`);
+    }
+    this.beginWindow();
+    for (const p of plan) {
+      const addr = native.mmapShared(p.region.fd, p.length, p.fileOffset);
+      if (addr < 0n) {
+        this.unmapGuestRegions();
+        throw new SystemError('mmap', Number(-addr), native.strerror(Number(-addr)));
+      }
+      const host = addr + BigInt(p.delta);
+      this.placed.push({ fd: p.region.fd, fileOffset: p.fileOffset, mapping: addr, mappingLength: p.length });
+      const rc = this.e.memAddRegionWindowed(p.region.gpa, p.region.uva, p.region.size, host, p.delta);
+      if (rc < 0) {
+        this.unmapGuestRegions();
+        throw new VirtiofsdError('ERR_GUEST_MEMORY',
+          `memory region gpa 0x${p.region.gpa.toString(16)} size 0x${p.region.size.toString(16)} rejected ` +
+          `(${rc === -7 ? 'the window\'s chunk table is full' : 'overlap or overflow'})`);
+      }
+    }
+  }
+
+  /** The `host.mapChunk` import: chunk `chunk` of windowed region `region` at linear offset `slot`. */
+  private mapChunk(region: number, chunk: number, slot: number, length: number): number {
+    const r = this.placed[region];
+    const native = this.native;
+    if (r === undefined || r.fd < 0 || native === undefined) return -22;
+    const page = native.constants.PAGE_SIZE;
+    this.windowMisses++;
+    const c = native.constants;
+    return native.mmapInto(this.memory.buffer, slot, Math.ceil(length / page) * page, c.PROT_READ | c.PROT_WRITE,
+      r.fd, r.fileOffset + chunk * CHUNK_SIZE);
+  }
+
+  /**
+   * Unmaps every mapped region (flat: the pages become anonymous zero pages; windowed: the whole-region mappings
+   * go and the window is emptied) and empties the core's table.
+   */
   unmapGuestRegions(): void {
     this.memReset();
-    if (this.mapped.length === 0) return;
+    const placed = this.placed;
+    const windowBytes = this.windowSlots * SLOT_SIZE;
+    this.placed = [];
+    this.windowSlots = 0;
+    if (this.mapped.length === 0 && placed.every((r) => r.mapping === 0n) && windowBytes === 0) return;
     const native = this.nativeOrThrow();
     let failure: SystemError | undefined;
-    for (const m of this.mapped) {
-      const r = native.unmapFrom(this.memory.buffer, m.offset, m.length);
+    const fail = (r: number): void => {
       if (r < 0 && failure === undefined) failure = new SystemError('mmap', -r, native.strerror(-r));
-    }
+    };
+    for (const m of this.mapped) fail(native.unmapFrom(this.memory.buffer, m.offset, m.length));
     this.mapped = [];
+    for (const r of placed) if (r.mapping !== 0n) fail(native.munmap(r.mapping, r.mappingLength));
+    // The window's slots still map chunks of the old fds: zero pages instead (the old memfds can be freed).
+    if (windowBytes > 0) fail(native.unmapFrom(this.memory.buffer, this.guestBase, windowBytes));
     if (failure !== undefined) throw failure;
   }
 
   /**
-   * Grows memory by `size` (rounded to 64 KiB) and registers it as a plain region at gpa/uva (no mmap): guest
-   * RAM for tests and benchmarks. Returns the region's linear offset.
+   * Grows memory by `size` (rounded to 64 KiB) and registers it as a region at gpa/uva: guest RAM for tests and
+   * benchmarks. Returns the region's linear offset (where JS reads and writes it). Flat: plain pages. With
+   * `windowSlots`: a memfd mapped over those pages (the test's view), registered windowed, so the core reaches
+   * it only through its window.
    */
   addTestRegion(gpa: bigint, uva: bigint, size: number): number {
+    // Windowed: the window first, so the test regions' views stay one contiguous span after it.
+    if (this.forcedSlots !== undefined && this.placed.length === 0) {
+      this.memReset();
+      this.beginWindow();
+    }
     const offset = this.grow(size);
-    const rc = this.memAddRegion(gpa, uva, BigInt(size), offset);
-    if (rc < 0) throw new VirtiofsdError('ERR_GUEST_MEMORY', `test region gpa 0x${gpa.toString(16)} rejected`);
+    let fd = -1;
+    if (this.forcedSlots !== undefined) {
+      const native = this.nativeOrThrow();
+      const bytes = Math.ceil(size / WASM_PAGE) * WASM_PAGE;
+      fd = native.memfdCreate('core-test-region', 0);
+      if (fd < 0) throw new SystemError('memfd_create', -fd, native.strerror(-fd));
+      let rc = native.ftruncate(fd, bytes);
+      if (rc >= 0) {
+        rc = native.mmapInto(this.memory.buffer, offset, bytes, native.constants.PROT_READ |
+          native.constants.PROT_WRITE, fd, 0);
+      }
+      if (rc < 0) {
+        native.close(fd);
+        throw new SystemError('mmap', -rc, native.strerror(-rc));
+      }
+      // The fd stays open for mapChunk (until the process ends).
+    }
+    const region = { gpa, uva, size, offset, fd };
+    this.testRegions.push(region);
+    this.registerTestRegion(region);
     return offset;
+  }
+
+  /** Registers a test region with the core (windowed when forced, else flat). */
+  private registerTestRegion(t: { gpa: bigint; uva: bigint; size: number; offset: number; fd: number }): void {
+    const host = this.linearBase + BigInt(t.offset);
+    const rc = t.fd < 0 ? this.memAddRegion(t.gpa, t.uva, BigInt(t.size), t.offset)
+      : this.e.memAddRegionWindowed(t.gpa, t.uva, BigInt(t.size), host, 0);
+    if (rc < 0) throw new VirtiofsdError('ERR_GUEST_MEMORY', `test region gpa 0x${t.gpa.toString(16)} rejected`);
+    this.placed.push({ fd: t.fd, fileOffset: 0, mapping: 0n, mappingLength: 0 });
+  }
+
+  /** A fresh memory table of the same test regions (as a new SET_MEM_TABLE would give): tests, fuzzing. */
+  reAddTestRegions(): void {
+    this.unmapGuestRegions();
+    if (this.forcedSlots !== undefined) this.beginWindow();
+    for (const t of this.testRegions) this.registerTestRegion(t);
   }
 
   // ---- queues -------------------------------------------------------------------------------------------------
@@ -471,7 +666,10 @@ export class Core {
   reqReadable(): number { return this.e.reqReadable() >>> 0; }
   reqWritable(): number { return this.e.reqWritable() >>> 0; }
 
-  /** iovecs at iovPtr over the writable segments after `skip` bytes; returns the count (<= IOV_MAX). */
+  /**
+   * struct iovecs {u64 base, u64 len} (process addresses) at iovPtr over the writable segments after `skip`
+   * bytes; returns the count (<= IOV_MAX).
+   */
   payloadReadIov(skip: number, maxBytes: number): number {
     try { return this.e.payloadReadIov(skip, maxBytes); } catch (err) { this.trap(err); }
   }
@@ -481,7 +679,20 @@ export class Core {
     try { return this.e.payloadWriteIov(skip, maxBytes); } catch (err) { this.trap(err); }
   }
 
-  /** 0, -ERANGE (did not fit; -EIO sent instead if possible) or -EINVAL (no current request). */
+  /** READ answered from bytes: len bytes at linear src into the writable segments after skip. Bytes or 0. */
+  payloadScatter(src: number, skip: number, len: number): number {
+    try { return this.e.payloadScatter(src, skip, len) >>> 0; } catch (err) { this.trap(err); }
+  }
+
+  /** WRITE taken as bytes: len payload bytes (skip counted from the args' start) to linear dst. Bytes or 0. */
+  payloadGather(dst: number, skip: number, len: number): number {
+    try { return this.e.payloadGather(dst, skip, len) >>> 0; } catch (err) { this.trap(err); }
+  }
+
+  /**
+   * 0, -ERANGE (did not fit; -EIO sent instead if possible), -EFAULT (windowed, no window slot: returned empty)
+   * or -EINVAL (no current request).
+   */
   replySend(error: number, bodyLen: number, payloadLen: number): number {
     try { return this.e.replySend(error, bodyLen, payloadLen); } catch (err) { this.trap(err); }
   }

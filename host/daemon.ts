@@ -21,11 +21,34 @@ import { type SandboxMode, type SeccompMode, enterSandbox, installSeccomp, prepa
 import { DevFuseSession, devFuseMaxPages } from './transport/dev-fuse.js';
 
 export type { CacheMode } from './fuse/server.js';
-export const CACHE_MODES: readonly CacheMode[] = ['never', 'auto', 'always'];
+export const CACHE_MODES: readonly CacheMode[] = ['never', 'auto', 'always', 'metadata'];
 
 export interface DaemonOptions {
-  /** vhost-user Unix socket path to listen on (required unless `mountpoint` is given). */
+  /** vhost-user Unix socket path to listen on (required unless `mountpoint` or `listenFd` is given). */
   socketPath?: string;
+  /**
+   * Serve on this already listening Unix socket instead of binding `socketPath` (virtiofsd's --fd, as libvirt and
+   * Kata pass it). The daemon takes the fd over (close-on-exec, nonblocking) and never unlinks its path.
+   */
+  listenFd?: number;
+  /**
+   * Group that may connect to `socketPath` (virtiofsd's --socket-group): the socket is made `rwxrwx---` and given
+   * to this group (a name from /etc/group, or a numeric gid). Default: `rwx------`, owner only, as virtiofsd.
+   */
+  socketGroup?: string;
+  /**
+   * virtiofsd's --thread-pool-size (0: no pool). Accepted and kept; requests are not yet spread over a pool of
+   * workers by it (see README, "Launchers").
+   */
+  threadPoolSize?: number;
+  /** Negotiate FUSE_HANDLE_KILLPRIV_V2 (default true; virtiofsd's --no-killpriv-v2 turns it off). */
+  killprivV2?: boolean;
+  /** Pass the guest's O_NOATIME on to the host (the Rust virtiofsd's --preserve-noatime). Default false. */
+  preserveNoatime?: boolean;
+  /** Entry/attr timeout in seconds instead of the cache mode's (C virtiofsd's `-o timeout=`). */
+  timeout?: number;
+  /** Negotiate READDIRPLUS (default true). */
+  readdirplus?: boolean;
   /**
    * Serve the share as a FUSE mount on this host directory through /dev/fuse instead of to a VM (needs root).
    * Excludes `socketPath`.
@@ -166,8 +189,11 @@ export class VirtiofsDaemon {
     if (options.mountpoint !== undefined && options.socketPath !== undefined) {
       throw new ConfigError('--socket-path and --mountpoint are exclusive (one share, one kind of client)');
     }
-    if (options.mountpoint === undefined && options.socketPath === undefined) {
-      throw new ConfigError('--socket-path (or --mountpoint) is required');
+    if (options.mountpoint === undefined && options.socketPath === undefined && options.listenFd === undefined) {
+      throw new ConfigError('--socket-path, --fd or --mountpoint is required');
+    }
+    if (options.listenFd !== undefined && (options.socketPath !== undefined || options.mountpoint !== undefined)) {
+      throw new ConfigError('--fd excludes --socket-path and --mountpoint');
     }
 
     const nofile = applyNofileLimit(options.rlimitNofile);
@@ -181,7 +207,7 @@ export class VirtiofsDaemon {
       uidMap: new IdMap(options.translateUid ?? []), gidMap: new IdMap(options.translateGid ?? []),
       ...(options.xattrmap !== undefined ? { xattrMap: new XattrMap(options.xattrmap) } : {}),
       posixAcl: options.posixAcl ?? false,
-      allowDirectIo: options.allowDirectIo ?? false,
+      allowDirectIo: options.allowDirectIo ?? false, preserveNoatime: options.preserveNoatime ?? false,
       inodeFileHandles: options.inodeFileHandles ?? 'never', announceSubmounts: options.announceSubmounts ?? false,
       allowMknodDevices: options.allowMknodDevices ?? false,
     });
@@ -189,7 +215,9 @@ export class VirtiofsDaemon {
       cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,
       // Without it the guest cannot clear setuid/setgid on open(O_TRUNC) by an unprivileged caller (with
       // atomic_o_trunc the kernel drops its own mode change), and applies the pre-6.2 setgid rule on writes.
-      killprivV2: true,
+      killprivV2: options.killprivV2 ?? true,
+      ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+      readdirplus: options.readdirplus ?? true,
       posixLocks: options.posixLock ?? false, flockLocks: options.flock ?? false, posixAcl: options.posixAcl ?? false,
       announceSubmounts: options.announceSubmounts ?? false,
       ...(options.mountpoint !== undefined ? { maxPages: devFuseMaxPages() } : {}),
@@ -221,7 +249,8 @@ export class VirtiofsDaemon {
       attachDax(server, dax);
     }
     const listener = new VhostUserListener({
-      socketPath: options.socketPath!,
+      ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : { socketPath: options.socketPath! }),
+      ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
       core,
       server,
       ...(dax !== undefined ? { dax, backendRequestTimeoutMs: options.daxRequestTimeoutMs ?? 5000 } : {}),

@@ -1,4 +1,8 @@
-/** A small leveled logger to stderr; `--log-level` sets the threshold. */
+/**
+ * A small leveled logger; `--log-level` sets the threshold. Lines go to stderr, or, after useSyslog() (`--syslog`),
+ * to the system logger as RFC 3164 datagrams on its Unix socket, as syslog(3) sends them.
+ */
+import { native } from './native-loader.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'off'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -13,9 +17,53 @@ export function isLogLevel(s: string): s is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(s);
 }
 
+/** syslog(3) severities for trace..error (LOG_DEBUG, LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR). */
+const SYSLOG_SEVERITY = [7, 7, 6, 4, 3];
+/** LOG_DAEMON: the facility of a system daemon (the C virtiofsd's too). */
+const LOG_DAEMON = 3;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+/** A datagram longer than this is cut (syslog daemons take at least 2 KiB; rsyslog and journald 8 KiB and more). */
+const SYSLOG_MAX = 8192;
+
+interface SyslogSink { fd: number; ident: string }
+let syslog: SyslogSink | null = null;
+
+/**
+ * Sends every later line to the system logger listening on `socketPath` (a datagram socket; /dev/log on Linux),
+ * facility daemon, tagged `ident[pid]`. The socket is connected now, so the line keeps going after the sandbox has
+ * pivoted away from /dev. Returns null, or the reason it could not connect (the caller stays on stderr).
+ */
+export function useSyslog(socketPath = '/dev/log', ident = 'virtiofsd-ts'): string | null {
+  const fd = native.unixDatagram(socketPath, false);
+  if (fd < 0) return `${socketPath}: ${native.strerror(-fd)}`;
+  if (syslog !== null) native.close(syslog.fd);
+  syslog = { fd, ident };
+  return null;
+}
+
+/** Back to stderr (closes the syslog socket). */
+export function useStderr(): void {
+  if (syslog !== null) native.close(syslog.fd);
+  syslog = null;
+}
+
+/** `<PRI>Mmm dd hh:mm:ss ident[pid]: text`, the header syslog(3) writes (local time). */
+export function syslogLine(severity: number, ident: string, text: string, now = new Date()): string {
+  const two = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${MONTHS[now.getMonth()]} ${String(now.getDate()).padStart(2, ' ')} ` +
+    `${two(now.getHours())}:${two(now.getMinutes())}:${two(now.getSeconds())}`;
+  return `<${LOG_DAEMON * 8 + severity}>${stamp} ${ident}[${process.pid}]: ${text}`;
+}
+
 function emit(level: number, args: unknown[]): void {
   if (level < threshold) return;
   const text = args.map((a) => (a instanceof Error ? (a.stack ?? a.message) : String(a))).join(' ');
+  if (syslog !== null) {
+    const bytes = Buffer.from(syslogLine(SYSLOG_SEVERITY[level]!, syslog.ident, text), 'utf8').subarray(0, SYSLOG_MAX);
+    // Nonblocking: a logger that stopped reading, or went away, costs this line its way to syslog, not the daemon
+    // its progress. Such a line goes to stderr instead (no reconnect: the sandbox may forbid it).
+    if (native.sendmsg(syslog.fd, bytes, 0, bytes.length, []) === bytes.length) return;
+  }
   process.stderr.write(`[virtiofsd-ts ${LOG_LEVELS[level]}] ${text}\n`);
 }
 

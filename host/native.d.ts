@@ -75,6 +75,11 @@ export interface Native {
   unixListen(path: string, backlog: number): number;
   /** Blocking connect to a Unix stream socket; the returned fd is blocking. */
   unixConnect(path: string): number;
+  /**
+   * socket(AF_UNIX, SOCK_DGRAM|SOCK_NONBLOCK|SOCK_CLOEXEC), then connect (bind false: e.g. syslog's /dev/log) or
+   * bind (bind true: a receiver). Messages go with sendmsg and come with recvmsg, one datagram each.
+   */
+  unixDatagram(path: string, bind: boolean): number;
   /** accept4(fd, SOCK_CLOEXEC|SOCK_NONBLOCK). -EAGAIN when nothing is pending. */
   accept(listenFd: number): number;
   /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC); fills out[0], out[1]. */
@@ -90,6 +95,8 @@ export interface Native {
   sendmsg(fd: number, mem: Memory, offset: number, length: number, fds: ArrayLike<number>): number;
   /** Sets or clears O_NONBLOCK. */
   setNonblocking(fd: number, on: boolean): number;
+  /** Sets or clears FD_CLOEXEC (for an inherited fd the process must keep across its own execve). */
+  setCloexec(fd: number, on: boolean): number;
   /** shutdown(fd, SHUT_RDWR). */
   shutdown(fd: number): number;
 
@@ -107,7 +114,7 @@ export interface Native {
    * stays valid for its owner. Same checks as mmapInto.
    */
   unmapFrom(mem: Memory, offset: number, length: number): number;
-  /** Address of mem's first byte as a number (for logs and tests that two views share pages). */
+  /** Address of mem's first byte as a number (the core's linear memory base; tests that two views share pages). */
   addressOf(mem: Memory): number;
   /**
    * A DAX cache window: an inaccessible (PROT_NONE, MAP_NORESERVE) anonymous reservation of `length` bytes (a page
@@ -119,6 +126,13 @@ export interface Native {
   windowUnmap(mem: Memory, offset: number, length: number): number;
   /** fcntl(fd, F_GETFL): status flags (access mode under O_ACCMODE), or -errno. */
   fcntlGetfl(fd: number): number;
+  /**
+   * mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_NORESERVE, fd, fileOffset) (fileOffset
+   * page-aligned): a guest memory region mapped whole in the process. The address, or -errno (negative).
+   */
+  mmapShared(fd: number, length: number, fileOffset: number): bigint;
+  /** munmap of an mmapShared mapping. 0 or -errno. */
+  munmap(addr: bigint, length: number): number;
 
   // ---- eventfd.c ------------------------------------------------------------------------------------------
   /** eventfd(initval, flags | EFD_CLOEXEC). */
@@ -190,9 +204,10 @@ export interface Native {
   fdatasync(fd: number): number;
   fallocate(fd: number, mode: number, offset: number, length: number): number;
   /**
-   * preadv/pwritev whose iovecs point into `mem` itself: iovCount entries of { u32 offset, u32 length } (8 bytes
-   * each, little endian) at mem[iovOffset]. Each entry is bounds-checked against mem (-EFAULT). Bytes or -errno.
-   * position -1 means the current file position (readv/writev).
+   * preadv/pwritev with iovCount `struct iovec` entries { u64 base, u64 length } (16 bytes each, native endian,
+   * process addresses) at mem[iovOffset] (8-aligned), passed to the kernel as they are: the array is
+   * bounds-checked against mem, the bases are not (the core computes them from its memory table; the kernel
+   * answers -EFAULT for an unmapped one). Bytes or -errno. position -1 = the current file position (readv/writev).
    */
   preadv(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
   pwritev(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;

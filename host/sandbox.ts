@@ -4,7 +4,7 @@
  *
  * - `namespace`: new mount, pid and network namespaces, a private /proc, then pivot_root into the shared directory
  *   and the old root detached. Node is multithreaded, and unshare(CLONE_NEWNS) refuses a multithreaded caller, so
- *   the CLI execve()s a tiny single-threaded C helper (`build/Release/virtiofsd-ts-sandbox`, from
+ *   the CLI execve()s a tiny single-threaded C helper (`virtiofsd-ts-sandbox` next to the addon, from
  *   bindings/sandbox-helper.c) which unshares, forks the namespace's PID 1, makes the inherited mounts slaves,
  *   mounts /proc and execs the same CLI again. We did not use util-linux `unshare --fork`: it ignores SIGTERM, so a
  *   VMM stopping the daemon would have to SIGKILL it. The inner CLI sees `VIRTIOFSD_TS_SANDBOX=inner`.
@@ -26,9 +26,8 @@
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, SystemError } from './errors.js';
-import { native } from './native-loader.js';
+import { addonPath, native } from './native-loader.js';
 
 export type SandboxMode = 'namespace' | 'chroot' | 'none';
 export const SANDBOX_MODES: readonly SandboxMode[] = ['namespace', 'chroot', 'none'];
@@ -47,20 +46,15 @@ export function insideNamespaceSandbox(): boolean {
   return process.env[ENV] === 'inner' && process.pid === 1;
 }
 
-/** The helper binary, next to the addon. */
+/** The helper binary, next to the addon (built together by node-gyp, or shipped together in prebuilds/). */
 export function sandboxHelperPath(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // dist/host/ when compiled, host/ when run from source.
-  for (const root of [resolve(here, '..', '..'), resolve(here, '..')]) {
-    const p = resolve(root, 'build', 'Release', 'virtiofsd-ts-sandbox');
-    try {
-      realpathSync(p);
-      return p;
-    } catch {
-      // try the next
-    }
+  const p = resolve(dirname(addonPath), 'virtiofsd-ts-sandbox');
+  try {
+    realpathSync(p);
+    return p;
+  } catch {
+    throw new ConfigError(`sandbox: ${p} is missing (npm run build:native)`);
   }
-  throw new ConfigError('sandbox: build/Release/virtiofsd-ts-sandbox is missing (npm run build:native)');
 }
 
 /**

@@ -21,6 +21,7 @@ import { init, WASI } from '@wasmer/wasi';
 import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
 import { fuseRequest } from './util/fuse-request.js';
 import type { CoreExports } from '../host/core.js';
+import { native } from '../host/native-loader.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** CORE_RTRACE_WASM: another rtrace build (e.g. one with a deliberate allocation, to see this test fail). */
@@ -52,7 +53,9 @@ interface Counts { init: number; alloc: number; resize: number; move: number; fr
 /** The rtrace build's exports: the core's own ABI plus the runtime's allocator entry. */
 type RawCore = CoreExports & { __new(size: number, id: number): number };
 
-async function instantiate(): Promise<{ e: RawCore; counts: Counts; mod: WebAssembly.Module }> {
+type MapChunk = (region: number, chunk: number, slot: number, length: number) => number;
+
+async function instantiate(mapChunk: MapChunk = () => -22): Promise<{ e: RawCore; counts: Counts; mod: WebAssembly.Module }> {
   await ensureBuilt();
   await init();
   const mod = await WebAssembly.compile(readFileSync(WASM));
@@ -72,14 +75,16 @@ async function instantiate(): Promise<{ e: RawCore; counts: Counts; mod: WebAsse
     onstore: (ptr: number) => ptr,
     onload: (ptr: number) => ptr,
   };
-  const imports = { ...(wasi.getImports(mod) as WebAssembly.Imports), rtrace };
+  const imports = { ...(wasi.getImports(mod) as WebAssembly.Imports), rtrace, host: { mapChunk } };
   const instance = await WebAssembly.instantiate(mod, imports);
   wasi.instantiate(instance, {});
   return { e: instance.exports as unknown as RawCore, counts, mod };
 }
 
 const GPA = 0x4000_0000n;
-const RAM = 1 << 20;
+const RAM = 16 << 20;
+const CHUNK = 2 << 20;
+const SLOT = 2 * CHUNK;
 
 /** A FUSE request with uid/gid/pid 0 (the core's allocation count does not depend on them). */
 const request = (opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array): Uint8Array =>
@@ -121,12 +126,36 @@ test('the rtrace build imports the allocator hooks and the counter sees an alloc
   assert.is(counts.init, 1, 'the TLSF allocator initialised on first use');
 });
 
-test('1000 requests of several opcodes allocate nothing', async () => {
-  const { e, counts } = await instantiate();
+/**
+ * 1000 requests of several opcodes, their buffers moving over six 2 MiB chunks. Windowed: guest RAM is a memfd the
+ * core reaches through a window of 2 slots (one pinned by the rings), so chunks are mapped and evicted all along.
+ */
+async function batch(windowed: boolean): Promise<void> {
+  let fd = -1;
+  let memory: WebAssembly.Memory | undefined;
+  const C = native.constants;
+  let misses = 0;
+  const { e, counts } = await instantiate((_region, chunk, slot, length) =>
+    ++misses && native.mmapInto(memory!.buffer, slot, Math.ceil(length / 4096) * 4096, C.PROT_READ | C.PROT_WRITE, fd, chunk * CHUNK));
+  memory = e.memory;
+  let lin: number;
+  if (!windowed) {
+    // guest RAM: grown pages registered as one region (as Core.addTestRegion does)
+    lin = e.memory.grow(RAM / 65536) * 65536;
+    assert.is(e.memAddRegion(GPA, GPA, BigInt(RAM), lin), 0);
+  } else {
+    const window = e.memory.grow(2 * SLOT / 65536) * 65536;
+    lin = e.memory.grow(RAM / 65536) * 65536;
+    fd = native.memfdCreate('alloc-test-ram', 0);
+    assert.is(native.ftruncate(fd, RAM), 0);
+    assert.is(native.mmapInto(e.memory.buffer, lin, RAM, C.PROT_READ | C.PROT_WRITE, fd, 0), 0);
+    const base = BigInt(native.addressOf(e.memory.buffer));
+    e.memSetLinearBase(base);
+    e.memReset();
+    assert.is(e.memSetWindow(window, 2), 0);
+    assert.is(e.memAddRegionWindowed(GPA, GPA, BigInt(RAM), base + BigInt(lin), 0), 0);
+  }
   const startCounts = { ...counts };
-  // guest RAM: grown pages registered as one region (as Core.addTestRegion does)
-  const lin = e.memory.grow(RAM / 65536) * 65536;
-  assert.is(e.memAddRegion(GPA, GPA, BigInt(RAM), lin), 0);
   const bytes = () => new Uint8Array(e.memory.buffer);
   const num = 64;
   const driver = new VirtqueueDriver({ gpa: GPA, bytes: () => bytes().subarray(lin, lin + RAM) },
@@ -147,8 +176,8 @@ test('1000 requests of several opcodes allocate nothing', async () => {
   for (let i = 0; i < 1000; i++) {
     const kind = kinds[i % kinds.length];
     const unique = BigInt(i + 1);
-    const inGpa = bufBase;
-    const outGpa = bufBase + 0x1_0000n;
+    const inGpa = bufBase + BigInt((i % 6) * CHUNK);
+    const outGpa = bufBase + BigInt(((i + 3) % 6) * CHUNK) + 0x1_0000n;
     let req: Uint8Array;
     let readable = [{ gpa: inGpa, len: 0 }];
     let writable = [{ gpa: outGpa, len: 4096 }, { gpa: outGpa + 0x2000n, len: 8192 }];
@@ -220,7 +249,16 @@ test('1000 requests of several opcodes allocate nothing', async () => {
   assert.is(served, 800);
   assert.equal(counts, startCounts, 'no allocation, resize, move, free or collection during the batch');
   assert.is(counts.alloc, 0);
-});
+  if (windowed) {
+    assert.is(e.memWindowSlotsMapped(), 2, 'the window was in use');
+    assert.ok(misses > 500, `chunks were mapped and evicted along the batch (${misses} misses)`);
+    native.close(fd);
+  }
+}
+
+test('1000 requests of several opcodes allocate nothing (flat guest RAM)', () => batch(false));
+
+test('1000 requests of several opcodes allocate nothing (windowed guest RAM, 2 slots)', () => batch(true));
 
 test('the DAX range allocator: 20000 map/lookup/reclaim/unmap/pin operations allocate nothing', async () => {
   const { e, counts } = await instantiate();

@@ -14,7 +14,8 @@
  * Our mounts also serve locks on the host (--posix-lock --flock), so the checker's lock group exercises
  * blocking waits (parked SETLKW) and their interruption (FUSE_INTERRUPT).
  *
- * Needs root (the checker switches to uid 65534 for the permission checks) and /dev/fuse; skipped otherwise.
+ * Needs root (the checker switches to uid 65534 for the permission checks) and /dev/fuse: a counted skip otherwise,
+ * a failure under CI=true.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -26,7 +27,8 @@ import {
   OUR_KNOWN_GAPS, POSIX_CHECK_BINARY, ensurePosixCheck, knownGapLines, parsePosixCheck, reportProblems, sideBySide,
   type PosixCheckReport,
 } from './conformance/posix-check.js';
-import { devFuseUsable, detach, mountDaemon, type MountedDaemon } from './util/dev-fuse-mount.js';
+import { detach, mountDaemon, type MountedDaemon } from './util/dev-fuse-mount.js';
+import { requireDevFuse, requireRoot } from './util/prereq.js';
 
 const RUN_TIMEOUT_MS = 60_000;
 const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'conformance-test-')));
@@ -93,7 +95,7 @@ test.after(() => {
 });
 
 test('baseline: posix-check passes on a plain host directory', async () => {
-  if (!devFuseUsable) return void console.log('conformance: skipped (needs root and /dev/fuse)');
+  if (!requireRoot()) return; // the checker switches to uid 65534 for its permission checks
   const base = path.join(tmp, 'baseline');
   fs.mkdirSync(base, { mode: 0o755 });
   const r = await runChecker(base);
@@ -108,7 +110,7 @@ test('baseline: posix-check passes on a plain host directory', async () => {
 
 for (const cache of ['never', 'auto', 'always'] as const) {
   test(`ours on /dev/fuse, cache=${cache}: posix-check passes`, async () => {
-    if (!devFuseUsable) return;
+    if (!requireDevFuse()) return;
     // Locks reach the host (--posix-lock --flock): the lock group then exercises parked SETLKW and INTERRUPT.
     const { report, code, stderr } = await onOurMount([`--cache=${cache}`, '--allow-mknod-devices', '--posix-lock',
       '--flock']);
@@ -123,7 +125,7 @@ for (const cache of ['never', 'auto', 'always'] as const) {
 }
 
 test('the checker reports failures: our default policy refuses device nodes, and only that check fails', async () => {
-  if (!devFuseUsable) return;
+  if (!requireDevFuse()) return;
   const { report, code } = await onOurMount(['--cache=auto']);
   const failed = report.checks.filter((c) => c.status === 'fail' && !(c.name in OUR_KNOWN_GAPS));
   assert.equal(failed.map((c) => c.name), ['mknod/s_ifchr-as-root']);

@@ -1,6 +1,7 @@
 /**
  * Crash safety, against the daemon as a separate process (`dist/host/cli.js`):
- * - data a guest fsynced is in the host file when the daemon is SIGKILLed right after the FSYNC reply;
+ * - a guest's FSYNC/FDATASYNC reaches the host filesystem (seen there by a recording FUSE filesystem under the
+ *   share) after all the data written before it, and the data is in the host file after a SIGKILL;
  * - frontends that die mid-request (requests in flight, a half-sent vhost-user message, no FUSE_INIT at all)
  *   leave nothing behind in the daemon: over 1000 connect/disconnect cycles its fd count and memory mappings stay
  *   flat and its RSS grows by less than 32 MiB.
@@ -8,7 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,12 +17,14 @@ import { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { type SocketDaemon, spawnSocketDaemon } from './util/socket-daemon.js';
+import { requireDevFuse } from './util/prereq.js';
+import { startRecordingMount } from './util/recording-mount.js';
+import type { SyncRecord } from './util/recording-fs.js';
+import { sleep } from './util/wait.js';
 
 const c = native.constants;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crash-test-'));
 let seq = 0;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 type Child = SocketDaemon;
 
@@ -49,33 +52,66 @@ function usage(pid: number): { fds: number; maps: number; rssKiB: number } {
   return { fds, maps, rssKiB: m ? Number(m[1]) : -1 };
 }
 
-test('fsynced data is on the host disk when the daemon is SIGKILLed right after the FSYNC reply', async () => {
-  for (const extra of [[], ['--writeback'], ['--cache=never']]) {
-    const d = await startDaemon(extra);
-    const fc = await FuseClient.connect(d.socket, { maxPayload: 128 * 1024, depth: 16 });
-    try {
-      await fc.init();
-      const cr = await fc.create(FUSE_ROOT_ID, 'durable.bin', c.O_RDWR, 0o644);
-      const data = randomBytes(1 << 20);
-      const chunk = fc.maxPayload;
-      const writes: Array<Promise<number>> = [];
-      for (let off = 0; off < data.length; off += chunk) {
-        writes.push(fc.write(cr.entry.nodeid, cr.fh, off, data.subarray(off, Math.min(off + chunk, data.length))));
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+// The oracle: the share lives on a recording filesystem (test/util/recording-fs.ts), so the daemon's fsync(2) of
+// a share file reaches it as FUSE_FSYNC, recorded with what the file held at that moment. Without that, the bytes
+// being in the file after SIGKILL proves nothing: the host page cache has them whether or not anyone synced.
+test('FSYNC and FDATASYNC reach the host filesystem after every written byte; the bytes survive a SIGKILL', async () => {
+  if (!requireDevFuse()) return;
+  const rec = await startRecordingMount();
+  try {
+    for (const extra of [[], ['--writeback'], ['--cache=never']]) {
+      const label = extra.join(' ') || 'defaults';
+      const share = fs.mkdtempSync(path.join(rec.mountpoint, 'share-'));
+      const d = await spawnSocketDaemon(share, path.join(tmp, `d${seq++}.sock`),
+        { args: ['--log-level=error', '--sandbox=none', ...extra] });
+      const fc = await FuseClient.connect(d.socket, { maxPayload: 128 * 1024, depth: 16 });
+      const rel = path.join(path.basename(share), 'durable.bin');
+      const syncsOf = (): SyncRecord[] => rec.records().filter((r) => r.op === 'fsync' && r.path === rel);
+      try {
+        await fc.init();
+        const cr = await fc.create(FUSE_ROOT_ID, 'durable.bin', c.O_RDWR, 0o644);
+        const data = randomBytes(1 << 20);
+        const half = data.length / 2;
+        const writeRange = async (from: number, to: number): Promise<void> => {
+          const writes: Array<Promise<number>> = [];
+          for (let off = from; off < to; off += fc.maxPayload) {
+            writes.push(fc.write(cr.entry.nodeid, cr.fh, off, data.subarray(off, Math.min(off + fc.maxPayload, to))));
+          }
+          assert.is((await Promise.all(writes)).reduce((a, b) => a + b, 0), to - from);
+        };
+        await writeRange(0, half);
+        assert.is(syncsOf().length, 0, `no sync before the guest asked (${label})`);
+        await fc.fsync(cr.entry.nodeid, cr.fh, false);
+        let syncs = syncsOf();
+        assert.is(syncs.length, 1, `the FSYNC reached the filesystem under the share (${label})`);
+        assert.equal(syncs[0], { op: 'fsync', path: rel, datasync: false, result: 0, size: half,
+          sha256: sha256(data.subarray(0, half)) }, `an fsync, with the first half in the file (${label})`);
+        await writeRange(half, data.length);
+        await fc.fsync(cr.entry.nodeid, cr.fh, true);
+        syncs = syncsOf();
+        assert.is(syncs.length, 2, `the FDATASYNC reached the filesystem (${label})`);
+        assert.equal(syncs[1], { op: 'fsync', path: rel, datasync: true, result: 0, size: data.length,
+          sha256: sha256(data) }, `an fdatasync, with every byte in the file (${label})`);
+        // No RELEASE, no FLUSH, no orderly shutdown.
+        d.child.kill('SIGKILL');
+        await killed(d.child);
+        assert.is(d.child.signalCode, 'SIGKILL');
+        const host = fs.readFileSync(path.join(rec.backing, rel));
+        assert.is(host.length, data.length, `size after SIGKILL (${label})`);
+        assert.ok(host.equals(data), `content after SIGKILL (${label})`);
+      } catch (e) {
+        console.error(d.stderr());
+        throw e;
+      } finally {
+        fc.close();
+        d.child.kill('SIGKILL');
+        await killed(d.child);
       }
-      const counts = await Promise.all(writes);
-      assert.is(counts.reduce((a, b) => a + b, 0), data.length);
-      await fc.fsync(cr.entry.nodeid, cr.fh);
-      // No RELEASE, no FLUSH, no orderly shutdown.
-      d.child.kill('SIGKILL');
-      await killed(d.child);
-      assert.is(d.child.signalCode, 'SIGKILL');
-      const host = fs.readFileSync(path.join(d.dir, 'durable.bin'));
-      assert.is(host.length, data.length, `size after SIGKILL (${extra.join(' ') || 'defaults'})`);
-      assert.ok(host.equals(data), `content after SIGKILL (${extra.join(' ') || 'defaults'})`);
-    } finally {
-      fc.close();
-      d.child.kill('SIGKILL');
     }
+  } finally {
+    await rec.stop();
   }
 });
 

@@ -1,7 +1,7 @@
 /**
  * Credentials: new nodes are created with the caller's fsuid/fsgid (only on the serving thread, only for the
  * request), the setgid-directory privilege bug class of CVE-2022-0358 is closed, and the daemon's own identity is
- * back after every request. Needs root (skipped otherwise); the caller is uid 1234 / gid 5678.
+ * back after every request. Needs root (a counted skip otherwise); the caller is uid 1234 / gid 5678.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,24 +13,24 @@ import { setLogLevel } from '../host/log.js';
 import { AttrTarget } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, KERNEL_FLAGS, Rig, cstr, entryOut, initIn, struct } from './fuse-rig.js';
+import { C, E, KERNEL_FLAGS, FuseGuest, cstr, entryOut, initIn, struct } from './util/fuse-guest.js';
+import { requireRoot } from './util/prereq.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'off') ?? 'off');
 
-const ROOT = process.getuid?.() === 0;
 const UID = 1234;
 const GID = 5678;
 const caller = { uid: UID, gid: GID };
 
 let dir = '';
 let pfs: PassthroughFs;
-let rig: Rig;
+let rig: FuseGuest;
 
 async function setup(): Promise<void> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-cred-'));
   fs.chmodSync(dir, 0o777);
   pfs = new PassthroughFs({ root: dir });
-  rig = await Rig.create(pfs, { cache: 'auto' });
+  rig = await FuseGuest.create(pfs, { cache: 'auto' });
   assert.is(rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS)).error, 0);
 }
 
@@ -68,7 +68,7 @@ function lookup(name: string): number {
 }
 
 test('setfsuid changes only the calling thread: libuv pool threads keep the daemon\'s identity', async () => {
-  if (!ROOT) return;
+  if (!requireRoot()) return;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-cred-'));
   fs.chmodSync(dir, 0o777);
   assert.is(native.setfsgid(GID), 0);
@@ -93,7 +93,7 @@ test('setfsuid changes only the calling thread: libuv pool threads keep the daem
 });
 
 test('new nodes of every kind belong to the caller; the daemon is itself again after each request', async () => {
-  if (!ROOT) return;
+  if (!requireRoot()) return;
   await setup();
   assert.is(create(1, 'f', 0o644).error, 0);
   assert.equal(threadFsIds(), [0, 0], 'restored after CREATE');
@@ -119,7 +119,7 @@ test('new nodes of every kind belong to the caller; the daemon is itself again a
 });
 
 test('the host refuses what the caller may not do, and other requests are not narrowed by the switch', async () => {
-  if (!ROOT) return;
+  if (!requireRoot()) return;
   await setup();
   fs.mkdirSync(path.join(dir, 'private'), 0o700); // root's
   const priv = lookup('private');
@@ -138,7 +138,7 @@ test('the host refuses what the caller may not do, and other requests are not na
 });
 
 test('CVE-2022-0358 class: no setgid file of a group the caller is not in, even one the daemon is in', async () => {
-  if (!ROOT) return;
+  if (!requireRoot()) return;
   await setup();
   // The daemon's supplementary groups stay while it creates as the caller. Give this process group 0 as one (as
   // root usually has), so the host kernel alone would let the caller keep S_ISGID below.
@@ -181,7 +181,7 @@ function cveCase(): void {
 }
 
 test('a non-root caller\'s WRITE with FUSE_WRITE_KILL_SUIDGID clears setuid although the daemon is privileged', async () => {
-  if (!ROOT) return;
+  if (!requireRoot()) return;
   await setup();
   // Killpriv with the flag (the guest asks when the writer lacks CAP_FSETID): cleared even though the daemon
   // itself is privileged.

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { errnoOf } from './util/socket-daemon.js';
+import { until } from './util/wait.js';
 import { DaxWindow } from '../host/frontend/dax-window.js';
 import { DaxDriver } from '../host/frontend/dax-driver.js';
 import { VirtiofsDaemon } from '../host/daemon.js';
@@ -240,14 +241,6 @@ data('legacy dialect (SLAVE_FS_MAP/UNMAP) behind --dax-protocol=legacy', async (
   }
 });
 
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) return false;
-    await new Promise((res) => setTimeout(res, 5));
-  }
-  return true;
-}
 
 data.run();
 

@@ -11,6 +11,7 @@
  *   READDIRPLUS replies when announced, and FUSE_SUBMOUNTS is offered at INIT.
  */
 import { test } from 'uvu';
+import { requireRoot, skipIf } from './util/prereq.js';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,14 +25,13 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { InodeFileHandles } from '../host/passthrough/inode-store.js';
 import { SystemError } from '../host/errors.js';
 import * as P from '../host/fuse/protocol.js';
-import { Rig, cstr, entryOut, initIn, KERNEL_FLAGS, readIn } from './fuse-rig.js';
+import { FuseGuest, cstr, entryOut, initIn, KERNEL_FLAGS, readIn } from './util/fuse-guest.js';
 
 setLogLevel('error');
 
 const C = native.constants;
 const E = C.errno;
 const ctx = { uid: process.getuid!(), gid: process.getgid!(), pid: process.pid };
-const isRoot = process.getuid?.() === 0;
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 let dir = '';
@@ -98,6 +98,7 @@ const SUITES: Array<[string, InodeFileHandles]> = [
 ];
 
 test('the PassthroughFs suites pass with --inode-file-handles=prefer and mandatory', () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   const register = writeHook(dir);
   for (const [suite, mode] of SUITES) {
     const file = path.join(HERE, `${suite}.test.js`);
@@ -115,6 +116,7 @@ test('the PassthroughFs suites pass with --inode-file-handles=prefer and mandato
 });
 
 test('bindings: nameToHandleAt (by name and AT_EMPTY_PATH) and openByHandleAt', () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   fs.writeFileSync(path.join(dir, 'f'), 'x');
   const dirFd = native.openat(C.AT_FDCWD, dir, C.O_PATH | C.O_DIRECTORY, 0);
   const mountFd = native.openat(C.AT_FDCWD, dir, C.O_RDONLY | C.O_DIRECTORY, 0);
@@ -146,6 +148,7 @@ test('bindings: nameToHandleAt (by name and AT_EMPTY_PATH) and openByHandleAt', 
 });
 
 test('handle mode really holds handles; mandatory on a filesystem without them fails at start-up', () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   fs.writeFileSync(path.join(dir, 'f'), 'x');
   const attr = AttrTarget.standalone();
   for (const mode of ['prefer', 'mandatory'] as const) {
@@ -186,6 +189,7 @@ test('handle mode really holds handles; mandatory on a filesystem without them f
 });
 
 test('fd count: grows with held nodes with fds (never), stays bounded with handles (prefer)', async () => {
+  if (!requireRoot()) return; // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH
   const N = 300;
   for (let i = 0; i < N; i++) fs.writeFileSync(path.join(dir, `f${i}`), String(i));
   const attr = AttrTarget.standalone();
@@ -237,10 +241,7 @@ test('a deleted file re-created with the same inode number is a new node (prefer
     fs.writeFileSync(path.join(dir, name), 'new contents!');
     if (BigInt(fs.statSync(path.join(dir, name), { bigint: true }).ino) === oldIno) reused = name;
   }
-  if (reused === '') {
-    console.log(`  (inode number ${oldIno} was not reused on ${dir}'s filesystem: identity check skipped)`);
-    return;
-  }
+  if (skipIf(reused === '' ? `inode number ${oldIno} was not reused on ${dir}'s filesystem` : undefined)) return;
   const now = entry(p.lookup(ctx, 1, reused, attr));
   assert.is(attr.ino, oldIno, 'same inode number');
   assert.is.not(now.nodeId, old.nodeId, 'but not the old node');
@@ -251,17 +252,11 @@ test('a deleted file re-created with the same inode number is a new node (prefer
 });
 
 test('submounts: mandatory refuses a procfs submount; prefer falls back; announced as FUSE_ATTR_SUBMOUNT', async () => {
-  if (!isRoot) {
-    console.log('  (not root: submount checks skipped)');
-    return;
-  }
+  if (!requireRoot()) return;
   const tmpfsAt = path.join(dir, 'tmpfs');
   const procAt = path.join(dir, 'proc');
   fs.mkdirSync(path.join(dir, 'plain'));
-  if (!mount('tmpfs', tmpfsAt) || !mount('proc', procAt)) {
-    console.log('  (mount(2) refused: submount checks skipped)');
-    return;
-  }
+  if (skipIf(!mount('tmpfs', tmpfsAt) || !mount('proc', procAt) ? 'mount(2) of tmpfs/proc refused' : undefined)) return;
   fs.mkdirSync(path.join(tmpfsAt, 'inner'));
   const attr = AttrTarget.standalone();
 
@@ -304,7 +299,7 @@ test('submounts: mandatory refuses a procfs submount; prefer falls back; announc
     [true, KERNEL_FLAGS & ~P.FUSE_SUBMOUNTS]] as const) {
     const announce = on && (kernelFlags & P.FUSE_SUBMOUNTS) !== 0;
     const fsx = fresh('never', { announceSubmounts: on });
-    const rig = await Rig.create(fsx, { cache: 'auto', announceSubmounts: on });
+    const rig = await FuseGuest.create(fsx, { cache: 'auto', announceSubmounts: on });
     const init = rig.request(P.FUSE_INIT, 0, initIn(36, kernelFlags));
     assert.is(init.error, 0);
     const offered = (init.view.getUint32(P.INIT_OUT.flags, true) & P.FUSE_SUBMOUNTS) !== 0;

@@ -13,21 +13,23 @@ import { setLogLevel } from '../host/log.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { PassthroughFs, type PassthroughOptions } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, Rig, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './fuse-rig.js';
+import { C, E, FuseGuest, cstr, entryOut, initIn, lkIn, readIn, struct, KERNEL_FLAGS } from './util/fuse-guest.js';
 import { parseCommandLine } from '../host/cli.js';
 import { applyNofileLimit } from '../host/daemon.js';
+import { requireDevFuse, requireRoot } from './util/prereq.js';
+import { startRecordingMount } from './util/recording-mount.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'off') ?? 'off');
 
 let dir = '';
 let pfs: PassthroughFs;
-let rig: Rig;
+let rig: FuseGuest;
 
 async function setup(options: FuseServerOptions = { cache: 'auto' }, pt: Partial<PassthroughOptions> = {}): Promise<void> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-ops-'));
   fs.writeFileSync(path.join(dir, 'hello'), 'hello world\n');
   pfs = new PassthroughFs({ root: dir, ...pt });
-  rig = await Rig.create(pfs, options);
+  rig = await FuseGuest.create(pfs, options);
   const r = rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS));
   assert.is(r.error, 0);
 }
@@ -134,6 +136,7 @@ test('xattrs with --xattr: set, size probe, exact read, ERANGE, list, remove, cr
 });
 
 test('xattrs act on a symlink node itself, never on what it points to', async () => {
+  if (!requireRoot()) return; // trusted.* xattrs need CAP_SYS_ADMIN
   await setup({ cache: 'auto' }, { xattr: true });
   const target = lookup('hello');
   assert.is(setxattr(target, 'user.secret', 'inside'), 0);
@@ -289,6 +292,49 @@ test('names are bytes: names and symlink targets that are not UTF-8 pass through
   assert.ok(Buffer.from(list.body).includes(Buffer.from(xname)), 'LISTXATTR gives the name\'s bytes');
 });
 
+// The oracle: the share lives on a recording FUSE filesystem (test/util/recording-fs.ts), where the host fsync the
+// server does for a guest's FSYNC arrives as FUSE_FSYNC and is recorded with the file's contents at that moment.
+test('FSYNC, FDATASYNC and FSYNCDIR from the guest reach the host filesystem, after the data', async () => {
+  if (!requireDevFuse()) return;
+  const rec = await startRecordingMount();
+  try {
+    dir = fs.mkdtempSync(path.join(rec.mountpoint, 'ops-'));
+    const rel = path.basename(dir);
+    fs.writeFileSync(path.join(dir, 'hello'), 'hello world\n');
+    pfs = new PassthroughFs({ root: dir });
+    rig = await FuseGuest.create(pfs, { cache: 'auto' });
+    assert.is(rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS)).error, 0);
+    const node = lookup('hello');
+    const o = open(node, C.O_RDWR);
+    assert.is(o.error, 0);
+    const w = rig.request(P.FUSE_WRITE, node, struct(P.WRITE_IN.SIZE, (v) => {
+      v.setBigUint64(P.WRITE_IN.fh, BigInt(o.fh), true);
+      v.setUint32(P.WRITE_IN.size, 5, true);
+    }), { payload: [new TextEncoder().encode('HELLO')] });
+    assert.is(w.error, 0);
+    const fsyncIn = (fh: number, flags: number) => struct(P.FSYNC_IN.SIZE, (v) => {
+      v.setBigUint64(P.FSYNC_IN.fh, BigInt(fh), true);
+      v.setUint32(P.FSYNC_IN.fsyncFlags, flags, true);
+    });
+    const syncs = () => rec.records().filter((r) => r.op === 'fsync' && r.path === path.join(rel, 'hello'));
+    assert.equal(syncs(), []);
+    assert.is(rig.request(P.FUSE_FSYNC, node, fsyncIn(o.fh, 0)).error, 0);
+    assert.is(rig.request(P.FUSE_FSYNC, node, fsyncIn(o.fh, P.FUSE_FSYNC_FDATASYNC)).error, 0);
+    assert.equal(syncs().map((r) => [r.datasync, r.result, r.size]), [[false, 0, 12], [true, 0, 12]]);
+    assert.equal(fs.readFileSync(path.join(rec.backing, rel, 'hello'), 'utf8'), 'HELLO world\n');
+    const od = rig.request(P.FUSE_OPENDIR, 1, struct(P.OPEN_IN.SIZE, () => {}));
+    assert.is(od.error, 0);
+    const dfh = Number(od.view.getBigUint64(P.OPEN_OUT.fh, true));
+    assert.is(rig.request(P.FUSE_FSYNCDIR, 1, fsyncIn(dfh, 0)).error, 0);
+    assert.equal(rec.records().filter((r) => r.op === 'fsyncdir' && r.path === rel).map((r) => r.result), [0]);
+  } finally {
+    pfs?.close();
+    pfs = undefined as unknown as PassthroughFs;
+    dir = '';
+    await rec.stop();
+  }
+});
+
 test('SYNCFS and FSYNC succeed; IOCTL is ENOTTY', async () => {
   await setup();
   assert.is(rig.request(P.FUSE_SYNCFS, 1, new Uint8Array(P.SYNCFS_IN.SIZE)).error, 0);
@@ -434,9 +480,10 @@ test('a read-only share answers EROFS to every change and still serves reads', a
 // ---- killpriv ---------------------------------------------------------------------------------------------------------
 
 test('HANDLE_KILLPRIV_V2: negotiated on request; WRITE/SETATTR size/OPEN O_TRUNC with the kill flag clear setuid/setgid', async () => {
+  if (!requireRoot()) return; // a privileged writer keeps setuid/setgid; the daemon writes as root
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-ops-'));
   pfs = new PassthroughFs({ root: dir });
-  rig = await Rig.create(pfs, { cache: 'auto', killprivV2: true });
+  rig = await FuseGuest.create(pfs, { cache: 'auto', killprivV2: true });
   const ini = rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS | P.FUSE_HANDLE_KILLPRIV_V2));
   assert.is(ini.view.getUint32(P.INIT_OUT.flags, true) & P.FUSE_HANDLE_KILLPRIV_V2, P.FUSE_HANDLE_KILLPRIV_V2);
   const modeOf = (n: string): number => fs.statSync(path.join(dir, n)).mode & 0o7777;

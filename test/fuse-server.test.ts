@@ -15,8 +15,8 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import {
-  C, E, KERNEL_FLAGS, Rig, cstr, enc, entryOut, initIn, parseDirentPlus, readIn, struct, type Reply,
-} from './fuse-rig.js';
+  C, E, KERNEL_FLAGS, FuseGuest, cstr, enc, entryOut, initIn, parseDirentPlus, readIn, struct, type Reply,
+} from './util/fuse-guest.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'off') ?? 'off');
 
@@ -102,13 +102,13 @@ test('protocol.ts offsets and sizes match the fuse.h struct declarations', () =>
 
 let dir = '';
 let pfs: PassthroughFs;
-let rig: Rig;
+let rig: FuseGuest;
 
 async function setup(options: FuseServerOptions = { cache: 'auto' }): Promise<void> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-srv-'));
   fs.writeFileSync(path.join(dir, 'hello'), 'hello world\n');
   pfs = new PassthroughFs({ root: dir });
-  rig = await Rig.create(pfs, options);
+  rig = await FuseGuest.create(pfs, options);
 }
 
 function init(minor = 36, flags = KERNEL_FLAGS): Reply {
@@ -438,7 +438,7 @@ test('a FileSystem without methods: ENOSYS per operation, no READDIRPLUS negotia
       throw new Error('bug');
     },
   };
-  rig = await Rig.create(thrower, { cache: 'auto' });
+  rig = await FuseGuest.create(thrower, { cache: 'auto' });
   const r = init();
   assert.is(r.error, 0);
   const flags = r.view.getUint32(P.INIT_OUT.flags, true);

@@ -1,7 +1,8 @@
 /**
- * The fuzz targets (test/fuzz/targets.ts) on a bounded budget for CI: each core target runs from a fixed run seed
- * for FUZZ_MS / 3 (default 20 s in all; the DAX range allocator's target `dax-ranges` for FUZZ_DAX_MS, default
- * 3 s), the vhost-user target for FUZZ_VU_MS (default 5 s), and none may find anything. `npm run fuzz` runs them longer from any seed.
+ * The fuzz targets (test/fuzz/targets.ts) on a bounded budget for CI: each target runs a fixed number of cases
+ * (CASES, times FUZZ_SCALE) from a run seed that is new on every run (FUZZ_SEED=S replays a run: the same seed
+ * gives the same cases, whatever the machine's load), and none may find anything. The seed and the command that
+ * replays the run are printed first. `npm run fuzz` runs them longer.
  *
  * Before that, the harness's own checks are shown to fire (a fuzzer whose invariants cannot fail finds nothing
  * and proves nothing): a byte changed behind the core's back, an iovec outside guest RAM, a wrong request field.
@@ -14,12 +15,17 @@ import { caseSeed } from './fuzz/prng.js';
 import { VhostUserRig, checkLeaks, goodSession, guestMappings, vhostUserCase } from './fuzz/vhost-user-target.js';
 import { GuestMemory } from '../host/frontend/vhost-user-frontend.js';
 import { native } from '../host/native-loader.js';
+import { randomInt } from 'node:crypto';
 
-const BUDGET_MS = Number(process.env.FUZZ_MS ?? 20_000);
-const VU_BUDGET_MS = Number(process.env.FUZZ_VU_MS ?? 5_000);
-const DAX_BUDGET_MS = Number(process.env.FUZZ_DAX_MS ?? 3_000);
-const RUN_SEED = Number(process.env.FUZZ_SEED ?? 0x5eed) >>> 0;
+/** Cases per target: a few seconds each on a 2-core machine. */
+const CASES: Record<string, number> = { ring: 300, codec: 800, dirent: 8000, 'dax-ranges': 3000, 'vhost-user': 800 };
+const SCALE = Number(process.env.FUZZ_SCALE ?? 1);
+/** Only an outer limit: a target that has not run its cases by then fails, saying so. */
+const OUTER_LIMIT_MS = 4 * 60_000;
+const RUN_SEED = (process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : randomInt(2 ** 31)) >>> 0;
 const wasmPath = process.env.CORE_WASM;
+console.log(`fuzz: run seed ${RUN_SEED}; replay this run: FUZZ_SEED=${RUN_SEED}${SCALE !== 1 ? ` FUZZ_SCALE=${SCALE}` : ''} `
+  + 'node test/run.js fuzz.test');
 
 function expectFinding(invariant: string, fn: () => void): void {
   try {
@@ -58,8 +64,8 @@ test('harness: a guest-memory change the model did not make is a finding', async
 test('harness: an iovec outside every region is a finding', async () => {
   const rig = await FuzzRig.create(wasmPath);
   const v = rig.core.view();
-  v.setUint32(rig.core.iovPtr, rig.core.replyPtr, true); // core scratch, not guest RAM
-  v.setUint32(rig.core.iovPtr + 4, 16, true);
+  v.setBigUint64(rig.core.iovPtr, rig.core.linearBase + BigInt(rig.core.replyPtr), true); // core scratch, not RAM
+  v.setBigUint64(rig.core.iovPtr + 8, 16n, true);
   expectFinding('iov-in-region', () => rig.checkIovInRegions(1, 'test'));
 });
 
@@ -119,15 +125,14 @@ test('vhost-user harness: a case replays identically from its seed', async () =>
 });
 
 for (const target of [...CORE_TARGETS, 'vhost-user' as const]) {
-  const budget = target === 'vhost-user' ? VU_BUDGET_MS : target === 'dax-ranges' ? DAX_BUDGET_MS
-    : BUDGET_MS / (CORE_TARGETS.length - 1);
-  test(`fuzz ${target}: run seed ${RUN_SEED}, ${Math.round(budget / 1000)} s, no finding`, async () => {
-    const stats = await runTarget(target, RUN_SEED, budget, Infinity, wasmPath);
-    console.log(`  ${target}: ${stats.executions} executions in ${(stats.ms / 1000).toFixed(1)} s`);
-    assert.ok(stats.executions > 50, `${target} ran (${stats.executions} cases)`);
+  const cases = Math.max(1, Math.round(CASES[target] * SCALE));
+  test(`fuzz ${target}: ${cases} cases from the run seed, no finding`, async () => {
+    const stats = await runTarget(target, RUN_SEED, OUTER_LIMIT_MS, cases, wasmPath);
+    console.log(`  ${target}: ${stats.executions} cases in ${(stats.ms / 1000).toFixed(1)} s (run seed ${RUN_SEED})`);
     const first = stats.findings[0];
-    assert.is(stats.findings.length, 0, first &&
-      `${first.message} — replay: npm run fuzz -- --target ${target} --case-seed ${first.caseSeed}`);
+    assert.is(stats.findings.length, 0, first && `${first.message} — replay the case: npm run fuzz -- --target ${target} `
+      + `--case-seed ${first.caseSeed}; the run: FUZZ_SEED=${RUN_SEED} node test/run.js fuzz.test`);
+    assert.is(stats.executions, cases, `${target} ran all its cases within the outer limit of ${OUTER_LIMIT_MS / 1000} s`);
   });
 }
 

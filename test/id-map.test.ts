@@ -15,12 +15,12 @@ import { AttrTarget, type Entry } from '../host/fuse/filesystem.js';
 import { FORBIDDEN, IdMap, parseIdMapRule } from '../host/passthrough/id-map.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import { parseCommandLine } from '../host/cli.js';
+import { requireRoot } from './util/prereq.js';
 
 setLogLevel('off');
 
 const C = native.constants;
 const E = C.errno;
-const ROOT = process.getuid?.() === 0;
 
 test('rules parse with any separator; type names are case-insensitive', () => {
   assert.equal(parseIdMapRule('map:1000:2000:10'), { kind: 'map', fields: [1000, 2000, 10], text: 'map:1000:2000:10' });
@@ -107,7 +107,7 @@ function entry(r: Entry | number, what: string): Entry {
 }
 
 test('PassthroughFs: new nodes get the host ids, the guest sees its own; forbidden ids get EPERM', () => {
-  if (!ROOT) return;
+  if (!requireRoot()) return;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-idmap-'));
   fs.chmodSync(dir, 0o777);
   pfs = new PassthroughFs({

@@ -10,6 +10,7 @@ import {
 } from '../host/core.js';
 import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
 import { fuseRequest } from './util/fuse-request.js';
+import { iovecs } from './util/iovecs.js';
 import { FUSE_FORGET, FUSE_GETATTR, FUSE_INIT, FUSE_LOOKUP, FUSE_READ, FUSE_WRITE } from '../host/fuse/protocol.js';
 
 const createCore = () => Core.create({ wasmPath: process.env.CORE_WASM });
@@ -37,13 +38,6 @@ function pattern(n: number, seed = 1): Uint8Array {
 function pop(c: Core, req: Uint8Array, outCap = c.linearBufSize): number {
   c.bytes().set(req, c.linearInPtr);
   return c.linearPop(c.linearInPtr, req.length, c.linearOutPtr, outCap);
-}
-
-function iovecs(c: Core, n: number): { off: number; len: number }[] {
-  const v = c.view();
-  return Array.from({ length: n }, (_, i) => ({
-    off: v.getUint32(c.iovPtr + 8 * i, true), len: v.getUint32(c.iovPtr + 8 * i + 4, true),
-  }));
 }
 
 test('the buffers: distinct, 16-aligned, large enough for the kernel\'s read rule and a 1 MiB READ reply', async () => {

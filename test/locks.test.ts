@@ -16,24 +16,60 @@ import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { parseCommandLine } from '../host/cli.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, KERNEL_FLAGS, Rig, cstr, entryOut, initIn, lkIn, struct } from './fuse-rig.js';
+import { C, E, KERNEL_FLAGS, FuseGuest, cstr, entryOut, initIn, lkIn, struct } from './util/fuse-guest.js';
 import { QueueProcessor } from '../host/virtio/queue-processor.js';
-import { spawn } from 'node:child_process';
-import { devFuseUsable, mountDaemon } from './util/dev-fuse-mount.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mountDaemon } from './util/dev-fuse-mount.js';
 import { VIRTQ_DESC_F_WRITE } from '../host/frontend/virtqueue-driver.js';
+import { missingBinary, requireDevFuse, skipIf } from './util/prereq.js';
+import { waitFor, within } from './util/wait.js';
 
 setLogLevel('off');
 
 let dir = '';
 let pfs: PassthroughFs | undefined;
-let rig: Rig;
+let rig: FuseGuest;
 const hostFds: number[] = [];
+/** setlk/flock calls that reached the filesystem, by file handle: a parked SETLKW's retries are counted here. */
+const lockCalls = new Map<number, number>();
+const callsOn = (fh: number): number => lockCalls.get(fh) ?? 0;
+
+/** `fs` with its setlk and flock counted in lockCalls (the waits below are for retries, not for durations). */
+function countingLockCalls(fs: PassthroughFs): PassthroughFs {
+  return new Proxy(fs, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target);
+      if (typeof v !== 'function') return v;
+      if (key === 'setlk' || key === 'flock') {
+        return (...a: unknown[]) => {
+          lockCalls.set(a[2] as number, callsOn(a[2] as number) + 1); // (ctx, nodeId, fh, ...)
+          return v.apply(target, a);
+        };
+      }
+      return v.bind(target);
+    },
+  });
+}
+
+/** Waits for `n` used elements of the rig's queue (outer limit 10 s). */
+async function usedElements(n: number): Promise<Array<{ id: number; len: number }>> {
+  const used: Array<{ id: number; len: number }> = [];
+  await waitFor(() => { used.push(...rig.driver.pollUsed()); return used.length >= n; }, `${n} used element(s)`);
+  return used;
+}
+
+/** Waits until the parked request on `fh` has been retried `n` more times (each retry found the lock held). */
+async function retries(fh: number, n: number): Promise<void> {
+  const target = callsOn(fh) + n;
+  await waitFor(() => callsOn(fh) >= target, `${n} retries of the parked request on fh ${fh}`);
+}
 
 async function setup(options: Partial<FuseServerOptions>): Promise<number> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-locks-'));
   fs.writeFileSync(path.join(dir, 'f'), 'data');
   pfs = new PassthroughFs({ root: dir });
-  rig = await Rig.create(pfs, { cache: 'auto', ...options });
+  lockCalls.clear();
+  rig = await FuseGuest.create(countingLockCalls(pfs), { cache: 'auto', ...options });
   const init = rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS));
   assert.is(init.error, 0);
   return init.view.getUint32(P.INIT_OUT.flags, true);
@@ -132,9 +168,8 @@ test('POSIX locks: per owner, byte ranges, GETLK reports the conflict, FLUSH rel
   assert.is(lk(P.FUSE_SETLK, node, fh, 1n, C.F_WRLCK, false, 0n, 99n).error, 0);
   assert.is(lk(P.FUSE_SETLK, node, fh, 2n, C.F_WRLCK, false, 100n, 199n).error, 0, 'disjoint ranges');
   assert.is(lk(P.FUSE_SETLK, node, fh, 2n, C.F_RDLCK, false, 50n, 50n).error, -E.EAGAIN);
-  const before = Date.now();
+  // request() takes the answer synchronously: nothing waited.
   assert.is(lk(P.FUSE_SETLKW, node, fh, 2n, C.F_WRLCK, false, 50n, 60n).error, -E.EOPNOTSUPP);
-  assert.ok(Date.now() - before < 1000, 'answered at once');
   const g = lk(P.FUSE_GETLK, node, fh, 2n, C.F_WRLCK, false, 10n, 20n);
   assert.is(g.error, 0);
   assert.is(g.view.getUint32(P.LK_OUT.type, true), C.F_WRLCK);
@@ -153,8 +188,6 @@ test('POSIX locks: per owner, byte ranges, GETLK reports the conflict, FLUSH rel
   assert.is(free.view.getUint32(P.LK_OUT.type, true), C.F_UNLCK);
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 for (const flock of [false, true]) {
   const kind = flock ? 'flock' : 'POSIX lock';
   test(`${kind} SETLKW on a virtqueue waits: parked while held, answered when free; INTERRUPT -> EINTR; reset forgets`,
@@ -170,11 +203,10 @@ for (const flock of [false, true]) {
       const w = rig.submit(P.FUSE_SETLKW, node, lkOf(fh2, 2n, C.F_WRLCK, flock));
       assert.is(rig.driver.pollUsed().length, 0, 'no answer while the lock is held');
       assert.is(rig.server.parkedCount, 1);
-      await sleep(40);
-      assert.is(rig.driver.pollUsed().length, 0, 'still waiting');
+      await retries(fh2, 2);
+      assert.is(rig.driver.pollUsed().length, 0, 'still waiting after two retries');
       assert.is(lk(P.FUSE_SETLK, node, fh1, 1n, C.F_UNLCK, flock).error, 0, 'other requests are served meanwhile');
-      await sleep(120);
-      const used = rig.driver.pollUsed();
+      const used = await usedElements(1);
       assert.is(used.length, 1, 'answered once the lock was free');
       assert.is(used[0].id, w.head);
       assert.is(used[0].len, 16);
@@ -186,8 +218,7 @@ for (const flock of [false, true]) {
       const intr = rig.request(P.FUSE_INTERRUPT, 0, struct(P.INTERRUPT_IN.SIZE,
         (v) => v.setBigUint64(P.INTERRUPT_IN.unique, x.unique, true)));
       assert.is(intr.usedLen, 0, 'INTERRUPT itself has no answer');
-      await sleep(30);
-      const u2 = rig.driver.pollUsed();
+      const u2 = await usedElements(1);
       assert.is(u2.length, 1);
       assert.is(u2[0].id, x.head);
       assert.is(rig.outHeader(x.reply).error, -E.EINTR);
@@ -197,9 +228,18 @@ for (const flock of [false, true]) {
       assert.is(rig.server.parkedCount, 1);
       proc.reset(); // the queue was reset: its ring is gone
       assert.is(rig.server.parkedCount, 0);
+      const forgottenCalls = callsOn(fh3);
       assert.is(lk(P.FUSE_SETLK, node, fh2, 2n, C.F_UNLCK, flock).error, 0);
-      await sleep(80);
+      // A forgotten request is not retried: a live parked request on another file gets retried past the longest
+      // backoff step (1, 2, 4 ... 50 ms: eight retries), the forgotten one not once, and it never takes the lock.
+      assert.is(lk(P.FUSE_SETLK, node, fh1, 1n, C.F_WRLCK, flock).error, 0, 'the lock is free: nobody took it');
+      const y = rig.submit(P.FUSE_SETLKW, node, lkOf(fh2, 2n, C.F_WRLCK, flock));
+      await retries(fh2, 8);
+      assert.is(callsOn(fh3), forgottenCalls, 'the forgotten request was not retried');
       assert.is(rig.driver.pollUsed().length, 0, 'nothing is written for a forgotten request');
+      assert.is(lk(P.FUSE_SETLK, node, fh1, 1n, C.F_UNLCK, flock).error, 0);
+      const u3 = await usedElements(1);
+      assert.equal(u3.map((u) => u.id), [y.head], 'only the live waiter is answered');
     });
 }
 
@@ -214,57 +254,85 @@ test('a parked request whose descriptors the guest rewrote gets its chain back u
   // The head now claims a writable buffer far outside guest memory.
   rig.driver.writeDesc(w.head, { addr: 0x7fff_0000_0000n, len: 4096, flags: VIRTQ_DESC_F_WRITE, next: 0 });
   assert.is(lk(P.FUSE_SETLK, node, fh, 1n, C.F_UNLCK, false).error, 0);
-  await sleep(80);
-  const used = rig.driver.pollUsed();
+  const used = await usedElements(1);
   assert.is(used.length, 1);
   assert.is(used[0].id, w.head);
   assert.is(used[0].len, 0);
   assert.ok(rig.bytes(w.reply.gpa, 16).every((b) => b === 0xee), 'the old reply buffer was not touched');
 });
 
-/** Runs `cmd args` to completion: exit code and seconds taken. */
-function run(cmd: string, args: string[]): Promise<{ code: number | null; secs: number }> {
-  const t0 = Date.now();
+/** A child process and its exit code. */
+function run(cmd: string, args: string[]): { child: ChildProcess; exit: Promise<number | null> } {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+  return { child, exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+}
+
+/** The system call `pid` is blocked in (x86-64 numbers from /proc/<pid>/syscall), -1 when running or gone. */
+function blockedIn(pid: number): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ');
+    return f[0] === 'running' ? -1 : Number(f[0]);
+  } catch {
+    return -1;
+  }
+}
+const SYS_FCNTL = 72;
+const SYS_FLOCK = 73;
+
+/** Resolves when `child` has written `text` to stdout. */
+function printed(child: ChildProcess, text: string): Promise<void> {
   return new Promise((resolve) => {
-    const c = spawn(cmd, args, { stdio: 'ignore' });
-    c.on('exit', (code) => resolve({ code, secs: (Date.now() - t0) / 1000 }));
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d; if (out.includes(text)) resolve(); });
   });
 }
 
-const PY_LOCKF = 'import fcntl, sys, time\nf = open(sys.argv[1], "r+")\nfcntl.lockf(f, fcntl.LOCK_EX)\ntime.sleep(float(sys.argv[2]))\n';
+// The holder takes the lock, says so, and keeps it until its stdin closes.
+const HOLD = 'echo held; cat >/dev/null';
+const PY_LOCKF = 'import fcntl, sys\nf = open(sys.argv[1], "r+")\nfcntl.lockf(f, fcntl.LOCK_EX)\nprint("held", flush=True)\nsys.stdin.read()\n';
 const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p)) ?? 'python3';
 
 test('host kernel over /dev/fuse: blocking flock and fcntl locks wait for the holder; flock -w times out', async () => {
-  if (!devFuseUsable) return;
+  if (!requireDevFuse()) return;
+  if (skipIf(missingBinary('/usr/bin/flock'), missingBinary(python))) return;
   const share = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-locks-share-'));
   const mp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-locks-mnt-'));
   fs.writeFileSync(path.join(share, 'f'), 'data');
   const d = await mountDaemon(share, mp, ['--posix-lock', '--flock']);
+  const spawned: ChildProcess[] = [];
   try {
     const f = path.join(mp, 'f');
-    // flock(1): the holder keeps the lock 1 s; the waiter blocks in the guest... here the host kernel's FUSE client.
-    const holder = run('flock', ['-x', f, 'sleep', '1']);
-    await sleep(250);
+    // flock(1): the holder keeps the lock until told; the waiter blocks in flock(2) in the host kernel's FUSE client.
+    const holder = run('flock', ['-x', f, 'sh', '-c', HOLD]);
+    spawned.push(holder.child);
+    await within(printed(holder.child, 'held'), 10000, 'the flock holder');
+    const timedOut = await within(run('flock', ['-x', '-w', '0.2', f, 'true']).exit, 10000, 'flock -w');
+    assert.is(timedOut, 1, 'flock -w gives up (SIGALRM -> FUSE_INTERRUPT -> EINTR)');
     const waiter = run('flock', ['-x', f, 'true']);
-    const timedOut = await run('flock', ['-x', '-w', '0.2', f, 'true']);
-    assert.is(timedOut.code, 1, 'flock -w gives up (SIGALRM -> FUSE_INTERRUPT -> EINTR)');
-    const st = Date.now();
-    fs.statSync(f);
-    assert.ok(Date.now() - st < 500, 'the daemon serves other requests while a lock waits');
-    const [h, w] = await Promise.all([holder, waiter]);
-    assert.is(h.code, 0);
-    assert.is(w.code, 0, 'the waiter got the lock');
-    assert.ok(w.secs > 0.5, `the waiter waited for the holder (${w.secs} s)`);
+    spawned.push(waiter.child);
+    await waitFor(() => blockedIn(waiter.child.pid!) === SYS_FLOCK, 'the waiter blocked in flock(2)');
+    await within(fs.promises.stat(f), 10000, 'a stat while a lock waits (the daemon serves other requests)');
+    assert.is(waiter.child.exitCode, null, 'the waiter still waits while the holder holds the lock');
+    assert.is(blockedIn(waiter.child.pid!), SYS_FLOCK);
+    holder.child.stdin!.end();
+    assert.is(await within(holder.exit, 10000, 'the holder'), 0);
+    assert.is(await within(waiter.exit, 10000, 'the waiter'), 0, 'the waiter got the lock once it was free');
 
     // fcntl (POSIX) locks through lockf(3).
-    const ph = run(python, ['-c', PY_LOCKF, f, '1']);
-    await sleep(400);
-    const pw = await run(python, ['-c', PY_LOCKF, f, '0']);
-    const phr = await ph;
-    assert.is(phr.code, 0);
-    assert.is(pw.code, 0);
-    assert.ok(pw.secs > 0.4, `the fcntl waiter waited (${pw.secs} s)`);
+    const ph = run(python, ['-c', PY_LOCKF, f]);
+    spawned.push(ph.child);
+    await within(printed(ph.child, 'held'), 10000, 'the lockf holder');
+    const pw = run(python, ['-c', PY_LOCKF, f]);
+    spawned.push(pw.child);
+    await waitFor(() => blockedIn(pw.child.pid!) === SYS_FCNTL, 'the lockf waiter blocked in fcntl(2)');
+    assert.is(pw.child.exitCode, null, 'the lockf waiter waits');
+    ph.child.stdin!.end();
+    assert.is(await within(ph.exit, 10000, 'the lockf holder'), 0);
+    await within(printed(pw.child, 'held'), 10000, 'the lockf waiter to get the lock');
+    pw.child.stdin!.end();
+    assert.is(await within(pw.exit, 10000, 'the lockf waiter'), 0);
   } finally {
+    for (const c of spawned) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     assert.is(await d.stop(), 0, d.stderr());
     fs.rmSync(share, { recursive: true, force: true });
     fs.rmSync(mp, { recursive: true, force: true });

@@ -120,17 +120,19 @@ test('constants: open flags and mode bits match fs.constants', () => {
 });
 
 test('loader: without a built addon, importing fails with one clear message', () => {
-  // A copy of the compiled loader in a package root that has no build/ directory.
+  // A copy of the compiled loader in a package root that has no build/ or prebuilds/ directory.
   const root = scratchDir();
   fs.mkdirSync(join(root, 'dist', 'host'), { recursive: true });
   const copy = join(root, 'dist', 'host', 'native-loader.js');
-  fs.copyFileSync(fileURLToPath(new URL('../host/native-loader.js', import.meta.url)), copy);
+  for (const file of ['native-loader.js', 'package-root.js']) {
+    fs.copyFileSync(fileURLToPath(new URL(`../host/${file}`, import.meta.url)), join(root, 'dist', 'host', file));
+  }
   fs.writeFileSync(join(root, 'package.json'), '{"type":"module"}');
   const r = spawnSync(process.execPath, ['--input-type=module', '-e',
     `import(${JSON.stringify(copy)}).catch((e) => { console.log(e.message); process.exit(3); });`],
   { encoding: 'utf8', timeout: 10000 });
   assert.is(r.status, 3);
-  assert.match(r.stdout, /^virtiofsd-ts: native addon not built: run `npm run build:native` \(/);
+  assert.match(r.stdout, /^virtiofsd-ts: native addon not built: run `npm run build:native` in a checkout, or `npm rebuild virtiofsd-ts` /);
   assert.ok(r.stdout.includes(join(root, 'build', 'Release', 'virtiofsd_native.node')), r.stdout);
 });
 
@@ -382,15 +384,17 @@ test('ftruncate / fallocate / fsync / fdatasync / dup', () => {
 
 // ---- preadv / pwritev ----------------------------------------------------------------------------------------
 
+/** struct iovec entries {u64 base, u64 len} at mem[at], bases = mem's address + the given offsets. */
 function putIov(mem: WebAssembly.Memory, at: number, entries: Array<[number, number]>): void {
   const view = new DataView(mem.buffer);
+  const base = BigInt(native.addressOf(mem.buffer));
   entries.forEach(([off, len], i) => {
-    view.setUint32(at + i * 8, off, true);
-    view.setUint32(at + i * 8 + 4, len, true);
+    view.setBigUint64(at + i * 16, base + BigInt(off), true);
+    view.setBigUint64(at + i * 16 + 8, BigInt(len), true);
   });
 }
 
-test('preadv / pwritev through iovecs inside a WebAssembly.Memory', () => {
+test('preadv / pwritev hand struct iovecs (process addresses) to the kernel', () => {
   const dir = scratchDir();
   const fd = native.openat(C.AT_FDCWD, join(dir, 'f'), C.O_CREAT | C.O_RDWR, 0o644);
   fs.writeFileSync(join(dir, 'f'), 'abcdefghijklmnop');
@@ -414,24 +418,49 @@ test('preadv / pwritev through iovecs inside a WebAssembly.Memory', () => {
   assert.is(text(u8.subarray(2000, 2004)), 'efgh');
   assert.is(native.lseek(fd, 0n, C.SEEK_CUR), 8n);
 
-  // Bounds: a segment past the end, a table past the end, too many entries.
-  putIov(mem, 16, [[0, 4], [131070, 3]]);
-  assert.is(native.preadv(fd, mem.buffer, 16, 2, 0), -E.EFAULT);
-  assert.is(native.pwritev(fd, mem.buffer, 16, 2, 0), -E.EFAULT);
-  putIov(mem, 16, [[0xffffffff, 1]]);
+  // The table is checked (inside mem, aligned, at most UIO_MAXIOV); an unmapped base is the kernel's -EFAULT.
+  const v = new DataView(mem.buffer);
+  v.setBigUint64(16, 0x10n, true); // page zero: never mapped
+  v.setBigUint64(24, 4n, true);
   assert.is(native.preadv(fd, mem.buffer, 16, 1, 0), -E.EFAULT);
-  assert.is(native.preadv(fd, mem.buffer, 131068, 1, 0), -E.EFAULT);
-  assert.is(native.preadv(fd, mem.buffer, -8, 1, 0), -E.EFAULT);
+  assert.is(native.pwritev(fd, mem.buffer, 16, 1, 0), -E.EFAULT);
+  assert.is(native.preadv(fd, mem.buffer, 131072 - 8, 1, 0), -E.EFAULT, 'table past the end');
+  assert.is(native.preadv(fd, mem.buffer, -16, 1, 0), -E.EFAULT);
+  assert.is(native.preadv(fd, mem.buffer, 20, 1, 0), -E.EINVAL, 'misaligned table');
   assert.is(native.preadv(fd, mem.buffer, 0, 1025, 0), -E.EINVAL);
   assert.is(native.preadv(fd, mem.buffer, 0, 0, 0), 0);
   assert.is(fs.readFileSync(join(dir, 'f'), 'utf8'), 'aXYZefghijklmnop', 'failed calls wrote nothing');
-  // A view: offsets are relative to the view.
+  // A view: the table offset is relative to the view.
   const view = new Uint8Array(mem.buffer, 4096, 4096);
-  new DataView(mem.buffer).setUint32(4096 + 8, 100, true);
-  new DataView(mem.buffer).setUint32(4096 + 12, 2, true);
-  assert.is(native.preadv(fd, view, 8, 1, 0), 2);
+  putIov(mem, 4096 + 16, [[4096 + 100, 2]]);
+  assert.is(native.preadv(fd, view, 16, 1, 0), 2);
   assert.is(text(view.subarray(100, 102)), 'aX');
   native.close(fd);
+});
+
+test('mmapShared maps a memfd whole (sparse, beyond 4 GiB); munmap releases it', () => {
+  const fd = native.memfdCreate('t', 0);
+  const size = 16 * 2 ** 30; // costs nothing until touched
+  assert.is(native.ftruncate(fd, size), 0);
+  const addr = native.mmapShared(fd, size, 0);
+  assert.ok(addr > 0n, `mapped (${addr})`);
+  const high = 12 * 2 ** 30 + 4096;
+  const src = Buffer.from('above 4 GiB');
+  assert.is(native.pwrite(fd, src, high), src.length);
+  const mem = new WebAssembly.Memory({ initial: 1 });
+  const v = new DataView(mem.buffer);
+  // pwritev from the mapping's address (12 GiB in) to another memfd: the bytes pwrite put in the first one.
+  const fd2 = native.memfdCreate('t2', 0);
+  v.setBigUint64(16, addr + BigInt(high), true);
+  v.setBigUint64(24, BigInt(src.length), true);
+  assert.is(native.pwritev(fd2, mem.buffer, 16, 1, 0), src.length, 'the mapping is readable at its address');
+  const back = Buffer.alloc(src.length);
+  assert.is(native.pread(fd2, back, 0), src.length);
+  assert.is(back.toString(), 'above 4 GiB');
+  assert.is(native.mmapShared(fd, 4096, 100), -BigInt(E.EINVAL), 'unaligned file offset');
+  assert.is(native.munmap(addr, size), 0);
+  native.close(fd);
+  native.close(fd2);
 });
 
 // ---- mman.c ------------------------------------------------------------------------------------------------
@@ -706,9 +735,16 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
 
   test(`poller (${mode}): 300 rearm cycles from inside the callback deliver exactly 300 events`, async () => {
     const efd = native.eventfd(0, C.EFD_NONBLOCK);
+    const marker = native.eventfd(0, C.EFD_NONBLOCK);
     let count = 0;
     let done: ((v: number) => void) | undefined;
+    let markerSeen: ((v: number) => void) | undefined;
     const poller = create((token) => {
+      if (token === 4) {
+        native.eventfdRead(marker);
+        markerSeen?.(count);
+        return;
+      }
       count++;
       assert.is(native.eventfdRead(efd), 1);
       if (count === 300) {
@@ -723,10 +759,14 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
     const r = await waitFor<number>((resolve) => (done = resolve), 5000);
     assert.is(r, 300);
     native.eventfdWrite(efd, 1); // not rearmed: must stay silent
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A second fd made readable after it: once its event is delivered, an event of the first would have been too.
+    native.pollerAdd(poller, marker, 4, C.EPOLLIN);
+    native.eventfdWrite(marker, 1);
+    assert.is(await waitFor<number>((resolve) => (markerSeen = resolve), 5000), 300, 'no event for the fd not rearmed');
     assert.is(count, 300);
     native.pollerClose(poller);
     native.close(efd);
+    native.close(marker);
   });
 }
 

@@ -12,6 +12,8 @@ import { setLogLevel } from '../host/log.js';
 import { AttrTarget, BufferData, BufferDirTarget, type Entry } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE } from '../host/fuse/protocol.js';
+import { requireDevFuse, requireRoot } from './util/prereq.js';
+import { startRecordingMount } from './util/recording-mount.js';
 
 setLogLevel('error');
 
@@ -232,7 +234,7 @@ test('setattr: truncate, times with nanoseconds, NOW, mode, and through an open 
 });
 
 test('setattr uid/gid (chown) when running as root', () => {
-  if (process.getuid!() !== 0) return;
+  if (!requireRoot()) return;
   fs.writeFileSync(path.join(dir, 'f'), '');
   fs.symlinkSync('/etc/passwd', path.join(dir, 'l'));
   const f = entry(pfs.lookup(ctx, 1, 'f', attr));
@@ -247,7 +249,7 @@ test('setattr uid/gid (chown) when running as root', () => {
 });
 
 test('as root, new nodes belong to the caller (a setgid directory keeps its group)', () => {
-  if (process.getuid!() !== 0) return;
+  if (!requireRoot()) return;
   const caller = { uid: 1234, gid: 5678, pid: 1 };
   fs.chmodSync(dir, 0o777); // (mkdtemp makes it 0700: the caller could not create anything there)
   entry(pfs.mkdir(caller, 1, 'd', 0o755, 0, attr));
@@ -435,6 +437,40 @@ test('destroy drops every node and handle except the root', () => {
   assert.is(native.countOpenFds(), fds);
   assert.is(pfs.getattr(ctx, 1, undefined, attr), 0);
   assert.is(pfs.getattr(ctx, a.nodeId, undefined, attr), -E.ENOENT);
+});
+
+// The oracle: the share lives on a recording FUSE filesystem (test/util/recording-fs.ts) in another process, so a
+// real fsync(2)/fdatasync(2)/close(2) by PassthroughFs arrives there as FUSE_FSYNC/FSYNCDIR/FLUSH and is recorded.
+test('fsync, fdatasync, fsyncdir and flush reach the host filesystem, after the data', async () => {
+  if (!requireDevFuse()) return;
+  const rec = await startRecordingMount();
+  const share = fs.mkdtempSync(path.join(rec.mountpoint, 'pt-'));
+  const rel = path.basename(share);
+  const p = new PassthroughFs({ root: share });
+  const of = (op: string, file: string) => rec.records().filter((r) => r.op === op && r.path === file);
+  try {
+    const a = AttrTarget.standalone();
+    const c = num(p.create(ctx, 1, 'f', 0o644, C.O_CREAT | C.O_EXCL | C.O_RDWR, 0, a));
+    const payload = new TextEncoder().encode('durable bytes');
+    assert.is(p.write(ctx, c.nodeId, c.fh, 0, new BufferData(payload.length, payload), 0), payload.length);
+    const f = path.join(rel, 'f');
+    assert.equal(of('fsync', f), [], 'nothing synced yet');
+    assert.is(p.fsync(ctx, c.nodeId, c.fh, false), 0);
+    assert.is(p.fsync(ctx, c.nodeId, c.fh, true), 0);
+    assert.equal(of('fsync', f).map((r) => [r.datasync, r.result, r.size]), [[false, 0, payload.length], [true, 0, payload.length]],
+      'an fsync then an fdatasync, each after the write');
+    const flushes = of('flush', f).length;
+    assert.is(p.flush(ctx, c.nodeId, c.fh, 0n), 0);
+    assert.is(of('flush', f).length, flushes + 1, 'FLUSH is a close(2) the host filesystem sees');
+    const d = num(p.opendir(ctx, 1, 0));
+    assert.is(p.fsyncdir(ctx, 1, d.fh, true), 0);
+    assert.equal(of('fsyncdir', rel).map((r) => [r.datasync, r.result]), [[true, 0]], 'FSYNCDIR syncs the directory');
+    p.releasedir(ctx, 1, d.fh);
+    p.release(ctx, c.nodeId, c.fh, 0, 0);
+  } finally {
+    p.close();
+    await rec.stop();
+  }
 });
 
 test.run();

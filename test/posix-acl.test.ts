@@ -12,7 +12,7 @@ import { setLogLevel } from '../host/log.js';
 import { native } from '../host/native-loader.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import * as P from '../host/fuse/protocol.js';
-import { C, E, KERNEL_FLAGS, Rig, cstr, enc, entryOut, initIn, struct } from './fuse-rig.js';
+import { C, E, KERNEL_FLAGS, FuseGuest, cstr, enc, entryOut, initIn, struct } from './util/fuse-guest.js';
 
 setLogLevel('off');
 
@@ -38,12 +38,12 @@ function acl(entries: Array<[tag: number, perm: number, id?: number]>): Uint8Arr
 
 let dir = '';
 let pfs: PassthroughFs | undefined;
-let rig: Rig;
+let rig: FuseGuest;
 
 async function setup(): Promise<number> {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfs-acl-'));
   pfs = new PassthroughFs({ root: dir, xattr: true, posixAcl: true });
-  rig = await Rig.create(pfs, { cache: 'auto', posixAcl: true });
+  rig = await FuseGuest.create(pfs, { cache: 'auto', posixAcl: true });
   const init = rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS | P.FUSE_SETXATTR_EXT));
   assert.is(init.error, 0);
   return init.view.getUint32(P.INIT_OUT.flags, true);

@@ -5,8 +5,14 @@
 //   node test/run.js [filter...]     only files whose path (relative to dist/test) contains a filter
 //
 // Each file's output is passed through as it comes. uvu ends a file with `Total: N`, `Passed: N`,
-// `Skipped: N`; a file that exits non-zero or prints no totals counts one more failure. The last
-// line printed is always `N passed, M failed, K skipped`; the exit code is 1 when anything failed.
+// `Skipped: N`; a file that exits non-zero or prints no totals counts one more failure. A test that
+// could not run here (test/util/prereq.ts) returns early after printing `SKIP <file> › "<name>": <reason>`:
+// uvu counted it as passed, so each such line moves one test from passed to skipped, and the summary
+// lists every skip with its reason. The last line printed is always `N passed, M failed, K skipped`;
+// the exit code is 1 when anything failed.
+//
+// Only compiled files with a TypeScript source (test/**/X.test.ts for dist/test/**/X.test.js) run: a
+// stale file left in dist/ by a renamed or deleted test is reported and ignored.
 //
 // Environment: TEST_FILE_TIMEOUT_MS (per file; default 10 min, 20 min for e2e files) after which the
 // file's whole process group (QEMU children included) is SIGKILLed and the file counts as failed.
@@ -30,7 +36,13 @@ function findTests(dir) {
   return out.sort();
 }
 
-const all = findTests(TEST_DIR);
+const SRC_DIR = path.join(ROOT, 'test');
+const found = findTests(TEST_DIR);
+const hasSource = (f) => fs.existsSync(path.join(SRC_DIR, path.relative(TEST_DIR, f)).replace(/\.js$/, '.ts'));
+const all = found.filter(hasSource);
+for (const f of found.filter((x) => !hasSource(x))) {
+  console.log(`test/run.js: ignoring ${path.relative(ROOT, f)}: no test/${path.relative(TEST_DIR, f).replace(/\.js$/, '.ts')} (stale build output)`);
+}
 const isE2e = (f) => f.startsWith(E2E_DIR + path.sep);
 const ordered = [...all.filter((f) => !isE2e(f)), ...all.filter(isE2e)];
 const filters = process.argv.slice(2);
@@ -53,6 +65,15 @@ function parseTotals(text) {
   const skipped = last(/^\s*Skipped:\s+(\d+)\s*$/gm) ?? 0;
   if (total === undefined || passed === undefined) return undefined;
   return { total, passed, skipped };
+}
+
+/** The tests a file skipped at run time: `SKIP <file> › "<name>": <reason>` lines (test/util/prereq.ts). */
+function parseSkips(text) {
+  const plain = text.replace(ANSI, '');
+  const byName = new Map();
+  // uvu prints a test's mark (`• `) without a newline, so a marker may follow marks on its line.
+  for (const m of plain.matchAll(/^(?:[•✘]\s+)*SKIP (\S+) › ("(?:[^"\\]|\\.)*"): (.*)$/gm)) byName.set(JSON.parse(m[2]), m[3]);
+  return [...byName].map(([name, reason]) => ({ name, reason }));
 }
 
 let current; // the running child, for signal handling
@@ -119,6 +140,7 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 const rows = [];
+const skipList = [];
 
 if (files.length === 0) {
   const why = filters.length ? `no test file matches ${filters.map((f) => JSON.stringify(f)).join(' or ')}` : `no test files under ${path.relative(ROOT, TEST_DIR)} (run the build first)`;
@@ -135,9 +157,12 @@ if (files.length === 0) {
     let s = 0;
     const notes = [];
     if (totals) {
-      p = totals.passed;
+      // uvu's Total counts only the tests that ran; its Skipped are test.skip() registrations.
+      const runtimeSkips = parseSkips(r.output);
+      p = Math.max(0, totals.passed - runtimeSkips.length);
       f = Math.max(0, totals.total - totals.passed);
-      s = totals.skipped;
+      s = totals.skipped + runtimeSkips.length;
+      for (const k of runtimeSkips) skipList.push(`${rel} › ${k.name}: ${k.reason}`);
     } else {
       notes.push('no totals');
     }
@@ -163,5 +188,9 @@ if (rows.length) {
     );
   }
 }
-console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+if (skipList.length) {
+  console.log(`\n=== skipped at run time (${skipList.length})`);
+  for (const line of skipList) console.log(`SKIPPED ${line}`);
+}
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exitCode = failed ? 1 : 0;

@@ -53,6 +53,8 @@ export interface FuseCore {
   replyNone(): void;
   payloadReadIov(skip: number, maxBytes: number): number;
   payloadWriteIov(skip: number, maxBytes: number): number;
+  payloadScatter(src: number, skip: number, len: number): number;
+  payloadGather(dst: number, skip: number, len: number): number;
   encodeAttrOut(dst: number, attrTimeout: number, statx: number): number;
   encodeEntryOut(dst: number, nodeid: number, generation: number, entryTimeout: number, attrTimeout: number,
                  statx: number): number;

@@ -214,7 +214,8 @@ export interface DataSource {
 
 /**
  * iovec-backed DataTarget/DataSource over an ordinary buffer: a test double for the guest, and the way to use a
- * FileSystem without a core. Layout: one iovec `{u32 offset, u32 len}` at byte 0, data from byte 16.
+ * FileSystem without a core. Layout: one `struct iovec` {u64 base, u64 len} at byte 0 (base = the address of
+ * byte 16), data from byte 16.
  */
 export class BufferData implements DataTarget, DataSource {
   static readonly DATA = 16;
@@ -224,8 +225,8 @@ export class BufferData implements DataTarget, DataSource {
   constructor(readonly size: number, content?: Uint8Array) {
     this.memory = new ArrayBuffer(BufferData.DATA + size);
     const dv = new DataView(this.memory);
-    dv.setUint32(0, BufferData.DATA, true);
-    dv.setUint32(4, size, true);
+    dv.setBigUint64(0, BigInt(native.addressOf(this.memory) + BufferData.DATA), true);
+    dv.setBigUint64(8, BigInt(size), true);
     this.bytes = new Uint8Array(this.memory, BufferData.DATA, size);
     if (content) this.bytes.set(content.subarray(0, size));
   }

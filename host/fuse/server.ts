@@ -19,12 +19,14 @@ import { DIRENT_BUF_SIZE, REPLY_MAX } from '../core.js';
 
 const E = native.constants.errno;
 
-export type CacheMode = 'never' | 'auto' | 'always';
+export type CacheMode = 'never' | 'auto' | 'always' | 'metadata';
 
 export interface FuseServerOptions {
   /**
    * Guest caching, as virtiofsd's --cache: `never` (timeouts 0, FOPEN_DIRECT_IO), `auto` (1 s timeouts, the page
-   * cache is dropped on open), `always` (long timeouts, FOPEN_KEEP_CACHE on files and directories, FOPEN_CACHE_DIR).
+   * cache is dropped on open), `always` (long timeouts, FOPEN_KEEP_CACHE on files and directories, FOPEN_CACHE_DIR),
+   * `metadata` (the Rust virtiofsd's: long timeouts and cached directory listings as `always`, but FOPEN_DIRECT_IO
+   * on files, so file data is never cached).
    */
   cache: CacheMode;
   /**
@@ -67,6 +69,8 @@ export interface FuseServerOptions {
   readonly?: boolean;
   /** Override the cache mode's entry/attr timeouts (seconds). */
   timeout?: number;
+  /** Negotiate READDIRPLUS when the FileSystem has it (default true; C virtiofsd's `-o no_readdirplus` turns it off). */
+  readdirplus?: boolean;
   /**
    * Negotiate FUSE_SUBMOUNTS (virtiofsd's --announce-submounts): entries the FileSystem marks FUSE_ATTR_SUBMOUNT
    * (PassthroughFs with `announceSubmounts`) become separate mounts in the guest. Default false.
@@ -130,7 +134,7 @@ export class FuseServer implements Session {
 
   constructor(readonly fs: FileSystem, readonly core: FuseCore, options: FuseServerOptions) {
     const { cache } = options;
-    if (cache !== 'never' && cache !== 'auto' && cache !== 'always') throw new ConfigError(`unknown cache mode ${cache}`);
+    if (cache !== 'never' && cache !== 'auto' && cache !== 'always' && cache !== 'metadata') throw new ConfigError(`unknown cache mode ${cache}`);
     const maxPages = options.maxPages ?? P.FUSE_MAX_MAX_PAGES;
     if (!Number.isInteger(maxPages) || maxPages < 1 || maxPages > P.FUSE_MAX_MAX_PAGES) {
       throw new ConfigError(`maxPages must be 1..${P.FUSE_MAX_MAX_PAGES}`);
@@ -138,9 +142,10 @@ export class FuseServer implements Session {
     const timeout = options.timeout ?? (cache === 'never' ? 0 : cache === 'auto' ? 1 : ALWAYS_TIMEOUT);
     this.entryTimeout = timeout;
     this.attrTimeout = timeout;
-    this.fileOpenFlags = cache === 'never' ? P.FOPEN_DIRECT_IO : cache === 'always' ? P.FOPEN_KEEP_CACHE : 0;
+    this.fileOpenFlags = cache === 'never' || cache === 'metadata' ? P.FOPEN_DIRECT_IO
+      : cache === 'always' ? P.FOPEN_KEEP_CACHE : 0;
     // The kernel drops a directory's cached listing on open unless KEEP_CACHE comes with CACHE_DIR.
-    this.dirOpenFlags = cache === 'always' ? P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE : 0;
+    this.dirOpenFlags = cache === 'always' || cache === 'metadata' ? P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE : 0;
     this.maxPages = maxPages;
     // WRITE payloads stay in guest memory (only fuse_write_in is copied), READ data lands there directly; the
     // limit is the kernel's page count, not our scratch sizes.
@@ -148,7 +153,7 @@ export class FuseServer implements Session {
 
     let want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
     if (fs.open !== undefined || fs.create !== undefined) want |= P.FUSE_ATOMIC_O_TRUNC;
-    if (fs.readdirplus !== undefined) want |= P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO;
+    if (fs.readdirplus !== undefined && options.readdirplus !== false) want |= P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO;
     this.readonly = options.readonly ?? false;
     if (options.killprivV2) want |= P.FUSE_HANDLE_KILLPRIV_V2;
     if (options.posixLocks && fs.getlk !== undefined && fs.setlk !== undefined) want |= P.FUSE_POSIX_LOCKS;
@@ -374,19 +379,16 @@ class CoreDataTarget implements DataTarget {
     return native.preadv(fd, c.memory.buffer, c.iovPtr, n, position);
   }
 
+  /**
+   * Through the reply scratch (a READ has no body: it is free): the core copies it into the guest's buffers,
+   * whichever way it reaches guest memory (flat or windowed).
+   */
   fromBytes(bytes: Uint8Array): number {
     const c = this.core;
-    const n = c.payloadReadIov(P.OUT_HEADER.SIZE, Math.min(this.size, bytes.length));
-    const buf = c.memory.buffer;
-    const iov = new DataView(buf, c.iovPtr, n * 8);
-    let done = 0;
-    for (let i = 0; i < n; i++) {
-      const off = iov.getUint32(i * 8, true);
-      const len = iov.getUint32(i * 8 + 4, true);
-      new Uint8Array(buf, off, len).set(bytes.subarray(done, done + len));
-      done += len;
-    }
-    return done;
+    const n = Math.min(this.size, bytes.length, REPLY_MAX);
+    if (n === 0) return 0;
+    new Uint8Array(c.memory.buffer, c.replyPtr, n).set(bytes.subarray(0, n));
+    return c.payloadScatter(c.replyPtr, P.OUT_HEADER.SIZE, n);
   }
 }
 
@@ -402,23 +404,15 @@ class CoreDataSource implements DataSource {
     return native.pwritev(fd, c.memory.buffer, c.iovPtr, n, position);
   }
 
+  /** Through the reply scratch (a WRITE's body, write_out, is encoded only after the filesystem returned). */
   toBytes(): Uint8Array {
     const c = this.core;
-    const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
-    const buf = c.memory.buffer;
-    const iov = new DataView(buf, c.iovPtr, n * 8);
-    const out = new Uint8Array(this.size);
-    let done = 0;
-    for (let i = 0; i < n; i++) {
-      const off = iov.getUint32(i * 8, true);
-      const len = iov.getUint32(i * 8 + 4, true);
-      out.set(new Uint8Array(buf, off, len), done);
-      done += len;
-    }
-    return done === out.length ? out : out.subarray(0, done);
+    const n = Math.min(this.size, REPLY_MAX);
+    if (n === 0) return new Uint8Array(0);
+    const got = c.payloadGather(c.replyPtr, P.WRITE_IN.SIZE, n);
+    return new Uint8Array(c.memory.buffer, c.replyPtr, got).slice();
   }
 }
-
 
 /** READDIR/READDIRPLUS into the core's reply scratch. One per server, reset per request. */
 class CoreDirTarget implements DirTarget {

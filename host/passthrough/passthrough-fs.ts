@@ -57,6 +57,11 @@ export interface PassthroughOptions {
   /** Pass O_DIRECT from the guest through to the host (default false: dropped, as page-cache I/O always works). */
   allowDirectIo?: boolean;
   /**
+   * Pass O_NOATIME from the guest through to the host (the Rust virtiofsd's --preserve-noatime). Default false:
+   * dropped, since the host refuses it (EPERM) to a caller who neither owns the file nor has CAP_FOWNER.
+   */
+  preserveNoatime?: boolean;
+  /**
    * Create new nodes with the caller's fsuid/fsgid (default: when the daemon runs as root, which it must to
    * switch).
    */
@@ -170,7 +175,7 @@ export class PassthroughFs implements FileSystem {
     }
     this.writeback = options.writeback ?? false;
     this.openKeep = C.O_ACCMODE | C.O_APPEND | C.O_TRUNC | C.O_DSYNC | C.O_SYNC |
-      (options.allowDirectIo ? C.O_DIRECT : 0);
+      (options.allowDirectIo ? C.O_DIRECT : 0) | (options.preserveNoatime ? C.O_NOATIME : 0);
     // The guest kernel applied the caller's umask already (we do not negotiate DONT_MASK), so ours must not
     // narrow the mode again. The process umask is left alone (it also guards the daemon's socket); new nodes
     // whose mode it narrowed get a chmod.
@@ -539,7 +544,7 @@ export class PassthroughFs implements FileSystem {
     return this.lookupChild(dir.fd, newName, attr);
   }
 
-  /** Open flags from the guest, made safe: access mode, O_APPEND, O_TRUNC, O_(D)SYNC (+O_DIRECT if allowed);
+  /** Open flags from the guest, made safe: access mode, O_APPEND, O_TRUNC, O_(D)SYNC (+O_DIRECT, O_NOATIME if allowed);
    *  O_CREAT/O_EXCL/O_NOFOLLOW/O_PATH/O_NONBLOCK and the rest are dropped. */
   private openFlags(flags: number): number {
     let f = flags & this.openKeep;

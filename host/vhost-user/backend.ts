@@ -50,6 +50,8 @@ export interface BackendCore extends QueueCore {
   mapGuestRegions(regions: GuestRegion[]): void;
   /** Drops all guest memory mappings. */
   unmapGuestRegions(): void;
+  /** Set when guest RAM is reached through a window (host/core.ts), for logs. */
+  readonly window?: { slots: number };
   queueReset(q: number): void;
   queueSetNum(q: number, num: number): number;
   queueSetAddr(q: number, descUva: bigint, usedUva: bigint, availUva: bigint): number;
@@ -770,6 +772,12 @@ export class VhostUserBackend {
     // Re-translate configured rings through the new table. A ring the new table does not cover is not an error
     // of this message (a stopped ring may keep stale addresses until its next SET_VRING_ADDR).
     for (const v of this.vrings) this.applyAddr(v);
+    if (log.enabled('info')) {
+      const total = next.reduce((n, r) => n + r.size, 0n);
+      const w = this.core.window;
+      log.info(`vhost-user: guest memory ${next.length} region(s), ${total >> 20n} MiB, ` +
+        (w ? `windowed (${w.slots} slots of 4 MiB)` : 'flat'));
+    }
     if (log.enabled('debug')) {
       for (const r of next) {
         log.debug(`vhost-user: region gpa=0x${r.gpa.toString(16)} size=0x${r.size.toString(16)} ` +

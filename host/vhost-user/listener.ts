@@ -1,6 +1,6 @@
 /**
- * The vhost-user socket: listens on a Unix socket path and serves one frontend at a time with a
- * `VhostUserBackend`.
+ * The vhost-user socket: listens on a Unix socket path (or serves on a listening socket it was handed, virtiofsd's
+ * `--fd`) and serves one frontend at a time with a `VhostUserBackend`.
  *
  * One frontend at a time: while a session is active the listening socket is not polled, so a second frontend
  * that connects waits in the listen backlog (its messages go unanswered) and is accepted as soon as the current
@@ -29,7 +29,18 @@ import { FdPoller } from './fd-poller.js';
 import { VhostUserBackend, type BackendCore, type VhostUserBackendOptions } from './backend.js';
 
 export interface VhostUserListenerOptions extends VhostUserBackendOptions {
-  socketPath: string;
+  /** The socket path to bind (one of socketPath and listenFd). */
+  socketPath?: string;
+  /**
+   * An already listening Unix stream socket to serve on, e.g. inherited from libvirt or Kata (virtiofsd's `--fd`).
+   * It is taken over: moved to a close-on-exec fd, made nonblocking, closed by close(); its path is not unlinked.
+   */
+  listenFd?: number;
+  /**
+   * With socketPath: the group that may connect (virtiofsd's --socket-group), by name (/etc/group) or number. The
+   * socket is created `rwxrwx---` and chowned to it; without a group it is created `rwx------`, as virtiofsd's.
+   */
+  socketGroup?: string;
   core: BackendCore;
   server: RequestServer;
   /** Close the listener after the first session ends (the C virtiofsd's behaviour). Default false. */
@@ -56,8 +67,11 @@ export class VhostUserListener extends EventEmitter {
 
   constructor(options: VhostUserListenerOptions) {
     super();
+    if ((options.socketPath === undefined) === (options.listenFd === undefined)) {
+      throw new VhostUserError('VU_ERR_LISTEN', 'give one of socketPath and listenFd', { reconnect: false });
+    }
     this.opts = options;
-    this.socketPath = options.socketPath;
+    this.socketPath = options.socketPath ?? `fd ${options.listenFd}`;
     this.ownsPoller = options.poller === undefined;
     this.poller = options.poller ?? new FdPoller();
   }
@@ -78,20 +92,8 @@ export class VhostUserListener extends EventEmitter {
   listen(): void {
     if (this.closed) throw new VhostUserError('VU_ERR_CLOSED', 'listener is closed', { reconnect: false });
     if (this.listenFd >= 0) return;
-    const EADDRINUSE = native.constants.errno.EADDRINUSE ?? 98;
-    let fd = native.unixListen(this.socketPath, this.opts.backlog ?? 4);
-    if (fd === -EADDRINUSE) {
-      this.removeStaleSocket();
-      fd = native.unixListen(this.socketPath, this.opts.backlog ?? 4);
-    }
-    if (fd < 0) {
-      throw new VhostUserError('VU_ERR_LISTEN', `cannot listen on ${this.socketPath}: ${native.strerror(-fd)}`,
-        { errno: -fd, reconnect: false });
-    }
+    const fd = this.opts.listenFd !== undefined ? adoptListeningSocket(this.opts.listenFd) : this.bindSocket();
     this.listenFd = fd;
-    // Held so close() removes *this* socket file even after a sandbox pivot changed what the path names.
-    this.socketDirFd = native.openat(native.constants.AT_FDCWD, byteString(path.dirname(this.socketPath)),
-      native.constants.O_PATH | native.constants.O_DIRECTORY | native.constants.O_CLOEXEC, 0);
     try {
       this.listenToken = this.poller.add(fd, native.constants.EPOLLIN, () => this.onAcceptable());
     } catch (err) {
@@ -99,7 +101,9 @@ export class VhostUserListener extends EventEmitter {
       this.listenFd = -1;
       throw new VhostUserError('VU_ERR_LISTEN', `cannot poll ${this.socketPath}`, { cause: err, reconnect: false });
     }
-    log.info(`vhost-user: listening on ${this.socketPath}`);
+    // Kata's runtime-rs waits for the Rust virtiofsd's words "Waiting for vhost-user socket connection" on stderr
+    // before it starts the VM (share_virtio_fs_standalone.rs): the same words say so here.
+    log.info(`vhost-user: listening on ${this.socketPath}; Waiting for vhost-user socket connection`);
     this.emit('listening');
   }
 
@@ -117,6 +121,49 @@ export class VhostUserListener extends EventEmitter {
     }
     if (this.ownsPoller) this.poller.close();
     this.emit('close');
+  }
+
+  /** Binds socketPath with virtiofsd's permissions (see socketGroup) and listens. Returns the fd. */
+  private bindSocket(): number {
+    const socketPath = this.opts.socketPath!;
+    const gid = this.opts.socketGroup !== undefined ? groupId(this.opts.socketGroup) : -1;
+    const EADDRINUSE = native.constants.errno.EADDRINUSE ?? 98;
+    const listen = (): number => {
+      // bind(2) creates the socket file with 0777 & ~umask, owned by this thread's fsuid/fsgid: set the umask, and
+      // the fsgid where we may (root), for that one call, so the file never exists with the wrong group (nothing
+      // else of the daemon creates files at this point). Otherwise the chgrp below gives it the group.
+      const previous = native.umask(gid >= 0 ? 0o007 : 0o077);
+      const fsgid = gid >= 0 ? native.setfsgid(gid) : -1;
+      try {
+        return native.unixListen(socketPath, this.opts.backlog ?? 4);
+      } finally {
+        if (fsgid >= 0) native.setfsgid(fsgid);
+        native.umask(previous);
+      }
+    };
+    let fd = listen();
+    if (fd === -EADDRINUSE) {
+      this.removeStaleSocket();
+      fd = listen();
+    }
+    if (fd < 0) {
+      throw new VhostUserError('VU_ERR_LISTEN', `cannot listen on ${socketPath}: ${native.strerror(-fd)}`,
+        { errno: -fd, reconnect: false });
+    }
+    const C = native.constants;
+    if (gid >= 0) {
+      const r = native.fchownat(C.AT_FDCWD, byteString(socketPath), -1, gid, C.AT_SYMLINK_NOFOLLOW);
+      if (r < 0) {
+        native.close(fd);
+        fs.rmSync(socketPath, { force: true });
+        throw new VhostUserError('VU_ERR_LISTEN', `--socket-group: cannot chgrp ${socketPath}: ${native.strerror(-r)}`,
+          { errno: -r, reconnect: false });
+      }
+    }
+    // Held so close() removes *this* socket file even after a sandbox pivot changed what the path names.
+    this.socketDirFd = native.openat(C.AT_FDCWD, byteString(path.dirname(socketPath)),
+      C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    return fd;
   }
 
   private onAcceptable(): void {
@@ -212,6 +259,76 @@ export class VhostUserListener extends EventEmitter {
  * virtiofsd exits then); only a socket not listed there (stale, or in another network namespace) is probed. The CLI asks before it
  * enters a sandbox's own network namespace, where the host's sockets are not listed.
  */
+/** Resolves a --socket-group value: a group name from /etc/group (as getgrnam(3) with files), else a number. */
+export function groupId(group: string): number {
+  let table = '';
+  try {
+    table = fs.readFileSync('/etc/group', 'utf8');
+  } catch {
+    // no /etc/group: only numbers work
+  }
+  for (const line of table.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  if (/^\d+$/.test(group) && Number(group) < 0xffffffff) return Number(group);
+  throw new VhostUserError('VU_ERR_LISTEN', `--socket-group: no group '${group}' in /etc/group`, { reconnect: false });
+}
+
+export type UnixSocketState = 'listening' | 'not-listening' | 'not-stream' | 'unlisted';
+
+/**
+ * What /proc/net/unix says of the Unix socket open as `fd` (found by inode). `unlisted`: the socket belongs to
+ * another network namespace (e.g. it was inherited into the sandbox's), so the table cannot tell.
+ * Throws when `fd` is not open or not a socket.
+ */
+export function unixSocketState(fd: number): UnixSocketState {
+  const C = native.constants;
+  const st = new Uint8Array(256);
+  const r = native.statx(fd, '', C.AT_EMPTY_PATH, C.STATX_BASIC_STATS, st, 0);
+  if (r < 0) throw new VhostUserError('VU_ERR_LISTEN', `--fd=${fd}: ${native.strerror(-r)}`, { errno: -r, reconnect: false });
+  const dv = new DataView(st.buffer);
+  if ((dv.getUint16(28, true) & C.S_IFMT) !== C.S_IFSOCK) { // struct statx.stx_mode
+    throw new VhostUserError('VU_ERR_LISTEN', `--fd=${fd} is not a socket`, { reconnect: false });
+  }
+  const inode = dv.getBigUint64(32, true).toString(); // struct statx.stx_ino
+  let table = '';
+  try {
+    table = fs.readFileSync('/proc/net/unix', 'utf8');
+  } catch {
+    return 'unlisted';
+  }
+  // Columns: Num RefCount Protocol Flags Type St Inode [Path]
+  for (const line of table.split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols[6] !== inode) continue;
+    if (parseInt(cols[4]!, 16) !== 1) return 'not-stream'; // SOCK_STREAM
+    return (parseInt(cols[3]!, 16) & 0x10000) !== 0 ? 'listening' : 'not-listening'; // __SO_ACCEPTCON
+  }
+  return 'unlisted';
+}
+
+/**
+ * Takes over an inherited listening socket: checks it, moves it to a close-on-exec fd (an inherited fd is not, and
+ * must not leak into anything the daemon might start) and makes it nonblocking (accept runs from the poller).
+ */
+function adoptListeningSocket(fd: number): number {
+  const state = unixSocketState(fd);
+  if (state === 'not-stream') throw new VhostUserError('VU_ERR_LISTEN', `--fd=${fd} is not a Unix stream socket`, { reconnect: false });
+  if (state === 'not-listening') {
+    throw new VhostUserError('VU_ERR_LISTEN', `--fd=${fd} is a socket that is not listening (listen(2) it first)`, { reconnect: false });
+  }
+  const own = native.dup(fd); // F_DUPFD_CLOEXEC
+  if (own < 0) throw new VhostUserError('VU_ERR_LISTEN', `--fd=${fd}: ${native.strerror(-own)}`, { errno: -own, reconnect: false });
+  native.close(fd);
+  const r = native.setNonblocking(own, true);
+  if (r < 0) {
+    native.close(own);
+    throw new VhostUserError('VU_ERR_LISTEN', `--fd=${fd}: ${native.strerror(-r)}`, { errno: -r, reconnect: false });
+  }
+  return own;
+}
+
 export function socketInUse(socketPath: string): boolean {
   const wanted = new Set([socketPath, path.resolve(socketPath)]);
   let table: string;

@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sleep } from '../util/wait.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Locations and prerequisites
@@ -181,9 +182,6 @@ function track(child: ChildProcess): Promise<ExitStatus> {
   });
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** Keeps the last `max` characters of a stream. */
 class Tail {
@@ -213,6 +211,11 @@ export interface BackendOptions {
   extraArgs?: string[];
   /** How long to wait for the socket to appear. */
   readyTimeoutMs?: number;
+  /**
+   * Ours only: the command that starts the daemon, instead of `node dist/host/cli.js` (e.g. an installed package's
+   * `node_modules/.bin/virtiofsd-ts`); the usual arguments follow it.
+   */
+  daemonCommand?: string[];
 }
 
 export interface BackendHandle {
@@ -235,8 +238,7 @@ function backendCommand(kind: BackendKind, o: BackendOptions): string[] {
   const cache = o.cache ?? 'auto';
   if (kind === 'ours') {
     return [
-      process.execPath,
-      OUR_CLI,
+      ...(o.daemonCommand ?? [process.execPath, OUR_CLI]),
       `--socket-path=${o.socketPath}`,
       `--shared-dir=${o.sharedDir}`,
       `--cache=${cache}`,
@@ -268,7 +270,7 @@ function isSocket(file: string): boolean {
  * the backend's stderr) when it exits first or the socket does not appear in time.
  */
 export async function startBackend(kind: BackendKind, o: BackendOptions): Promise<BackendHandle> {
-  if (kind === 'ours' && !fs.existsSync(OUR_CLI)) {
+  if (kind === 'ours' && !o.daemonCommand && !fs.existsSync(OUR_CLI)) {
     throw new Error(`e2e: ${path.relative(ROOT, OUR_CLI)} missing (npm run build)`);
   }
   fs.rmSync(o.socketPath, { force: true });
@@ -294,7 +296,7 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
     async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000) {
       if (status) return { ...status, forced: false };
       child.kill(signal);
-      const timer = delay(graceMs).then(() => 'timeout' as const);
+      const timer = sleep(graceMs).then(() => 'timeout' as const);
       if ((await Promise.race([exited, timer])) !== 'timeout') return { ...status!, forced: false };
       child.kill('SIGKILL');
       return { ...(await exited), forced: true };
@@ -310,7 +312,7 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
       await handle.stop('SIGKILL');
       throw new Error(`e2e: ${kind} backend did not create ${o.socketPath} in time:\n${tailLines(err.toString(), 40)}`);
     }
-    await delay(50);
+    await sleep(50);
   }
   return handle;
 }
@@ -359,6 +361,8 @@ export interface GuestOptions {
   /** The virtio-fs tag (default `e2e`). */
   tag?: string;
   memMiB?: number;
+  /** QEMU's RAM arguments instead of `-m memMiB` backed by one memfd (e.g. several backends, a pc-dimm). */
+  memoryArgs?: string[];
   /** Hard limit for the whole QEMU run; QEMU is SIGKILLed at this point (default 180 s). */
   timeoutMs?: number;
   /** QEMU is SIGKILLed when the console is silent this long (default 60 s): a guest stuck on a dead share. */
@@ -439,9 +443,8 @@ export function startGuest(o: GuestOptions): GuestRun {
   const args = [
     ...(image.bios ? ['-bios', image.bios] : []),
     '-accel', ACCEL,
-    '-m', `${mem}`,
-    '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
-    '-numa', 'node,memdev=mem',
+    ...(o.memoryArgs ?? ['-m', `${mem}`, '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
+      '-numa', 'node,memdev=mem']),
     ...(o.socketPath ? ['-chardev', `socket,id=char0,path=${o.socketPath}`, '-device', `vhost-user-fs-pci,chardev=char0,tag=${tag}`] : []),
     '-kernel', image.kernel,
     '-initrd', image.initrd,

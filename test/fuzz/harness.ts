@@ -58,8 +58,10 @@ export class FuzzRig {
     this.span = Math.max(...regions.map((r) => r.lin + r.size)) - this.base;
   }
 
+  /** CORE_WINDOW_SLOTS=N: guest RAM through a window of N slots (test/fuzz-windowed.test.ts). */
   static async create(wasmPath?: string): Promise<FuzzRig> {
-    const core = await Core.create({ wasmPath });
+    const slots = process.env.CORE_WINDOW_SLOTS;
+    const core = await Core.create({ wasmPath, windowSlots: slots ? Number(slots) : undefined });
     const regions = REGION_SPECS.map((s) => ({
       gpa: s.gpa, uva: s.gpa + UVA_DELTA, size: s.size, lin: core.addTestRegion(s.gpa, s.gpa + UVA_DELTA, s.size),
     }));
@@ -89,10 +91,7 @@ export class FuzzRig {
   /** A clean slate: guest memory zeroed, the memory table re-registered, the queue reset. */
   reset(): void {
     this.live().fill(0);
-    this.core.memReset();
-    for (const r of this.regions) {
-      if (this.core.memAddRegion(r.gpa, r.uva, BigInt(r.size), r.lin) !== 0) throw new Error('memAddRegion');
-    }
+    this.core.reAddTestRegions();
     for (let q = 0; q < 2; q++) this.core.queueReset(q);
   }
 
@@ -136,15 +135,16 @@ export class FuzzRig {
     return 'outside the regions';
   }
 
-  /** Every iovec at iovPtr inside one region's linear range. */
+  /** Every iovec at iovPtr (struct iovec, process addresses) inside one region's linear range. */
   checkIovInRegions(n: number, what: string): Seg[] {
     const v = this.core.view();
     const out: Seg[] = [];
     for (let i = 0; i < n; i++) {
-      const lin = v.getUint32(this.core.iovPtr + 8 * i, true);
-      const len = v.getUint32(this.core.iovPtr + 8 * i + 4, true);
+      const host = v.getBigUint64(this.core.iovPtr + 16 * i, true);
+      const len = Number(v.getBigUint64(this.core.iovPtr + 16 * i + 8, true));
+      const lin = Number(host - this.core.linearBase);
       if (!this.regions.some((r) => lin >= r.lin && lin + len <= r.lin + r.size)) {
-        throw new Finding('iov-in-region', `${what}: iovec ${i} {${lin}, ${len}} is not inside a guest region`);
+        throw new Finding('iov-in-region', `${what}: iovec ${i} {0x${host.toString(16)}, ${len}} is not inside a guest region`);
       }
       out.push({ lin, len });
     }

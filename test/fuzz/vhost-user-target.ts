@@ -235,9 +235,31 @@ class SessionModel {
   featuresSet = false;
   features = 0n;
   regions: Region[] = [];
-  /** Queues whose size the backend accepted (ring addresses are only checked then). */
-  numSet = new Set<number>();
+  /** The size of each queue whose SET_VRING_NUM the backend accepted (ring addresses are only checked then). */
+  num = new Map<number, number>();
   constructor(readonly numQueues: number) {}
+}
+
+/**
+ * What SET_VRING_ADDR must answer, predicted from the rules rather than taken from the backend: an index past the
+ * device's queues is refused; before the queue's size is known the addresses are only kept; after, each ring
+ * (descriptor table 16 * num bytes, avail 6 + 2 * num, used 6 + 8 * num) must lie wholly inside one region of the
+ * table, and be aligned as virtio 1.2 §2.7 requires (16, 2, 4) where the backend maps it: a region's bytes start
+ * at a page-aligned mapping plus mmap_offset modulo the page size.
+ */
+function vringAddrHint(m: SessionModel, q: number, desc: bigint, used: bigint, avail: bigint): 'ok' | 'err' {
+  if (q >= m.numQueues) return 'err';
+  const num = m.num.get(q);
+  if (num === undefined) return 'ok';
+  const n = BigInt(num);
+  const page = BigInt(native.constants.PAGE_SIZE);
+  const fits = (x: bigint, len: bigint, align: bigint): boolean => {
+    if (x + len > U64_MAX) return false;
+    const r = m.regions.find((g) => x >= g.uva && x - g.uva < g.size);
+    if (r === undefined || len > r.size - (x - r.uva)) return false;
+    return ((r.off % page) + (x - r.uva)) % align === 0n;
+  };
+  return fits(desc, 16n * n, 16n) && fits(avail, 6n + 2n * n, 2n) && fits(used, 6n + 8n * n, 4n) ? 'ok' : 'err';
 }
 
 interface Msg {
@@ -451,7 +473,7 @@ function prefixMessage(i: number, rng: Prng, rig: VhostUserRig, m: SessionModel,
   const uva = (g: bigint): bigint => g + RAM[0].uva;
   switch (q % 6) {
     case 0: return { request: REQ.SET_VRING_NUM, flags: ack, payload: state(qi, RING_NUM), fds: [], hint: 'ok',
-      what: `SET_VRING_NUM ${qi}`, apply: (s) => s.numSet.add(qi) };
+      what: `SET_VRING_NUM ${qi}`, apply: (s) => { s.num.set(qi, RING_NUM); } };
     case 1: return { request: REQ.SET_VRING_BASE, flags: ack, payload: state(qi, 0), fds: [], hint: 'ok', what: `SET_VRING_BASE ${qi}` };
     case 2: return { request: REQ.SET_VRING_ADDR, flags: ack, payload: vringAddr(qi, uva(l.descGpa), uva(l.usedGpa), uva(l.availGpa)),
       fds: [], hint: 'ok', what: `SET_VRING_ADDR ${qi}` };
@@ -521,14 +543,13 @@ function mutatedMessage(rng: Prng, rig: VhostUserRig, m: SessionModel, fds: Case
       const q = qIndex();
       const ok = q < nq && num >= 1 && num <= 32768 && (num & (num - 1)) === 0;
       return msg(REQ.SET_VRING_NUM, state(q, num), ok ? 'ok' : 'err', `SET_VRING_NUM ${q} ${num}`,
-        { apply: (s) => { if (ok) s.numSet.add(q); } });
+        { apply: (s) => { if (ok) s.num.set(q, num); } });
     }
     case 7: case 8: { // SET_VRING_ADDR, often outside every region
       const q = qIndex();
       const [d, u, a] = randomRingAddr(rng, q < nq ? q : 0);
-      const inside = (x: bigint, len: number): boolean => m.regions.some((r) => x >= r.uva && x + BigInt(len) <= r.uva + r.size);
-      const out = !inside(d, 16) || !inside(u, 6) || !inside(a, 6);
-      const hint = q >= nq ? 'err' : out && m.numSet.has(q) ? 'err' : 'any';
+      const hint = vringAddrHint(m, q, d, u, a);
+      hit(`vu SET_VRING_ADDR predicted ${hint}${m.num.has(q) ? '' : ' (size unknown)'}`);
       return msg(REQ.SET_VRING_ADDR, vringAddr(q, d, u, a, rng.chance(0.1) ? 1 : 0), hint,
         `SET_VRING_ADDR ${q} desc 0x${d.toString(16)} used 0x${u.toString(16)} avail 0x${a.toString(16)}`);
     }
@@ -571,7 +592,7 @@ function mutatedMessage(rng: Prng, rig: VhostUserRig, m: SessionModel, fds: Case
       const req = rng.pick([REQ.SET_OWNER, REQ.SET_VRING_NUM, REQ.SET_FEATURES]);
       const payload = req === REQ.SET_OWNER ? new Uint8Array(0) : req === REQ.SET_VRING_NUM ? state(0, RING_NUM) : u64(m.offeredFeatures);
       return msg(req, payload, 'ok', `request ${req} with ${f.length} extra fds`, { fds: f,
-        apply: (s) => { if (req === REQ.SET_VRING_NUM) s.numSet.add(0); if (req === REQ.SET_FEATURES) { s.featuresSet = true; s.features = m.offeredFeatures; } } });
+        apply: (s) => { if (req === REQ.SET_VRING_NUM) s.num.set(0, RING_NUM); if (req === REQ.SET_FEATURES) { s.featuresSet = true; s.features = m.offeredFeatures; } } });
     }
     case 15: { // features not offered
       const req = rng.pick([REQ.SET_FEATURES, REQ.SET_PROTOCOL_FEATURES]);
@@ -599,7 +620,7 @@ function mutatedMessage(rng: Prng, rig: VhostUserRig, m: SessionModel, fds: Case
       return { ...msg(rng.pick([REQ.GET_QUEUE_NUM, REQ.GET_MAX_MEM_SLOTS, REQ.GET_PROTOCOL_FEATURES]), new Uint8Array(0), 'ok', 'GET_*'),
         flags: VERSION };
     case 18:
-      return msg(REQ.RESET_DEVICE, new Uint8Array(0), 'ok', 'RESET_DEVICE', { apply: (s) => { s.featuresSet = false; s.features = 0n; s.numSet.clear(); } });
+      return msg(REQ.RESET_DEVICE, new Uint8Array(0), 'ok', 'RESET_DEVICE', { apply: (s) => { s.featuresSet = false; s.features = 0n; s.num.clear(); } });
     case 19:
       return msg(REQ.RESET_OWNER, new Uint8Array(0), 'ok', 'RESET_OWNER');
     default: { // a message cut short: header only, then the connection ends

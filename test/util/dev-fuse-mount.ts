@@ -4,17 +4,14 @@
  * then SIGKILL and a lazy unmount so no test leaves a mount behind).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../../host/native-loader.js';
 import { mountsAt } from '../../host/transport/dev-fuse.js';
+import { sleep } from './wait.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
-
-/** Root and /dev/fuse: what mounting needs. */
-export const devFuseUsable = process.getuid?.() === 0 && fs.existsSync('/dev/fuse');
 
 export interface MountedDaemon {
   child: ChildProcess;
@@ -27,7 +24,6 @@ export interface MountedDaemon {
   stop(graceMs?: number): Promise<number | null>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export function isMounted(mp: string): boolean {
   return mountsAt(mp).some((m) => m.fstype === 'fuse.virtiofsd-ts');

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { FuseError } from '../../host/frontend/fuse-client.js';
 import { CLI } from './dev-fuse-mount.js';
+import { sleep } from './wait.js';
 
 export interface SocketDaemon {
   child: ChildProcess;
@@ -25,7 +26,6 @@ export interface SocketDaemonOptions {
   timeoutMs?: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Starts the daemon sharing `dir` on `socket`; SIGKILLs it and throws (with its stderr) if the socket never comes. */
 export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDaemonOptions = {}): Promise<SocketDaemon> {

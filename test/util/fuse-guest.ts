@@ -3,12 +3,12 @@
  * real core + a FuseServer, and encoders for request args / decoders for replies.
  */
 import * as assert from 'uvu/assert';
-import { native } from '../host/native-loader.js';
-import { Core } from '../host/core.js';
-import { VirtqueueDriver, type GuestBuffer } from '../host/frontend/virtqueue-driver.js';
-import { FuseServer, type FuseServerOptions } from '../host/fuse/server.js';
-import type { FileSystem } from '../host/fuse/filesystem.js';
-import * as P from '../host/fuse/protocol.js';
+import { native } from '../../host/native-loader.js';
+import { Core } from '../../host/core.js';
+import { VirtqueueDriver, type GuestBuffer } from '../../host/frontend/virtqueue-driver.js';
+import { FuseServer, type FuseServerOptions } from '../../host/fuse/server.js';
+import type { FileSystem } from '../../host/fuse/filesystem.js';
+import * as P from '../../host/fuse/protocol.js';
 
 export const C = native.constants;
 export const E = C.errno;
@@ -23,8 +23,8 @@ export interface Reply {
   usedLen: number;
 }
 
-/** One guest + core + server. */
-export class Rig {
+/** A mock guest (virtqueue driver over a test region) talking FUSE to a real core and FuseServer. */
+export class FuseGuest {
   readonly driver: VirtqueueDriver;
   private heap = 0n;
   private unique = 1n;
@@ -41,10 +41,10 @@ export class Rig {
     this.heapStart = GPA + BigInt(Math.ceil(l.size / 4096) * 4096);
   }
 
-  static async create(fsImpl: FileSystem, options: FuseServerOptions = { cache: 'auto' }): Promise<Rig> {
+  static async create(fsImpl: FileSystem, options: FuseServerOptions = { cache: 'auto' }): Promise<FuseGuest> {
     const core = await Core.create();
     const off = core.addTestRegion(GPA, GPA, RAM);
-    return new Rig(core, new FuseServer(fsImpl, core, options), off);
+    return new FuseGuest(core, new FuseServer(fsImpl, core, options), off);
   }
 
   /** Buffers of requests left in flight (submit), from the top of RAM down: request() never reuses them. */
