@@ -276,6 +276,12 @@ hostile('each bad request gets its error and the daemon serves on', async () => 
     await runRow('a directory', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }), dirNode), E.EINVAL);
     await runRow('unknown node', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }), 999999), E.ENOENT);
     await runRow('WRITE on a read-only handle', () => rq(setupArgs({ fh: BigInt(ro.fh), foffset: 0, len: 2 * MiB, flags: READ | WRITE, moffset: 0 })), E.EACCES);
+    const wo = await r.client.open(node, c.O_WRONLY);
+    await runRow('READ on a write-only handle', () => rq(setupArgs({ fh: BigInt(wo.fh), foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 })), E.EACCES);
+    fs.writeFileSync(path.join(r.dir, 'h2'), 'other');
+    const other = (await r.client.lookup(P.FUSE_ROOT_ID, 'h2')).nodeid;
+    await runRow('an fh of another file', () => rq(setupArgs({ fh: BigInt(wo.fh), foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }), other), E.EBADF);
+    await r.client.release(node, wo.fh);
     await runRow('an fh that is no handle', () => rq(setupArgs({ fh: 12345n, foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 })), E.EBADF);
     await runRow('args too short', () => rq(new Uint8Array(16)), E.EINVAL);
     await runRow('valid mapping', () => rq(setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 })), 0);
