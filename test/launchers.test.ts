@@ -20,13 +20,12 @@ import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { VirtiofsDaemon } from '../host/daemon.js';
 import { native } from '../host/native-loader.js';
 import { drainDatagrams } from './util/datagrams.js';
+import { requireRoot } from './util/prereq.js';
 import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
 import { log, setLogLevel, syslogLine, useStderr, useSyslog } from '../host/log.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist', 'host', 'cli.js');
-const isRoot = native.geteuid() === 0;
-const IN_CI = !!process.env.CI;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'launchers-test-'));
 fs.chmodSync(tmp, 0o755); // the other uid of the --socket-group test must reach the socket
 const share = path.join(tmp, 'share');
@@ -40,15 +39,10 @@ function parsed(argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions {
   return o;
 }
 
-/** A test that needs root: skipped (and counted) when not root, failed in CI. */
+/** A test that needs root: a counted skip when not root, a failure under CI=true (util/prereq.ts). */
 function rootTest(name: string, fn: () => Promise<void>): void {
-  if (!isRoot && !IN_CI) {
-    console.log(`launchers: skipping "${name}": needs root`);
-    test.skip(name, fn);
-    return;
-  }
   test(name, async () => {
-    if (!isRoot) assert.unreachable('needs root (CI does not skip)');
+    if (!requireRoot()) return;
     await fn();
   });
 }

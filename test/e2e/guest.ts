@@ -379,6 +379,8 @@ export interface GuestOptions {
   qemuArgs?: string[];
   /** Extra words for the kernel command line. */
   append?: string;
+  /** Run QEMU as this user and group (no supplementary groups), as a VM manager runs a non-root QEMU. */
+  runAs?: { uid: number; gid: number };
 }
 
 export interface StepResult {
@@ -455,7 +457,7 @@ export function startGuest(o: GuestOptions): GuestRun {
     ...(o.qemuArgs ?? []),
   ];
   const started = Date.now();
-  const child = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(o.runAs ?? {}) });
   const exited = track(child);
   const consoleText = new Tail(1024 * 1024);
   const stderr = new Tail();

@@ -11,9 +11,14 @@
  *   --announce-submounts`, run in a private mount namespace whose /dev/log is a receiver this test binds, so the
  *   syslog lines can be read back.
  *
- * The guest reads a host file on each share, writes one, and lists the Kata share; the
- * host then checks the files, the syslog datagrams, that neither daemon removed the socket path it was handed, and
- * that both stop cleanly on SIGTERM. Prerequisites missing: a counted skip, a failure in CI.
+ * - tag `grp`: a socket our daemon creates itself with `--socket-group=users`.
+ *
+ * QEMU runs as nobody in group `users`, as a VM manager runs a non-root QEMU: libvirt gives its socket to the QEMU
+ * user (its DAC security driver labels the chardev), Kata chowns its socket to the owner of the socket's directory
+ * (utils.ChownToParent), and the third socket is reachable only through --socket-group. The guest reads a host file
+ * on each share, writes one, and lists the Kata share; the host then checks the files, the syslog datagrams, that
+ * neither fd-served daemon removed the socket path it was handed, and that all stop cleanly on SIGTERM.
+ * Prerequisites missing: a counted skip, a failure in CI.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,12 +28,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../../host/native-loader.js';
 import { drainDatagrams } from '../util/datagrams.js';
+import { skipIf } from '../util/prereq.js';
 import {
   type BackendHandle, type ExitStatus, OUR_CLI, ensureGuestImage, fmtStatus, missingGuestTools, startGuest, tailLines,
   which,
 } from './guest.js';
-
-const IN_CI = !!process.env.CI;
 
 let unavailable: string | undefined;
 const missing = [...missingGuestTools(), ...(which('unshare') ? [] : ['unshare (util-linux)'])];
@@ -42,14 +46,10 @@ else {
   }
 }
 
+/** An e2e test: a counted skip when its prerequisites are missing, a failure under CI=true (util/prereq.ts). */
 function e2e(name: string, fn: () => Promise<void>): void {
-  if (unavailable && !IN_CI) {
-    console.log(`e2e: skipping "${name}": ${unavailable}`);
-    test.skip(name, fn);
-    return;
-  }
   test(name, async () => {
-    if (unavailable) assert.unreachable(`e2e prerequisite missing (CI does not skip): ${unavailable}`);
+    if (skipIf(unavailable)) return;
     await fn();
   });
 }
@@ -109,21 +109,46 @@ res kata-write "$(cat /mnt2/from-guest.txt)" "kata guest"
 res kata-ls "$(ls /mnt2 | sort | tr '\\n' ' ')" "from-guest.txt from-host.txt "
 umount /mnt2
 res kata-umount "$?" "0"
+mkdir -p /mnt3
+if mount -t virtiofs grp /mnt3; then echo "E2E-RESULT grp-mount ok"; else echo "E2E-RESULT grp-mount fail"; fi
+res grp-read "$(cat /mnt3/from-host.txt)" "group share"
+umount /mnt3
 `;
 
 const STEPS = ['mount', 'lv-read', 'lv-write', 'kata-mount', 'kata-read', 'kata-write', 'kata-ls',
-  'kata-umount', 'workload-exit'];
+  'kata-umount', 'grp-mount', 'grp-read', 'workload-exit'];
 
-e2e('launchers: a guest on libvirt\'s and Kata\'s exact argv, sockets handed over as inherited fds', async () => {
+/** A gid from /etc/group. */
+function groupGid(name: string): number | undefined {
+  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [n, , gid] = line.split(':');
+    if (n === name) return Number(gid);
+  }
+  return undefined;
+}
+
+/** The non-root QEMU: nobody, in group users (or nogroup where there is no users group). */
+const QEMU_UID = 65534;
+const QEMU_GROUP = groupGid('users') !== undefined ? 'users' : 'nogroup';
+
+e2e('launchers: a non-root QEMU on libvirt\'s and Kata\'s exact argv (inherited sockets) and on --socket-group', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-launchers-'));
+  fs.chmodSync(dir, 0o755); // the QEMU user reaches the sockets in it
+  const qemuGid = groupGid(QEMU_GROUP)!;
   const lvShare = path.join(dir, 'libvirt-share');
   const kataShare = path.join(dir, 'kata-share');
-  fs.mkdirSync(lvShare);
-  fs.mkdirSync(kataShare);
+  const grpShare = path.join(dir, 'group-share');
+  for (const d of [lvShare, kataShare, grpShare]) fs.mkdirSync(d);
   fs.writeFileSync(path.join(lvShare, 'from-host.txt'), 'libvirt share\n');
   fs.writeFileSync(path.join(kataShare, 'from-host.txt'), 'kata share\n');
+  fs.writeFileSync(path.join(grpShare, 'from-host.txt'), 'group share\n');
   const lvSock = path.join(dir, 'fs0-fs.sock');
-  const kataSock = path.join(dir, 'vhost-fs.sock');
+  // Kata's socket directory belongs to the VMM's user (the sandbox's run directory).
+  const kataRun = path.join(dir, 'kata-run');
+  fs.mkdirSync(kataRun, { mode: 0o750 });
+  fs.chownSync(kataRun, QEMU_UID, qemuGid);
+  const kataSock = path.join(kataRun, 'vhost-fs.sock');
+  const grpSock = path.join(dir, 'grp.sock');
   const logSock = path.join(dir, 'dev-log.sock');
 
   // The managers create and listen on the sockets themselves (libvirt: qemuVirtioFSOpenChardev; Kata: getSocketFD).
@@ -131,6 +156,9 @@ e2e('launchers: a guest on libvirt\'s and Kata\'s exact argv, sockets handed ove
   const kataListen = native.unixListen(kataSock, 4);
   const logRx = native.unixDatagram(logSock, true);
   assert.ok(lvListen >= 0 && kataListen >= 0 && logRx >= 0, 'test sockets');
+  fs.chownSync(lvSock, QEMU_UID, qemuGid); // libvirt: qemuSecuritySetChardevLabel (DAC: the qemu user and group)
+  const parent = fs.statSync(kataRun);
+  fs.chownSync(kataSock, parent.uid, parent.gid); // Kata: utils.ChownToParent(socketPath)
 
   // libvirt: the fd keeps whatever number it had (here 5: fds 3 and 4 are not passed).
   const lv = spawnDaemon([process.execPath, OUR_CLI, '--fd=5', '-o',
@@ -145,17 +173,27 @@ e2e('launchers: a guest on libvirt\'s and Kata\'s exact argv, sockets handed ove
   ['ignore', 'ignore', 'pipe', kataListen]);
   native.close(lvListen); // VIR_COMMAND_PASS_FD_CLOSE_PARENT; Kata's deferred socketFD.Close()
   native.close(kataListen);
+  // The third daemon makes its own socket, for the group.
+  const grp = spawnDaemon([process.execPath, OUR_CLI, `--socket-path=${grpSock}`, `--shared-dir=${grpShare}`,
+    `--socket-group=${QEMU_GROUP}`], ['ignore', 'ignore', 'pipe']);
+  const t0 = Date.now();
+  while (!grp.stderr().includes('Waiting for vhost-user socket connection')) {
+    if (grp.status || Date.now() - t0 > 20_000) assert.unreachable(`--socket-group daemon did not start:\n${grp.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 
   let problems: string[] = [];
   let consoleTail = '';
   try {
     const run = startGuest({
       socketPath: lvSock, sharedDir: lvShare, workload: WORKLOAD, backend: asBackend(lv),
-      qemuArgs: ['-chardev', `socket,id=char1,path=${kataSock}`, '-device', 'vhost-user-fs-pci,chardev=char1,tag=kata'],
+      qemuArgs: ['-chardev', `socket,id=char1,path=${kataSock}`, '-device', 'vhost-user-fs-pci,chardev=char1,tag=kata',
+        '-chardev', `socket,id=char2,path=${grpSock}`, '-device', 'vhost-user-fs-pci,chardev=char2,tag=grp'],
+      runAs: { uid: QEMU_UID, gid: qemuGid },
       timeoutMs: 180_000, idleTimeoutMs: 60_000,
     });
     const g = await run.result;
-    consoleTail = tailLines(g.console, 40);
+    consoleTail = `${tailLines(g.console, 40)}\n--- qemu stderr ---\n${tailLines(g.stderr, 10)}`;
     for (const step of STEPS) {
       const r = g.results.find((x) => x.name === step);
       if (!r) problems.push(`step ${step}: not reported`);
@@ -165,11 +203,14 @@ e2e('launchers: a guest on libvirt\'s and Kata\'s exact argv, sockets handed ove
   } finally {
     const lvExit = await stop(lv, 'libvirt-style daemon');
     const kataExit = await stop(kata, 'Kata-style daemon');
+    const grpExit = await stop(grp, '--socket-group daemon');
+    if (grpExit.code !== 0) problems.push(`--socket-group daemon exited ${fmtStatus(grpExit)}`);
     if (lvExit.code !== 0) problems.push(`libvirt-style daemon exited ${fmtStatus(lvExit)}`);
     if (kataExit.code !== 0) problems.push(`Kata-style daemon exited ${fmtStatus(kataExit)}`);
   }
   const report = () => `${problems.join('\n')}\n--- console ---\n${consoleTail}\n--- libvirt daemon stderr ---\n` +
-    `${tailLines(lv.stderr(), 20)}\n--- kata daemon stderr ---\n${tailLines(kata.stderr(), 20)}`;
+    `${tailLines(lv.stderr(), 20)}\n--- kata daemon stderr ---\n${tailLines(kata.stderr(), 20)}\n` +
+    `--- --socket-group daemon stderr ---\n${tailLines(grp.stderr(), 20)}`;
 
   const read = (f: string) => { try { return fs.readFileSync(f, 'utf8'); } catch (e) { return String(e); } };
   if (read(path.join(lvShare, 'from-guest.txt')) !== 'guest wrote this\n') problems.push('libvirt share: guest file missing');
