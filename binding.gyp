@@ -8,6 +8,7 @@
         "bindings/mman.c",
         "bindings/eventfd.c",
         "bindings/poller.c",
+        "bindings/io-pool.c",
         "bindings/fsat.c",
         "bindings/handle.c",
         "bindings/creds.c",

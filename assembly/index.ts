@@ -101,8 +101,28 @@ export function queueReplyParked(q: u32, head: u32, unique: u64, error: i32): i3
   return rq.queueReplyParked(q, head, unique, error);
 }
 
+/** A parked request current again, for a full reply: 1, -EBUSY, -EINVAL. See request.ts. */
+export function requestResume(q: u32, head: u32, unique: u64, opcode: u32): i32 {
+  return rq.requestResume(q, head, unique, opcode);
+}
+
+/** A parked linear (/dev/fuse) request current again, answered into [outPtr, outPtr+outCap). See request.ts. */
+export function linearResume(outPtr: u32, outCap: u32, unique: u64, opcode: u32): i32 {
+  return rq.linearResume(outPtr, outCap, unique, opcode);
+}
+
 export function queueNeedsNotify(q: u32): bool {
   return sq.queueNeedsNotify(q);
+}
+
+/** Chains available but not popped yet; leaves the notification state alone (polling). */
+export function queueAvailPending(q: u32): u32 {
+  return sq.queueAvailPending(q);
+}
+
+/** Kicks off (while polling) or on again; on returns the chains pending after re-enabling. */
+export function queueSetKicks(q: u32, on: bool): u32 {
+  return sq.queueSetKicks(q, on);
 }
 
 // ---- linear requests (the /dev/fuse transport) -------------------------------------------------------------------

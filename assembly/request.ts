@@ -323,6 +323,48 @@ export function queueReplyParked(q: u32, head: u32, unique: u64, error: i32): i3
 }
 
 /**
+ * Makes a parked request of queue q current again, for a full reply (body + payload) by the usual payloadReadIov
+ * and replySend/replyNone: its chain is walked again from `head` against today's memory table (rewalkChain), so a
+ * guest that rewrote the descriptors meanwhile gets the chain back unused (-EINVAL), never a write outside its
+ * memory. The args are not restored (ARGS belongs to later requests now): reqArgsLen is 0, payloadWriteIov gives
+ * nothing. 1 current; -EBUSY while another request is current; -EINVAL when the queue/head is gone or the chain
+ * is malformed now.
+ */
+export function requestResume(q: u32, head: u32, unique: u64, opcode: u32): i32 {
+  if (active) return -EBUSY;
+  if (rewalkChain(q, head) != 1) return -EINVAL;
+  linear = false;
+  resumeAs(q, head, unique, opcode);
+  return 1;
+}
+
+/**
+ * The same for a parked linear request (/dev/fuse): it becomes current with one writable segment [outPtr,
+ * outPtr+outCap) and no readable one; after replySend the host writes linearReplyLen bytes from outPtr.
+ * 1; -EBUSY while another request is current; -EINVAL for a range outside linear memory.
+ */
+export function linearResume(outPtr: u32, outCap: u32, unique: u64, opcode: u32): i32 {
+  if (active) return -EBUSY;
+  linearReplyLen = 0;
+  if (!linearChain(0, 0, outPtr, outCap)) return -EINVAL;
+  linear = true;
+  resumeAs(LINEAR_QUEUE, 0, unique, opcode);
+  return 1;
+}
+
+function resumeAs(queue: u32, head: u32, unique: u64, opcode: u32): void {
+  active = true;
+  reqQueue = queue;
+  reqHead = head;
+  reqUnique = unique;
+  reqOpcode = opcode;
+  reqArgsLen = 0;
+  reqLen = FUSE_IN_HEADER_SIZE;
+  reqReadable = bytesReadable;
+  reqWritable = bytesWritable;
+}
+
+/**
  * Queue q is being reset: a request popped from it belongs to a ring that no longer exists, so it is forgotten
  * (no used element). Otherwise the next pop would return its head into the queue's next ring, which never made
  * it available (fuzz finding ring-3326651569).

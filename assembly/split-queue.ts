@@ -527,3 +527,48 @@ export function queueNeedsNotify(q: u32): bool {
   if (eventIdx) return ((newIdx - suppression - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
   return (suppression & VIRTQ_AVAIL_F_NO_INTERRUPT) == 0;
 }
+
+// ---- polling (the host watches avail.idx for a while instead of waiting for a kick) ---------------------------
+
+const VIRTQ_USED_F_NO_NOTIFY: u16 = 1;
+
+/**
+ * Chains the driver made available that were not popped yet, without touching the notification state (unlike
+ * popChain, which publishes avail_event when it finds the ring empty). 0 when the queue is not ready. A broken
+ * ring, or an avail.idx that moved by more than `num`, counts as pending (1, or `num`): the caller pops, and
+ * popChain reports POP_RING_BROKEN.
+ */
+export function queueAvailPending(q: u32): u32 {
+  if (q >= MAX_QUEUES) return 0;
+  const p = qp(q);
+  if ((load<u32>(p, Q_FLAGS) & QF_BROKEN) != 0) return 1;
+  if (!ready(p)) return 0;
+  const num = load<u32>(p, Q_NUM);
+  const pending = (availIdxAcquire(<usize>load<u32>(p, Q_AVAIL)) - load<u32>(p, Q_LAST_AVAIL)) & 0xffff;
+  return pending > num ? num : pending;
+}
+
+/**
+ * Turns available-buffer notifications (kicks) of queue q off or on while the host polls (§2.7.10).
+ * Off: with EVENT_IDX nothing is written — avail_event stays where the last empty pop left it, behind the
+ * driver's index, so the driver does not kick; without it VIRTQ_USED_F_NO_NOTIFY is set in used.flags.
+ * On: avail_event = last_avail (EVENT_IDX) or the flag cleared, then a full fence; returns the chains pending
+ * after that, so a buffer made available while kicks were off is not left waiting for a kick that never comes.
+ */
+export function queueSetKicks(q: u32, on: bool): u32 {
+  if (q >= MAX_QUEUES) return 0;
+  const p = qp(q);
+  if ((load<u32>(p, Q_FLAGS) & QF_BROKEN) != 0 || !ready(p)) return 0;
+  const num = load<u32>(p, Q_NUM);
+  const used = <usize>load<u32>(p, Q_USED);
+  if ((load<u32>(p, Q_FLAGS) & QF_EVENT_IDX) != 0) {
+    if (!on) return 0;
+    publishAvailEvent(used, num, load<u32>(p, Q_LAST_AVAIL));
+  } else {
+    const flags = atomic.load<u16>(used, RING_FLAGS);
+    atomic.store<u16>(used, on ? flags & ~VIRTQ_USED_F_NO_NOTIFY : flags | VIRTQ_USED_F_NO_NOTIFY, RING_FLAGS);
+    if (!on) return 0;
+    fullFence();
+  }
+  return queueAvailPending(q);
+}

@@ -8,9 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { privateMemoryKb } from '../host/stats.js';
 
 export const C_VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const CLI = fileURLToPath(new URL('../host/cli.js', import.meta.url));
+/** The checkout the CLI is in, cut from the printed command lines. */
+const CLI_ROOT = `${path.resolve(path.dirname(CLI), '..', '..')}/`;
 
 export interface GcEvent { kind: string; beforeMb: number; afterMb: number; pauseMs: number }
 
@@ -23,6 +26,12 @@ export interface Backend {
   readonly gc: GcEvent[];
   /** VmRSS in KiB, from /proc/PID/status (0 once gone). */
   rssKb(): number;
+  /** Private_Clean + Private_Dirty in KiB, from /proc/PID/smaps_rollup (-1 once gone). */
+  privateKb(): number;
+  /** User + system CPU seconds so far, all threads (/proc/PID/stat). */
+  cpuSeconds(): number;
+  /** The command line that started it (for the report: which options produced a row). */
+  readonly command: string;
   stop(): Promise<void>;
 }
 
@@ -32,6 +41,17 @@ function rss(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** User + system CPU seconds of a process (all its threads), from /proc/PID/stat at 100 ticks a second. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14 and 15)
   } catch {
     return 0;
   }
@@ -70,6 +90,10 @@ async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: stri
   return {
     name, socket, dir, pid, gc,
     rssKb: () => rss(pid),
+    privateKb: () => privateMemoryKb(pid),
+    cpuSeconds: () => cpuSeconds(pid),
+    command: [cmd === process.execPath ? 'node' : cmd, ...args].join(' ')
+      .replace(/ (--socket-path|--shared-dir)=\S+| -o source=\S+/g, '').replace(CLI_ROOT, ''),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -82,17 +106,20 @@ async function launch(name: 'ours' | 'C', socket: string, dir: string, cmd: stri
   };
 }
 
-export function startOurs(workDir: string, dir: string, extraArgs: string[] = []): Promise<Backend> {
-  const socket = path.join(workDir, 'ours.sock');
+/** Our daemon's options in every benchmark; `extra` (e.g. --poll-us=50) come after them. */
+export const OURS_ARGS = ['--cache=never', '--log-level=error',
+  // Like the C side's sandbox=chroot; it also keeps the daemon in this pid (namespace mode re-executes).
+  '--sandbox=chroot'];
+export const C_ARGS = ['-o', 'cache=none', '-o', 'sandbox=chroot', '-o', 'readdirplus', '-o', 'log_level=err'];
+
+/** `extra`: options after OURS_ARGS; `cli`: another build's dist/host/cli.js (a before/after comparison). */
+export function startOurs(workDir: string, dir: string, extra: string[] = [], cli = CLI, label = 'ours'): Promise<Backend> {
+  const socket = path.join(workDir, `${label.replace(/[^\w.-]/g, '_')}.sock`);
   return launch('ours', socket, dir, process.execPath,
-    ['--trace-gc', CLI, `--socket-path=${socket}`, `--shared-dir=${dir}`, '--cache=never', '--log-level=error',
-      // Like the C side's sandbox=chroot; it also keeps the daemon in this pid (namespace mode re-executes).
-      '--sandbox=chroot', ...extraArgs]);
+    ['--trace-gc', cli, `--socket-path=${socket}`, `--shared-dir=${dir}`, ...OURS_ARGS, ...extra]);
 }
 
 export function startC(workDir: string, dir: string): Promise<Backend> {
   const socket = path.join(workDir, 'c.sock');
-  return launch('C', socket, dir, C_VIRTIOFSD,
-    [`--socket-path=${socket}`, '-o', `source=${dir}`, '-o', 'cache=none', '-o', 'sandbox=chroot', '-o', 'readdirplus',
-      '-o', 'log_level=err']);
+  return launch('C', socket, dir, C_VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${dir}`, ...C_ARGS]);
 }

@@ -14,6 +14,8 @@ export interface Side {
   gcPauseMs?: number;
   allocBytesPerRequest?: number;
   requestsPerOp: number;
+  /** Daemon CPU seconds per million requests. */
+  cpuPerMReq?: number;
 }
 
 export interface Row { name: string; kind: 'meta' | 'data'; ours: Side; c: Side }
@@ -24,7 +26,7 @@ const fmtUs = (x: number): string => (x >= 1000 ? `${(x / 1000).toFixed(1)}ms` :
 
 export const COLUMNS = [
   'workload', 'ours ops/s', 'C ops/s', 'ours/C', 'ours MB/s', 'C MB/s', 'ours p50/p99 µs', 'C p50/p99 µs',
-  'floor ours', 'floor C', 'ours GC/run (scav/MC)', 'ours B/req', 'RSS MiB ours/C',
+  'floor ours', 'floor C', 'ours GC/run (scav/MC)', 'ours B/req', 'RSS MiB ours/C', 'CPU s/1M req ours/C',
 ];
 
 export function cells(r: Row): string[] {
@@ -43,6 +45,7 @@ export function cells(r: Row): string[] {
     `${(r.ours.scavenges ?? 0).toFixed(1)}/${(r.ours.markCompacts ?? 0).toFixed(1)}`,
     r.ours.allocBytesPerRequest === undefined ? '' : fmtInt(r.ours.allocBytesPerRequest),
     `${r.ours.rssMb.toFixed(0)}/${r.c.rssMb.toFixed(0)}`,
+    `${(r.ours.cpuPerMReq ?? 0).toFixed(1)}/${(r.c.cpuPerMReq ?? 0).toFixed(1)}`,
   ];
 }
 

@@ -8,7 +8,13 @@
  * DAX rows (ours only, benchmarks/dax.ts) follow in their own table; --dax-only runs just them.
  *
  * Options: --quick (small file, short runs), --reps=N, --duration=MS, --no-save, --out=DIR (default
- * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save).
+ * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save),
+ * --poll-us=N (default 50): ours runs a second time with --poll-us=N, its rows beside the defaults (0: no such
+ * rows). Every row names the options that produced it; the command lines are printed with the table.
+ *
+ * Besides ops/s: daemon CPU seconds per million requests (/proc/PID/stat), CPU while connected but idle, private
+ * memory (smaps_rollup Private_Clean + Private_Dirty) of ours, the C virtiofsd and a bare node process, and our GCs
+ * (--trace-gc; the mark-compacts are the major ones).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -17,6 +23,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
 import { C_VIRTIOFSD, startC, startOurs, type Backend, type GcEvent } from './backends.js';
+import { privateMemoryKb } from '../host/stats.js';
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
 import { markdownTable, svgChart, textTable, type Row, type Side } from './report.js';
 import { BIG_DIR, BIG_DIR_ENTRIES, DATA_FILE, STAT_FILE, runFor, workloads, type Workload } from './workloads.js';
@@ -37,10 +44,18 @@ const cfg = {
   fileSize: (quick ? 32 : 256) * 1024 * 1024,
   clientDepth: 64,
   queues: 1,
+  pollUs: Number(opt('poll-us') ?? 50),
 };
+/** The variants of ours: the defaults, and with --poll-us when asked for. */
+const OURS_VARIANTS: { label: string; extra: string[] }[] = [
+  { label: 'ours', extra: [] },
+  ...(cfg.pollUs > 0 ? [{ label: `ours --poll-us=${cfg.pollUs}`, extra: [`--poll-us=${cfg.pollUs}`] }] : []),
+];
 const save = quick ? flag('save') : !flag('no-save');
 const outDir = opt('out') ?? fileURLToPath(new URL('../../benchmarks/results/', import.meta.url));
 
+/** How long the daemons are watched while connected and idle. */
+const IDLE_MS = 2000;
 const log = (...a: unknown[]): void => console.error('[bench]', ...a);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]): number => {
@@ -65,6 +80,8 @@ function populate(dir: string): void {
 interface Sample {
   opsPerSec: number; mbPerSec: number; p50Us: number; p99Us: number; rssKb: number; requests: number; ops: number;
   reqPerSec: number; gc: GcEvent[]; gcPrevAfterMb: number;
+  /** Daemon CPU seconds per million requests over the whole run (warm-up included, on both sides). */
+  cpuPerMReq: number;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -81,7 +98,10 @@ async function connect(b: Backend): Promise<FuseClient> {
 async function measure(b: Backend, fc: FuseClient, w: Workload): Promise<Sample> {
   const ctx = await w.setup(fc, cfg.fileSize);
   const gc0 = b.gc.length;
+  const cpu0 = b.cpuSeconds();
+  const sent0 = fc.sent;
   const r = await runFor(fc, w, ctx, cfg.warmupMs, cfg.durationMs, cfg.minOps);
+  const cpuPerMReq = ((b.cpuSeconds() - cpu0) / Math.max(1, fc.sent - sent0)) * 1e6;
   await sleep(20); // trace-gc lines of the window reach us through a pipe
   const gc = b.gc.slice(gc0);
   const rssKb = b.rssKb();
@@ -90,7 +110,7 @@ async function measure(b: Backend, fc: FuseClient, w: Workload): Promise<Sample>
   return {
     opsPerSec: r.ops / r.secs, mbPerSec: (r.ops * w.bytesPerOp) / r.secs / 1e6,
     p50Us: percentile(sorted, 0.5) * 1000, p99Us: percentile(sorted, 0.99) * 1000, rssKb, requests: r.requests,
-    ops: r.ops, reqPerSec: r.requests / r.secs, gc, gcPrevAfterMb: gc0 > 0 ? b.gc[gc0 - 1]!.afterMb : 0,
+    ops: r.ops, reqPerSec: r.requests / r.secs, gc, gcPrevAfterMb: gc0 > 0 ? b.gc[gc0 - 1]!.afterMb : 0, cpuPerMReq,
   };
 }
 
@@ -118,7 +138,13 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-bench-'));
   const dirs = { ours: path.join(work, 'ours'), C: path.join(work, 'c') };
   const list = workloads();
-  const samples = new Map<string, { ours: Sample[]; C: Sample[] }>(list.map((w) => [w.name, { ours: [], C: [] }]));
+  const labels = [...OURS_VARIANTS.map((v) => v.label), 'C'];
+  const samples = new Map<string, Map<string, Sample[]>>(list.map((w) => [w.name, new Map(labels.map((l) => [l, []]))]));
+  /** Per backend label: CPU % while connected and idle, private KiB at the end of a repetition. */
+  const idleCpu = new Map<string, number[]>(labels.map((l) => [l, []]));
+  const privKb = new Map<string, number[]>(labels.map((l) => [l, []]));
+  const commands = new Map<string, string>();
+  let bareNodeKb = -1;
   let floors: IoFloor[] = [];
   let rtt: RttFloor;
   let daxRows: DaxRow[] = [];
@@ -138,26 +164,34 @@ async function main(): Promise<void> {
     ];
     rtt = await eventfdRoundTrip(fd);
     log(`floors: ${floors.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} MB/s`).join(', ')}; eventfd RTT ${rtt.usPerRoundTrip.toFixed(1)} µs`);
+    bareNodeKb = await bareNodePrivateKb();
 
     for (let rep = 0; rep < (daxOnly ? 0 : cfg.reps); rep++) {
-      const ours = await startOurs(work, dirs.ours);
-      const c = await startC(work, dirs.C);
-      const pairs: Array<[Backend, FuseClient]> = [[ours, await connect(ours)], [c, await connect(c)]];
-      if (rep % 2 === 1) pairs.reverse();
+      const started: Array<[string, Backend]> = [];
+      const pairs: Array<[string, Backend, FuseClient]> = [];
       try {
-        for (const w of list) {
-          for (const [b, fc] of pairs) {
-            const s = await measure(b, fc, w);
-            samples.get(w.name)![b.name].push(s);
-          }
-          const o = samples.get(w.name)!.ours.at(-1)!;
-          const cc = samples.get(w.name)!.C.at(-1)!;
-          log(`rep ${rep + 1}/${cfg.reps} ${w.name}: ours ${o.opsPerSec.toFixed(0)}/s, C ${cc.opsPerSec.toFixed(0)}/s`);
+        for (const v of OURS_VARIANTS) started.push([v.label, await startOurs(work, dirs.ours, v.extra, undefined, v.label)]);
+        started.push(['C', await startC(work, dirs.C)]);
+        for (const [l, b] of started) {
+          commands.set(l, b.command);
+          pairs.push([l, b, await connect(b)]);
         }
+        if (rep % 2 === 1) pairs.reverse();
+        for (const w of list) {
+          for (const [l, b, fc] of pairs) samples.get(w.name)!.get(l)!.push(await measure(b, fc, w));
+          const last = (l: string): string => `${samples.get(w.name)!.get(l)!.at(-1)!.opsPerSec.toFixed(0)}/s`;
+          log(`rep ${rep + 1}/${cfg.reps} ${w.name}: ${labels.map((l) => `${l} ${last(l)}`).join(', ')}`);
+        }
+        // Connected, no request coming: what each daemon burns (a polling daemon must stop spinning).
+        const cpu0 = pairs.map(([, b]) => b.cpuSeconds());
+        await sleep(IDLE_MS);
+        pairs.forEach(([l, b], i) => {
+          idleCpu.get(l)!.push(((b.cpuSeconds() - cpu0[i]!) / (IDLE_MS / 1000)) * 100);
+          privKb.get(l)!.push(b.privateKb());
+        });
       } finally {
-        for (const [, fc] of pairs) fc.close();
-        await ours.stop();
-        await c.stop();
+        for (const [, , fc] of pairs) fc.close();
+        for (const [, b] of started) await b.stop();
       }
     }
     daxRows = await daxBench(work, dirs.ours, cfg, floors, log);
@@ -176,6 +210,7 @@ async function main(): Promise<void> {
       floorFraction: w.kind === 'data' && fl ? mb / fl.mbPerSec : median(ss.map((x) => x.reqPerSec)) / floorRate,
       rssMb: median(ss.map((x) => x.rssKb)) / 1024,
       requestsPerOp: ss.reduce((a, x) => a + x.requests, 0) / Math.max(1, ss.reduce((a, x) => a + x.ops, 0)),
+      cpuPerMReq: median(ss.map((x) => x.cpuPerMReq)),
     };
     if (isOurs) {
       let alloc = 0;
@@ -200,10 +235,18 @@ async function main(): Promise<void> {
     }
     return s;
   };
-  const rows: Row[] = list.map((w) => {
+  // Each variant of ours beside the same C samples; a row's name carries the options beyond the common ones.
+  const rows: Row[] = OURS_VARIANTS.flatMap((v) => list.map((w) => {
     const s = samples.get(w.name)!;
-    return { name: w.name, kind: w.kind, ours: side(w, s.ours, true), c: side(w, s.C, false) };
-  });
+    const name = v.extra.length > 0 ? `${w.name} [${v.extra.join(' ')}]` : w.name;
+    return { name, kind: w.kind, ours: side(w, s.get(v.label)!, true), c: side(w, s.get('C')!, false) };
+  }));
+  const fmtKb = (kb: number): string => (kb < 0 ? '?' : `${(kb / 1024).toFixed(1)} MiB`);
+  const processLines = [
+    ...labels.map((l) => `${l}: \`${commands.get(l) ?? '?'}\`; idle (connected, no requests) CPU ` +
+      `${median(idleCpu.get(l)!).toFixed(2)}%; private memory ${fmtKb(median(privKb.get(l)!))}`),
+    `bare node (\`node -e "setInterval(() => {}, 1e6)"\`): private memory ${fmtKb(bareNodeKb)}`,
+  ];
 
   const table = textTable(rows);
   const mach = machine(os.tmpdir());
@@ -214,7 +257,10 @@ async function main(): Promise<void> {
     `eventfd round trip (two threads in epoll_wait): ${rtt.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rtt.p50Us.toFixed(1)} µs, p99 ${rtt.p99Us.toFixed(1)} µs => ${Math.round(floorRate).toLocaleString('en-US')} round trips/s`,
   ];
   console.log(`\nvirtiofsd-ts vs C virtiofsd (${quick ? 'quick' : 'full'} run: ${cfg.reps} repetitions x ${cfg.durationMs} ms, file ${cfg.fileSize >> 20} MiB, medians)\n`);
-  if (!daxOnly) console.log(table);
+  if (!daxOnly) {
+    console.log(table);
+    console.log('\nprocesses (rows named [opts] ran ours with those options added):\n  ' + processLines.join('\n  '));
+  }
   console.log(`\n${daxTable(daxRows)}`);
   console.log('\nfloors:\n  ' + floorLines.join('\n  '));
   console.log(`\n${mach.cpu}, ${mach.cores} cores, ${mach.memory}, ${mach.kernel}, node ${mach.node}; total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -223,23 +269,40 @@ async function main(): Promise<void> {
     fs.mkdirSync(outDir, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);
     const base = path.join(outDir, `${date}${quick ? '-quick' : ''}`);
-    const result = { date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows, dax: daxRows };
+    const processes = Object.fromEntries(labels.map((l) => [l, {
+      command: commands.get(l), idleCpuPercent: median(idleCpu.get(l)!), privateKb: median(privKb.get(l)!),
+    }]));
+    const result = {
+      date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows, processes, bareNodeKb,
+      dax: daxRows,
+    };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
     fs.writeFileSync(`${base}.svg`, svgChart(rows, `virtiofsd-ts vs C virtiofsd — ops/s (${date})`));
-    fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, path.basename(`${base}.svg`)));
+    fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, processLines, path.basename(`${base}.svg`)));
     log(`wrote ${base}.{json,svg,md}`);
   }
 }
 
-function markdown(date: string, mach: Record<string, string>, rows: Row[], floorLines: string[], svg: string): string {
+/** Private memory of a node process that does nothing (what ours costs beyond the runtime). */
+async function bareNodePrivateKb(): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)'], { stdio: 'ignore' });
+  await sleep(500);
+  const kb = privateMemoryKb(child.pid!);
+  child.kill('SIGKILL');
+  return kb;
+}
+
+function markdown(date: string, mach: Record<string, string>, rows: Row[], floorLines: string[], processLines: string[],
+  svg: string): string {
   return `# Benchmark ${date}: virtiofsd-ts beside the C virtiofsd
 
 Produced by \`npm run bench\` (benchmarks/run.ts). Both backends are separate processes on their own socket and
 temp shared directory (same filesystem), driven by the userspace virtio-fs frontend \`host/frontend/fuse-client.ts\`
-(one request queue, EVENT_IDX, fixed descriptor chains). Ours: \`node --trace-gc dist/host/cli.js --cache=never\`.
-C: \`${mach.cVirtiofsd}\` with \`-o cache=none -o sandbox=chroot -o readdirplus\` (default thread pool: none, the
-queue thread serves requests). Per repetition both are started fresh and each workload runs on both, alternating
-which goes first. ${cfg.reps} repetitions x ${cfg.durationMs} ms (after ${cfg.warmupMs} ms warm-up); the table shows
+(one request queue, EVENT_IDX, fixed descriptor chains). The command lines are under "Processes"; rows named
+\`[--poll-us=N]\` ran ours with that option added (adaptive polling), beside the same C samples.
+C: \`${mach.cVirtiofsd}\` (default thread pool: none, the queue thread serves requests). Per repetition every
+backend is started fresh and each workload runs on each, alternating the order. ${cfg.reps} repetitions x ${cfg.durationMs} ms (after ${cfg.warmupMs} ms warm-up); the table shows
 medians. Data file ${cfg.fileSize >> 20} MiB, in the page cache.
 
 ## Machine
@@ -268,7 +331,14 @@ block size and pattern; metadata rows, requests/s over the eventfd round-trip ra
 least a kick and a call). GC/run: scavenges / mark-compacts in our daemon during one run of the workload (from
 \`--trace-gc\`); B/req: bytes our daemon allocated on the JS heap per request, estimated from the heap sizes the
 GC lines report (sum of growth between collections / requests; a workload without a collection shows 0). RSS:
-VmRSS of each daemon at the end of the workload.
+VmRSS of each daemon at the end of the workload. CPU s/1M req: daemon CPU seconds (all threads, /proc/PID/stat,
+10 ms ticks) over the workload's run, warm-up included, per million requests.
+
+## Processes
+
+${processLines.map((l) => `- ${l}`).join('\n')}
+
+The machine is shared: figures are noisy; compare rows of one run, not runs.
 
 ## Floors (same run)
 

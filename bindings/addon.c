@@ -233,7 +233,7 @@ static const struct vfs_constant vfs_constants[] = {
     K(F_UNLCK), K(LOCK_SH), K(LOCK_EX), K(LOCK_UN), K(LOCK_NB), K(FALLOC_FL_KEEP_SIZE), K(FALLOC_FL_PUNCH_HOLE), K(FALLOC_FL_ZERO_RANGE),
     /* mmap / memfd / eventfd / epoll */
     K(PROT_READ), K(PROT_WRITE), K(MFD_CLOEXEC), K(MFD_ALLOW_SEALING), K(EFD_NONBLOCK), K(EFD_SEMAPHORE),
-    K(EPOLLIN), K(EPOLLOUT), K(EPOLLERR), K(EPOLLHUP), K(EPOLLRDHUP),
+    K(EPOLLIN), K(EPOLLOUT), K(EPOLLERR), K(EPOLLHUP), K(EPOLLRDHUP), K(EPOLLET),
     /* mount(2) / umount2(2) */
     K(MS_RDONLY), K(MS_NOSUID), K(MS_NODEV), K(MS_NOEXEC), K(MNT_FORCE), K(MNT_DETACH), K(UMOUNT_NOFOLLOW),
     /* seccompInstall's `action` */
@@ -318,6 +318,14 @@ NAPI_MODULE_INIT() {
       FN("epollCreate", vfs_epoll_create),
       FN("epollCtl", vfs_epoll_ctl),
       FN("epollWait", vfs_epoll_wait),
+      FN("clockUs", vfs_clock_us),
+      FN("ioPoolCreate", vfs_io_pool_create),
+      FN("ioPoolEventfd", vfs_io_pool_eventfd),
+      FN("ioPoolSubmit", vfs_io_pool_submit),
+      FN("ioPoolReap", vfs_io_pool_reap),
+      FN("ioPoolPending", vfs_io_pool_pending),
+      FN("ioPoolClose", vfs_io_pool_close),
+      FN("preadvNowait", vfs_preadv_nowait),
       /* fsat.c */
       FN("close", vfs_close),
       FN("dup", vfs_dup),

@@ -95,6 +95,14 @@ int vfs_get_bytes(napi_env env, napi_value v, char *buf);
 /* The bytes of an ArrayBuffer or ArrayBufferView (TypedArray/DataView). false = exception pending. */
 bool vfs_get_memory(napi_env env, napi_value v, uint8_t **data, size_t *len);
 
+/* Most iovecs one preadv/pwritev takes: the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel answers). */
+#define VFS_IOV_MAX 1024
+
+struct iovec;
+/* The `count` `struct iovec` entries at mem[iov_offset] (process addresses, 8-aligned), or NULL with *err
+ * -EINVAL (count outside 0..VFS_IOV_MAX, misaligned) or -EFAULT (the table outside mem). (fsat.c) */
+const struct iovec *vfs_iov_table(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, int *err);
+
 /* An Int32Array / Float64Array argument (TypeError otherwise). false = exception pending. */
 bool vfs_get_int32_array(napi_env env, napi_value v, int32_t **data, size_t *count);
 bool vfs_get_float64_array(napi_env env, napi_value v, double **data, size_t *count);
@@ -157,6 +165,15 @@ VFS_FN(vfs_poller_close);
 VFS_FN(vfs_epoll_create);
 VFS_FN(vfs_epoll_ctl);
 VFS_FN(vfs_epoll_wait);
+VFS_FN(vfs_clock_us);
+
+/* io-pool.c */
+VFS_FN(vfs_io_pool_create);
+VFS_FN(vfs_io_pool_eventfd);
+VFS_FN(vfs_io_pool_submit);
+VFS_FN(vfs_io_pool_reap);
+VFS_FN(vfs_io_pool_pending);
+VFS_FN(vfs_io_pool_close);
 
 /* fsat.c */
 VFS_FN(vfs_close);
@@ -183,6 +200,7 @@ VFS_FN(vfs_fdatasync);
 VFS_FN(vfs_fallocate);
 VFS_FN(vfs_preadv);
 VFS_FN(vfs_pwritev);
+VFS_FN(vfs_preadv_nowait);
 VFS_FN(vfs_pread);
 VFS_FN(vfs_pwrite);
 VFS_FN(vfs_count_open_fds);

@@ -271,17 +271,22 @@ VFS_FN(vfs_fallocate) {
   return vfs_result(env, fallocate(fd, mode, (off_t)offset, (off_t)length));
 }
 
-/*
- * Maximum iovec count per call: the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel itself would answer).
- */
-#define VFS_IOV_MAX 1024
+const struct iovec *vfs_iov_table(const uint8_t *mem, size_t len, int64_t iov_offset, int32_t count, int *err) {
+  *err = 0;
+  if (count < 0 || count > VFS_IOV_MAX) *err = -EINVAL;
+  else if (!vfs_in_range(len, iov_offset, (int64_t)count * (int64_t)sizeof(struct iovec))) *err = -EFAULT;
+  else if ((uintptr_t)(mem + iov_offset) % _Alignof(struct iovec) != 0) *err = -EINVAL;
+  return *err < 0 ? NULL : (const struct iovec *)(mem + iov_offset);
+}
+
+enum vfs_rwv_op { VFS_RWV_READ, VFS_RWV_WRITE, VFS_RWV_READ_NOWAIT };
 
 /*
- * Shared body of preadv/pwritev: iovCount `struct iovec` entries at mem[iovOffset] (8-aligned) go to the kernel
- * as they are. Their bases are process addresses the core computed from its memory table (guest RAM as the host
- * mapped it, or the core's linear memory); the kernel answers -EFAULT for an unmapped one.
+ * Shared body of preadv/pwritev/preadvNowait: iovCount `struct iovec` entries at mem[iovOffset] (8-aligned) go to
+ * the kernel as they are. Their bases are process addresses the core computed from its memory table (guest RAM as
+ * the host mapped it, or the core's linear memory); the kernel answers -EFAULT for an unmapped one.
  */
-static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) {
+static napi_value vfs_rwv(napi_env env, napi_callback_info info, enum vfs_rwv_op op) {
   VFS_ARGS(env, info, 5);
   int32_t fd, count;
   uint8_t *mem;
@@ -290,21 +295,25 @@ static napi_value vfs_rwv(napi_env env, napi_callback_info info, bool is_write) 
   if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_memory(env, argv[1], &mem, &len)) return NULL;
   if (!vfs_get_i64(env, argv[2], &iov_offset) || !vfs_get_i32(env, argv[3], &count)) return NULL;
   if (!vfs_get_i64(env, argv[4], &position)) return NULL;
-  if (count < 0 || count > VFS_IOV_MAX) return vfs_int(env, -EINVAL);
-  if (!vfs_in_range(len, iov_offset, (int64_t)count * (int64_t)sizeof(struct iovec))) return vfs_int(env, -EFAULT);
-  const struct iovec *iov = (const struct iovec *)(mem + iov_offset);
-  if ((uintptr_t)iov % _Alignof(struct iovec) != 0) return vfs_int(env, -EINVAL);
+  int err;
+  const struct iovec *iov = vfs_iov_table(mem, len, iov_offset, count, &err);
+  if (iov == NULL) return vfs_int(env, err);
+  bool is_write = op == VFS_RWV_WRITE;
   ssize_t r;
-  if (position == -1)
+  if (op == VFS_RWV_READ_NOWAIT)
+    r = preadv2(fd, iov, count, (off_t)position, RWF_NOWAIT); /* -EAGAIN: not in the page cache */
+  else if (position == -1)
     r = is_write ? writev(fd, iov, count) : readv(fd, iov, count);
   else
     r = is_write ? pwritev(fd, iov, count, (off_t)position) : preadv(fd, iov, count, (off_t)position);
   return vfs_result(env, r);
 }
 
-VFS_FN(vfs_preadv) { return vfs_rwv(env, info, false); }
+VFS_FN(vfs_preadv) { return vfs_rwv(env, info, VFS_RWV_READ); }
 
-VFS_FN(vfs_pwritev) { return vfs_rwv(env, info, true); }
+VFS_FN(vfs_pwritev) { return vfs_rwv(env, info, VFS_RWV_WRITE); }
+
+VFS_FN(vfs_preadv_nowait) { return vfs_rwv(env, info, VFS_RWV_READ_NOWAIT); }
 
 static napi_value vfs_rw(napi_env env, napi_callback_info info, bool is_write) {
   VFS_ARGS(env, info, 3);

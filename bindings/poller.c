@@ -6,6 +6,11 @@
  * so each fd has at most one event in flight until pollerRearm; the tsfn queue is therefore bounded by the
  * number of registrations. An internal eventfd (registered with VFS_POLLER_STOP) wakes the thread to stop.
  *
+ * A registration asked for with EPOLLET is edge-triggered and persistent instead: every new readiness is one
+ * event (for an eventfd: every write, whether or not the counter was read), and nothing needs re-arming or
+ * draining. It saves a kick eventfd's read and epoll_ctl per wake-up; it is meant for the loop mode, where
+ * events are handled as they are read (on the thread, each would be one more tsfn queue entry).
+ *
  * Lifetime: the state is shared by the JS handle (an external) and the tsfn; whichever is finalized last
  * frees it (both finalizers run on the JS thread, so `refs` needs no atomics). The thread is stopped and
  * joined by pollerClose, or by the tsfn finalizer when the environment is torn down without pollerClose.
@@ -50,6 +55,7 @@ struct vfs_poller {
   uv_poll_t *poll; /* malloc'd apart from the state: libuv frees it itself (see vfs_poller_loop_stop) */
   napi_env env;
   napi_ref callback;
+  napi_ref resource; /* the callback scope's resource object, made once (no allocation per wake-up) */
   napi_async_context async_context;
   bool napi_released; /* callback and async_context already freed (environment teardown) */
 };
@@ -265,7 +271,7 @@ static void vfs_poller_on_loop_ready(uv_poll_t *handle, int status, int events) 
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value resource, cb, undefined;
   napi_callback_scope cscope;
-  bool ok = napi_create_object(env, &resource) == napi_ok &&
+  bool ok = napi_get_reference_value(env, p->resource, &resource) == napi_ok &&
             napi_open_callback_scope(env, resource, p->async_context, &cscope) == napi_ok;
   if (ok) {
     ok = napi_get_reference_value(env, p->callback, &cb) == napi_ok && napi_get_undefined(env, &undefined) == napi_ok;
@@ -288,6 +294,7 @@ static void vfs_poller_release_napi(struct vfs_poller *p) {
   if (p->napi_released) return;
   p->napi_released = true;
   napi_delete_reference(p->env, p->callback);
+  napi_delete_reference(p->env, p->resource);
   napi_async_destroy(p->env, p->async_context);
 }
 
@@ -333,15 +340,18 @@ VFS_FN(vfs_poller_create_on_loop) {
     free(p);
     return vfs_throw_errno(env, "pollerCreateOnLoop", e);
   }
-  napi_value name;
+  napi_value name, resource;
   p->poll = malloc(sizeof *p->poll);
   napi_status s = p->poll == NULL ? napi_generic_failure : napi_create_reference(env, argv[0], 1, &p->callback);
+  if (s == napi_ok) s = napi_create_object(env, &resource);
+  if (s == napi_ok) s = napi_create_reference(env, resource, 1, &p->resource);
   if (s == napi_ok) s = napi_create_string_utf8(env, "virtiofsd-ts poller", NAPI_AUTO_LENGTH, &name);
   if (s == napi_ok) s = napi_async_init(env, NULL, name, &p->async_context);
   int rc = s == napi_ok ? vfs_uv.poll_init(loop, p->poll, p->epfd) : 0;
   if (s != napi_ok || rc != 0) {
     if (p->async_context != NULL) napi_async_destroy(env, p->async_context);
     if (p->callback != NULL) napi_delete_reference(env, p->callback);
+    if (p->resource != NULL) napi_delete_reference(env, p->resource);
     close(p->epfd);
     free(p->poll); /* never initialized as a handle (or init failed): plain memory */
     free(p);
@@ -389,7 +399,9 @@ static napi_value vfs_poller_ctl(napi_env env, napi_callback_info info, int op) 
   if (op != EPOLL_CTL_DEL && (!vfs_get_i32(env, argv[2], &token) || !vfs_get_u32(env, argv[3], &events)))
     return NULL;
   if (p->closed) return vfs_int(env, -EBADF);
-  struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.u64 = (uint32_t)token};
+  /* One-shot unless the caller asked for an edge-triggered (persistent) registration. */
+  uint32_t mode = (events & EPOLLET) != 0 ? 0 : EPOLLONESHOT;
+  struct epoll_event ev = {.events = events | mode, .data.u64 = (uint32_t)token};
   return vfs_result(env, epoll_ctl(p->epfd, op, fd, &ev));
 }
 
@@ -455,4 +467,17 @@ VFS_FN(vfs_epoll_wait) {
     out[2 * i + 1] = (int32_t)ev[i].events;
   }
   return vfs_int(env, n);
+}
+
+/* ---- a clock for polling windows ------------------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in µs, modulo 2^30: always a small integer in V8 (no heap number is made per reading, unlike
+ * performance.now()), so a spinning loop allocates nothing. Wraps every ~18 minutes: callers compare
+ * differences modulo 2^30. */
+VFS_FN(vfs_clock_us) {
+  (void)info;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+  return vfs_int(env, (int32_t)(us & 0x3fffffff));
 }

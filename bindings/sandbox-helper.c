@@ -26,7 +26,7 @@
  *   request: one byte ('B' bind DIR onto itself, 'P' pivot_root into DIR and detach the old root) + DIR + NUL
  *   reply:   an int, 0 or the errno
  *
- * The helper stays as the parent: it forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the child (the util-linux
+ * The helper stays as the parent: it forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR2 to the child (the util-linux
  * `unshare --fork` ignores them, so a VMM's SIGTERM would never reach the daemon), and exits with the child's
  * status (re-raising a fatal signal). The child gets SIGKILL if the helper dies (PR_SET_PDEATHSIG). Without
  * --namespaces the helper execs the command in place (no parent stays).
@@ -169,6 +169,7 @@ int main(int argc, char **argv) {
   sigaddset(&fwd, SIGTERM);
   sigaddset(&fwd, SIGHUP);
   sigaddset(&fwd, SIGQUIT);
+  sigaddset(&fwd, SIGUSR2); /* the daemon's stats request (host/stats.ts) */
   sigprocmask(SIG_BLOCK, &fwd, &old);
 
   int channel[2];
@@ -204,6 +205,7 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
   sigaction(SIGQUIT, &sa, NULL);
+  sigaction(SIGUSR2, &sa, NULL);
   sigprocmask(SIG_SETMASK, &old, NULL);
 
   serve_channel(channel[0]);

@@ -209,6 +209,10 @@ export const OPTIONS: readonly OptionSpec[] = [
     apply: (d, v) => { d.opts.numRequestQueues = integer('--num-request-queues', v, 1, 63); } },
   { names: ['--thread-pool-size'], arg: 'N', help: THREAD_POOL_HELP,
     apply: (d, v) => { d.opts.threadPoolSize = integer('--thread-pool-size', v, 0, 65536); } },
+  { names: ['--poll-us'], arg: 'N',
+    help: 'adaptive polling: after a batch, watch each queue N µs for more requests with guest kicks off before ' +
+      'waiting again (default: 0, off; costs CPU only while requests come)',
+    apply: (d, v) => { d.opts.pollUs = integer('--poll-us', v, 0, 1_000_000); } },
   { names: ['--exit-on-disconnect'], help: 'exit when the frontend disconnects instead of waiting for the next one',
     apply: (d) => { d.opts.exitOnDisconnect = true; } },
   { names: ['--xattr'], help: 'serve extended attributes (getxattr/setxattr/listxattr/removexattr)',
@@ -441,6 +445,7 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
     cache,
     logLevel: o.logLevel ?? rustLogLevel(env) ?? 'info',
     numRequestQueues: o.numRequestQueues ?? 1,
+    pollUs: o.pollUs ?? 0,
     exitOnDisconnect: o.exitOnDisconnect ?? false,
     xattr: o.xattr ?? false,
     posixAcl: o.posixAcl ?? false,

@@ -12,6 +12,7 @@ import { capabilitiesToDrop, capabilitySet, defaultSandbox, insideNamespaceSandb
 import { socketInUse, unixSocketState } from './vhost-user/listener.js';
 import { capabilities, parseCommandLine, usage } from './cli-options.js';
 import { native } from './native-loader.js';
+import { installStatsSignal } from './stats.js';
 
 function packageVersion(): string {
   const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
@@ -116,7 +117,14 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // Per-operation counts and latencies, on demand (as the C virtiofsd has none, ours goes to stderr whatever the
+  // log level: it was asked for).
+  const printStats = (): void => void process.stderr.write(`virtiofsd-ts: operation stats\n${daemon.formatStats()}\n`);
+  process.on('SIGUSR1', printStats);
+  const uninstallStats = installStatsSignal(daemon.listener); // SIGUSR2: one stats line on stderr (host/stats.ts)
   await daemon.closed;
+  uninstallStats();
+  process.removeListener('SIGUSR1', printStats);
   return 0;
 }
 

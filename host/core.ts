@@ -42,6 +42,8 @@ export interface CoreExports {
   queueSetFeatures(q: number, eventIdx: number, indirect: number): void;
   queuePop(q: number): number;
   queueNeedsNotify(q: number): number;
+  queueAvailPending(q: number): number;
+  queueSetKicks(q: number, on: number): number;
   linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
   linearReplyLen(): number;
   linearInPtr(): number;
@@ -72,6 +74,8 @@ export interface CoreExports {
   replyNone(): void;
   requestPark(): number;
   queueReplyParked(q: number, head: number, unique: bigint, error: number): number;
+  requestResume(q: number, head: number, unique: bigint, opcode: number): number;
+  linearResume(outPtr: number, outCap: number, unique: bigint, opcode: number): number;
   encodeAttrOut(dst: number, attrTimeout: number, statx: number): number;
   encodeEntryOut(dst: number, nodeid: number, generation: number, entryTimeout: number, attrTimeout: number,
     statx: number): number;
@@ -634,6 +638,16 @@ export class Core {
     try { return this.e.queueNeedsNotify(q) !== 0; } catch (err) { this.trap(err); }
   }
 
+  /** Chains available but not popped yet, without publishing avail_event (what a polling loop watches). */
+  queueAvailPending(q: number): number {
+    try { return this.e.queueAvailPending(q); } catch (err) { this.trap(err); }
+  }
+
+  /** Kicks off while polling, or on again: then the chains pending after re-enabling (look once more). */
+  queueSetKicks(q: number, on: boolean): number {
+    try { return this.e.queueSetKicks(q, on ? 1 : 0); } catch (err) { this.trap(err); }
+  }
+
   // ---- linear requests (/dev/fuse) ---------------------------------------------------------------------------
 
   /**
@@ -712,6 +726,19 @@ export class Core {
   /** A header-only reply to a parked request; the chain is re-walked first. 0, -EBUSY, -EINVAL or -ERANGE. */
   queueReplyParked(q: number, head: number, unique: bigint, error: number): number {
     try { return this.e.queueReplyParked(q, head, BigInt.asIntN(64, unique), error); } catch (err) { this.trap(err); }
+  }
+
+  /**
+   * Makes a parked request current again for a full reply (usual encoders, payloadReadIov, replySend): 1, -EBUSY
+   * while another request is current, -EINVAL when its queue/head is gone or its chain is malformed now.
+   */
+  requestResume(q: number, head: number, unique: bigint, opcode: number): number {
+    try { return this.e.requestResume(q, head, BigInt.asIntN(64, unique), opcode); } catch (err) { this.trap(err); }
+  }
+
+  /** The same for a parked /dev/fuse request: answered into [outPtr, outPtr+outCap) (linearReplyLen bytes). */
+  linearResume(outPtr: number, outCap: number, unique: bigint, opcode: number): number {
+    try { return this.e.linearResume(outPtr, outCap, BigInt.asIntN(64, unique), opcode); } catch (err) { this.trap(err); }
   }
 
   // ---- codec --------------------------------------------------------------------------------------------------

@@ -1,18 +1,22 @@
 /**
- * VirtiofsDaemon: the library entry point. Composes the layers:
- *   VhostUserListener (socket, state machine) -> QueueProcessor -> FuseServer (dispatch table) -> PassthroughFs,
+ * The library entry points. `FileSystemDaemon.start(fs, options)` (also `serve(fs, options)`) serves any
+ * FileSystem; `VirtiofsDaemon.start(options)` is the passthrough of a host directory built on it. Layers:
+ *   VhostUserListener (socket, state machine) -> QueueProcessor -> FuseServer (dispatch table) -> the FileSystem,
  * or, with `mountpoint`, DevFuseSession (/dev/fuse, a FUSE mount on the host) -> the same FuseServer and core codec.
  * Embedders (hypervisor tooling in Node, Deno or Bun) use this; the CLI is a thin wrapper over it.
  */
+import { EventEmitter } from 'node:events';
 import { readFileSync, statSync } from 'node:fs';
 import { native } from './native-loader.js';
 import { ConfigError } from './errors.js';
-import { log, type LogLevel } from './log.js';
+import { log, setLogLevel, setLogger, type LogLevel, type Logger } from './log.js';
 import { Core } from './core.js';
-import { FuseServer, type CacheMode } from './fuse/server.js';
-import { DaxDevice, attachDax, daxOf, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
-import { passthroughMappingFiles } from './dax/passthrough-files.js';
+import { FuseServer, type CacheMode, type FuseServerOptions } from './fuse/server.js';
+import type { FileSystem } from './fuse/filesystem.js';
+import { formatStats, type OperationStats } from './fuse/op-stats.js';
 import { PassthroughFs } from './passthrough/passthrough-fs.js';
+import { DaxDevice, attachDax, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
+import { passthroughMappingFiles } from './dax/passthrough-files.js';
 import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
 import type { InodeFileHandles } from './passthrough/inode-store.js';
@@ -22,6 +26,246 @@ import { DevFuseSession, devFuseMaxPages } from './transport/dev-fuse.js';
 
 export type { CacheMode } from './fuse/server.js';
 export const CACHE_MODES: readonly CacheMode[] = ['never', 'auto', 'always', 'metadata'];
+
+/** How and where `FileSystemDaemon.start` serves a FileSystem. Exactly one of socketPath, listenFd, mountpoint. */
+export interface ServeOptions {
+  /** vhost-user Unix socket path to listen on (QEMU: `-chardev socket,path=...`). A stale socket file is replaced. */
+  socketPath?: string;
+  /**
+   * A vhost-user socket already bound and listening, handed over by whoever started us (virtiofsd's --fd, as
+   * libvirt and Kata pass it). The daemon takes it over (close-on-exec, nonblocking), closes it on close() and
+   * never unlinks its path.
+   */
+  listenFd?: number;
+  /** With socketPath: the group that may connect (socket `rwxrwx---`); default owner only (`rwx------`). */
+  socketGroup?: string;
+  /** Mount the FileSystem on this host directory through /dev/fuse instead of serving a VM (needs root). */
+  mountpoint?: string;
+  /**
+   * Guest caching (default `auto`): `never` (no entry/attribute caching, direct I/O), `auto` (1 s timeouts, page
+   * cache revalidated on open), `always` (long timeouts, page cache kept).
+   */
+  cache?: CacheMode;
+  /** Entry and attribute timeouts in seconds, overriding the cache mode's. */
+  timeout?: number;
+  /** Answer EROFS to every request that would change the filesystem, without calling it. Default false. */
+  readonly?: boolean;
+  /** Negotiate the FUSE writeback cache (the guest caches writes and sends them later). Default false. */
+  writeback?: boolean;
+  /** Negotiate FUSE_POSIX_LOCKS (needs getlk and setlk). Default false: the guest keeps fcntl locks itself. */
+  posixLocks?: boolean;
+  /** Negotiate FUSE_FLOCK_LOCKS (needs flock). Default false: the guest keeps flock locks itself. */
+  flockLocks?: boolean;
+  /** Request queues offered to the guest besides the hiprio queue (vhost-user; default 1). */
+  numRequestQueues?: number;
+  /**
+   * Adaptive polling: after a drained batch, watch the ring this many µs (kicks off) before waiting for a kick
+   * again. 0 (default) = never poll. Costs CPU only while requests come; none when idle.
+   */
+  pollUs?: number;
+  /** Stop after the first frontend disconnects (vhost-user). Default: wait for the next one. */
+  exitOnDisconnect?: boolean;
+  /** Log threshold, applied process-wide at start (`off`: nothing is printed). Default: unchanged (`info`). */
+  logLevel?: LogLevel;
+  /** Where log lines go (process-wide), instead of stderr. */
+  logger?: Logger;
+  /** /dev/fuse only: the root directory's mode shown before the first GETATTR (default 0o40755). */
+  rootMode?: number;
+  /** /dev/fuse only: fstype `fuse.<subtype>` and mount source (default `virtiofsd-ts`). */
+  subtype?: string;
+  /** /dev/fuse only: let other users than the daemon's use the mount (default true). */
+  allowOther?: boolean;
+}
+
+/**
+ * Events of a FileSystemDaemon:
+ * - `connect` (): a vhost-user frontend (QEMU) connected;
+ * - `disconnect` (reason: Error | null): it went away (null: cleanly); the session's state was dropped
+ *   (`destroy` called) and the daemon waits for the next frontend unless `exitOnDisconnect`;
+ * - `error` (err: Error): a session ended on a protocol or transport error (emitted only when listened for;
+ *   otherwise logged);
+ * - `close` (): the daemon stopped (close(), exitOnDisconnect, or the /dev/fuse mount went away).
+ */
+export interface FileSystemDaemonEvents {
+  connect: [];
+  disconnect: [reason: Error | null];
+  error: [err: Error];
+  close: [];
+}
+
+/** What start() builds; also how VirtiofsDaemon shares it. */
+interface Parts<F extends FileSystem> {
+  fs: F;
+  core: Core;
+  server: FuseServer;
+  listener: VhostUserListener | null;
+  devFuse: DevFuseSession | null;
+}
+
+declare const layers: unique symbol;
+/** Opaque: the layers a daemon is built from (not part of the API; subclasses pass it through). */
+export interface DaemonLayers {
+  readonly [layers]: true;
+}
+
+/** Extra steps of a specialised daemon (the passthrough's sandbox and seccomp, its own server options). */
+interface StartHooks {
+  server?: Partial<FuseServerOptions>;
+  /** The DAX window (vhost-user only): attached to the FUSE server and handed the backend channel. */
+  dax?: { device: DaxDevice; timeoutMs: number };
+  sharedDir?: string;
+  /** After the socket listens / the mount is up; a throw undoes the start. */
+  ready?(): void;
+}
+
+async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, hooks: StartHooks): Promise<Parts<F>> {
+  if (options.logLevel !== undefined) setLogLevel(options.logLevel);
+  if (options.logger !== undefined) setLogger(options.logger);
+  const ways = [options.socketPath, options.listenFd, options.mountpoint].filter((w) => w !== undefined).length;
+  if (ways !== 1) {
+    throw new ConfigError(ways === 0 ? 'a socket path, a listening socket fd or a mountpoint is required'
+      : 'give only one of socket path, socket fd and mountpoint (one FileSystem, one kind of client)');
+  }
+  if (options.listenFd !== undefined && (!Number.isInteger(options.listenFd) || options.listenFd < 0)) {
+    throw new ConfigError(`listening fd ${options.listenFd}: not a file descriptor`);
+  }
+  const core = await Core.create();
+  const server = new FuseServer(fs, core, {
+    cache: options.cache ?? 'auto', readonly: options.readonly ?? false, writeback: options.writeback ?? false,
+    posixLocks: options.posixLocks ?? false, flockLocks: options.flockLocks ?? false,
+    ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+    ...(options.mountpoint !== undefined ? { maxPages: devFuseMaxPages() } : {}),
+    ...hooks.server,
+  });
+  if (hooks.dax !== undefined && options.mountpoint === undefined) attachDax(server, hooks.dax.device);
+  if (options.mountpoint !== undefined) {
+    const session = DevFuseSession.mount(core, server, {
+      mountpoint: options.mountpoint, readonly: options.readonly ?? false,
+      ...(hooks.sharedDir !== undefined ? { sharedDir: hooks.sharedDir } : {}),
+      ...(options.rootMode !== undefined ? { rootMode: options.rootMode } : {}),
+      ...(options.subtype !== undefined ? { subtype: options.subtype, source: options.subtype } : {}),
+      ...(options.allowOther !== undefined ? { allowOther: options.allowOther } : {}),
+    });
+    try {
+      hooks.ready?.();
+    } catch (e) {
+      await session.close();
+      throw e;
+    }
+    return { fs, core, server, listener: null, devFuse: session };
+  }
+  const listener = new VhostUserListener({
+    ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : { socketPath: options.socketPath! }),
+    ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
+    core,
+    server,
+    numRequestQueues: options.numRequestQueues ?? 1,
+    pollUs: options.pollUs ?? 0,
+    exitOnDisconnect: options.exitOnDisconnect ?? false,
+    ...(hooks.dax !== undefined ? { dax: hooks.dax.device, backendRequestTimeoutMs: hooks.dax.timeoutMs } : {}),
+  });
+  try {
+    listener.listen();
+    hooks.ready?.();
+  } catch (e) {
+    listener.close();
+    throw e;
+  }
+  return { fs, core, server, listener, devFuse: null };
+}
+
+/**
+ * Serves a FileSystem over vhost-user (a socket path or a listening fd) or a /dev/fuse mount. The filesystem's
+ * methods may return Promises (see FileSystem). Lifecycle: `start` resolves once listening (or mounted);
+ * `close()` ends the session (the FileSystem's `destroy` is called) and stops; `closed` resolves when stopped.
+ */
+export class FileSystemDaemon<F extends FileSystem = FileSystem> extends EventEmitter<FileSystemDaemonEvents> {
+  /** Resolves when the daemon has stopped (close(), exitOnDisconnect, or the /dev/fuse mount went away). */
+  readonly closed: Promise<void>;
+  /** The served FileSystem. */
+  readonly fs: F;
+  private readonly parts: Parts<F>;
+
+  /** The vhost-user listener (null for a /dev/fuse mount); the CLI reads its queues for the SIGUSR2 stats line. */
+  get listener(): VhostUserListener | null {
+    return this.parts.listener;
+  }
+  private stopping: Promise<void> | null = null;
+
+  protected constructor(built: DaemonLayers) {
+    super();
+    const parts = built as unknown as Parts<F>;
+    this.parts = parts;
+    this.fs = parts.fs;
+    this.closed = parts.devFuse !== null ? parts.devFuse.closed
+      : new Promise((resolve) => parts.listener!.once('close', () => resolve()));
+    void this.closed.then(() => this.emit('close'));
+    const server = parts.server;
+    parts.listener?.on('connect', () => this.emit('connect'));
+    // A new frontend is a new guest: it sends FUSE_INIT again and knows none of the old node ids.
+    parts.listener?.on('disconnect', (reason: Error | null) => {
+      if (reason) log.debug(`session ended: ${reason.message}`);
+      server.endSession();
+      this.emit('disconnect', reason);
+    });
+    parts.listener?.on('error', (err: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+      else log.warn(`vhost-user: ${err.message}`);
+    });
+    parts.devFuse?.on('close', (reason: Error | null) => {
+      if (reason !== null && this.listenerCount('error') > 0) this.emit('error', reason);
+    });
+  }
+
+  /** Starts serving `fs` as `options` say. Throws ConfigError / VhostUserError / SystemError. */
+  static async start<F extends FileSystem>(fs: F, options: ServeOptions): Promise<FileSystemDaemon<F>> {
+    return new FileSystemDaemon<F>(await FileSystemDaemon.layers(fs, options, {}));
+  }
+
+  /** Builds the layers for a subclass's constructor. */
+  protected static async layers<F extends FileSystem>(fs: F, options: ServeOptions,
+    hooks: { sharedDir?: string; ready?(): void; server?: object; dax?: StartHooks['dax'] }): Promise<DaemonLayers> {
+    return await buildParts(fs, options, hooks as StartHooks) as unknown as DaemonLayers;
+  }
+
+  /** Per-operation counters and latency histograms, one entry per opcode seen. */
+  stats(): OperationStats[] {
+    return this.parts.server.stats.snapshot();
+  }
+
+  /** The stats as a printable table (the CLI prints it on SIGUSR1). */
+  formatStats(): string {
+    return `${formatStats(this.stats())}\npending requests: ${this.parts.server.pendingCount}`;
+  }
+
+  /** Requests whose FileSystem Promise is pending now. */
+  get pendingRequests(): number {
+    return this.parts.server.pendingCount;
+  }
+
+  /** Whether a vhost-user frontend is connected now. */
+  get connected(): boolean {
+    return this.parts.listener?.backend != null;
+  }
+
+  /** Stops listening (or unmounts), ends the session (`destroy`), closes every fd. Idempotent. */
+  close(): Promise<void> {
+    this.stopping ??= this.stop();
+    return this.stopping;
+  }
+
+  protected async stop(): Promise<void> {
+    this.parts.listener?.close();
+    await this.parts.devFuse?.close();
+    this.parts.server.endSession();
+    await this.closed;
+  }
+}
+
+/** Serves `fs` (see FileSystemDaemon.start). */
+export async function serve<F extends FileSystem>(fs: F, options: ServeOptions): Promise<FileSystemDaemon<F>> {
+  return FileSystemDaemon.start(fs, options);
+}
 
 export interface DaemonOptions {
   /** vhost-user Unix socket path to listen on (required unless `mountpoint` or `listenFd` is given). */
@@ -58,11 +302,19 @@ export interface DaemonOptions {
   sharedDir: string;
   /** Guest caching policy (default `auto`). */
   cache?: CacheMode;
+  /** Log threshold, applied process-wide at start (`off`: nothing is printed). */
   logLevel?: LogLevel;
+  /** Where log lines go (process-wide), instead of stderr. */
+  logger?: Logger;
   /** Accepted for compatibility with virtiofsd; QEMU sets the mount tag itself. */
   tag?: string;
   /** Request queues offered besides the hiprio queue (default 1). */
   numRequestQueues?: number;
+  /**
+   * Adaptive polling: after a drained batch, watch the ring this many µs (kicks off) before waiting for a kick
+   * again. 0 (default) = never poll. Costs CPU only while requests come; none when idle.
+   */
+  pollUs?: number;
   /** Stop after the first frontend disconnects (virtiofsd's behaviour); default: wait for the next one. */
   exitOnDisconnect?: boolean;
   /** Serve extended attributes (virtiofsd's --xattr). Default false: the xattr requests answer ENOSYS. */
@@ -162,23 +414,21 @@ export function applyNofileLimit(rlimitNofile: number | undefined): number {
   return cur[0];
 }
 
-export class VirtiofsDaemon {
-  /** Resolves when the daemon has stopped (close(), or the frontend left with exitOnDisconnect). */
-  readonly closed: Promise<void>;
-  private constructor(
-    readonly options: DaemonOptions,
-    readonly core: Core,
-    readonly fs: PassthroughFs,
-    readonly server: FuseServer,
-    readonly listener: VhostUserListener | null,
-    readonly devFuse: DevFuseSession | null = null,
-  ) {
-    this.closed = devFuse !== null ? devFuse.closed
-      : new Promise((resolve) => listener!.once('close', () => resolve()));
+/** Serves a host directory (PassthroughFs) as virtiofsd does: a FileSystemDaemon over PassthroughFs. */
+export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
+  private constructor(built: DaemonLayers, readonly options: DaemonOptions) {
+    super(built);
   }
 
   /** Validates the options, builds the layers and starts listening. Throws ConfigError / VhostUserError. */
-  static async start(options: DaemonOptions): Promise<VirtiofsDaemon> {
+  static async start(options: DaemonOptions): Promise<VirtiofsDaemon>;
+  /** @deprecated FileSystemDaemon.start serves any FileSystem; this signature is its. */
+  static async start<F extends FileSystem>(fs: F, options: ServeOptions): Promise<FileSystemDaemon<F>>;
+  static async start<F extends FileSystem>(a: DaemonOptions | F, b?: ServeOptions): Promise<VirtiofsDaemon | FileSystemDaemon<F>> {
+    if (b !== undefined) return FileSystemDaemon.start(a as F, b);
+    const options = a as DaemonOptions;
+    if (options.logLevel !== undefined) setLogLevel(options.logLevel);
+    if (options.logger !== undefined) setLogger(options.logger);
     let st;
     try {
       st = statSync(options.sharedDir);
@@ -186,22 +436,17 @@ export class VirtiofsDaemon {
       throw new ConfigError(`--shared-dir ${options.sharedDir}: ${(e as NodeJS.ErrnoException).code ?? e}`);
     }
     if (!st.isDirectory()) throw new ConfigError(`--shared-dir ${options.sharedDir}: not a directory`);
-    if (options.mountpoint !== undefined && options.socketPath !== undefined) {
-      throw new ConfigError('--socket-path and --mountpoint are exclusive (one share, one kind of client)');
+    const ways = [options.socketPath, options.listenFd, options.mountpoint].filter((w) => w !== undefined).length;
+    if (ways > 1) {
+      throw new ConfigError('--socket-path, --fd and --mountpoint are exclusive (one share, one kind of client)');
     }
-    if (options.mountpoint === undefined && options.socketPath === undefined && options.listenFd === undefined) {
-      throw new ConfigError('--socket-path, --fd or --mountpoint is required');
-    }
-    if (options.listenFd !== undefined && (options.socketPath !== undefined || options.mountpoint !== undefined)) {
-      throw new ConfigError('--fd excludes --socket-path and --mountpoint');
-    }
+    if (ways === 0) throw new ConfigError('--socket-path (or --fd, or --mountpoint) is required');
 
     const nofile = applyNofileLimit(options.rlimitNofile);
     log.debug(`open-file limit: ${nofile}`);
 
     const sandbox = options.mountpoint === undefined ? options.sandbox ?? 'none' : 'none';
     prepareSandbox(sandbox, options.sharedDir);
-    const core = await Core.create();
     const fs = new PassthroughFs({
       root: options.sharedDir, xattr: options.xattr ?? false, writeback: options.writeback ?? false,
       uidMap: new IdMap(options.translateUid ?? []), gidMap: new IdMap(options.translateGid ?? []),
@@ -211,78 +456,55 @@ export class VirtiofsDaemon {
       inodeFileHandles: options.inodeFileHandles ?? 'never', announceSubmounts: options.announceSubmounts ?? false,
       allowMknodDevices: options.allowMknodDevices ?? false,
     });
-    const server = new FuseServer(fs, core, {
-      cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,
-      // Without it the guest cannot clear setuid/setgid on open(O_TRUNC) by an unprivileged caller (with
-      // atomic_o_trunc the kernel drops its own mode change), and applies the pre-6.2 setgid rule on writes.
-      killprivV2: options.killprivV2 ?? true,
-      ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
-      readdirplus: options.readdirplus ?? true,
-      posixLocks: options.posixLock ?? false, flockLocks: options.flock ?? false, posixAcl: options.posixAcl ?? false,
-      announceSubmounts: options.announceSubmounts ?? false,
-      ...(options.mountpoint !== undefined ? { maxPages: devFuseMaxPages() } : {}),
-    });
-    if (options.mountpoint !== undefined) {
-      let session: DevFuseSession;
-      try {
-        session = DevFuseSession.mount(core, server, {
-          mountpoint: options.mountpoint, sharedDir: options.sharedDir, readonly: options.readonly ?? false,
-        });
-      } catch (e) {
-        fs.close();
-        throw e;
-      }
-      try {
-        installSeccomp(options.seccomp ?? 'none', { mountpoint: true });
-      } catch (e) {
-        await session.close();
-        fs.close();
-        throw e;
-      }
-      return new VirtiofsDaemon(options, core, fs, server, null, session);
-    }
     let dax: DaxDevice | undefined;
-    if ((options.daxWindowSize ?? 0) > 0) {
+    if ((options.daxWindowSize ?? 0) > 0 && options.mountpoint === undefined) {
       dax = new DaxDevice({ windowSize: BigInt(options.daxWindowSize!), protocol: options.daxProtocol ?? 'shmem',
         ...(options.inodeDax !== undefined ? { inodeDax: options.inodeDax } : {}) });
       dax.attachFiles(passthroughMappingFiles(fs));
-      attachDax(server, dax);
     }
-    const listener = new VhostUserListener({
-      ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : { socketPath: options.socketPath! }),
-      ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
-      core,
-      server,
-      ...(dax !== undefined ? { dax, backendRequestTimeoutMs: options.daxRequestTimeoutMs ?? 5000 } : {}),
-      numRequestQueues: options.numRequestQueues ?? 1,
-      exitOnDisconnect: options.exitOnDisconnect ?? false,
-    });
-    const daemon = new VirtiofsDaemon(options, core, fs, server, listener);
-    // A new frontend is a new guest: it sends FUSE_INIT again and knows none of the old node ids.
-    listener.on('disconnect', (reason: Error | null) => {
-      if (reason) log.debug(`session ended: ${reason.message}`);
-      server.endSession();
-    });
-    listener.on('error', (err: Error) => log.warn(`vhost-user: ${err.message}`));
+    let built: DaemonLayers;
     try {
-      listener.listen();
-      enterSandbox(sandbox, options.sharedDir);
-      installSeccomp(options.seccomp ?? 'none', { mountpoint: false });
+      built = await FileSystemDaemon.layers(fs, {
+        ...(options.socketPath !== undefined ? { socketPath: options.socketPath } : {}),
+        ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : {}),
+        ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
+        ...(options.mountpoint !== undefined ? { mountpoint: options.mountpoint } : {}),
+        numRequestQueues: options.numRequestQueues ?? 1, exitOnDisconnect: options.exitOnDisconnect ?? false,
+        pollUs: options.pollUs ?? 0,
+      }, {
+        sharedDir: options.sharedDir,
+        ...(dax !== undefined ? { dax: { device: dax, timeoutMs: options.daxRequestTimeoutMs ?? 5000 } } : {}),
+        server: {
+          cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,
+          // Without it the guest cannot clear setuid/setgid on open(O_TRUNC) by an unprivileged caller (with
+          // atomic_o_trunc the kernel drops its own mode change), and applies the pre-6.2 setgid rule on writes.
+          killprivV2: options.killprivV2 ?? true,
+          ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+          readdirplus: options.readdirplus ?? true,
+          posixLocks: options.posixLock ?? false, flockLocks: options.flock ?? false,
+          posixAcl: options.posixAcl ?? false, announceSubmounts: options.announceSubmounts ?? false,
+        },
+        ready: () => {
+          if (options.mountpoint === undefined) enterSandbox(sandbox, options.sharedDir);
+          installSeccomp(options.seccomp ?? 'none', { mountpoint: options.mountpoint !== undefined });
+        },
+      });
     } catch (e) {
-      listener.close();
+      dax?.close();
       fs.close();
       throw e;
     }
+    const daemon = new VirtiofsDaemon(built, options);
+    daemon.dax = dax;
     return daemon;
   }
 
-  /** Stops listening, ends the session, closes every fd. Idempotent. */
-  async close(): Promise<void> {
-    this.listener?.close();
-    await this.devFuse?.close();
-    this.server.endSession();
-    daxOf(this.server)?.close(); // its channel and zero-page memfd
+  /** The DAX window's device side (with `daxWindowSize`). */
+  dax: DaxDevice | undefined;
+
+  protected override async stop(): Promise<void> {
+    await super.stop();
+    this.dax?.close(); // its channel and zero-page memfd
     this.fs.close();
-    await this.closed;
   }
 }

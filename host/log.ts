@@ -1,16 +1,30 @@
 /**
- * A small leveled logger; `--log-level` sets the threshold. Lines go to stderr, or, after useSyslog() (`--syslog`),
- * to the system logger as RFC 3164 datagrams on its Unix socket, as syslog(3) sends them.
+ * A small leveled logger; `--log-level` (or DaemonOptions.logLevel) sets the threshold. Lines go to a logger set
+ * with setLogger() (library users), else, after useSyslog() (`--syslog`), to the system logger as RFC 3164
+ * datagrams on its Unix socket, as syslog(3) sends them, else to stderr.
  */
 import { native } from './native-loader.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'off'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-let threshold = LOG_LEVELS.indexOf('info');
+/**
+ * Where log lines go: `level` and the formatted message (Error arguments with their stack). Without one, lines go
+ * to syslog (useSyslog) or stderr as `[virtiofsd-ts LEVEL] message`. Called only at or above the threshold.
+ */
+export type Logger = (level: Exclude<LogLevel, 'off'>, message: string) => void;
 
+let threshold = LOG_LEVELS.indexOf('info');
+let custom: Logger | null = null;
+
+/** Sets the threshold for the whole process ('off': nothing is logged). */
 export function setLogLevel(level: LogLevel): void {
   threshold = LOG_LEVELS.indexOf(level);
+}
+
+/** Sends log lines to `logger` instead of syslog/stderr (process-wide); null restores those. */
+export function setLogger(logger: Logger | null): void {
+  custom = logger;
 }
 
 export function isLogLevel(s: string): s is LogLevel {
@@ -58,6 +72,14 @@ export function syslogLine(severity: number, ident: string, text: string, now = 
 function emit(level: number, args: unknown[]): void {
   if (level < threshold) return;
   const text = args.map((a) => (a instanceof Error ? (a.stack ?? a.message) : String(a))).join(' ');
+  if (custom !== null) {
+    try {
+      custom(LOG_LEVELS[level] as Exclude<LogLevel, 'off'>, text);
+    } catch {
+      // a failing logger must not take a request down with it
+    }
+    return;
+  }
   if (syslog !== null) {
     const bytes = Buffer.from(syslogLine(SYSLOG_SEVERITY[level]!, syslog.ident, text), 'utf8').subarray(0, SYSLOG_MAX);
     // Nonblocking: a logger that stopped reading, or went away, costs this line its way to syslog, not the daemon

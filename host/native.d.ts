@@ -13,6 +13,8 @@
  */
 export type Memory = ArrayBuffer | ArrayBufferView;
 
+/** Opaque handle of an I/O thread pool (bindings/io-pool.c). */
+export interface IoPoolHandle { readonly __ioPool: unique symbol }
 /** Opaque handle of a poller thread. */
 export interface PollerHandle { readonly __poller: unique symbol }
 
@@ -50,7 +52,7 @@ export interface NativeConstants {
   // mmap / memfd / eventfd / epoll
   PROT_READ: number; PROT_WRITE: number; MFD_CLOEXEC: number; MFD_ALLOW_SEALING: number;
   EFD_NONBLOCK: number; EFD_SEMAPHORE: number; EPOLLIN: number; EPOLLOUT: number; EPOLLERR: number;
-  EPOLLHUP: number; EPOLLRDHUP: number;
+  EPOLLHUP: number; EPOLLRDHUP: number; EPOLLET: number;
   // mount(2) flags, umount2(2) flags
   MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MNT_FORCE: number;
   MNT_DETACH: number; UMOUNT_NOFOLLOW: number;
@@ -154,7 +156,10 @@ export interface Native {
    * straight from the loop. -ENOSYS where the runtime has no libuv (Bun, Deno); other -errno from libuv.
    */
   pollerCreateOnLoop(callback: (token: number, events: number) => void): PollerHandle | number;
-  /** Registers fd (events: EPOLLIN etc.) with a caller-chosen token (int32). 0 or -errno. */
+  /**
+   * Registers fd (events: EPOLLIN etc.) with a caller-chosen token (int32). 0 or -errno. One-shot, unless events
+   * has EPOLLET: then edge-triggered and persistent (an event per new readiness; no rearm, no drain needed).
+   */
   pollerAdd(poller: PollerHandle, fd: number, token: number, events: number): number;
   /** Re-enables a one-shot registration. 0 or -errno. */
   pollerRearm(poller: PollerHandle, fd: number, token: number, events: number): number;
@@ -168,6 +173,29 @@ export interface Native {
   epollCtl(epfd: number, op: number, fd: number, events: number, token: number): number;
   /** Blocking epoll_wait; fills out with (token, events) pairs; returns the count or -errno. */
   epollWait(epfd: number, out: Int32Array, timeoutMs: number): number;
+  /** CLOCK_MONOTONIC in µs modulo 2^30 (a small integer: reading it allocates nothing); compare differences mod 2^30. */
+  clockUs(): number;
+
+  // ---- io-pool.c (prototype: blocking data I/O off the JS thread; not used by the daemon yet) ------------
+  /** Starts `threads` (1..64) I/O threads; -EINVAL/-ENOMEM/-errno on failure. */
+  ioPoolCreate(threads: number): IoPoolHandle | number;
+  /** The completion eventfd (nonblocking; readable while completions wait), or -EBADF once closed. */
+  ioPoolEventfd(pool: IoPoolHandle): number;
+  /**
+   * Queues preadv (op 0) or pwritev (op 1) on fd at `position` with the `struct iovec` table at mem[iovOffset] as
+   * for preadv below (copied now; the memory its bases point at must stay mapped until the job is reaped).
+   * 0, -EAGAIN (all 128 slots busy), -EINVAL, -EFAULT (the table outside mem), -EBADF (closed).
+   */
+  ioPoolSubmit(pool: IoPoolHandle, op: 0 | 1, fd: number, mem: Memory, iovOffset: number, iovCount: number,
+    position: number, tag: number): number;
+  /** Moves finished jobs into out as (tag, bytes or -errno) pairs; returns the pair count. */
+  ioPoolReap(pool: IoPoolHandle, out: Float64Array): number;
+  /** Jobs submitted and not reaped yet. */
+  ioPoolPending(pool: IoPoolHandle): number;
+  /** Joins the threads (running jobs finish; queued ones are dropped) and closes the eventfd. Idempotent. */
+  ioPoolClose(pool: IoPoolHandle): void;
+  /** preadv2(RWF_NOWAIT) with iovecs as for preadv (fsat.c): bytes, or -EAGAIN when the data is not cached. */
+  preadvNowait(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
 
   // ---- fsat.c ---------------------------------------------------------------------------------------------
   // Every name/path/target string of this section (and handle.c) is a byte string: one char per byte, 0..255

@@ -11,10 +11,19 @@
 #
 # The kernel package is the one `linux-image-amd64` depends on, fetched with `apt-get download`
 # and unpacked with `dpkg -x`. Idempotent: does nothing when the files are already there.
+#
+# GUEST_KERNEL_SERIES=6.12 fetches the newest Debian 12 backport of that series instead
+# (`linux-image-6.12.*+deb12-amd64-unsigned`, the first kernel whose virtiofs driver spreads requests over
+# several request queues) into .cache/guest-6.12/ by default; the default guest in .cache/guest/ is left alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-GUEST_DIR="${GUEST_DIR:-$ROOT/.cache/guest}"
+SERIES="${GUEST_KERNEL_SERIES:-}"
+if [[ -n "$SERIES" ]]; then
+  GUEST_DIR="${GUEST_DIR:-$ROOT/.cache/guest-$SERIES}"
+else
+  GUEST_DIR="${GUEST_DIR:-$ROOT/.cache/guest}"
+fi
 
 # Loaded in this order by the guest's /init; those built into the kernel are skipped.
 WANTED_MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci fuse virtiofs)
@@ -29,6 +38,16 @@ for tool in apt-get apt-cache dpkg xz; do
 done
 
 resolve_package() {
+  if [[ -n "$SERIES" ]]; then
+    # The unsigned flavour of the series with the highest version that has a candidate.
+    apt-cache pkgnames "linux-image-$SERIES." 2>/dev/null \
+      | grep -E "^linux-image-${SERIES//./\\.}\.[0-9]+\+deb[0-9]+-amd64-unsigned$" | sort -V -r \
+      | while read -r name; do
+          policy="$(apt-cache policy "$name" 2>/dev/null)"
+          if [[ "$policy" == *"Candidate: "[0-9]* ]]; then echo "$name"; break; fi
+        done
+    return
+  fi
   apt-cache depends linux-image-amd64 2>/dev/null \
     | sed -n 's/^ *Depends: *\(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n 1
 }
@@ -44,6 +63,7 @@ if [[ -z "$PKG" ]]; then
   exit 1
 fi
 VERSION="${PKG#linux-image-}"
+VERSION="${VERSION%-unsigned}"
 echo "fetch-guest-kernel: $PKG"
 
 WORK="$(mktemp -d)"

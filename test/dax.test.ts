@@ -22,7 +22,6 @@ import { FUSE_DAX_SZ } from '../host/dax/dax-ranges.js';
 import { VhostUserProtocolFeature as PF, VhostUserRequest as VR, bit, encodeHeader, VHOST_USER_REPLY_MASK,
   VHOST_USER_VERSION } from '../host/vhost-user/protocol.js';
 import { VhostUserFrontend } from '../host/frontend/vhost-user-frontend.js';
-import { daxOf } from '../host/dax/dax-device.js';
 import { native } from '../host/native-loader.js';
 import { setLogLevel } from '../host/log.js';
 
@@ -212,7 +211,7 @@ data('a file truncated under a mapping: no SIGBUS, zero pages past the new end, 
     assert.is(Buffer.from(grown).toString(), 'grown', 'the grown file shows through the same range');
     await r.client.release(e.nodeid, o.fh);
     // OPEN with O_TRUNC (FUSE_ATOMIC_O_TRUNC) truncates too: the whole range becomes file part 0 + zero tail.
-    const dax = daxOf(r.daemon.server)!;
+    const dax = r.daemon.dax!;
     const refits = dax.stats.refits;
     const t = await r.client.open(e.nodeid, c.O_RDWR | c.O_TRUNC);
     assert.ok(await until(() => { r.window.pump(); return dax.stats.refits > refits; }, 10000), 're-made after O_TRUNC');
@@ -328,7 +327,7 @@ hostile('a VMM that refuses the map: EIO, nothing recorded, the next map works',
     const args = setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 });
     r.window.refuse = true;
     assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node, args)), E.EIO);
-    assert.is(daxOf(r.daemon.server)!.mappingCount, 0);
+    assert.is(r.daemon.dax!.mappingCount, 0);
     r.window.refuse = false;
     assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node, args)), 0, 'the same range maps now');
     assert.is(r.window.mapped.size, 1);
@@ -395,7 +394,7 @@ hostile('the backend channel: unasked GET_SHMEM_CONFIG, SET_BACKEND_REQ_FD witho
     const junk = new Uint8Array(20);
     encodeHeader(new DataView(junk.buffer), 0, 99, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, 8);
     native.sendmsg(r.window.fd, junk, 0, junk.length, []);
-    assert.ok(await until(() => !daxOf(r.daemon.server)!.connected, 10000), 'the device closed the channel');
+    assert.ok(await until(() => !r.daemon.dax!.connected, 10000), 'the device closed the channel');
     assert.is(await errnoOf(r.client.request(P.FUSE_SETUPMAPPING, node,
       setupArgs({ foffset: 0, len: 2 * MiB, flags: READ, moffset: 0 }))), E.ENOTCONN);
     assert.ok((await r.client.statfs()).blocks > 0, 'served on');
@@ -526,7 +525,7 @@ life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () =>
     fs.writeFileSync(path.join(r.dir, 'm'), pattern(4 * MiB, 8));
     const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'm')).nodeid;
     await r.driver.read(node, 0, 4 * MiB, 4 * MiB);
-    const dax = daxOf(r.daemon.server)!;
+    const dax = r.daemon.dax!;
     assert.is(dax.mappingCount, 2);
     assert.is(r.window.mapped.size, 2);
     await r.client.frontend.resetDevice();
@@ -540,7 +539,7 @@ life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () =>
     fs.writeFileSync(path.join(r2.dir, 'm'), pattern(MiB, 8));
     const node = (await r2.client.lookup(P.FUSE_ROOT_ID, 'm')).nodeid;
     await r2.driver.read(node, 0, MiB, MiB);
-    const dax = daxOf(r2.daemon.server)!;
+    const dax = r2.daemon.dax!;
     assert.is(dax.mappingCount, 1);
     r2.client.close();
     assert.ok(await until(() => !dax.connected && dax.mappingCount === 0, 10000), 'gone with the frontend');

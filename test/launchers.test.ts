@@ -21,6 +21,7 @@ import { VirtiofsDaemon } from '../host/daemon.js';
 import { native } from '../host/native-loader.js';
 import { drainDatagrams } from './util/datagrams.js';
 import { requireRoot } from './util/prereq.js';
+import { sleep } from './util/wait.js';
 import { COMPAT_SYNOPSES, OPTION_SYNOPSES, parseCommandLine, type CliOptions } from '../host/cli-options.js';
 import { log, setLogLevel, syslogLine, useStderr, useSyslog } from '../host/log.js';
 
@@ -31,7 +32,6 @@ fs.chmodSync(tmp, 0o755); // the other uid of the --socket-group test must reach
 const share = path.join(tmp, 'share');
 fs.mkdirSync(share);
 fs.writeFileSync(path.join(share, 'hello.txt'), 'hello\n');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function parsed(argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions {
   const o = parseCommandLine(argv, env);

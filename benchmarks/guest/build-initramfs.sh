@@ -50,7 +50,11 @@ if [[ ! -f "$MODCACHE/order" ]]; then
   WORK="$(mktemp -d)"
   chmod 755 "$WORK"   # apt-get download may drop privileges to _apt
   say "downloading linux-image-$KVER for the 9p modules"
-  (cd "$WORK" && apt-get download -q "linux-image-$KVER" 2>&1 | grep -v -e unsandboxed -e '^Get:' -e '^Fetched' || true)
+  # The unsigned package where only that one exists (the 6.12 backport guest, GUEST_KERNEL_SERIES=6.12).
+  for pkg in "linux-image-$KVER" "linux-image-$KVER-unsigned"; do
+    (cd "$WORK" && apt-get download -q "$pkg" 2>&1 | grep -v -e unsandboxed -e '^Get:' -e '^Fetched' -e '^E:' || true)
+    ls "$WORK"/*.deb >/dev/null 2>&1 && break
+  done
   DEB="$(ls "$WORK"/*.deb 2>/dev/null | head -n 1 || true)"
   [[ -n "$DEB" ]] || { rm -rf "$WORK"; die "apt-get download linux-image-$KVER produced no .deb"; }
   dpkg -x "$DEB" "$WORK/root"
@@ -63,6 +67,10 @@ if [[ ! -f "$MODCACHE/order" ]]; then
     if [[ -z "$file" ]]; then
       if grep -Eq "/${mod}\.ko$" "$MODDIR/modules.builtin" 2>/dev/null; then
         say "  $mod built in"
+        continue
+      fi
+      if [[ "$mod" == fscache ]]; then
+        say "  fscache absent (part of netfs since Linux 6.4)"
         continue
       fi
       rm -rf "$WORK"
@@ -176,8 +184,11 @@ chmod 755 "$STAGE/init"
 OVERLAY="$BENCH_GUEST_DIR/overlay.cpio"
 (cd "$STAGE" && find . -print0 | sort -z | cpio --null -o -H newc --owner 0:0 --quiet) > "$OVERLAY"
 # The gzip member of the e2e image, then the plain archive (cpio pads to 512 bytes; the kernel skips
-# zero padding between archives).
-cat "$BASE" "$OVERLAY" > "$OUT.tmp"
+# zero padding between archives). The kernel takes a plain archive only at a 4-byte aligned offset
+# (init/initramfs.c); a gzip member of another length would leave the overlay unread ("invalid magic"),
+# so zeros pad the member to the next multiple of 4.
+PAD=$(( (4 - $(stat -c %s "$BASE") % 4) % 4 ))
+{ cat "$BASE"; head -c "$PAD" /dev/zero; cat "$OVERLAY"; } > "$OUT.tmp"
 rm -f "$OVERLAY"
 mv "$OUT.tmp" "$OUT"
 say "wrote $OUT ($(stat -c %s "$OUT") bytes; $FIO_VERSION, kernel $KVER)"

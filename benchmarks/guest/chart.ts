@@ -9,8 +9,10 @@ export interface GuestChartRow {
   values: Partial<Record<string, number>>;
 }
 
-const COLORS: Record<string, string> = { ours: '#2b6cb0', c: '#c05621', '9p': '#718096' };
-const NAMES: Record<string, string> = { ours: 'ours (virtiofsd-ts)', c: 'C virtiofsd', '9p': 'virtio-9p' };
+const COLORS: Record<string, string> = { ours: '#2b6cb0', 'ours-poll': '#63b3ed', c: '#c05621', '9p': '#718096' };
+const NAMES: Record<string, string> = {
+  ours: 'ours (virtiofsd-ts)', 'ours-poll': 'ours --poll-us', c: 'C virtiofsd', '9p': 'virtio-9p',
+};
 const xml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function guestSvgChart(rows: GuestChartRow[], kinds: string[], title: string): string {

@@ -1,7 +1,8 @@
 /**
- * `npm run bench:guest [-- options]`: one Linux guest under QEMU (TCG) runs the same workload on three
- * backends for the same host directory, one after another:
+ * `npm run bench:guest [-- options]`: one Linux guest under QEMU (TCG) runs the same workload on each
+ * backend for the same host directory, one after another:
  *   ours  `node dist/host/cli.js --cache=auto`          vhost-user-fs, mounted `-t virtiofs`
+ *   ours-poll  the same with --poll-us=N               (adaptive polling; see --poll-us below)
  *   c     QEMU's C virtiofsd `-o cache=auto`            vhost-user-fs, mounted `-t virtiofs`
  *   9p    QEMU's own virtio-9p (`-virtfs local,...`)    mounted `-t 9p -o trans=virtio,version=9p2000.L,msize=...`
  * The workload (benchmarks/guest/workload.sh, in the bench initramfs built by build-initramfs.sh): fio
@@ -16,7 +17,12 @@
  * --smp=N (guest vCPUs, default 1: with 2 vCPUs on a 2-core host, TCG's vCPU threads starve QEMU's
  * 9p worker and the daemons), --mem=MiB (1024), --msize=N (9p, 512000: the virtio transport's maximum
  * in Linux 6.1), --9p-cache=MODE (9p `cache=`; default the kernel's, none), --quick (runtime 3, 32 MiB,
- * 500 files: a smoke run, saves nothing unless --save), --no-save, --out=DIR.
+ * 500 files: a smoke run, saves nothing unless --save), --no-save, --out=DIR, --poll-us=N (default 50: the
+ * backend `ours-poll` is ours with --poll-us=N, in its own column beside the defaults; 0 leaves it out),
+ * --kernel=6.12 (the Debian 6.12 backport guest, .cache/guest-6.12, whose virtio_fs uses several request queues;
+ * default the 6.1 e2e guest), --queues=N (request queues of ours' device, `num-request-queues`; the C virtiofsd
+ * of QEMU 7.2 serves one, so its runs keep 1), --numjobs=N (fio threads per job; with --smp and --queues > 1 they
+ * spread over the queues).
  */
 import { guestSvgChart } from './chart.js';
 import { spawnSync } from 'node:child_process';
@@ -53,11 +59,18 @@ const cfg = {
   msize: num('msize', 512000),
   ninepCache: opt('9p-cache') ?? '',
   jobs: opt('jobs') ?? 'seq-read,seq-write,rand-read,rand-write,rand-read-aio',
+  pollUs: num('poll-us', 50),
+  kernel: opt('kernel') ?? '6.1',
+  queues: num('queues', 1),
+  numjobs: num('numjobs', 1),
 };
-type Kind = 'ours' | 'c' | '9p';
-const ALL_KINDS: Kind[] = ['ours', 'c', '9p'];
-const kinds = (opt('backends') ?? ALL_KINDS.join(',')).split(',').map((k) => {
-  if (!ALL_KINDS.includes(k as Kind)) throw new Error(`bench:guest: unknown backend '${k}' (ours, c, 9p)`);
+if (cfg.kernel !== '6.1' && cfg.kernel !== '6.12') throw new Error(`bench:guest: --kernel=${cfg.kernel}: 6.1 or 6.12`);
+if (cfg.queues < 1 || cfg.numjobs < 1) throw new Error('bench:guest: --queues and --numjobs start at 1');
+type Kind = 'ours' | 'ours-poll' | 'c' | '9p';
+const ALL_KINDS: Kind[] = ['ours', 'ours-poll', 'c', '9p'];
+const kinds = (opt('backends') ?? ALL_KINDS.filter((k) => k !== 'ours-poll' || cfg.pollUs > 0).join(',')).split(',').map((k) => {
+  if (!ALL_KINDS.includes(k as Kind)) throw new Error(`bench:guest: unknown backend '${k}' (${ALL_KINDS.join(', ')})`);
+  if (k === 'ours-poll' && cfg.pollUs === 0) throw new Error('bench:guest: ours-poll needs --poll-us > 0');
   return k as Kind;
 });
 const save = quick ? flag('save') : !flag('no-save');
@@ -66,7 +79,10 @@ const outDir = opt('out') ?? path.join(ROOT, 'benchmarks', 'results');
 const HERE = path.join(ROOT, 'benchmarks', 'guest');
 const BUILD_SCRIPT = path.join(HERE, 'build-initramfs.sh');
 const WORKLOAD = path.join(HERE, 'workload.sh');
-const BENCH_GUEST_DIR = process.env.BENCH_GUEST_DIR ?? path.join(ROOT, '.cache', 'guest-bench');
+/** The guest kernel: the e2e one (6.1), or the 6.12 backport fetched beside it (scripts/fetch-guest-kernel.sh). */
+const GUEST_612_DIR = path.join(ROOT, '.cache', 'guest-6.12');
+const BENCH_GUEST_DIR = process.env.BENCH_GUEST_DIR ??
+  path.join(ROOT, '.cache', cfg.kernel === '6.12' ? 'guest-bench-6.12' : 'guest-bench');
 const BENCH_INITRD = path.join(BENCH_GUEST_DIR, 'initramfs-bench.img');
 const TAG = 'bench';
 
@@ -190,7 +206,8 @@ function ensureBenchImage(base: GuestImage): GuestImage {
   const t = mtime(BENCH_INITRD);
   if (t < 0 || t < mtime(BUILD_SCRIPT) || t < mtime(WORKLOAD) || t < mtime(base.initrd)) {
     log('building the bench initramfs (benchmarks/guest/build-initramfs.sh)');
-    const r = spawnSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', env: { ...process.env, BENCH_GUEST_DIR }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const guestDir = path.dirname(base.initrd);
+    const r = spawnSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', env: { ...process.env, BENCH_GUEST_DIR, GUEST_DIR: guestDir }, stdio: ['ignore', 'pipe', 'pipe'] });
     if (r.status !== 0) throw new Error(`bench:guest: build-initramfs.sh failed (status ${r.status}):\n${r.stdout}${r.stderr}`);
     log(r.stdout.trim().split('\n').pop());
   }
@@ -275,17 +292,26 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
   const append = [
     `bench_fs=${kind === '9p' ? '9p' : 'virtiofs'}`,
     `bench_runtime=${cfg.runtimeS}`, `bench_size=${cfg.sizeMiB}`, `bench_files=${cfg.files}`,
-    `bench_passes=${cfg.passes}`, `bench_jobs=${cfg.jobs}`, `bench_msize=${cfg.msize}`,
+    `bench_passes=${cfg.passes}`, `bench_jobs=${cfg.jobs}`, `bench_msize=${cfg.msize}`, `bench_numjobs=${cfg.numjobs}`,
     ...(cfg.ninepCache ? [`bench_9p_cache=${cfg.ninepCache}`] : []),
   ].join(' ');
   const qemuArgs = ['-smp', String(cfg.smp)];
+  const oursKind = kind === 'ours' || kind === 'ours-poll';
+  if (oursKind && cfg.queues > 1) qemuArgs.push('-global', `vhost-user-fs-pci.num-request-queues=${cfg.queues}`);
   let command: string[];
   if (kind === '9p') {
     const virtfs = `local,path=${share},mount_tag=${TAG},security_model=passthrough,id=fs1`;
     qemuArgs.push('-virtfs', virtfs);
     command = [QEMU, '-virtfs', virtfs];
   } else {
-    backend = await startBackend(kind, { socketPath, sharedDir: share, cache: 'auto', logLevel: kind === 'ours' ? 'warn' : undefined });
+    const ours = kind === 'ours' || kind === 'ours-poll';
+    backend = await startBackend(ours ? 'ours' : 'c', {
+      socketPath, sharedDir: share, cache: 'auto', logLevel: ours ? 'warn' : undefined,
+      extraArgs: [
+        ...(kind === 'ours-poll' ? [`--poll-us=${cfg.pollUs}`] : []),
+        ...(ours && cfg.queues > 1 ? [`--num-request-queues=${cfg.queues}`] : []),
+      ],
+    });
     command = backend.command;
   }
   // Bounds: boot, the file layout, fio jobs and the metadata phases (9p's untar takes minutes with 2 vCPUs).
@@ -405,19 +431,24 @@ function fmtRatio(v: number | undefined): string {
   return v === undefined ? '—' : `${v.toFixed(2)}×`;
 }
 
-const KIND_NAMES: Record<Kind, string> = { ours: 'ours', c: 'C virtiofsd', '9p': 'virtio-9p' };
+const KIND_NAMES: Record<Kind, string> = {
+  ours: 'ours', 'ours-poll': `ours --poll-us=${cfg.pollUs}`, c: 'C virtiofsd', '9p': 'virtio-9p',
+};
 
 function tableCells(rows: Row[]): string[][] {
   const header = ['workload', 'unit', ...kinds.map((k) => KIND_NAMES[k])];
   const withC = kinds.includes('ours') && kinds.includes('c');
   const with9p = kinds.includes('ours') && kinds.includes('9p');
+  const pollWithC = kinds.includes('ours-poll') && kinds.includes('c');
   if (withC) header.push('ours/C');
+  if (pollWithC) header.push(`${KIND_NAMES['ours-poll']}/C`);
   if (with9p) header.push('ours/9p');
   const out = [header];
   for (const row of rows) {
     const unit = `${row.metric.unit} ${row.metric.higherBetter ? '↑' : '↓'}`;
     const cells = [row.metric.label, unit, ...kinds.map((k) => fmtValue(row.values[k], row.metric.unit))];
     if (withC) cells.push(fmtRatio(ratio(row.values.ours, row.values.c)));
+    if (pollWithC) cells.push(fmtRatio(ratio(row.values['ours-poll'], row.values.c)));
     if (with9p) cells.push(fmtRatio(ratio(row.values.ours, row.values['9p'])));
     out.push(cells);
   }
@@ -486,7 +517,8 @@ async function main(): Promise<number> {
   }
   const started = new Date();
   const loadStart = os.loadavg();
-  const image = ensureBenchImage(ensureGuestImage());
+  const image = ensureBenchImage(cfg.kernel === '6.12'
+    ? ensureGuestImage(GUEST_612_DIR, { GUEST_KERNEL_SERIES: '6.12' }) : ensureGuestImage());
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-bench-guest-'));
   const runs: BackendRun[] = [];
   let src: SourceTree;
@@ -532,6 +564,7 @@ async function main(): Promise<number> {
         id: row.metric.id, label: row.metric.label, unit: row.metric.unit, higherBetter: row.metric.higherBetter,
         values: row.values, clatMeanUs: row.latencyUs,
         oursOverC: ratio(row.values.ours, row.values.c), oursOver9p: ratio(row.values.ours, row.values['9p']),
+        oursPollOverC: ratio(row.values['ours-poll'], row.values.c),
       })),
     };
     const jsonFile = path.join(outDir, `guest-${date}.json`);
@@ -540,8 +573,9 @@ async function main(): Promise<number> {
     const md = [
       `# Guest benchmark, ${date}`,
       '',
-      'One Linux guest under QEMU runs the same workload on a share served three ways: our daemon and the C virtiofsd',
-      '(both vhost-user-fs, `cache=auto`, mounted `-t virtiofs`) and QEMU\'s built-in virtio-9p. Produced by',
+      'One Linux guest under QEMU runs the same workload on a share served by each backend in turn: our daemon (with its',
+      `defaults, and as \`${KIND_NAMES['ours-poll']}\` with that option added${kinds.includes('ours-poll') ? '' : ' — not in this run'}), the C virtiofsd`,
+      '(all vhost-user-fs, `cache=auto`, mounted `-t virtiofs`) and QEMU\'s built-in virtio-9p. Produced by',
       '`npm run bench:guest` (benchmarks/guest/); each backend gets a fresh shared directory on the same host filesystem.',
       '',
       markdownTable(cells),
@@ -554,7 +588,8 @@ async function main(): Promise<number> {
       '',
       `- fio ${fioVersion}, one job at a time, \`--direct=1\` (every request reaches the backend; all three drop O_DIRECT on`,
       `  the host, so the host page cache serves them alike), \`--runtime=${cfg.runtimeS} --time_based\` on one ${cfg.sizeMiB} MiB file`,
-      '  written with dd first; psync at queue depth 1 unless noted.',
+      `  written with dd first; psync at queue depth 1 unless noted; ${cfg.numjobs} fio thread(s) per job; request queues:`,
+      `  ours ${cfg.queues}, the C virtiofsd 1 (QEMU 7.2's serves one); ${cfg.smp} vCPU(s).`,
       `- Metadata in busybox sh (builtins, no fork per file), guest caches dropped before each phase: create = \`echo i > f\``,
       `  for ${cfg.files} files; stat = \`[ -e f ]\` per file; readdir = glob of the directory, ${cfg.passes} passes; \`ls -l\`; unlink = \`rm dir/f*\`.`,
       `- untar: \`tar xf\` (busybox) of a tarball of \`${src.from}\` (${src.files} files, ${(src.bytes / 1e6).toFixed(1)} MB) read from the share,`,

@@ -6,7 +6,8 @@
 #   BENCH-INFO <key> <value>
 #   E2E-RESULT <step> ok|fail <detail>
 # Knobs from the kernel command line: bench_runtime=<s per fio job> bench_size=<MiB test file>
-# bench_files=<small files> bench_passes=<readdir passes> bench_jobs=<comma list of fio jobs>.
+# bench_files=<small files> bench_passes=<readdir passes> bench_jobs=<comma list of fio jobs>
+# bench_numjobs=<fio threads per job, on the same file; results summed (group_reporting)>.
 #
 # fio runs with O_DIRECT so that every request reaches the backend: with cache=auto the guest page cache
 # would otherwise serve the re-reads of virtio-fs, while 9p (cache=none) goes to the host every time.
@@ -19,6 +20,7 @@ SIZE=64
 FILES=2000
 PASSES=10
 JOBS="seq-read,seq-write,rand-read,rand-write,rand-read-aio"
+NUMJOBS=1
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     bench_runtime=*) RUNTIME="${arg#bench_runtime=}" ;;
@@ -26,6 +28,7 @@ for arg in $(cat /proc/cmdline); do
     bench_files=*) FILES="${arg#bench_files=}" ;;
     bench_passes=*) PASSES="${arg#bench_passes=}" ;;
     bench_jobs=*) JOBS="${arg#bench_jobs=}" ;;
+    bench_numjobs=*) NUMJOBS="${arg#bench_numjobs=}" ;;
   esac
 done
 
@@ -65,6 +68,7 @@ fi
 # fio_job <name> <rw> <bs> <ioengine> <iodepth>
 fio_job() {
   out=$(fio --name="$1" --filename="$F" --size="${SIZE}M" --rw="$2" --bs="$3" --ioengine="$4" --iodepth="$5" \
+    --numjobs="$NUMJOBS" --group_reporting \
     --direct=1 --thread --norandommap --runtime="$RUNTIME" --time_based \
     --output-format=terse --terse-version=3 2>&1)
   status=$?

@@ -18,6 +18,7 @@ import type {
   ByteTarget, Context, CreateResult, DataSource, DataTarget, DirTarget, Entry, FileLock, FileSystem, SetAttr, StatFs,
 } from './filesystem.js';
 import { AttrTarget } from './filesystem.js';
+import type { SettledFileSystem } from './fs-guard.js';
 import * as P from './protocol.js';
 import { REPLY_MAX } from '../core.js';
 import { nameOf, putName } from './names.js';
@@ -70,7 +71,8 @@ export interface FuseCore {
 
 /** What handlers see of the server: the filesystem, the core, the negotiated state and the per-request sinks. */
 export interface Session {
-  readonly fs: FileSystem;
+  /** The served FileSystem behind the server's guard (results settled and checked; see fs-guard.ts). */
+  readonly fs: SettledFileSystem;
   readonly core: FuseCore;
   /** The core's statx scratch. */
   readonly attr: AttrTarget;
@@ -96,6 +98,8 @@ export interface Session {
   readTarget(size: number): DataTarget;
   writeSource(size: number): DataSource;
   dirTarget(size: number, plus: boolean): DirTarget;
+  /** GETXATTR/LISTXATTR: where the value goes (the reply scratch, at most REPLY_MAX bytes). */
+  byteTarget(size: number): ByteTarget;
   /** Whether the current request can be parked (its transport answers later). */
   canDefer(): boolean;
   /**
@@ -352,7 +356,7 @@ function setlkReply(s: Session, d: LkArgs, req: Args, sleep: boolean): number {
 }
 
 function replyBytes(s: Session, size: number): ByteTarget {
-  return { buffer: s.core.memory.buffer, offset: s.core.replyPtr, size: Math.min(size, REPLY_MAX) };
+  return s.byteTarget(size);
 }
 
 const noArgs = (): null => null;

@@ -6,9 +6,10 @@
  * - Every method is optional; a missing one answers ENOSYS (and for READDIRPLUS / INIT-time features, the server
  *   does not negotiate what a filesystem cannot do).
  * - Methods get a `Context` (the caller's uid/gid/pid from fuse_in_header) and decoded, plain arguments.
- * - A method returns a negative errno (e.g. `-2` for ENOENT), which travels unchanged into
- *   `fuse_out_header.error`, or its result. Methods never throw for a filesystem error; a throw is a bug, which
- *   the server logs and answers with EIO.
+ * - A method returns a negative errno (e.g. `-Errno.ENOENT`), which travels unchanged into
+ *   `fuse_out_header.error`, or its result — or a Promise of either (see `FileSystem`: the request is answered
+ *   when it settles, others are served meanwhile). Methods never throw for a filesystem error; a throw or a
+ *   rejection is a bug, which the server logs (once per opcode) and answers with EIO.
  * - Node ids are the filesystem's own numbers (1 = FUSE_ROOT_ID). The **lookup count** of a node is the number of
  *   successful replies that carried its node id in an entry (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE, and
  *   READDIRPLUS entries), minus the counts FORGET/BATCH_FORGET return. The filesystem must keep a node alive
@@ -20,15 +21,22 @@
 import { native } from '../native-loader.js';
 import { nameBytes as bytesOfName, nameOf } from './names.js';
 
+/** Who asks: the caller's ids and process, from fuse_in_header (guest ids for a VM). */
 export interface Context {
   readonly uid: number;
   readonly gid: number;
+  /** The caller's process id in the guest (0 for requests the kernel makes itself). */
   readonly pid: number;
 }
 
-/** A successful entry reply: the node and its generation; the attributes are in the request's AttrTarget. */
+/**
+ * A successful entry reply: the node and its generation; the attributes are in the request's AttrTarget.
+ * `nodeId: 0` in a LOOKUP reply is a negative entry (the name does not exist; cached for `entryTimeout`).
+ */
 export interface Entry {
+  /** The filesystem's own number for the node (1 = the root); the guest uses it in later requests. */
   nodeId: number;
+  /** Bumped when a node id is reused for another file, so the pair stays unique for NFS-style handles (0 is fine). */
   generation: number;
   /** Override the server's cache-mode timeouts (seconds). */
   entryTimeout?: number;
@@ -69,14 +77,23 @@ export interface SetAttr {
   killSuidgid?: boolean;
 }
 
+/** STATFS reply, as statvfs(3) has it. Block counts are in units of `frsize`. */
 export interface StatFs {
+  /** Total blocks. */
   blocks: number;
+  /** Free blocks. */
   bfree: number;
+  /** Free blocks an unprivileged user may use. */
   bavail: number;
+  /** Total inodes. */
   files: number;
+  /** Free inodes. */
   ffree: number;
+  /** Preferred I/O size. */
   bsize: number;
+  /** Longest name, in bytes (255 on most filesystems). */
   namelen: number;
+  /** Fragment size: the unit of the block counts. */
   frsize: number;
 }
 
@@ -123,9 +140,34 @@ const STATX_BASIC_STATS = 0x7ff;
  */
 export class AttrTarget {
   private dv: DataView | null = null;
+  private at: number;
 
   /** @param memory returns the current buffer (a WebAssembly.Memory's buffer is replaced when it grows). */
-  constructor(private readonly memory: () => ArrayBuffer, readonly offset: number) {}
+  constructor(private memory: () => ArrayBuffer, offset: number) {
+    this.at = offset;
+  }
+
+  /** Byte offset of the `struct statx` in `buffer`. */
+  get offset(): number {
+    return this.at;
+  }
+
+  /**
+   * Moves this target to a private 256-byte buffer, keeping what was written so far. The server does this when a
+   * method's result is a Promise: the shared scratch belongs to the next request, this target to the pending one.
+   */
+  detach(): void {
+    const own = new ArrayBuffer(STATX.SIZE);
+    new Uint8Array(own).set(new Uint8Array(this.memory(), this.at, STATX.SIZE));
+    this.memory = () => own;
+    this.at = 0;
+    this.dv = null;
+  }
+
+  /** The 256 bytes of the statx (a view, not a copy). */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.memory(), this.at, STATX.SIZE);
+  }
 
   /** A target over its own 256-byte buffer (tests, filesystems used without a core). */
   static standalone(): AttrTarget {
@@ -322,174 +364,241 @@ export class BufferBytes implements ByteTarget {
 }
 
 // ---- the interface ---------------------------------------------------------------------------------------------------
+/**
+ * A method's result: the value itself, or a Promise (any thenable) of it. A filesystem backed by a network or a
+ * database returns a Promise; the server then parks the request, keeps serving the others, and answers it when
+ * the Promise settles. A rejected Promise answers EIO (logged), as a throw does.
+ */
+export type MaybePromise<T> = T | PromiseLike<T>;
+
+/**
+ * What the server serves. Every method is optional: a missing one answers ENOSYS. See the module comment for the
+ * conventions (errno results, lookup counts, attributes through `AttrTarget`).
+ *
+ * **Asynchronous methods.** Any method may return a Promise. While it is pending:
+ * - requests for other nodes and handles are served as usual (the guest sees them answered first);
+ * - the targets the method got (`attr`, `target`, `source`, `out`) stay valid and private to this request until
+ *   the Promise settles: write to them before or after an `await`, as suits you. `setxattr`'s `value` is a view
+ *   of the request valid only until the method returns or first awaits: copy it if you need it later;
+ * - FORGET/BATCH_FORGET that arrive after a pending entry reply (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE,
+ *   TMPFILE, READDIRPLUS) are delivered to `forget` only once that reply went out, so a count never drops to zero
+ *   under a node about to be handed out;
+ * - RELEASE/RELEASEDIR of a handle wait until the requests pending on that handle (READ, WRITE, FLUSH, FSYNC,
+ *   READDIR...) have settled;
+ * - if the guest goes away (disconnect, queue reset, DESTROY) the result is dropped; a dropped entry or open
+ *   result is taken back (`forget` of one lookup, `release` of the handle) unless the session ended (then
+ *   `destroy` already reset every count);
+ * - a FUSE_INTERRUPT (host /dev/fuse mounts: the caller got a signal) of a request that changes nothing (READ,
+ *   LOOKUP, GETATTR, ...) answers EINTR at once; its later result is dropped (and taken back as above).
+ *
+ * A method that throws, returns a rejected Promise or a result of the wrong shape (a positive number where an
+ * errno is due, a non-integer, an object without its fields) is answered EIO and logged once per opcode.
+ */
 export interface FileSystem {
 
   /**
-   * INIT. Called once, before any other method. Returns 0 or -errno (the mount fails).
+   * INIT: the guest mounts. Called once per session, before any other method. Replies: 0, or -errno (the mount
+   * fails).
    */
-  init?(info: InitInfo): number;
-
-  /** DESTROY: the guest unmounts. Every lookup count drops to zero (release all nodes except the root). */
-  destroy?(): void;
+  init?(info: InitInfo): MaybePromise<number>;
 
   /**
-   * LOOKUP `name` in directory `parent`. Replies: entry (attributes in `attr`) or -errno (-ENOENT when absent).
+   * DESTROY (the guest unmounts) or the end of the session (frontend gone, daemon closing). Every lookup count
+   * drops to zero: release all nodes except the root, and every open handle. No reply content.
+   */
+  destroy?(): MaybePromise<void>;
+
+  /**
+   * LOOKUP `name` in directory `parent`. Valid replies: an `Entry` (attributes written into `attr`), `{ nodeId: 0 }`
+   * as a negative entry (cached by the guest for `entryTimeout`), or -errno (-ENOENT when absent).
    * Lookup count: +1 on the returned node on success. `.` and `..` are valid names here (`..` of the root is the
    * root).
    */
-  lookup?(ctx: Context, parent: number, name: string, attr: AttrTarget): Entry | number;
+  lookup?(ctx: Context, parent: number, name: string, attr: AttrTarget): MaybePromise<Entry | number>;
 
-  /** FORGET: subtract `nlookup` from the node's lookup count; at zero the node may go. No reply. */
+  /** FORGET / BATCH_FORGET: subtract `nlookup` from the node's lookup count; at zero the node may go. No reply. */
   forget?(nodeId: number, nlookup: number): void;
 
-  /** GETATTR. `fh` is given when the kernel asked through an open handle. Replies: 0 (attributes in `attr`) or -errno. */
-  getattr?(ctx: Context, nodeId: number, fh: number | undefined, attr: AttrTarget): number;
+  /**
+   * GETATTR. `fh` is given when the kernel asked through an open handle. Valid replies: 0 (attributes written
+   * into `attr`) or -errno. Lookup count unchanged.
+   */
+  getattr?(ctx: Context, nodeId: number, fh: number | undefined, attr: AttrTarget): MaybePromise<number>;
 
-  /** SETATTR: apply the present fields of `set`, then write the new attributes into `attr`. Replies: 0 or -errno. */
-  setattr?(ctx: Context, nodeId: number, set: SetAttr, attr: AttrTarget): number;
+  /**
+   * SETATTR: apply the present fields of `set` (chmod, chown, truncate when `size` is set, utimes), then write the
+   * new attributes into `attr`. Valid replies: 0 or -errno. Lookup count unchanged.
+   */
+  setattr?(ctx: Context, nodeId: number, set: SetAttr, attr: AttrTarget): MaybePromise<number>;
 
-  /** READLINK. Replies: the target or -errno. Lookup count unchanged. */
-  readlink?(ctx: Context, nodeId: number): string | number;
+  /** READLINK. Valid replies: the target (a byte string, see names) or -errno. Lookup count unchanged. */
+  readlink?(ctx: Context, nodeId: number): MaybePromise<string | number>;
 
-  /** SYMLINK: create `name` -> `target` in `parent`. Replies: entry or -errno. Lookup count +1 on success. */
-  symlink?(ctx: Context, parent: number, name: string, target: string, attr: AttrTarget): Entry | number;
+  /** SYMLINK: create `name` -> `target` in `parent`. Valid replies: entry or -errno. Lookup count +1 on success. */
+  symlink?(ctx: Context, parent: number, name: string, target: string, attr: AttrTarget): MaybePromise<Entry | number>;
 
-  /** MKNOD (regular files, fifos, sockets, devices). `mode` includes the type; the kernel applied `umask` already
-   *  unless FUSE_DONT_MASK. Replies: entry or -errno. Lookup count +1 on success. */
+  /**
+   * MKNOD (regular files, fifos, sockets, devices). `mode` includes the type; the kernel applied `umask` already
+   * unless FUSE_DONT_MASK. Valid replies: entry or -errno. Lookup count +1 on success.
+   */
   mknod?(ctx: Context, parent: number, name: string, mode: number, rdev: number, umask: number,
-         attr: AttrTarget): Entry | number;
+         attr: AttrTarget): MaybePromise<Entry | number>;
 
-  /** MKDIR. Replies: entry or -errno. Lookup count +1 on success. */
-  mkdir?(ctx: Context, parent: number, name: string, mode: number, umask: number, attr: AttrTarget): Entry | number;
+  /** MKDIR. Valid replies: entry or -errno (-EEXIST). Lookup count +1 on success. */
+  mkdir?(ctx: Context, parent: number, name: string, mode: number, umask: number,
+         attr: AttrTarget): MaybePromise<Entry | number>;
 
-  /** UNLINK. Replies: 0 or -errno. Lookup counts unchanged (the node lives on until forgotten). */
-  unlink?(ctx: Context, parent: number, name: string): number;
+  /** UNLINK. Valid replies: 0 or -errno. Lookup counts unchanged (the node lives on until forgotten). */
+  unlink?(ctx: Context, parent: number, name: string): MaybePromise<number>;
 
-  /** RMDIR. Replies: 0 or -errno. Lookup counts unchanged. */
-  rmdir?(ctx: Context, parent: number, name: string): number;
+  /** RMDIR. Valid replies: 0 or -errno (-ENOTEMPTY). Lookup counts unchanged. */
+  rmdir?(ctx: Context, parent: number, name: string): MaybePromise<number>;
 
-  /** RENAME / RENAME2 (`flags`: RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT). Replies: 0 or -errno. */
-  rename?(ctx: Context, parent: number, name: string, newParent: number, newName: string, flags: number): number;
+  /**
+   * RENAME / RENAME2 (`flags`: RENAME_NOREPLACE 1 | RENAME_EXCHANGE 2 | RENAME_WHITEOUT 4). Valid replies: 0 or
+   * -errno (-EINVAL for flags the filesystem does not support). Lookup counts unchanged.
+   */
+  rename?(ctx: Context, parent: number, name: string, newParent: number, newName: string,
+          flags: number): MaybePromise<number>;
 
-  /** LINK `nodeId` as `newName` in `newParent`. Replies: entry or -errno. Lookup count +1 on success. */
-  link?(ctx: Context, nodeId: number, newParent: number, newName: string, attr: AttrTarget): Entry | number;
+  /** LINK `nodeId` as `newName` in `newParent`. Valid replies: entry or -errno. Lookup count +1 on success. */
+  link?(ctx: Context, nodeId: number, newParent: number, newName: string, attr: AttrTarget): MaybePromise<Entry | number>;
 
-  /** OPEN with open(2) `flags` (the kernel removed O_CREAT/O_EXCL/O_NOCTTY; O_TRUNC only with ATOMIC_O_TRUNC).
-   *  `openFlags` are fuse_open_in.open_flags (FUSE_OPEN_KILL_SUIDGID: with O_TRUNC, clear setuid/setgid).
-   *  Replies: a handle or -errno. Lookup count unchanged. */
-  open?(ctx: Context, nodeId: number, flags: number, openFlags?: number): OpenResult | number;
+  /**
+   * OPEN with open(2) `flags` (the kernel removed O_CREAT/O_EXCL/O_NOCTTY; O_TRUNC only with ATOMIC_O_TRUNC).
+   * `openFlags` are fuse_open_in.open_flags (FUSE_OPEN_KILL_SUIDGID: with O_TRUNC, clear setuid/setgid).
+   * Valid replies: a handle (`{ fh }`, any number you choose; RELEASE gives it back) or -errno. Lookup count
+   * unchanged.
+   */
+  open?(ctx: Context, nodeId: number, flags: number, openFlags?: number): MaybePromise<OpenResult | number>;
 
-  /** READ up to `target.size` bytes at `offset` into `target`. Replies: the byte count (short at EOF) or -errno. */
-  read?(ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): number;
+  /**
+   * READ up to `target.size` bytes at `offset` into `target` (`fromBytes` or `fromFd`, once). Valid replies: the
+   * byte count delivered (short at end of file, 0 past it) or -errno. Lookup count unchanged.
+   */
+  read?(ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): MaybePromise<number>;
 
-  /** WRITE `source.size` bytes at `offset`. `writeFlags` are FUSE_WRITE_* (FUSE_WRITE_KILL_SUIDGID: clear
-   *  setuid, and setgid if group-executable, as a write by an unprivileged process does). Replies: bytes written or
-   *  -errno. */
-  write?(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, writeFlags: number): number;
+  /**
+   * WRITE `source.size` bytes at `offset` (`source.toBytes()` or `toFd`). `writeFlags` are FUSE_WRITE_*
+   * (FUSE_WRITE_KILL_SUIDGID: clear setuid, and setgid if group-executable, as a write by an unprivileged process
+   * does). Valid replies: bytes written or -errno. Lookup count unchanged.
+   */
+  write?(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource,
+         writeFlags: number): MaybePromise<number>;
 
-  /** FLUSH (every close(2) of a descriptor). Replies: 0 or -errno. */
-  flush?(ctx: Context, nodeId: number, fh: number, lockOwner: bigint): number;
+  /** FLUSH (every close(2) of a descriptor). Valid replies: 0 or -errno. */
+  flush?(ctx: Context, nodeId: number, fh: number, lockOwner: bigint): MaybePromise<number>;
 
-  /** RELEASE: the last reference to the open file is gone; `fh` is invalid afterwards. Replies: 0 (errors are
-   *  ignored by the kernel). */
-  release?(ctx: Context, nodeId: number, fh: number, flags: number, releaseFlags: number): number;
+  /**
+   * RELEASE: the last reference to the open file is gone; `fh` is invalid afterwards. Valid replies: 0 (errors are
+   * ignored by the kernel). Lookup count unchanged.
+   */
+  release?(ctx: Context, nodeId: number, fh: number, flags: number, releaseFlags: number): MaybePromise<number>;
 
-  /** FSYNC (`datasync`: FUSE_FSYNC_FDATASYNC). Replies: 0 or -errno. */
-  fsync?(ctx: Context, nodeId: number, fh: number, datasync: boolean): number;
+  /** FSYNC (`datasync`: FUSE_FSYNC_FDATASYNC). Valid replies: 0 or -errno. */
+  fsync?(ctx: Context, nodeId: number, fh: number, datasync: boolean): MaybePromise<number>;
 
-  /** OPENDIR. Replies: a handle or -errno. */
-  opendir?(ctx: Context, nodeId: number, flags: number): OpenResult | number;
+  /** OPENDIR. Valid replies: a handle or -errno (-ENOTDIR). Lookup count unchanged. */
+  opendir?(ctx: Context, nodeId: number, flags: number): MaybePromise<OpenResult | number>;
 
   /**
    * READDIR from `cookie` (0 = start, else a cookie the filesystem emitted). Append entries to `target` until one
-   * does not fit. Replies: 0 (the bytes are in the target; none = end of directory) or -errno.
+   * does not fit (`add` returns false). Valid replies: 0 (the entries are in the target; none = end of
+   * directory) or -errno. Lookup count unchanged.
    */
-  readdir?(ctx: Context, nodeId: number, fh: number, cookie: bigint, target: DirTarget): number;
+  readdir?(ctx: Context, nodeId: number, fh: number, cookie: bigint, target: DirTarget): MaybePromise<number>;
 
   /**
-   * READDIRPLUS: as readdir, with attributes. Lookup count +1 on every entry appended with a node id (never
-   * `.`/`..`, which go out with node id 0); an entry that did not fit must not keep a count.
+   * READDIRPLUS: as readdir, each entry with its attributes (write them into `target.attr` before each `add`).
+   * Lookup count +1 on every entry appended with a node id (never `.`/`..`, which go out with node id 0); an entry
+   * that did not fit must not keep a count.
    */
-  readdirplus?(ctx: Context, nodeId: number, fh: number, cookie: bigint, target: DirTarget): number;
+  readdirplus?(ctx: Context, nodeId: number, fh: number, cookie: bigint, target: DirTarget): MaybePromise<number>;
 
-  /** RELEASEDIR. Replies: 0. */
-  releasedir?(ctx: Context, nodeId: number, fh: number): number;
+  /** RELEASEDIR. Valid replies: 0. */
+  releasedir?(ctx: Context, nodeId: number, fh: number): MaybePromise<number>;
 
-  /** FSYNCDIR. Replies: 0 or -errno. */
-  fsyncdir?(ctx: Context, nodeId: number, fh: number, datasync: boolean): number;
+  /** FSYNCDIR. Valid replies: 0 or -errno. */
+  fsyncdir?(ctx: Context, nodeId: number, fh: number, datasync: boolean): MaybePromise<number>;
 
-  /** STATFS of the filesystem holding `nodeId`. Replies: the numbers or -errno. */
-  statfs?(ctx: Context, nodeId: number): StatFs | number;
+  /** STATFS of the filesystem holding `nodeId`. Valid replies: the numbers or -errno. */
+  statfs?(ctx: Context, nodeId: number): MaybePromise<StatFs | number>;
 
-  /** ACCESS (`mask`: R_OK 4 | W_OK 2 | X_OK 1, or F_OK 0) for the caller in `ctx`. Replies: 0 or -errno. */
-  access?(ctx: Context, nodeId: number, mask: number): number;
+  /** ACCESS (`mask`: R_OK 4 | W_OK 2 | X_OK 1, or F_OK 0) for the caller in `ctx`. Valid replies: 0 or -errno. */
+  access?(ctx: Context, nodeId: number, mask: number): MaybePromise<number>;
 
   /**
    * CREATE and open `name` in `parent` (`flags` include O_CREAT, maybe O_EXCL; `openFlags` as for open).
-   * Replies: entry + handle or -errno. Lookup count +1 on success.
+   * Valid replies: entry + handle or -errno. Lookup count +1 on success.
    */
   create?(ctx: Context, parent: number, name: string, mode: number, flags: number, umask: number,
-          attr: AttrTarget, openFlags?: number): CreateResult | number;
+          attr: AttrTarget, openFlags?: number): MaybePromise<CreateResult | number>;
 
   /**
-   * TMPFILE (7.37): create an unnamed regular file in `parent` (O_TMPFILE) and open it. Replies: entry + handle or
-   * -errno (-EOPNOTSUPP when the host filesystem cannot). Lookup count +1 on success.
+   * TMPFILE (7.37): create an unnamed regular file in `parent` (O_TMPFILE) and open it. Valid replies: entry +
+   * handle or -errno (-EOPNOTSUPP when the host filesystem cannot). Lookup count +1 on success.
    */
   tmpfile?(ctx: Context, parent: number, mode: number, flags: number, umask: number,
-           attr: AttrTarget): CreateResult | number;
+           attr: AttrTarget): MaybePromise<CreateResult | number>;
 
   /**
    * GETXATTR. `out.size` 0: reply the value's size only; else write the value into `out` and reply its length,
    * -ERANGE when it is longer than `out.size`. -ENODATA when absent. -ENOSYS: xattrs are off (the kernel stops
    * asking and answers EOPNOTSUPP itself).
    */
-  getxattr?(ctx: Context, nodeId: number, name: string, out: ByteTarget): number;
+  getxattr?(ctx: Context, nodeId: number, name: string, out: ByteTarget): MaybePromise<number>;
 
   /** LISTXATTR: NUL-terminated names, with the size-probe and ERANGE rules of getxattr. */
-  listxattr?(ctx: Context, nodeId: number, out: ByteTarget): number;
+  listxattr?(ctx: Context, nodeId: number, out: ByteTarget): MaybePromise<number>;
 
-  /** SETXATTR. `value` is a view of the request (valid during the call); `flags`: XATTR_CREATE | XATTR_REPLACE;
-   *  `setxattrFlags` (with FUSE_SETXATTR_EXT): FUSE_SETXATTR_ACL_KILL_SGID. Replies: 0 or -errno. */
+  /**
+   * SETXATTR. `value` is a view of the request (valid until the method returns or first awaits); `flags`:
+   * XATTR_CREATE | XATTR_REPLACE; `setxattrFlags` (with FUSE_SETXATTR_EXT): FUSE_SETXATTR_ACL_KILL_SGID.
+   * Valid replies: 0 or -errno.
+   */
   setxattr?(ctx: Context, nodeId: number, name: string, value: Uint8Array, flags: number,
-            setxattrFlags?: number): number;
+            setxattrFlags?: number): MaybePromise<number>;
 
-  /** REMOVEXATTR. Replies: 0 or -errno (-ENODATA when absent). */
-  removexattr?(ctx: Context, nodeId: number, name: string): number;
+  /** REMOVEXATTR. Valid replies: 0 or -errno (-ENODATA when absent). */
+  removexattr?(ctx: Context, nodeId: number, name: string): MaybePromise<number>;
 
-  /** FALLOCATE on an open file with fallocate(2) `mode` bits as given. Replies: 0 or -errno (-EOPNOTSUPP when
-   *  the host filesystem does not support the mode). */
-  fallocate?(ctx: Context, nodeId: number, fh: number, offset: number, length: number, mode: number): number;
+  /**
+   * FALLOCATE on an open file with fallocate(2) `mode` bits as given. Valid replies: 0 or -errno (-EOPNOTSUPP
+   * when the mode is not supported).
+   */
+  fallocate?(ctx: Context, nodeId: number, fh: number, offset: number, length: number,
+             mode: number): MaybePromise<number>;
 
-  /** LSEEK (the kernel sends SEEK_DATA / SEEK_HOLE). Replies: the new offset or -errno (-ENXIO past the data). */
-  lseek?(ctx: Context, nodeId: number, fh: number, offset: bigint, whence: number): bigint | number;
+  /** LSEEK (the kernel sends SEEK_DATA / SEEK_HOLE). Valid replies: the new offset or -errno (-ENXIO past the data). */
+  lseek?(ctx: Context, nodeId: number, fh: number, offset: bigint, whence: number): MaybePromise<bigint | number>;
 
-  /** COPY_FILE_RANGE from (nodeIn, fhIn, offIn) to (nodeOut, fhOut, offOut). Replies: bytes copied or -errno. */
+  /** COPY_FILE_RANGE from (nodeIn, fhIn, offIn) to (nodeOut, fhOut, offOut). Valid replies: bytes copied or -errno. */
   copyFileRange?(ctx: Context, nodeIn: number, fhIn: number, offIn: number, nodeOut: number, fhOut: number,
-                 offOut: number, length: number, flags: number): number;
+                 offOut: number, length: number, flags: number): MaybePromise<number>;
 
   /**
-   * GETLK (only with FuseServerOptions.posixLocks): a lock of another owner that conflicts with `lock`, or `lock`
-   * with type F_UNLCK when none does. `owner` is the guest's lock owner (one per process file table).
+   * GETLK (only with `posixLocks`): a lock of another owner that conflicts with `lock`, or `lock` with type
+   * F_UNLCK when none does. `owner` is the guest's lock owner (one per process file table). Valid replies: a lock
+   * or -errno.
    */
-  getlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock): FileLock | number;
+  getlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock): MaybePromise<FileLock | number>;
 
   /**
-   * SETLK / SETLKW (`sleep`): take or release (F_UNLCK) a lock for `owner`, never waiting. Replies: 0, -EAGAIN on
-   * a conflict, SETLKW included: the server parks a SETLKW and calls again until the answer is not -EAGAIN (or
-   * the guest interrupts it). FLUSH with the same owner releases the owner's locks on that node (close(2)).
+   * SETLK / SETLKW (`sleep`): take or release (F_UNLCK) a lock for `owner`, never waiting. Valid replies: 0,
+   * -EAGAIN on a conflict, SETLKW included: the server parks a SETLKW and calls again until the answer is not
+   * -EAGAIN (or the guest interrupts it). FLUSH with the same owner releases the owner's locks on that node.
    */
-  setlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock, sleep: boolean): number;
+  setlk?(ctx: Context, nodeId: number, fh: number, owner: bigint, lock: FileLock, sleep: boolean): MaybePromise<number>;
 
   /**
-   * SETLK / SETLKW with FUSE_LK_FLOCK (only with FuseServerOptions.flockLocks): a BSD flock(2) on the open file
-   * `fh` (`owner` identifies the guest's open file). `type` F_RDLCK (shared), F_WRLCK (exclusive) or F_UNLCK.
-   * Replies: 0, -EAGAIN on a conflict, SETLKW included (never waits; the server parks SETLKW as for setlk).
-   * RELEASE of `fh` releases the lock.
+   * SETLK / SETLKW with FUSE_LK_FLOCK (only with `flockLocks`): a BSD flock(2) on the open file `fh` (`owner`
+   * identifies the guest's open file). `type` F_RDLCK (shared), F_WRLCK (exclusive) or F_UNLCK. Valid replies: 0,
+   * -EAGAIN on a conflict (SETLKW is parked and retried as for setlk). RELEASE of `fh` releases the lock.
    */
-  flock?(ctx: Context, nodeId: number, fh: number, owner: bigint, type: number, sleep: boolean): number;
+  flock?(ctx: Context, nodeId: number, fh: number, owner: bigint, type: number, sleep: boolean): MaybePromise<number>;
 
-  /** SYNCFS: flush the host filesystem(s) behind the share. Replies: 0 or -errno. */
-  syncfs?(ctx: Context, nodeId: number): number;
+  /** SYNCFS: flush whatever backs the filesystem. Valid replies: 0 or -errno. */
+  syncfs?(ctx: Context, nodeId: number): MaybePromise<number>;
 }
 
 

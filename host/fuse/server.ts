@@ -10,12 +10,17 @@
 import { native } from '../native-loader.js';
 import { log } from '../log.js';
 import { ConfigError } from '../errors.js';
-import { AttrTarget, type DataSource, type DataTarget, type DirTarget, type Entry, type FileSystem } from './filesystem.js';
-import { DEFER, NO_REPLY, OPS, attrFlagsAllowed, type Args, type FuseCore, type Session } from './dispatch.js';
+import {
+  AttrTarget, BufferData, type ByteTarget, type Context, type DataSource, type DataTarget, type DirTarget, type Entry,
+  type FileSystem,
+} from './filesystem.js';
+import { DEFER, NO_REPLY, OPS, attrFlagsAllowed, type Args, type FuseCore, type Op, type Session } from './dispatch.js';
+import { FsGuard, PENDING, type SettledFileSystem } from './fs-guard.js';
+import { OpStats } from './op-stats.js';
 import type { ParkedRequest, ReplyParking } from '../virtio/queue-processor.js';
 import * as P from './protocol.js';
 import { nameOf, putName } from './names.js';
-import { DIRENT_BUF_SIZE, REPLY_MAX } from '../core.js';
+import { DIRENT_BUF_SIZE, LINEAR_QUEUE, REPLY_MAX } from '../core.js';
 
 const E = native.constants.errno;
 
@@ -81,6 +86,8 @@ export interface FuseServerOptions {
    * core when queues are spread over several cores: INIT arrives on one queue, requests on all). Default: own.
    */
   session?: FuseSessionState;
+  /** Where per-operation counters go (shared like `session`). Default: own. */
+  stats?: OpStats;
 }
 
 /** Whether the guest has INITed, and the minor it speaks. */
@@ -101,6 +108,50 @@ interface Waiter {
   interrupted: boolean;
 }
 
+/**
+ * A request whose FileSystem method returned a Promise: parked until it settles, then answered in full by running
+ * its handler again (replay) over the settled value. The sinks it was given are its own from parking on.
+ */
+interface AsyncRequest {
+  readonly unique: bigint;
+  readonly opcode: number;
+  readonly op: Op<unknown>;
+  readonly args: unknown;
+  readonly nodeId: number;
+  readonly ctx: Context;
+  readonly method: string;
+  readonly parked: ParkedRequest;
+  readonly parking: ReplyParking;
+  readonly start: number;
+  /** The open handle the method works on (RELEASE of it waits), if any. */
+  readonly fh: number | undefined;
+  /** Sequence number of an entry-handing request (FORGETs after it wait), else 0. */
+  readonly entrySeq: number;
+  readonly attr: AttrTarget;
+  readonly read: CoreDataTarget | null;
+  readonly dir: CoreDirTarget | null;
+  readonly bytes: CoreByteTarget | null;
+  /**
+   * Answered -EINTR already, or dropped (queue reset: undo, disconnect/DESTROY: discard): a late result is taken
+   * back (undo, interrupted) or ignored (discard).
+   */
+  gone: 'no' | 'undo' | 'discard' | 'interrupted';
+}
+
+/** A FORGET kept until the entry replies pending when it arrived went out. */
+interface HeldForget {
+  readonly nodeId: number;
+  readonly nlookup: number;
+  /** Entry requests with a sequence number up to this one must have settled first. */
+  readonly barrier: number;
+}
+
+/** Sinks handed out during the current request (detached if it goes asynchronous). */
+const HANDED_READ = 1;
+const HANDED_WRITE = 2;
+const HANDED_DIR = 4;
+const HANDED_BYTES = 8;
+
 /** First and longest pause between two attempts of a parked request. */
 const RETRY_FIRST_MS = 1;
 const RETRY_MAX_MS = 50;
@@ -111,7 +162,12 @@ const ALWAYS_TIMEOUT = 86400;
 const GUEST_PAGE = 4096;
 
 export class FuseServer implements Session {
-  readonly attr: AttrTarget;
+  /** The core's statx scratch, as an AttrTarget (replaced when a pending request takes the old one along). */
+  attr: AttrTarget;
+  /** The FileSystem the handlers call: `filesystem` behind the guard (async results, result checks). */
+  readonly fs: SettledFileSystem;
+  /** Per-operation counters and latency histograms. */
+  readonly stats: OpStats;
   readonly entryTimeout: number;
   readonly attrTimeout: number;
   readonly fileOpenFlags: number;
@@ -123,16 +179,36 @@ export class FuseServer implements Session {
   readonly readonly: boolean;
   readonly session: FuseSessionState;
 
-  private readonly readSink: CoreDataTarget;
-  private readonly writeSrc: CoreDataSource;
-  private readonly dirSink: CoreDirTarget;
+  private readSink: CoreDataTarget;
+  private writeSrc: CoreDataSource;
+  private dirSink: CoreDirTarget;
+  private byteSink: CoreByteTarget;
+  private readonly guard: FsGuard;
+  /** HANDED_* bits of the current request. */
+  private handed = 0;
+  /** The request being answered after its Promise settled (its sinks are flushed into the reply), or null. */
+  private replayOf: AsyncRequest | null = null;
+  /** Opcode of the request being served (for reports). */
+  private currentOpcode = 0;
+  /** Requests whose Promise is pending, by unique. */
+  private readonly asyncRequests = new Map<bigint, AsyncRequest>();
+  /** Pending entry-handing requests by sequence number (insertion order = ascending). */
+  private readonly entryPending = new Set<number>();
+  private entrySeq = 0;
+  private readonly heldForgets: HeldForget[] = [];
+  /** Open handles with pending requests: how many, and who waits for them to go idle. */
+  private readonly busyHandles = new Map<number, { count: number; idle: Array<() => void> }>();
+  /** "opcode:problem" pairs already logged. */
+  private readonly reported = new Set<string>();
   private dv: DataView | null = null;
   /** Per queue (LINEAR_QUEUE for /dev/fuse): how its transport parks a request. */
   private readonly parkings = new Map<number, ReplyParking>();
   /** Parked requests by unique (what FUSE_INTERRUPT names). */
   private readonly waiters = new Map<bigint, Waiter>();
 
-  constructor(readonly fs: FileSystem, readonly core: FuseCore, options: FuseServerOptions) {
+  /** @param filesystem what is served; its methods may return Promises (see FileSystem). */
+  constructor(readonly filesystem: FileSystem, readonly core: FuseCore, options: FuseServerOptions) {
+    const fs = filesystem;
     const { cache } = options;
     if (cache !== 'never' && cache !== 'auto' && cache !== 'always' && cache !== 'metadata') throw new ConfigError(`unknown cache mode ${cache}`);
     const maxPages = options.maxPages ?? P.FUSE_MAX_MAX_PAGES;
@@ -166,10 +242,18 @@ export class FuseServer implements Session {
     this.wantFlags = want;
 
     this.session = options.session ?? new FuseSessionState();
+    this.stats = options.stats ?? new OpStats();
     this.attr = new AttrTarget(() => core.memory.buffer, core.statxPtr);
     this.readSink = new CoreDataTarget(core);
     this.writeSrc = new CoreDataSource(core);
     this.dirSink = new CoreDirTarget(this);
+    this.byteSink = new CoreByteTarget(core);
+    this.guard = new FsGuard(filesystem, {
+      report: (method, problem, err) => this.report(this.currentOpcode, method, problem, err),
+      forgetNow: (nodeId, nlookup) => this.forgetNow(nodeId, nlookup),
+      handleIdle: (fh) => this.handleIdle(fh),
+    });
+    this.fs = this.guard.fs;
   }
 
   get initialized(): boolean {
@@ -199,11 +283,7 @@ export class FuseServer implements Session {
     this.dropParked(-1);
     if (!this.session.initialized) return;
     this.session.initialized = false;
-    try {
-      this.fs.destroy?.();
-    } catch (e) {
-      log.error('fuse: destroy threw', e);
-    }
+    this.fs.destroy?.(); // guarded: a throw or a rejection is logged
   }
 
   attachParking(queue: number, parking: ReplyParking): void {
@@ -221,6 +301,19 @@ export class FuseServer implements Session {
   }
 
   interrupt(unique: bigint): void {
+    const a = this.asyncRequests.get(unique);
+    // A request that changes nothing can stop waiting (its late result is taken back); one that changes the
+    // filesystem is answered with what really happened.
+    if (a !== undefined && a.op.modifies === undefined) {
+      setImmediate(() => {
+        if (this.asyncRequests.get(unique) !== a) return;
+        this.asyncRequests.delete(unique);
+        a.gone = 'interrupted';
+        this.answerHeader(a, -E.EINTR);
+        this.stats.record(a.opcode, true, performance.now() - a.start, true);
+      });
+      return;
+    }
     const w = this.waiters.get(unique);
     if (w === undefined) return;
     // Answered from a timer: inside serveCurrent (this INTERRUPT is the current request) no other can be.
@@ -237,18 +330,267 @@ export class FuseServer implements Session {
     setImmediate(() => this.attempt(w)); // not a timer: setTimeout(0) waits at least 1 ms
   }
 
-  /** Forgets parked requests of `queue` (-1: all) without answering them. */
+  /**
+   * Forgets parked requests of `queue` (-1: all, the session ends) without answering them. The late results of
+   * asynchronous ones are taken back (lookup counts, handles) while the session goes on; when it ends, `destroy`
+   * resets everything instead.
+   */
   dropParked(queue: number): void {
     for (const [unique, w] of this.waiters) {
       if (queue !== -1 && w.parked.queue !== queue) continue;
       if (w.timer !== null) clearTimeout(w.timer);
       this.waiters.delete(unique);
     }
+    for (const [unique, a] of this.asyncRequests) {
+      if (queue !== -1 && a.parked.queue !== queue) continue;
+      this.asyncRequests.delete(unique);
+      a.gone = queue === -1 ? 'discard' : 'undo';
+    }
+    if (queue === -1) this.heldForgets.length = 0; // destroy() drops every count
   }
 
-  /** Parked requests waiting (introspection for tests and logs). */
+  /** Parked requests waiting: SETLKW retries and pending Promises (introspection for tests and logs). */
   get parkedCount(): number {
-    return this.waiters.size;
+    return this.waiters.size + this.asyncRequests.size;
+  }
+
+  /** Requests whose FileSystem Promise is pending. */
+  get pendingCount(): number {
+    return this.asyncRequests.size;
+  }
+
+  // ---- asynchronous requests ------------------------------------------------------------------------------------
+
+  /** Logs a FileSystem failure once per opcode and kind of problem. */
+  private report(opcode: number, method: string, problem: string, err?: unknown): void {
+    const kind = problem.startsWith('returned') ? 'returned' : problem;
+    const key = `${opcode}:${method}:${kind}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    const name = P.OPCODE_NAMES[opcode] ?? (opcode === 0 ? 'outside a request' : String(opcode));
+    const what = `fuse ${name}: FileSystem.${method} ${problem}; answered EIO (logged once)`;
+    if (err !== undefined) log.error(what, err);
+    else log.error(what);
+  }
+
+  private forgetNow(nodeId: number, nlookup: number): boolean {
+    if (this.entryPending.size === 0 && this.heldForgets.length === 0) return true;
+    this.heldForgets.push({ nodeId, nlookup, barrier: this.entrySeq });
+    return false;
+  }
+
+  /** Delivers the held FORGETs whose barrier passed, in arrival order. */
+  private releaseForgets(): void {
+    const first = this.entryPending.values().next();
+    const oldest = first.done ? Infinity : first.value;
+    while (this.heldForgets.length > 0 && this.heldForgets[0].barrier < oldest) {
+      const f = this.heldForgets.shift()!;
+      try {
+        this.guard.target.forget?.(f.nodeId, f.nlookup);
+      } catch (e) {
+        this.report(P.FUSE_FORGET, 'forget', 'threw', e);
+      }
+    }
+  }
+
+  private handleIdle(fh: number): PromiseLike<void> | null {
+    const busy = this.busyHandles.get(fh);
+    if (busy === undefined) return null;
+    return new Promise<void>((resolve) => busy.idle.push(resolve));
+  }
+
+  /**
+   * The current request's method returned a Promise (the guard threw PENDING): park the request with its own
+   * sinks, and answer it when the Promise settles.
+   */
+  private goAsync(op: Op<unknown>, args: unknown, req: Args, opcode: number, start: number): void {
+    const core = this.core;
+    const guard = this.guard;
+    const promise = guard.pending!;
+    const method = guard.pendingMethod;
+    guard.pending = null;
+    const parking = this.parkings.get(core.reqQueue());
+    if (parking === undefined || parking.resume === undefined) {
+      promise.then(undefined, () => undefined);
+      this.report(opcode, method, 'returned a Promise where the transport cannot answer later');
+      core.replySend(-E.EIO, 0, 0);
+      return;
+    }
+    // Detach what the method may still write to, while the request is current (placed data is read back).
+    const attr = this.attr;
+    attr.detach();
+    this.attr = new AttrTarget(() => core.memory.buffer, core.statxPtr);
+    let read: CoreDataTarget | null = null;
+    let dir: CoreDirTarget | null = null;
+    let bytes: CoreByteTarget | null = null;
+    if ((this.handed & HANDED_READ) !== 0) {
+      read = this.readSink;
+      read.detach();
+      this.readSink = new CoreDataTarget(core);
+    }
+    if ((this.handed & HANDED_WRITE) !== 0) {
+      this.writeSrc.detach();
+      this.writeSrc = new CoreDataSource(core);
+    }
+    if ((this.handed & HANDED_DIR) !== 0) {
+      dir = this.dirSink;
+      dir.detach(attr);
+      this.dirSink = new CoreDirTarget(this);
+    }
+    if ((this.handed & HANDED_BYTES) !== 0) {
+      bytes = this.byteSink;
+      bytes.detach();
+      this.byteSink = new CoreByteTarget(core);
+    }
+    const unique = core.reqUnique();
+    const fh = guard.pendingFh;
+    const entrySeq = FsGuard.isEntryMethod(method) ? ++this.entrySeq : 0;
+    const parked = parking.park();
+    const a: AsyncRequest = {
+      unique, opcode, op, args, nodeId: req.nodeId, ctx: req.ctx, method, parked, parking, start, fh, entrySeq,
+      attr, read, dir, bytes, gone: 'no',
+    };
+    this.asyncRequests.set(unique, a);
+    if (entrySeq !== 0) this.entryPending.add(entrySeq);
+    if (fh !== undefined) {
+      const busy = this.busyHandles.get(fh);
+      if (busy === undefined) this.busyHandles.set(fh, { count: 1, idle: [] });
+      else busy.count++;
+    }
+    this.stats.began(opcode);
+    // Promise.resolve: a foreign thenable's callbacks run from a job, never inside serveCurrent.
+    Promise.resolve(promise).then((v) => this.settle(a, v, false), (e: unknown) => this.settle(a, e, true));
+  }
+
+  /** The Promise of `a` settled: answer it (or take its result back when it is gone), then let waiters go. */
+  private settle(a: AsyncRequest, value: unknown, rejected: boolean): void {
+    try {
+      if (rejected) this.report(a.opcode, a.method, 'rejected', value);
+      const v = rejected ? -E.EIO : this.guardSettled(a, value);
+      if (this.asyncRequests.get(a.unique) !== a) {
+        if (a.gone === 'no') a.gone = 'undo'; // its unique was reused by a new request: ours is unanswerable
+        if (a.gone !== 'discard' && this.session.initialized) this.takeBack(a, v);
+        if (a.gone !== 'interrupted') this.stats.dropped(a.opcode);
+      } else {
+        this.asyncRequests.delete(a.unique);
+        this.answer(a, v);
+      }
+    } catch (e) {
+      log.error(`fuse ${P.OPCODE_NAMES[a.opcode] ?? a.opcode}: answering a settled request failed`, e);
+    } finally {
+      this.currentOpcode = 0;
+      this.afterSettle(a);
+    }
+  }
+
+  private guardSettled(a: AsyncRequest, v: unknown): unknown {
+    this.currentOpcode = a.opcode;
+    return this.guard.settled(a.method, v);
+  }
+
+  private afterSettle(a: AsyncRequest): void {
+    if (a.entrySeq !== 0) {
+      this.entryPending.delete(a.entrySeq);
+      this.releaseForgets();
+    }
+    if (a.fh !== undefined) {
+      const busy = this.busyHandles.get(a.fh);
+      if (busy !== undefined && --busy.count === 0) {
+        this.busyHandles.delete(a.fh);
+        for (const go of busy.idle) go();
+      }
+    }
+  }
+
+  /** Makes `a` current again and runs its handler over the settled value `v`: the usual encoders and replySend. */
+  private answer(a: AsyncRequest, v: unknown): void {
+    const core = this.core;
+    if (typeof v === 'number' && v < 0 && a.op.noReply !== true) {
+      this.answerHeader(a, v);
+      this.stats.record(a.opcode, true, performance.now() - a.start, true);
+      return;
+    }
+    const r0 = a.parking.resume!(a.parked, a.opcode);
+    if (r0 === -E.EBUSY) {
+      // A request is current (a caller stepping the core by hand): try again once it is done.
+      this.asyncRequests.set(a.unique, a);
+      setImmediate(() => {
+        if (this.asyncRequests.get(a.unique) !== a) return;
+        this.asyncRequests.delete(a.unique);
+        this.answer(a, v);
+      });
+      return;
+    }
+    if (r0 !== 1) {
+      // The queue or the chain is gone: nobody will read the reply.
+      if (this.session.initialized) this.takeBack(a, v);
+      this.stats.dropped(a.opcode);
+      return;
+    }
+    const req = this.resumedArgs(a);
+    const r = this.replay(a, v, req);
+    if (r === DEFER) return; // parked again (a SETLKW that must wait, or a second Promise)
+    this.complete(a.op, a.args, req, a.opcode, r);
+    this.stats.record(a.opcode, r < 0, performance.now() - a.start, true);
+    a.parking.delivered?.(a.parked);
+  }
+
+  /** A header-only answer {16, error, unique} (errors, EINTR). */
+  private answerHeader(a: AsyncRequest, error: number): void {
+    try {
+      a.parking.answer(a.parked, error);
+    } catch (e) {
+      log.error('fuse: answering a parked request failed', e);
+    }
+  }
+
+  private resumedArgs(a: AsyncRequest): Args {
+    return { view: this.view(), base: this.core.argsPtr, len: 0, nodeId: a.nodeId, ctx: a.ctx };
+  }
+
+  /**
+   * Runs a's handler with the guard answering its method call with `v` and the sinks flushed from a's own.
+   * Returns the handler's result, or DEFER when it parked the request again.
+   */
+  private replay(a: AsyncRequest, v: unknown, req: Args): number {
+    const core = this.core;
+    const guard = this.guard;
+    new Uint8Array(core.memory.buffer, core.statxPtr, STATX_SIZE).set(a.attr.bytes());
+    this.replayOf = a;
+    this.handed = 0;
+    this.payloadLen = 0;
+    this.currentOpcode = a.opcode;
+    guard.replaying = true;
+    guard.replayValue = v;
+    guard.serving = true;
+    try {
+      return a.op.handle(this, a.args, req);
+    } catch (e) {
+      if (e === PENDING) {
+        guard.serving = false;
+        this.goAsync(a.op, a.args, req, a.opcode, a.start);
+        return DEFER;
+      }
+      log.error(`fuse ${a.op.name}: handler threw`, e);
+      return -E.EIO;
+    } finally {
+      guard.serving = false;
+      guard.replaying = false;
+      guard.replayValue = undefined;
+      this.replayOf = null;
+      this.currentOpcode = 0;
+    }
+  }
+
+  /**
+   * A dropped request's result arrived: encode it as if answering (no request is current, nothing is sent) and
+   * undo what it gave (the lookup count of an entry, an open handle).
+   */
+  private takeBack(a: AsyncRequest, v: unknown): void {
+    if (a.op.undo === undefined || (typeof v === 'number' && v < 0)) return;
+    const req = this.resumedArgs(a);
+    const r = this.replay(a, v, req);
+    if (r >= 0) a.op.undo(this, a.args, req, r);
   }
 
   private parkCurrent(retry: () => number): void {
@@ -275,6 +617,18 @@ export class FuseServer implements Session {
       log.error('fuse: parked request retry threw', e);
       r = -E.EIO;
     }
+    if (typeof r === 'object' && r !== null) {
+      // An asynchronous setlk/flock: decide when it settled (a rejection was reported by the guard).
+      Promise.resolve(r as PromiseLike<unknown>).then(
+        (v) => this.decide(w, this.guard.settled('setlk', v) as number), () => this.decide(w, -E.EIO));
+      return;
+    }
+    this.decide(w, r);
+  }
+
+  private decide(w: Waiter, r: number): void {
+    if (this.waiters.get(w.parked.unique) !== w) return;
+    if (r === -E.EAGAIN && w.interrupted) r = -E.EINTR;
     if (r === -E.EAGAIN) {
       w.delayMs = Math.min(w.delayMs * 2, RETRY_MAX_MS);
       this.schedule(w, w.delayMs);
@@ -296,30 +650,51 @@ export class FuseServer implements Session {
   }
 
   readTarget(size: number): DataTarget {
-    this.readSink.size = size;
-    return this.readSink;
+    this.handed |= HANDED_READ;
+    const sink = this.readSink;
+    sink.size = size;
+    sink.placed = 0;
+    // Answering a pending READ: what the filesystem delivered into its own buffer goes to the guest now.
+    const own = this.replayOf?.read;
+    if (own) sink.fromBytes(own.detachedBytes());
+    return sink;
   }
 
   writeSource(size: number): DataSource {
+    this.handed |= HANDED_WRITE;
     this.writeSrc.size = size;
     return this.writeSrc;
   }
 
   dirTarget(size: number, plus: boolean): DirTarget {
+    this.handed |= HANDED_DIR;
     this.dirSink.reset(Math.min(size, REPLY_MAX), plus);
+    const own = this.replayOf?.dir;
+    if (own) own.replayInto(this.dirSink);
     return this.dirSink;
+  }
+
+  byteTarget(size: number): ByteTarget {
+    this.handed |= HANDED_BYTES;
+    this.byteSink.size = Math.min(size, REPLY_MAX);
+    const own = this.replayOf?.bytes;
+    if (own) own.copyInto(this.byteSink);
+    return this.byteSink;
   }
 
   /** Handles the request the core just popped (queuePop returned 1) and completes it. Never throws. */
   serveCurrent(): void {
     const core = this.core;
+    const start = performance.now();
     let opcode = 0;
     let noReply = false;
     try {
       opcode = core.reqOpcode();
+      this.currentOpcode = opcode;
       const op = OPS.get(opcode);
       noReply = op?.noReply === true;
       this.payloadLen = 0;
+      this.handed = 0;
       const req: Args = {
         view: this.view(), base: core.argsPtr, len: core.reqArgsLen(), nodeId: core.reqNodeId(),
         ctx: { uid: core.reqUid(), gid: core.reqGid(), pid: core.reqPid() },
@@ -335,48 +710,90 @@ export class FuseServer implements Session {
         if (typeof args === 'number' && args < 0) r = args;
         else if (this.readonly && op.modifies !== undefined &&
           (op.modifies === true || (typeof op.modifies === 'function' && op.modifies(args)))) r = -E.EROFS;
-        else r = op.handle(this, args, req);
+        else {
+          this.guard.serving = true;
+          try {
+            r = op.handle(this, args, req);
+          } catch (e) {
+            if (e !== PENDING) throw e;
+            this.guard.serving = false;
+            this.goAsync(op, args, req, opcode, start);
+            return;
+          } finally {
+            this.guard.serving = false;
+          }
+        }
       }
       if (log.enabled('trace')) {
         log.trace(`fuse ${op?.name ?? opcode} node=${req.nodeId} -> ${r === NO_REPLY ? 'no reply' : r}`);
       }
       if (noReply) {
         core.replyNone();
+        this.stats.record(opcode, false, performance.now() - start, false);
         return;
       }
       if (r === DEFER) return; // parked by defer(): answered later
-      if (!Number.isInteger(r) || r < -4095) {
-        // Not an errno (a FileSystem bug): never let it reach the guest as something else.
-        log.error(`fuse ${op?.name ?? opcode}: bad result ${r}`);
-        r = -E.EIO;
-      }
-      const sent = r < 0 ? core.replySend(r, 0, 0) : core.replySend(0, r, this.payloadLen);
-      if (sent < 0) {
-        log.debug(`fuse ${op?.name ?? opcode}: reply did not fit the guest's buffers (${sent})`);
-        if (r >= 0 && op?.undo !== undefined) op.undo(this, args, req, r);
-      }
+      r = this.complete(op, args, req, opcode, r);
+      this.stats.record(opcode, r < 0, performance.now() - start, false);
     } catch (e) {
       log.error(`fuse ${P.OPCODE_NAMES[opcode] ?? opcode}: handler threw`, e);
+      this.stats.record(opcode, true, performance.now() - start, false);
       try {
         if (noReply) core.replyNone();
         else core.replySend(-E.EIO, 0, 0);
       } catch (e2) {
         log.error('fuse: could not complete the request', e2);
       }
+    } finally {
+      this.currentOpcode = 0; // reports from outside a request (destroy at session end) name none
     }
+  }
+
+  /**
+   * Sends the handler's result `r` (body length or -errno) for the current request; takes back what an
+   * undeliverable reply gave. Returns the result sent.
+   */
+  private complete(op: Op<unknown> | undefined, args: unknown, req: Args, opcode: number, r: number): number {
+    const core = this.core;
+    if (op?.noReply === true) {
+      core.replyNone();
+      return 0;
+    }
+    if (!Number.isInteger(r) || r < -4095) {
+      // Not an errno (a FileSystem bug): never let it reach the guest as something else.
+      log.error(`fuse ${op?.name ?? opcode}: bad result ${r}`);
+      r = -E.EIO;
+    }
+    const sent = r < 0 ? core.replySend(r, 0, 0) : core.replySend(0, r, this.payloadLen);
+    if (sent < 0) {
+      log.debug(`fuse ${op?.name ?? opcode}: reply did not fit the guest's buffers (${sent})`);
+      if (r >= 0 && op?.undo !== undefined) op.undo(this, args, req, r);
+    }
+    return r;
   }
 }
 
-/** READ: file data straight into the reply's writable guest segments after the 16-byte out header. */
+/** Size of a struct statx. */
+const STATX_SIZE = 256;
+
+/**
+ * READ: file data straight into the reply's writable guest segments after the 16-byte out header. Detached (the
+ * request went asynchronous), into a private buffer, copied to the guest when the request is answered.
+ */
 class CoreDataTarget implements DataTarget {
   size = 0;
+  /** Bytes delivered so far this request. */
+  placed = 0;
+  private own: BufferData | null = null;
+  private keptInGuest = false;
   constructor(private readonly core: FuseCore) {}
 
   fromFd(fd: number, position: number): number {
+    if (this.own !== null) return this.placedNow(this.own.fromFd(fd, position));
     const c = this.core;
     const n = c.payloadReadIov(P.OUT_HEADER.SIZE, this.size);
     if (n <= 0) return 0;
-    return native.preadv(fd, c.memory.buffer, c.iovPtr, n, position);
+    return this.placedNow(native.preadv(fd, c.memory.buffer, c.iovPtr, n, position));
   }
 
   /**
@@ -384,20 +801,59 @@ class CoreDataTarget implements DataTarget {
    * whichever way it reaches guest memory (flat or windowed).
    */
   fromBytes(bytes: Uint8Array): number {
+    if (this.own !== null) return this.placedNow(this.own.fromBytes(bytes));
     const c = this.core;
     const n = Math.min(this.size, bytes.length, REPLY_MAX);
     if (n === 0) return 0;
     new Uint8Array(c.memory.buffer, c.replyPtr, n).set(bytes.subarray(0, n));
-    return c.payloadScatter(c.replyPtr, P.OUT_HEADER.SIZE, n);
+    return this.placedNow(c.payloadScatter(c.replyPtr, P.OUT_HEADER.SIZE, n));
+  }
+
+  private placedNow(n: number): number {
+    if (n > this.placed) this.placed = n;
+    return n;
+  }
+
+  /**
+   * From now on into a private buffer (the request is still current). Data delivered already stays where it is
+   * for a virtqueue request (the chain's buffers remain the device's until it is answered); for a /dev/fuse
+   * request it is copied out of the out buffer, which the next request reuses.
+   */
+  detach(): void {
+    const own = new BufferData(this.size);
+    const c = this.core;
+    const linearOut = (c as { linearOutPtr?: number }).linearOutPtr;
+    if (this.placed > 0) {
+      if (c.reqQueue() === LINEAR_QUEUE && linearOut !== undefined) {
+        own.bytes.set(new Uint8Array(c.memory.buffer, linearOut + P.OUT_HEADER.SIZE, this.placed));
+      } else {
+        this.keptInGuest = true;
+      }
+    }
+    this.own = own;
+  }
+
+  /** What a detached target holds (nothing when the data stayed in the guest's buffers). */
+  detachedBytes(): Uint8Array {
+    return this.own === null || this.keptInGuest ? new Uint8Array(0) : this.own.bytes.subarray(0, this.placed);
   }
 }
 
-/** WRITE: the payload straight from the request's readable guest segments after fuse_write_in. */
+/**
+ * WRITE: the payload straight from the request's readable guest segments after fuse_write_in. Detached, a copy
+ * taken while the request was current.
+ */
 class CoreDataSource implements DataSource {
   size = 0;
+  private own: BufferData | null = null;
   constructor(private readonly core: FuseCore) {}
 
+  detach(): void {
+    this.own = new BufferData(this.size, this.toBytes());
+  }
+
   toFd(fd: number, position: number): number {
+    if (this.own !== null) return this.own.toFd(fd, position);
     const c = this.core;
     const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
     if (n <= 0) return 0;
@@ -406,6 +862,7 @@ class CoreDataSource implements DataSource {
 
   /** Through the reply scratch (a WRITE's body, write_out, is encoded only after the filesystem returned). */
   toBytes(): Uint8Array {
+    if (this.own !== null) return this.own.toBytes();
     const c = this.core;
     const n = Math.min(this.size, REPLY_MAX);
     if (n === 0) return new Uint8Array(0);
@@ -414,18 +871,79 @@ class CoreDataSource implements DataSource {
   }
 }
 
-/** READDIR/READDIRPLUS into the core's reply scratch. One per server, reset per request. */
+
+/** A directory entry appended to a detached DirTarget, replayed into the reply when the request is answered. */
+interface DirRecord {
+  readonly ino: number;
+  readonly cookie: bigint;
+  readonly type: number;
+  readonly name: string;
+  readonly entry: Entry | undefined;
+  /** READDIRPLUS: the entry's statx, copied when it was appended. */
+  readonly attr: Uint8Array | null;
+}
+
+/** getdents64 records walked in JS (a detached DirTarget; the live one walks them in the core). */
+class RawDirents {
+  readonly buf = new ArrayBuffer(DIRENT_BUF_SIZE);
+  private readonly v = new DataView(this.buf);
+  private end = 0;
+  private pos = 0;
+  cur = -1;
+  private curEnd = 0;
+
+  begin(n: number): void {
+    this.end = n;
+    this.pos = 0;
+    this.cur = -1;
+  }
+
+  next(): number {
+    if (this.pos >= this.end) return 0;
+    if (this.end - this.pos < 20) return -1;
+    const reclen = this.v.getUint16(this.pos + 16, true);
+    if (reclen < 20 || this.pos + reclen > this.end) return -1;
+    this.cur = this.pos;
+    this.curEnd = this.pos + reclen;
+    this.pos += reclen;
+    return 1;
+  }
+
+  nameBytes(): Uint8Array {
+    const b = new Uint8Array(this.buf, this.cur + 19, this.curEnd - this.cur - 19);
+    const nul = b.indexOf(0);
+    return nul < 0 ? b : b.subarray(0, nul);
+  }
+
+  get ino(): number { return Number(this.v.getBigUint64(this.cur, true)); }
+  get off(): bigint { return this.v.getBigUint64(this.cur + 8, true); }
+  get type(): number { return this.v.getUint8(this.cur + 18); }
+}
+
+/** Size of a fuse_dirent (plus: fuse_direntplus) record with a name of `nameLen` bytes. */
+function direntRecordSize(plus: boolean, nameLen: number): number {
+  return ((plus ? P.DIRENTPLUS.dirent : 0) + P.DIRENT.name + nameLen + 7) & ~7;
+}
+
+/**
+ * READDIR/READDIRPLUS into the core's reply scratch. One per server, reset per request. Detached (the request went
+ * asynchronous), it keeps what was appended so far and records what is appended later, to be replayed into the
+ * live target when the request is answered.
+ */
 class CoreDirTarget implements DirTarget {
   size = 0;
   plus = false;
   used = 0;
   /** Offset in the reply of the last appended fuse_dirent (its `off` is at +8), or -1. */
-  private lastDirent = -1;
+  lastDirent = -1;
+  private detached: {
+    prefix: Uint8Array; prefixCookie: bigint | null; records: DirRecord[]; attr: AttrTarget; raw: RawDirents | null;
+  } | null = null;
 
   constructor(private readonly s: FuseServer) {}
 
   get attr(): AttrTarget {
-    return this.s.attr;
+    return this.detached?.attr ?? this.s.attr;
   }
 
   reset(size: number, plus: boolean): void {
@@ -435,40 +953,83 @@ class CoreDirTarget implements DirTarget {
     this.lastDirent = -1;
   }
 
-  fill(fd: number): number {
+  /** From now on, record (the request went asynchronous; `attr` is its own AttrTarget). */
+  detach(attr: AttrTarget): void {
     const c = this.s.core;
+    this.detached = {
+      prefix: new Uint8Array(c.memory.buffer, c.replyPtr, this.used).slice(), prefixCookie: this.lastCookie(),
+      records: [], attr, raw: null,
+    };
+  }
+
+  /** Writes what a detached target holds into `live` (just reset for the same request). */
+  replayInto(live: CoreDirTarget): void {
+    const d = this.detached;
+    if (d === null) return;
+    const c = this.s.core;
+    new Uint8Array(c.memory.buffer, c.replyPtr, d.prefix.length).set(d.prefix);
+    live.used = d.prefix.length;
+    live.lastDirent = -1;
+    if (d.prefixCookie !== null) {
+      // Find the last record of the prefix again (its offset is what lastCookie reads).
+      let o = 0;
+      while (o < d.prefix.length) {
+        const dirent = o + (this.plus ? P.DIRENTPLUS.dirent : 0);
+        live.lastDirent = dirent;
+        o += direntRecordSize(this.plus, this.s.view().getUint32(c.replyPtr + dirent + P.DIRENT.namelen, true));
+      }
+    }
+    for (const r of d.records) {
+      if (r.attr !== null) new Uint8Array(c.memory.buffer, c.statxPtr, STATX_SIZE).set(r.attr);
+      live.add(r.ino, r.cookie, r.type, r.name, r.entry);
+    }
+  }
+
+  fill(fd: number): number {
     // Raw records are smaller than fuse_direntplus ones: read about what can be sent, so a batch is mostly used.
     const want = this.plus ? this.size >>> 2 : this.size;
     const len = Math.min(DIRENT_BUF_SIZE, Math.max(1024, want));
+    const d = this.detached;
+    if (d !== null) {
+      d.raw ??= new RawDirents();
+      const n = native.getdents64(fd, d.raw.buf, 0, len);
+      if (n > 0) d.raw.begin(n);
+      return n;
+    }
+    const c = this.s.core;
     const n = native.getdents64(fd, c.memory.buffer, c.direntBufPtr, len);
     if (n > 0) c.direntsBegin(n);
     return n;
   }
 
   next(): number {
+    const d = this.detached;
+    if (d !== null) return d.raw === null ? 0 : d.raw.next();
     return this.s.core.direntNext();
   }
 
   private nameBytes(): Uint8Array {
+    const d = this.detached;
+    if (d !== null) return d.raw!.nameBytes();
     const c = this.s.core;
     return new Uint8Array(c.memory.buffer, c.direntNamePtr(), c.direntNameLen());
   }
 
   name(): string {
-    const c = this.s.core;
-    const at = c.direntNamePtr();
-    return nameOf(new Uint8Array(c.memory.buffer), at, at + c.direntNameLen());
+    const b = this.nameBytes();
+    return nameOf(b, 0, b.length);
   }
 
   isDotOrDotDot(): boolean {
-    const c = this.s.core;
-    const len = c.direntNameLen();
-    if (len !== 1 && len !== 2) return false;
     const b = this.nameBytes();
+    const len = b.length;
+    if (len !== 1 && len !== 2) return false;
     return b[0] === 0x2e && (len === 1 || b[1] === 0x2e);
   }
 
   emit(): boolean {
+    const d = this.detached;
+    if (d !== null) return this.add(d.raw!.ino, d.raw!.off, d.raw!.type, this.name());
     const w = this.s.core.direntEmit(this.used, this.size);
     if (w === 0) return false;
     this.lastDirent = this.used;
@@ -477,10 +1038,16 @@ class CoreDirTarget implements DirTarget {
   }
 
   fitsPlus(): boolean {
+    if (this.detached !== null) return this.used + direntRecordSize(true, this.nameBytes().length) <= this.size;
     return this.used + this.s.core.direntPlusSize() <= this.size;
   }
 
   emitPlus(nodeId: number, generation: number, attrFlags = 0): boolean {
+    const d = this.detached;
+    if (d !== null) {
+      return this.add(d.raw!.ino, d.raw!.off, d.raw!.type, this.name(),
+        nodeId === 0 ? undefined : { nodeId, generation, attrFlags });
+    }
     const s = this.s;
     const c = s.core;
     const w = c.direntPlusEmit(this.used, this.size, nodeId, generation, nodeId === 0 ? 0 : s.entryTimeout,
@@ -494,6 +1061,8 @@ class CoreDirTarget implements DirTarget {
   }
 
   lastCookie(): bigint | null {
+    const d = this.detached;
+    if (d !== null) return d.records.length > 0 ? d.records[d.records.length - 1].cookie : d.prefixCookie;
     if (this.lastDirent < 0) return null;
     return this.s.view().getBigUint64(this.s.core.replyPtr + this.lastDirent + P.DIRENT.off, true);
   }
@@ -503,23 +1072,60 @@ class CoreDirTarget implements DirTarget {
     const c = s.core;
     const nameLen = name.length;
     const head = this.plus ? P.DIRENTPLUS.dirent : 0;
-    const rec = (head + P.DIRENT.name + nameLen + 7) & ~7;
+    const rec = direntRecordSize(this.plus, nameLen);
     if (this.used + rec > this.size) return false;
+    const d = this.detached;
+    if (d !== null) {
+      d.records.push({ ino, cookie, type, name, entry, attr: this.plus && entry !== undefined ? d.attr.bytes().slice() : null });
+      this.used += rec;
+      return true;
+    }
     const v = s.view();
     const o = c.replyPtr + this.used;
     new Uint8Array(v.buffer, o, rec).fill(0);
     if (this.plus && entry !== undefined) {
       c.encodeEntryOut(o, entry.nodeId, entry.generation, entry.entryTimeout ?? s.entryTimeout,
         entry.attrTimeout ?? s.attrTimeout, c.statxPtr);
+      const flags = attrFlagsAllowed(s, entry.attrFlags);
+      if (flags !== 0) v.setUint32(o + P.ENTRY_OUT_ATTR_FLAGS, flags, true);
     }
-    const d = o + head;
-    v.setBigUint64(d + P.DIRENT.ino, BigInt(ino), true);
-    v.setBigUint64(d + P.DIRENT.off, cookie, true);
-    v.setUint32(d + P.DIRENT.namelen, nameLen, true);
-    v.setUint32(d + P.DIRENT.type, type, true);
-    putName(name, new Uint8Array(v.buffer, d + P.DIRENT.name, nameLen));
+    const dd = o + head;
+    v.setBigUint64(dd + P.DIRENT.ino, BigInt(ino), true);
+    v.setBigUint64(dd + P.DIRENT.off, cookie, true);
+    v.setUint32(dd + P.DIRENT.namelen, nameLen, true);
+    v.setUint32(dd + P.DIRENT.type, type, true);
+    putName(name, new Uint8Array(v.buffer, dd + P.DIRENT.name, nameLen));
     this.lastDirent = this.used + head;
     this.used += rec;
     return true;
+  }
+}
+
+/**
+ * GETXATTR/LISTXATTR values: the reply scratch; detached (the request went asynchronous), a private buffer copied
+ * into the reply when the request is answered.
+ */
+class CoreByteTarget implements ByteTarget {
+  size = 0;
+  private own: ArrayBuffer | null = null;
+  constructor(private readonly core: FuseCore) {}
+
+  get buffer(): ArrayBuffer {
+    return this.own ?? this.core.memory.buffer;
+  }
+
+  get offset(): number {
+    return this.own === null ? this.core.replyPtr : 0;
+  }
+
+  detach(): void {
+    const own = new ArrayBuffer(Math.max(1, this.size));
+    new Uint8Array(own).set(new Uint8Array(this.core.memory.buffer, this.core.replyPtr, this.size));
+    this.own = own;
+  }
+
+  copyInto(live: CoreByteTarget): void {
+    if (this.own === null) return;
+    new Uint8Array(this.core.memory.buffer, this.core.replyPtr, live.size).set(new Uint8Array(this.own, 0, Math.min(live.size, this.size)));
   }
 }

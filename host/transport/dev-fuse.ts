@@ -57,6 +57,8 @@ export interface DevFuseOptions {
   allowOther?: boolean;
   /** Mount read-only (MS_RDONLY). Default false. */
   readonly?: boolean;
+  /** The root's mode for the mount (rootmode=) when there is no sharedDir to take it from. Default 0o40755. */
+  rootMode?: number;
 }
 
 /** FUSE_MAX_PAGES for the /dev/fuse transport: the kernel's pages are the host's, LINEAR_OUT holds 1 MiB of data. */
@@ -149,6 +151,22 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
     if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply to a parked request refused: ${native.strerror(-w)}`);
   }
 
+  /** ReplyParking: the parked request current again, answered into LINEAR_OUT (no other request is current). */
+  resume(p: ParkedRequest, opcode: number): number {
+    if (this.ended) return -E.EINVAL;
+    const c = this.core;
+    return c.linearResume(c.linearOutPtr, c.linearBufSize, p.unique, opcode);
+  }
+
+  /** ReplyParking: writes the resumed request's reply, as serve() does. */
+  delivered(): void {
+    const c = this.core;
+    const len = c.linearReplyLen();
+    if (len === 0 || this.ended) return;
+    const w = native.write(this.fd, c.memory.buffer, c.linearOutPtr, len);
+    if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply of ${len} bytes refused: ${native.strerror(-w)}`);
+  }
+
   /**
    * Opens /dev/fuse, mounts it at options.mountpoint and starts serving. The core must be one no vhost-user
    * queue uses (its LINEAR buffers and current request are this session's). Throws ConfigError / SystemError.
@@ -162,7 +180,7 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
   private start(): void {
     const fd = native.openat(C.AT_FDCWD, '/dev/fuse', C.O_RDWR | C.O_NONBLOCK, 0);
     if (fd < 0) throw new SystemError('open', -fd, native.strerror(-fd), '/dev/fuse');
-    let rootMode = 0o040755;
+    let rootMode = 0o040000 | ((this.options.rootMode ?? 0o755) & 0o7777);
     if (this.options.sharedDir !== undefined) rootMode = 0o040000 | (statSync(this.options.sharedDir).mode & 0o7777);
     const data = [
       `fd=${fd}`, `rootmode=${rootMode.toString(8)}`, `user_id=${process.getuid?.() ?? 0}`,

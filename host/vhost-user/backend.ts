@@ -76,6 +76,8 @@ export interface VhostUserBackendOptions {
   dax?: DaxDevice;
   /** How long the frontend may take to answer a backend-channel request. Default 5000 ms. */
   backendRequestTimeoutMs?: number;
+  /** Adaptive polling window per queue in µs (host/virtio/queue-processor.ts); 0 = off. */
+  pollUs?: number;
 }
 
 /** Status sent in a REPLY_ACK on failure (any non-zero value means failure to the frontend). */
@@ -160,7 +162,7 @@ export class VhostUserBackend {
         (this.dax.protocol === 'shmem' ? bit(PF.SHMEM) : 0n);
     }
     for (let q = 0; q < this.numQueues; q++) {
-      this.vrings.push(new Vring(q, new QueueProcessor(core, server, q, { batch: options.batch })));
+      this.vrings.push(new Vring(q, new QueueProcessor(core, server, q, { batch: options.batch, pollUs: options.pollUs })));
       core.queueReset(q);
     }
   }
@@ -534,7 +536,7 @@ export class VhostUserBackend {
     if (fd >= 0) {
       native.setNonblocking(fd, true); // a kick handler must never block the daemon, whatever fd we were sent
       try {
-        v.kickToken = this.poller.add(fd, native.constants.EPOLLIN, () => this.onKick(v));
+        v.kickToken = this.poller.addEventfd(fd, () => this.onKick(v));
       } catch (err) {
         log.warn(`vhost-user: queue ${v.index}: kick fd cannot be polled: ${(err as Error).message}`);
         native.close(fd);
@@ -706,9 +708,7 @@ export class VhostUserBackend {
 
   private onKick(v: Vring): void {
     if (this.closed || v.kickFd < 0) return;
-    native.eventfdRead(v.kickFd); // drain (nonblocking or not, the fd was readable)
-    this.runQueue(v);
-    if (v.kickFd >= 0 && !this.closed) this.poller.rearm(v.kickToken);
+    this.runQueue(v); // the poller drains and re-arms where its backend needs it (addEventfd)
   }
 
   private runQueue(v: Vring): void {

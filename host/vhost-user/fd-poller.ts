@@ -10,6 +10,10 @@
  *
  * One-shot: after a handler runs, its fd is silent until `rearm(token)`. Tokens are never reused, so a callback
  * that was already queued for a removed fd finds no handler and is dropped.
+ *
+ * Eventfds whose value nobody needs (vhost-user kicks) have `addEventfd`: on the loop an edge-triggered,
+ * persistent registration, so a wake-up costs neither a read of the counter nor an epoll_ctl re-arm (each write
+ * to an eventfd is a new edge, read or not); on the thread the one-shot registration, drained and re-armed here.
  */
 
 import { native } from '../native-loader.js';
@@ -19,7 +23,13 @@ import { log } from '../log.js';
 
 export type FdHandler = (events: number) => void;
 
-interface Registration { fd: number; events: number; handler: FdHandler }
+interface Registration {
+  fd: number;
+  events: number;
+  handler: FdHandler;
+  /** addEventfd on the thread backend: drain the counter and re-arm around the handler. */
+  drainAndRearm: boolean;
+}
 
 export type PollerMode = 'loop' | 'thread';
 
@@ -54,8 +64,22 @@ export class FdPoller {
     this.nextToken = this.nextToken >= 0x7fffffff ? 1 : this.nextToken + 1;
     const rc = native.pollerAdd(this.handle, fd, token, events);
     if (rc < 0) throw new SystemError('epoll_ctl', -rc, native.strerror(-rc));
-    this.regs.set(token, { fd, events, handler });
+    this.regs.set(token, { fd, events, handler, drainAndRearm: false });
     return token;
+  }
+
+  /**
+   * Watches an eventfd for writes: `handler` runs at least once after every write (a few writes may share a
+   * run). The counter is not reported and may be left unread. No rearm needed. Returns its token.
+   */
+  addEventfd(fd: number, handler: () => void): number {
+    const { EPOLLIN, EPOLLET } = native.constants;
+    if (this.mode === 'thread') {
+      const token = this.add(fd, EPOLLIN, handler);
+      this.regs.get(token)!.drainAndRearm = true;
+      return token;
+    }
+    return this.add(fd, (EPOLLIN | EPOLLET) >>> 0, handler);
   }
 
   /** Re-enables a one-shot registration after its handler ran. A no-op for unknown tokens. */
@@ -90,12 +114,15 @@ export class FdPoller {
   private dispatch(token: number, events: number): void {
     const r = this.regs.get(token);
     if (r === undefined) return;
+    // Drained before the handler: a write while it runs stays in the counter and fires after the re-arm.
+    if (r.drainAndRearm) native.eventfdRead(r.fd);
     try {
       r.handler(events);
     } catch (err) {
       // A handler bug must not take the daemon down with an uncaught exception from a native callback.
       log.error('poller: handler for fd', r.fd, 'threw:', err);
     }
+    if (r.drainAndRearm && this.regs.has(token)) this.rearm(token);
   }
 }
 

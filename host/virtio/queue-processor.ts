@@ -6,9 +6,20 @@
  *                                -1 -> bad chain   (core returned it with len 0)   count, rate-limited warn
  *                                -2 -> bad message (core already replied -EINVAL)  count, rate-limited debug
  *                                -3 -> ring broken: halt, log error, signal the err eventfd
- *                                 0 -> empty: stop
- *      -> if core.queueNeedsNotify(q): eventfdWrite(callFd, 1)
+ *                                 0 -> empty: stop (the core published avail_event: the next buffer kicks)
+ *      -> if core.queueNeedsNotify(q): eventfdWrite(callFd, 1)       one call decision per batch
  * ```
+ *
+ * With `pollUs` > 0 (adaptive polling) a drained ring is watched for up to pollUs µs before the processor goes
+ * back to waiting for a kick, with kicks off meanwhile (the core leaves avail_event behind, or sets
+ * VIRTQ_USED_F_NO_NOTIFY): a request that arrives within the window costs no kick, no wake-up and no eventfd
+ * syscall on either side. Pops are preceded by `queueAvailPending` so an empty pop never re-arms kicks by itself;
+ * when the window passes empty, kicks go on again and the ring is looked at once more (a buffer made available
+ * just before would otherwise wait for a kick that never comes).
+ *
+ * Fairness: one run() serves at most `batch` requests and spins at most once; when the spin found work, run()
+ * asks to be called again (returns true) instead of spinning again, so the caller yields to the event loop
+ * (other queues, the vhost-user socket, timers) between windows. The loop is held for at most pollUs per run.
  *
  * The loop allocates nothing: numbers in, numbers out. Processing is synchronous; the core holds one current
  * request at a time.
@@ -31,6 +42,13 @@ export interface ParkedRequest {
 export interface ReplyParking {
   park(): ParkedRequest;
   answer(p: ParkedRequest, error: number): void;
+  /**
+   * Makes a parked request current again for a full reply (body and payload through the usual encoders and
+   * replySend), from outside serveCurrent: 1, -EBUSY (another request is current), or -EINVAL (gone).
+   */
+  resume?(p: ParkedRequest, opcode: number): number;
+  /** After a resumed request was completed: deliver the reply (the call eventfd, or a write to /dev/fuse). */
+  delivered?(p: ParkedRequest): void;
 }
 
 /** What the processor needs from the FUSE server (tests pass a stub). */
@@ -47,10 +65,15 @@ export interface RequestServer {
 export interface QueueCore {
   queuePop(q: number): number;
   queueNeedsNotify(q: number): boolean;
+  /** Polling only: available chains not popped yet, without re-arming kicks. */
+  queueAvailPending?(q: number): number;
+  /** Polling only: kicks off, or on again (then: chains pending after re-arming). */
+  queueSetKicks?(q: number, on: boolean): number;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
   reqUnique?(): bigint;
   requestPark?(): number;
   queueReplyParked?(q: number, head: number, unique: bigint, error: number): number;
+  requestResume?(q: number, head: number, unique: bigint, opcode: number): number;
 }
 
 export const POP_EMPTY = 0;
@@ -70,14 +93,24 @@ export interface QueueStats {
   serverExceptions: number;
   /** Call eventfd writes. */
   notifications: number;
+  /** Polling windows that saw a request arrive (each saved a kick and a wake-up). */
+  pollHits: number;
+  /** Polling windows that passed empty (kicks went on again). */
+  pollMisses: number;
 }
 
 export interface QueueProcessorOptions {
   /** Requests per run() before yielding to the event loop (other queues, the control socket). Default 256. */
   batch?: number;
+  /** Adaptive polling window in µs after a drained batch (0: off, wait for kicks). Default 0. */
+  pollUs?: number;
 }
 
 const WARN_INTERVAL_MS = 1000;
+/** Looks at avail.idx between two clock readings while polling. */
+const SPIN_PEEKS = 32;
+/** native.clockUs() wraps at 2^30 µs. */
+const CLOCK_US_MASK = 0x3fffffff;
 const EIO = 5;
 
 export class QueueProcessor implements ReplyParking {
@@ -87,9 +120,15 @@ export class QueueProcessor implements ReplyParking {
   errFd = -1;
   /** Set on POP_RING_BROKEN; cleared by reset(). While halted, run() does nothing. */
   halted = false;
-  readonly stats: QueueStats = { served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0 };
+  readonly stats: QueueStats = { served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, pollHits: 0, pollMisses: 0 };
 
   private readonly batch: number;
+  /** Polling window in µs; 0 = off. */
+  private readonly pollUs: number;
+  /** Kicks are off because this processor is polling (must go on again before it stops watching). */
+  private kicksOff = false;
+  /** What drain() left of the budget it was given. */
+  private budgetLeft = 0;
   private lastWarn = 0;
   private suppressed = 0;
 
@@ -100,6 +139,10 @@ export class QueueProcessor implements ReplyParking {
     options: QueueProcessorOptions = {},
   ) {
     this.batch = options.batch ?? 256;
+    const pollUs = options.pollUs ?? 0;
+    if (!Number.isFinite(pollUs) || pollUs < 0) throw new RangeError(`pollUs must be >= 0, got ${pollUs}`);
+    const canPoll = core.queueAvailPending !== undefined && core.queueSetKicks !== undefined;
+    this.pollUs = canPoll ? Math.min(Math.round(pollUs), CLOCK_US_MASK >> 1) : 0;
     if (core.requestPark !== undefined && core.queueReplyParked !== undefined && core.reqUnique !== undefined) {
       server.attachParking?.(queue, this);
     }
@@ -108,11 +151,16 @@ export class QueueProcessor implements ReplyParking {
   /** Clears the halt (after the ring was reconfigured) and forgets parked requests. Stats are kept. */
   reset(): void {
     this.halted = false;
+    this.kicksOff = false; // a reconfigured ring starts with kicks on (the driver initialises its rings)
     this.server.dropParked?.(this.queue);
   }
 
-  /** The ring stopped (GET_VRING_BASE, disconnect): requests parked on it will never be answered through it. */
+  /**
+   * The ring stopped (GET_VRING_BASE, disconnect): requests parked on it will never be answered through it, and
+   * a poll in progress ends with kicks on again, so the ring is not left silent for whoever drives it next.
+   */
   stopped(): void {
+    this.kicksOn();
     this.server.dropParked?.(this.queue);
   }
 
@@ -131,6 +179,19 @@ export class QueueProcessor implements ReplyParking {
     this.notifyIfDue();
   }
 
+  /** ReplyParking: the parked request current again (its chain re-walked), for a full reply. */
+  resume(p: ParkedRequest, opcode: number): number {
+    if (this.halted || p.head < 0 || this.core.requestResume === undefined) return -22; // EINVAL
+    const r = this.core.requestResume(p.queue, p.head, p.unique, opcode);
+    if (r !== 1 && r !== -16 /* EBUSY */) this.notifyIfDue(); // a malformed chain went back with len 0
+    return r;
+  }
+
+  /** ReplyParking: the resumed request's used element was pushed; signal the call if due. */
+  delivered(): void {
+    this.notifyIfDue();
+  }
+
   /** Signals the call eventfd when the driver wants to hear about the used elements pushed since the last time. */
   private notifyIfDue(): void {
     if (this.callFd >= 0 && this.core.queueNeedsNotify(this.queue)) {
@@ -140,19 +201,55 @@ export class QueueProcessor implements ReplyParking {
   }
 
   /**
-   * Processes available requests. Returns true when it stopped because the batch was used up (more may be
-   * waiting: the caller schedules another run), false when the ring is empty or halted.
+   * Processes available requests. Returns true when the caller should run it again soon (the batch was used up,
+   * or a polling window found work: either way more may be waiting and kicks may be off), false when the ring
+   * is empty with kicks on, or halted.
    */
   run(): boolean {
     if (this.halted) return false;
     const q = this.queue;
     const core = this.core;
     let budget = this.batch;
-    let completed = 0;
-    let more = false;
+    if (this.pollUs === 0) {
+      const r = this.drain(budget, -1);
+      if (r > 0) this.notifyIfDue();
+      return r < 0 ? false : this.budgetLeft === 0;
+    }
+    let spun = false;
     for (;;) {
-      if (budget === 0) { more = true; break; }
+      const r = this.drain(budget, core.queueAvailPending!(q));
+      budget = this.budgetLeft;
+      if (r > 0) this.notifyIfDue();
+      if (r < 0) return false; // halted (kicks stay as they are: the ring is dead until reset)
+      if (budget === 0 || spun) return true;
+      if (!this.kicksOff) {
+        core.queueSetKicks!(q, false);
+        this.kicksOff = true;
+      }
+      spun = true;
+      if (this.spin()) { this.stats.pollHits++; continue; }
+      this.stats.pollMisses++;
+      if (this.kicksOn() === 0) return false;
+    }
+  }
+
+  /**
+   * Pops and serves up to `budget` chains. `known` >= 0: that many are known to be available (polling: pops stop
+   * at a peek of 0 instead of letting an empty pop re-arm kicks); -1: pop until empty. Returns the chains
+   * completed, or -1 when the queue halted; budgetLeft says what is left of the budget.
+   */
+  private drain(budget: number, known: number): number {
+    const q = this.queue;
+    const core = this.core;
+    let completed = 0;
+    for (;;) {
+      if (budget === 0) break;
+      if (known === 0) {
+        known = core.queueAvailPending!(q);
+        if (known === 0) break;
+      }
       budget--;
+      if (known > 0) known--;
       const r = core.queuePop(q);
       if (r === POP_REQUEST) {
         this.serveOne();
@@ -178,8 +275,34 @@ export class QueueProcessor implements ReplyParking {
         break;
       }
     }
-    if (completed > 0) this.notifyIfDue();
-    return more;
+    this.budgetLeft = budget;
+    if (this.halted) {
+      if (completed > 0) this.notifyIfDue();
+      return -1;
+    }
+    return completed;
+  }
+
+  /**
+   * Watches avail.idx for up to the polling window; true as soon as a chain is available. The clock (native
+   * clockUs: a small integer, so the loop allocates nothing) is read once per SPIN_PEEKS looks (a look is one
+   * Wasm call, tens of ns).
+   */
+  private spin(): boolean {
+    const q = this.queue;
+    const core = this.core;
+    const start = native.clockUs();
+    do {
+      for (let i = 0; i < SPIN_PEEKS; i++) if (core.queueAvailPending!(q) > 0) return true;
+    } while (((native.clockUs() - start) & CLOCK_US_MASK) < this.pollUs);
+    return false;
+  }
+
+  /** Ends kick suppression; returns the chains available after re-arming (0 when kicks were not off). */
+  private kicksOn(): number {
+    if (!this.kicksOff) return 0;
+    this.kicksOff = false;
+    return this.core.queueSetKicks!(this.queue, true);
   }
 
   private serveOne(): void {

@@ -86,15 +86,15 @@ export interface GuestImage {
 
 const QBOOT = '/usr/share/qemu/qboot.rom';
 
-function imagePaths(): GuestImage {
-  const versionFile = path.join(GUEST_DIR, 'kernel-version');
-  const vmlinux = path.join(GUEST_DIR, 'vmlinux');
+function imagePaths(dir: string): GuestImage {
+  const versionFile = path.join(dir, 'kernel-version');
+  const vmlinux = path.join(dir, 'vmlinux');
   const biosEnv = process.env.E2E_BIOS;
   const bios = biosEnv === 'seabios' ? undefined : (biosEnv ?? (fs.existsSync(QBOOT) ? QBOOT : undefined));
   return {
-    kernel: fs.existsSync(vmlinux) && process.env.E2E_BZIMAGE !== '1' ? vmlinux : path.join(GUEST_DIR, 'vmlinuz'),
+    kernel: fs.existsSync(vmlinux) && process.env.E2E_BZIMAGE !== '1' ? vmlinux : path.join(dir, 'vmlinuz'),
     bios,
-    initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
+    initrd: path.join(dir, 'initramfs.cpio.gz'),
     kernelVersion: fs.existsSync(versionFile) ? fs.readFileSync(versionFile, 'utf8').trim() : '',
   };
 }
@@ -107,8 +107,8 @@ function mtime(file: string): number {
   }
 }
 
-function runScript(script: string): void {
-  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, GUEST_DIR } });
+function runScript(script: string, dir: string, env: Record<string, string>): void {
+  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, ...env, GUEST_DIR: dir } });
   if (r.status !== 0) {
     const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
     throw new Error(`e2e: ${path.relative(ROOT, script)} failed (status ${r.status}):\n${out}`);
@@ -118,18 +118,19 @@ function runScript(script: string): void {
 /**
  * Makes sure the guest kernel and initramfs exist: fetches the kernel (apt-get download; needs the Debian
  * archive) when it is missing, and (re)builds the initramfs when it is missing or older than its build
- * script or the kernel. Throws with the script's output when either step fails.
+ * script or the kernel. Throws with the script's output when either step fails. `dir` and `fetchEnv` select
+ * another guest (e.g. `.cache/guest-6.12` with GUEST_KERNEL_SERIES=6.12, see fetch-guest-kernel.sh).
  */
-export function ensureGuestImage(): GuestImage {
-  let image = imagePaths();
-  if (!fs.existsSync(path.join(GUEST_DIR, 'vmlinuz')) || !fs.existsSync(path.join(GUEST_DIR, 'modules.order'))) {
-    runScript(FETCH_SCRIPT);
+export function ensureGuestImage(dir = GUEST_DIR, fetchEnv: Record<string, string> = {}): GuestImage {
+  let image = imagePaths(dir);
+  if (!fs.existsSync(path.join(dir, 'vmlinuz')) || !fs.existsSync(path.join(dir, 'modules.order'))) {
+    runScript(FETCH_SCRIPT, dir, fetchEnv);
   }
   const initrdTime = mtime(image.initrd);
-  if (initrdTime < mtime(BUILD_SCRIPT) || initrdTime < mtime(path.join(GUEST_DIR, 'modules.order'))) {
-    runScript(BUILD_SCRIPT);
+  if (initrdTime < mtime(BUILD_SCRIPT) || initrdTime < mtime(path.join(dir, 'modules.order'))) {
+    runScript(BUILD_SCRIPT, dir, fetchEnv);
   }
-  image = imagePaths();
+  image = imagePaths(dir);
   for (const f of [image.kernel, image.initrd]) {
     if (!fs.existsSync(f)) throw new Error(`e2e: ${f} missing after building the guest image`);
   }
@@ -140,7 +141,7 @@ export function ensureGuestImage(): GuestImage {
 export function missingGuestTools(): string[] {
   const missing: string[] = [];
   if (!which(QEMU)) missing.push(`${QEMU} (apt-get install qemu-system-x86)`);
-  if (!fs.existsSync(imagePaths().initrd)) {
+  if (!fs.existsSync(imagePaths(GUEST_DIR).initrd)) {
     // Only needed to build the initramfs.
     if (!isExecutable('/bin/busybox') && !which('busybox')) missing.push('busybox (apt-get install busybox-static)');
     if (!which('cpio')) missing.push('cpio (apt-get install cpio)');
@@ -199,7 +200,8 @@ class Tail {
 // ---------------------------------------------------------------------------------------------------
 // Backends
 
-export type BackendKind = 'ours' | 'c';
+/** `example`: a command given in BackendOptions.command (test/e2e/example-daemon.ts serving an example). */
+export type BackendKind = 'ours' | 'c' | 'example';
 export type CacheMode = 'auto' | 'always' | 'never';
 
 export interface BackendOptions {
@@ -211,6 +213,8 @@ export interface BackendOptions {
   extraArgs?: string[];
   /** How long to wait for the socket to appear. */
   readyTimeoutMs?: number;
+  /** kind `example`: the whole command line (it must listen on socketPath). */
+  command?: string[];
   /**
    * Ours only: the command that starts the daemon, instead of `node dist/host/cli.js` (e.g. an installed package's
    * `node_modules/.bin/virtiofsd-ts`); the usual arguments follow it.
@@ -236,6 +240,10 @@ export interface BackendHandle {
 
 function backendCommand(kind: BackendKind, o: BackendOptions): string[] {
   const cache = o.cache ?? 'auto';
+  if (kind === 'example') {
+    if (!o.command) throw new Error('e2e: an example backend needs its command');
+    return o.command;
+  }
   if (kind === 'ours') {
     return [
       ...(o.daemonCommand ?? [process.execPath, OUR_CLI]),

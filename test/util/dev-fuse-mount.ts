@@ -35,10 +35,10 @@ export function detach(mp: string): void {
 }
 
 /**
- * Starts the CLI serving `dir` at `mp` (both must exist) with `extra` arguments and waits up to
+ * Starts the CLI serving `dir` at `mp` (both must exist) with `extra` arguments and waits (an outer limit only) up to
  * `timeoutMs` for the mount. Throws with the daemon's stderr when it exits first or never mounts.
  */
-export async function mountDaemon(dir: string, mp: string, extra: string[] = [], timeoutMs = 5000): Promise<MountedDaemon> {
+export async function mountDaemon(dir: string, mp: string, extra: string[] = [], timeoutMs = 30_000): Promise<MountedDaemon> {
   const child = spawn(process.execPath, [CLI, `--shared-dir=${dir}`, `--mountpoint=${mp}`, '--log-level=warn', ...extra],
     { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';

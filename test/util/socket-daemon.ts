@@ -22,7 +22,7 @@ export interface SocketDaemonOptions {
   /** Options for node itself, before the script. */
   nodeFlags?: string[];
   cwd?: string;
-  /** How long the socket may take to appear (default 10 s). */
+  /** How long the socket may take to appear (default 30 s: an outer limit for a loaded machine). */
   timeoutMs?: number;
 }
 
@@ -35,7 +35,7 @@ export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDa
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const t0 = Date.now();
   while (!fs.existsSync(socket)) {
-    if (child.exitCode !== null || Date.now() - t0 > (o.timeoutMs ?? 10000)) {
+    if (child.exitCode !== null || Date.now() - t0 > (o.timeoutMs ?? 30_000)) {
       child.kill('SIGKILL');
       throw new Error(`daemon (${(o.args ?? []).join(' ')}) did not start: ${err}`);
     }
