@@ -12,11 +12,13 @@
 //   IOV         1024 x 16 B     struct iovec {u64 base, u64 len} (process addresses); IOV_MAX (1024) per call
 //   LINEAR_IN   1 MiB + 4 KiB   one request as read(2) from /dev/fuse (linearPop)
 //   LINEAR_OUT  1 MiB + 4 KiB   its reply, to write(2) back (linearReplyLen bytes)
+//   DAX RANGES  256 KiB + 64 KiB  the DAX window's range records and (node, file index) hash (dax-ranges.ts)
 
 import * as gm from './guest-memory';
 import * as sq from './split-queue';
 import * as rq from './request';
 import * as fc from './fuse-codec';
+import * as dr from './dax-ranges';
 import './abort'; // coreAbort, the `--use abort=` target (asconfig.json)
 
 const STATX: usize = memory.data(<i32>fc.STATX_SIZE, 16);
@@ -272,4 +274,64 @@ export function direntPlusEmit(
 ): u32 {
   return fc.direntPlusEmitAt(rq.REPLY, rq.REPLY_MAX, dstOffset, cap, nodeid, generation, entryTimeout,
     attrTimeout, statx);
+}
+
+// ---- the DAX window's range allocator (dax-ranges.ts; used by the frontend in the guest driver's role) ------------
+// Node ids and file indices cross as f64 (< 2^53); anything else is -EINVAL / -1 instead of a trapping conversion.
+
+// @ts-ignore: decorator
+@inline function okKey(x: f64): bool {
+  return x >= 0 && x <= 9007199254740991.0;
+}
+
+export function daxInit(nRanges: u32): i32 {
+  return dr.daxInit(nRanges);
+}
+export function daxRangeCount(): u32 {
+  return dr.daxRangeCount();
+}
+export function daxFreeCount(): u32 {
+  return dr.daxFreeCount();
+}
+export function daxBusyCount(): u32 {
+  return dr.daxBusyCount();
+}
+export function daxLookup(node: f64, fileIdx: f64): i32 {
+  if (!okKey(node) || !okKey(fileIdx)) return -1;
+  return dr.daxLookup(<u64>node, <u64>fileIdx);
+}
+export function daxMap(node: f64, fileIdx: f64, writable: bool): i32 {
+  if (!okKey(node) || !okKey(fileIdx)) return -22;
+  return dr.daxMap(<u64>node, <u64>fileIdx, writable);
+}
+export function daxUnmap(range: u32): i32 {
+  return dr.daxUnmap(range);
+}
+export function daxReclaimVictim(): i32 {
+  return dr.daxReclaimVictim();
+}
+export function daxNeedsReclaim(): bool {
+  return dr.daxNeedsReclaim();
+}
+export function daxSetWritable(range: u32): i32 {
+  return dr.daxSetWritable(range);
+}
+export function daxIsWritable(range: u32): i32 {
+  return dr.daxIsWritable(range);
+}
+export function daxNode(range: u32): f64 {
+  return <f64>dr.daxNode(range);
+}
+export function daxFileIdx(range: u32): f64 {
+  return <f64>dr.daxFileIdx(range);
+}
+export function daxPin(range: u32): i32 {
+  return dr.daxPin(range);
+}
+export function daxUnpin(range: u32): i32 {
+  return dr.daxUnpin(range);
+}
+export function daxNextOfNode(node: f64, after: i32): i32 {
+  if (!okKey(node) || after < -1) return -1;
+  return dr.daxNextOfNode(<u64>node, after);
 }

@@ -5,6 +5,8 @@
  * goes first; the table shows medians over repetitions. The machine's floors (page-cache pread/pwrite, an
  * eventfd round trip between two threads) are measured in the same run.
  *
+ * DAX rows (ours only, benchmarks/dax.ts) follow in their own table; --dax-only runs just them.
+ *
  * Options: --quick (small file, short runs), --reps=N, --duration=MS, --no-save, --out=DIR (default
  * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save),
  * --poll-us=N (default 50): ours runs a second time with --poll-us=N, its rows beside the defaults (0: no such
@@ -27,12 +29,14 @@ import { privateMemoryKb } from '../host/stats.js';
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
 import { markdownTable, svgChart, textTable, type Row, type Side } from './report.js';
 import { BIG_DIR, BIG_DIR_ENTRIES, DATA_FILE, STAT_FILE, runFor, workloads, type Workload } from './workloads.js';
+import { daxBench, daxTable, type DaxRow } from './dax.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
 const opt = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 
 const quick = flag('quick');
+const daxOnly = flag('dax-only');
 const cfg = {
   quick,
   reps: Number(opt('reps') ?? (quick ? 3 : 5)),
@@ -156,6 +160,7 @@ async function main(): Promise<void> {
   let bareNodeKb = -1;
   let floors: IoFloor[] = [];
   let rtt: RttFloor;
+  let daxRows: DaxRow[] = [];
   try {
     log(`config: ${JSON.stringify(cfg)}; work dir ${work}`);
     for (const d of Object.values(dirs)) {
@@ -174,7 +179,7 @@ async function main(): Promise<void> {
     log(`floors: ${floors.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} MB/s`).join(', ')}; eventfd RTT ${rtt.usPerRoundTrip.toFixed(1)} µs`);
     bareNodeKb = await bareNodePrivateKb();
 
-    for (let rep = 0; rep < cfg.reps; rep++) {
+    for (let rep = 0; rep < (daxOnly ? 0 : cfg.reps); rep++) {
       const started: Array<[string, Backend]> = [];
       const pairs: Array<[string, Backend, FuseClient]> = [];
       try {
@@ -202,6 +207,7 @@ async function main(): Promise<void> {
         for (const [, b] of started) await b.stop();
       }
     }
+    daxRows = await daxBench(work, dirs.ours, cfg, floors, log);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
@@ -265,12 +271,15 @@ async function main(): Promise<void> {
     `eventfd round trip (two threads in epoll_wait): ${rtt.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rtt.p50Us.toFixed(1)} µs, p99 ${rtt.p99Us.toFixed(1)} µs => ${Math.round(floorRate).toLocaleString('en-US')} round trips/s`,
   ];
   console.log(`\nvirtiofsd-ts vs C virtiofsd (${quick ? 'quick' : 'full'} run: ${cfg.reps} repetitions x ${cfg.durationMs} ms, file ${cfg.fileSize >> 20} MiB, medians)\n`);
-  console.log(table);
-  console.log('\nprocesses (rows named [opts] ran ours with those options added):\n  ' + processLines.join('\n  '));
+  if (!daxOnly) {
+    console.log(table);
+    console.log('\nprocesses (rows named [opts] ran ours with those options added):\n  ' + processLines.join('\n  '));
+  }
+  console.log(`\n${daxTable(daxRows)}`);
   console.log('\nfloors:\n  ' + floorLines.join('\n  '));
   console.log(`\n${mach.cpu}, ${mach.cores} cores, ${mach.memory}, ${mach.kernel}, node ${mach.node}; total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 
-  if (save) {
+  if (save && !daxOnly) {
     fs.mkdirSync(outDir, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);
     const base = path.join(outDir, `${date}${quick ? '-quick' : ''}`);
@@ -279,6 +288,7 @@ async function main(): Promise<void> {
     }]));
     const result = {
       date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows, processes, bareNodeKb,
+      dax: daxRows,
     };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
     fs.writeFileSync(`${base}.svg`, svgChart(rows, `virtiofsd-ts vs C virtiofsd — ops/s (${date})`));

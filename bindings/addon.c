@@ -299,6 +299,9 @@ NAPI_MODULE_INIT() {
       FN("mmapInto", vfs_mmap_into),
       FN("unmapFrom", vfs_unmap_from),
       FN("addressOf", vfs_address_of),
+      FN("windowReserve", vfs_window_reserve),
+      FN("windowUnmap", vfs_window_unmap),
+      FN("fcntlGetfl", vfs_fcntl_getfl),
       FN("mmapShared", vfs_mmap_shared),
       FN("munmap", vfs_munmap),
       /* eventfd.c */

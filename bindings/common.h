@@ -144,6 +144,9 @@ VFS_FN(vfs_memfd_create);
 VFS_FN(vfs_mmap_into);
 VFS_FN(vfs_unmap_from);
 VFS_FN(vfs_address_of);
+VFS_FN(vfs_window_reserve);
+VFS_FN(vfs_window_unmap);
+VFS_FN(vfs_fcntl_getfl);
 VFS_FN(vfs_mmap_shared);
 VFS_FN(vfs_munmap);
 

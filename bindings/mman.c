@@ -4,6 +4,7 @@
  */
 #include "common.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -55,17 +56,22 @@ VFS_FN(vfs_mmap_into) {
   return vfs_int(env, 0);
 }
 
-VFS_FN(vfs_unmap_from) {
+/* Replaces mem[offset, offset+length) with anonymous private pages of `prot` (MAP_FIXED). */
+static napi_value vfs_map_anonymous_over(napi_env env, napi_callback_info info, int prot, int extra_flags) {
   VFS_ARGS(env, info, 3);
   uint8_t *addr;
   size_t length;
   int rc = vfs_map_target(env, argv[0], argv[1], argv[2], &addr, &length);
   if (rc > 0) return NULL;
   if (rc < 0) return vfs_int(env, rc);
-  /* Not munmap: a hole inside a WebAssembly.Memory would fault on the next access. Fresh zero pages instead. */
-  void *p = mmap(addr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  void *p = mmap(addr, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | extra_flags, -1, 0);
   if (p == MAP_FAILED) return vfs_errno(env);
   return vfs_int(env, 0);
+}
+
+/* Not munmap: a hole inside a WebAssembly.Memory would fault on the next access. Fresh zero pages instead. */
+VFS_FN(vfs_unmap_from) {
+  return vfs_map_anonymous_over(env, info, PROT_READ | PROT_WRITE, 0);
 }
 
 VFS_FN(vfs_address_of) {
@@ -76,6 +82,49 @@ VFS_FN(vfs_address_of) {
   napi_value out;
   NAPI_CALL(env, napi_create_double(env, (double)(uintptr_t)mem, &out));
   return out;
+}
+
+/* Unmaps a reserved DAX window when its ArrayBuffer is collected. `hint` carries the length. */
+static void vfs_window_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/*
+ * windowReserve(length): an inaccessible (PROT_NONE) anonymous reservation of `length` bytes (page multiple), as an
+ * external ArrayBuffer whose memory is that reservation: the cache window of a DAX frontend. File ranges are
+ * mapped into it with mmapInto (MAP_FIXED) and given back with windowUnmap. Returns the ArrayBuffer, or -errno.
+ * The reservation is released when the buffer is collected.
+ */
+VFS_FN(vfs_window_reserve) {
+  VFS_ARGS(env, info, 1);
+  int64_t n;
+  if (!vfs_get_i64(env, argv[0], &n)) return NULL;
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  if (n <= 0 || (uint64_t)n % page != 0) return vfs_int(env, -EINVAL);
+  void *p = mmap(NULL, (size_t)n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return vfs_errno(env);
+  napi_value out;
+  napi_status st = napi_create_external_arraybuffer(env, p, (size_t)n, vfs_window_finalize, (void *)(uintptr_t)n, &out);
+  if (st != napi_ok) {
+    munmap(p, (size_t)n);
+    vfs_throw_status(env, st, "napi_create_external_arraybuffer");
+    return NULL;
+  }
+  return out;
+}
+
+/* windowUnmap(mem, offset, length): the range becomes inaccessible again (PROT_NONE), dropping the file pages. */
+VFS_FN(vfs_window_unmap) {
+  return vfs_map_anonymous_over(env, info, PROT_NONE, MAP_NORESERVE);
+}
+
+/* fcntlGetfl(fd): the file status flags (the access mode in O_ACCMODE), or -errno. */
+VFS_FN(vfs_fcntl_getfl) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  return vfs_result(env, fcntl(fd, F_GETFL));
 }
 
 /*

@@ -12,6 +12,7 @@ import { SANDBOX_MODES, SECCOMP_MODES, type SandboxMode, type SeccompMode, parse
 import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
 import { INODE_FILE_HANDLES, type InodeFileHandles } from './passthrough/inode-store.js';
+import { DAX_PROTOCOLS, parseInodeDax, type DaxProtocol } from './dax/dax-device.js';
 
 /** What the command line asks of the daemon, plus what only the CLI acts on. */
 export interface CliOptions extends DaemonOptions {
@@ -51,6 +52,17 @@ function integer(option: string, value: string, min: number, max: number): numbe
     throw new ConfigError(`${option} must be an integer from ${min} to ${max} (got '${value}')`);
   }
   return n;
+}
+
+/** --dax-window: bytes, with an optional k/m/g suffix; a multiple of the 2 MiB DAX range, at most 16 GiB. */
+function daxWindowSize(value: string): number {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(value);
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m?.[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const size = m === null ? NaN : Number(m[1]) * unit;
+  if (!Number.isSafeInteger(size) || size <= 0 || size % (2 * 1024 * 1024) !== 0 || size > 16 * 1024 ** 3) {
+    throw new ConfigError(`--dax-window must be a multiple of 2M, at most 16G (got '${value}')`);
+  }
+  return size;
 }
 
 function setSocketPath(d: Draft, option: string, value: string): void {
@@ -255,6 +267,19 @@ export const OPTIONS: readonly OptionSpec[] = [
     'with EPERM; they would be host device nodes). The daemon never opens one either way',
   apply: (d) => { d.opts.allowMknodDevices = true; } },
   { names: ['--readonly'], help: 'refuse every change to the shared directory (EROFS)', apply: (d) => { d.opts.readonly = true; } },
+  { names: ['--dax-window'], arg: 'SIZE', help: 'offer a DAX cache window of SIZE bytes (a multiple of 2M, at most ' +
+    '16G, e.g. 1G): the guest maps file pages straight into it (mount -t virtiofs TAG /mnt -o dax)',
+  apply: (d, v) => { d.opts.daxWindowSize = daxWindowSize(v); } },
+  { names: ['--dax-protocol'], arg: 'shmem|legacy', help: 'how mappings reach the VMM: shmem (SHMEM_MAP/UNMAP, ' +
+    'upstream; the default) | legacy (SLAVE_FS_MAP/UNMAP of the original virtio-fs QEMU, cache-size=SIZE)',
+  apply: (d, v) => { d.opts.daxProtocol = oneOf<DaxProtocol>('--dax-protocol', v, DAX_PROTOCOLS); } },
+  { names: ['--inode-dax'], arg: 'never|always|size:N', help: 'files a guest mounted -o dax=inode maps: never (the ' +
+    'default) | always | size:N[k|m|g] (regular files of at least N bytes)',
+  apply: (d, v) => {
+    const policy = parseInodeDax(v);
+    if (policy === null) throw new ConfigError(`--inode-dax must be never, always or size:N (got '${v}')`);
+    d.opts.inodeDax = policy;
+  } },
   { names: ['--rlimit-nofile'], arg: 'N', help: 'set the open-file limit to N (0: leave it; default: raise it to ' +
     'min(1000000, fs.nr_open), or to the hard limit when that is not allowed)',
   apply: (d, v) => { d.opts.rlimitNofile = integer('--rlimit-nofile', v, 0, Number.MAX_SAFE_INTEGER); } },
@@ -399,6 +424,10 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
       'mmap(MAP_SHARED) direct-I/O files; use --cache=auto or always');
   }
   if (o.modcaps !== undefined) parseModcaps(o.modcaps);
+  if (o.daxWindowSize === undefined && (o.daxProtocol !== undefined || o.inodeDax !== undefined)) {
+    throw new ConfigError('--dax-protocol and --inode-dax need --dax-window');
+  }
+  if (o.daxWindowSize !== undefined && o.mountpoint !== undefined) throw new ConfigError('--dax-window needs a VMM, not --mountpoint');
   if (o.xattrmap !== undefined && !o.xattr) throw new ConfigError('--xattrmap needs --xattr');
   if (o.posixAcl && !o.xattr) throw new ConfigError('--posix-acl needs --xattr');
   // Parsed here to report a bad rule before anything starts; the daemon parses them again.

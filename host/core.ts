@@ -90,6 +90,23 @@ export interface CoreExports {
   direntEmit(dstOffset: number, cap: number): number;
   direntPlusEmit(dstOffset: number, cap: number, nodeid: number, generation: number, entryTimeout: number,
     attrTimeout: number, statx: number): number;
+  // The DAX window's range allocator (assembly/dax-ranges.ts; wrapped by host/dax/dax-ranges.ts).
+  daxInit(nRanges: number): number;
+  daxRangeCount(): number;
+  daxFreeCount(): number;
+  daxBusyCount(): number;
+  daxLookup(node: number, fileIdx: number): number;
+  daxMap(node: number, fileIdx: number, writable: number): number;
+  daxUnmap(range: number): number;
+  daxReclaimVictim(): number;
+  daxNeedsReclaim(): number;
+  daxSetWritable(range: number): number;
+  daxIsWritable(range: number): number;
+  daxNode(range: number): number;
+  daxFileIdx(range: number): number;
+  daxPin(range: number): number;
+  daxUnpin(range: number): number;
+  daxNextOfNode(node: number, after: number): number;
 }
 
 /** queuePop results. */
@@ -324,6 +341,11 @@ export class Core {
     } catch {
       return '';
     }
+  }
+
+  /** The raw exports, for modules layered on the core that wrap their own part (host/dax/dax-ranges.ts). */
+  get rawExports(): CoreExports {
+    return this.e;
   }
 
   private trap(err: unknown): never {

@@ -15,6 +15,8 @@ import { FuseServer, type CacheMode, type FuseServerOptions } from './fuse/serve
 import type { FileSystem } from './fuse/filesystem.js';
 import { formatStats, type OperationStats } from './fuse/op-stats.js';
 import { PassthroughFs } from './passthrough/passthrough-fs.js';
+import { DaxDevice, attachDax, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
+import { passthroughMappingFiles } from './dax/passthrough-files.js';
 import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
 import type { InodeFileHandles } from './passthrough/inode-store.js';
@@ -109,6 +111,8 @@ export interface DaemonLayers {
 /** Extra steps of a specialised daemon (the passthrough's sandbox and seccomp, its own server options). */
 interface StartHooks {
   server?: Partial<FuseServerOptions>;
+  /** The DAX window (vhost-user only): attached to the FUSE server and handed the backend channel. */
+  dax?: { device: DaxDevice; timeoutMs: number };
   sharedDir?: string;
   /** After the socket listens / the mount is up; a throw undoes the start. */
   ready?(): void;
@@ -133,6 +137,7 @@ async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, ho
     ...(options.mountpoint !== undefined ? { maxPages: devFuseMaxPages() } : {}),
     ...hooks.server,
   });
+  if (hooks.dax !== undefined && options.mountpoint === undefined) attachDax(server, hooks.dax.device);
   if (options.mountpoint !== undefined) {
     const session = DevFuseSession.mount(core, server, {
       mountpoint: options.mountpoint, readonly: options.readonly ?? false,
@@ -157,6 +162,7 @@ async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, ho
     numRequestQueues: options.numRequestQueues ?? 1,
     pollUs: options.pollUs ?? 0,
     exitOnDisconnect: options.exitOnDisconnect ?? false,
+    ...(hooks.dax !== undefined ? { dax: hooks.dax.device, backendRequestTimeoutMs: hooks.dax.timeoutMs } : {}),
   });
   try {
     listener.listen();
@@ -218,7 +224,7 @@ export class FileSystemDaemon<F extends FileSystem = FileSystem> extends EventEm
 
   /** Builds the layers for a subclass's constructor. */
   protected static async layers<F extends FileSystem>(fs: F, options: ServeOptions,
-    hooks: { sharedDir?: string; ready?(): void; server?: object }): Promise<DaemonLayers> {
+    hooks: { sharedDir?: string; ready?(): void; server?: object; dax?: StartHooks['dax'] }): Promise<DaemonLayers> {
     return await buildParts(fs, options, hooks as StartHooks) as unknown as DaemonLayers;
   }
 
@@ -365,6 +371,17 @@ export interface DaemonOptions {
    * (capabilities are per thread; see host/sandbox.ts). Not applied by start().
    */
   modcaps?: string;
+  /**
+   * The DAX cache window in bytes (a multiple of 2 MiB; 0 or absent: no DAX). The guest maps file ranges into it
+   * (`mount -t virtiofs TAG /mnt -o dax`); host/dax/dax-device.ts. vhost-user only.
+   */
+  daxWindowSize?: number;
+  /** How map requests reach the frontend: `shmem` (SHMEM_MAP/UNMAP, upstream; default) or `legacy` (SLAVE_FS_MAP). */
+  daxProtocol?: DaxProtocol;
+  /** Which files get FUSE_ATTR_DAX for a guest mounted with -o dax=inode (default: never, no FUSE_HAS_INODE_DAX). */
+  inodeDax?: InodeDaxPolicy;
+  /** How long the VMM may take to answer a map request before the backend channel counts as broken (5000 ms). */
+  daxRequestTimeoutMs?: number;
 }
 
 /** virtiofsd's default open-file limit (capped by fs.nr_open). */
@@ -439,6 +456,12 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
       inodeFileHandles: options.inodeFileHandles ?? 'never', announceSubmounts: options.announceSubmounts ?? false,
       allowMknodDevices: options.allowMknodDevices ?? false,
     });
+    let dax: DaxDevice | undefined;
+    if ((options.daxWindowSize ?? 0) > 0 && options.mountpoint === undefined) {
+      dax = new DaxDevice({ windowSize: BigInt(options.daxWindowSize!), protocol: options.daxProtocol ?? 'shmem',
+        ...(options.inodeDax !== undefined ? { inodeDax: options.inodeDax } : {}) });
+      dax.attachFiles(passthroughMappingFiles(fs));
+    }
     let built: DaemonLayers;
     try {
       built = await FileSystemDaemon.layers(fs, {
@@ -450,6 +473,7 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
         pollUs: options.pollUs ?? 0,
       }, {
         sharedDir: options.sharedDir,
+        ...(dax !== undefined ? { dax: { device: dax, timeoutMs: options.daxRequestTimeoutMs ?? 5000 } } : {}),
         server: {
           cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,
           // Without it the guest cannot clear setuid/setgid on open(O_TRUNC) by an unprivileged caller (with
@@ -466,14 +490,21 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
         },
       });
     } catch (e) {
+      dax?.close();
       fs.close();
       throw e;
     }
-    return new VirtiofsDaemon(built, options);
+    const daemon = new VirtiofsDaemon(built, options);
+    daemon.dax = dax;
+    return daemon;
   }
+
+  /** The DAX window's device side (with `daxWindowSize`). */
+  dax: DaxDevice | undefined;
 
   protected override async stop(): Promise<void> {
     await super.stop();
+    this.dax?.close(); // its channel and zero-page memfd
     this.fs.close();
   }
 }

@@ -28,4 +28,7 @@ export { DevFuseSession, type DevFuseOptions } from './transport/dev-fuse.js';
 export { VhostUserBackend } from './vhost-user/backend.js';
 export { VhostUserFrontend } from './frontend/vhost-user-frontend.js';
 export { VirtqueueDriver } from './frontend/virtqueue-driver.js';
+export { DaxDevice, attachDax, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
+export { DaxWindow } from './frontend/dax-window.js';
+export { DaxDriver } from './frontend/dax-driver.js';
 export { setLogLevel, setLogger, LOG_LEVELS, type LogLevel, type Logger } from './log.js';

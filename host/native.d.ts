@@ -119,6 +119,16 @@ export interface Native {
   /** Address of mem's first byte as a number (the core's linear memory base; tests that two views share pages). */
   addressOf(mem: Memory): number;
   /**
+   * A DAX cache window: an inaccessible (PROT_NONE, MAP_NORESERVE) anonymous reservation of `length` bytes (a page
+   * multiple) as an external ArrayBuffer over it, or -errno. Files go in with mmapInto, back out with windowUnmap;
+   * the reservation is unmapped when the buffer is collected. Touching an inaccessible page is SIGSEGV.
+   */
+  windowReserve(length: number): ArrayBuffer | number;
+  /** The range of the window becomes inaccessible again (PROT_NONE anonymous, MAP_FIXED). Checks as mmapInto. */
+  windowUnmap(mem: Memory, offset: number, length: number): number;
+  /** fcntl(fd, F_GETFL): status flags (access mode under O_ACCMODE), or -errno. */
+  fcntlGetfl(fd: number): number;
+  /**
    * mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_NORESERVE, fd, fileOffset) (fileOffset
    * page-aligned): a guest memory region mapped whole in the process. The address, or -errno (negative).
    */

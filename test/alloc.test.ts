@@ -260,6 +260,32 @@ test('1000 requests of several opcodes allocate nothing (flat guest RAM)', () =>
 
 test('1000 requests of several opcodes allocate nothing (windowed guest RAM, 2 slots)', () => batch(true));
 
+test('the DAX range allocator: 20000 map/lookup/reclaim/unmap/pin operations allocate nothing', async () => {
+  const { e, counts } = await instantiate();
+  const before = { ...counts };
+  assert.is(e.daxInit(64), 0);
+  let x = 12345;
+  for (let i = 0; i < 20000; i++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    const node = 1 + ((x >>> 0) % 7);
+    const idx = (x >>> 8) % 40;
+    let r = e.daxLookup(node, idx);
+    if (r < 0) {
+      r = e.daxMap(node, idx, i & 1);
+      if (r === -28) {
+        const v = e.daxReclaimVictim();
+        if (v >= 0) e.daxUnmap(v);
+        r = e.daxMap(node, idx, 0);
+      }
+    }
+    if (r >= 0 && (x & 3) === 0) e.daxSetWritable(r);
+    if (r >= 0 && (x & 7) === 1) { e.daxPin(r); e.daxUnpin(r); }
+    if (e.daxNeedsReclaim() !== 0 && (x & 15) === 2) e.daxNextOfNode(node, -1);
+  }
+  assert.is(e.daxBusyCount() + e.daxFreeCount(), 64);
+  assert.equal(counts, before, 'no allocator call');
+});
+
 test('500 linear (/dev/fuse) requests allocate nothing', async () => {
   const { e, counts } = await instantiate();
   const startCounts = { ...counts };

@@ -20,7 +20,7 @@ import './util/runtime.js';
 import { randomInt } from 'node:crypto';
 
 /** Cases per target: a few seconds each on a 2-core machine. */
-const CASES: Record<string, number> = { ring: 300, codec: 800, dirent: 8000, 'vhost-user': 800 };
+const CASES: Record<string, number> = { ring: 300, codec: 800, dirent: 8000, 'dax-ranges': 3000, 'vhost-user': 800 };
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1);
 /** Only an outer limit: a target that has not run its cases by then fails, saying so. */
 const OUTER_LIMIT_MS = 4 * 60_000;

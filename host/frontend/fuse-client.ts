@@ -63,6 +63,8 @@ export interface FuseAttr {
   ino: number; size: number; blocks: number;
   atime: number; mtime: number; ctime: number; atimensec: number; mtimensec: number; ctimensec: number;
   mode: number; nlink: number; uid: number; gid: number; rdev: number; blksize: number;
+  /** fuse_attr.flags: FUSE_ATTR_SUBMOUNT, FUSE_ATTR_DAX. */
+  flags: number;
 }
 export interface AttrReply { attrValid: number; attr: FuseAttr }
 export interface EntryReply { nodeid: number; generation: number; entryValid: number; attrValid: number; attr: FuseAttr }
@@ -71,6 +73,8 @@ export interface CreateReply { entry: EntryReply; fh: number; openFlags: number 
 export interface InitReply {
   major: number; minor: number; maxReadahead: number; flags: number; maxBackground: number;
   congestionThreshold: number; maxWrite: number; timeGran: number; maxPages: number;
+  /** log2 of the DAX mapping alignment (with FUSE_MAP_ALIGNMENT), and the flags2 word (with FUSE_INIT_EXT). */
+  mapAlignment: number; flags2: number;
 }
 export interface StatfsReply {
   blocks: number; bfree: number; bavail: number; files: number; ffree: number; bsize: number; namelen: number;
@@ -91,7 +95,7 @@ export interface SetattrIn {
  */
 const ATTR = {
   ino: 0, size: 8, blocks: 16, atime: 24, mtime: 32, ctime: 40, atimensec: 48, mtimensec: 52, ctimensec: 56,
-  mode: 60, nlink: 64, uid: 68, gid: 72, rdev: 76, blksize: 80, SIZE: 88,
+  mode: 60, nlink: 64, uid: 68, gid: 72, rdev: 76, blksize: 80, flags: 84, SIZE: 88,
 } as const;
 const ATTR_OUT = { attrValid: 0, attrValidNsec: 8, attr: 16 } as const;
 const ENTRY_OUT = { nodeid: 0, generation: 8, entryValid: 16, attrValid: 24, attr: 40 } as const;
@@ -120,6 +124,8 @@ export interface FuseClientOptions {
   timeoutMs?: number;
   /** Negotiate VIRTIO_RING_F_EVENT_IDX when offered (as Linux does). Default true. */
   eventIdx?: boolean;
+  /** Protocol features to ask for (intersected with the offer). Default MQ | REPLY_ACK (VhostUserFrontend's). */
+  protocolFeatures?: bigint;
 }
 
 type Resolve = (v: any) => void;
@@ -225,6 +231,7 @@ export class FuseClient {
     const opts: Required<FuseClientOptions> = {
       queues: options.queues ?? 1, depth: options.depth ?? 64, maxPayload: options.maxPayload ?? 128 * 1024,
       timeoutMs: options.timeoutMs ?? 10000, eventIdx: options.eventIdx ?? true,
+      protocolFeatures: options.protocolFeatures ?? -1n,
     };
     if (!(opts.queues >= 1 && opts.queues <= 63)) throw new RangeError(`queues must be 1..63, got ${opts.queues}`);
     if (!(opts.depth >= 1 && opts.depth <= 1024)) throw new RangeError(`depth must be 1..1024, got ${opts.depth}`);
@@ -237,7 +244,8 @@ export class FuseClient {
       const offered = await fe.getFeatures();
       let want = offered;
       if (!opts.eventIdx) want &= ~bit(VIRTIO_RING_F_EVENT_IDX);
-      const acked = await fe.negotiate({ features: want });
+      const acked = await fe.negotiate({ features: want,
+        ...(opts.protocolFeatures >= 0n ? { protocolFeatures: opts.protocolFeatures } : {}) });
       const eventIdx = (acked & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n;
       if (opts.queues > 1) {
         const n = await fe.getQueueNum();
@@ -316,6 +324,26 @@ export class FuseClient {
     }
   }
 
+  /** The vhost-user control connection (the DAX window attaches its backend channel through it). */
+  get frontend(): VhostUserFrontend {
+    return this.fe;
+  }
+
+  /**
+   * Any request whose reply is a bare status (SETUPMAPPING, REMOVEMAPPING, ...): `args` are copied after the
+   * fuse_in_header (at most 4056 bytes). Resolves on error 0.
+   */
+  request(opcode: number, nodeid: number, args: Uint8Array, q?: number): Promise<void> {
+    const g = this.slot(q);
+    if (g < 0) return this.retry(() => this.request(opcode, nodeid, args, q));
+    if (args.length > IN_AREA - P.IN_HEADER.SIZE) {
+      this.release1(g);
+      return Promise.reject(new RangeError(`request args of ${args.length} bytes do not fit the slot`));
+    }
+    this.u8.set(args, this.inOff[g]! + P.IN_HEADER.SIZE);
+    return this.send(g, opcode, nodeid, args.length, K_VOID);
+  }
+
   /** Whether VIRTIO_RING_F_EVENT_IDX is in use. */
   get usesEventIdx(): boolean {
     return this.eventIdx;
@@ -330,7 +358,7 @@ export class FuseClient {
   // `q` (optional, last): request queue 0..queues-1; default round-robin.
 
   /** FUSE_INIT. Must be the first request. Lowers maxPayload to the backend's max_write. */
-  init(opts: { flags?: number; maxReadahead?: number; minor?: number } = {}, q?: number): Promise<InitReply> {
+  init(opts: { flags?: number; flags2?: number; maxReadahead?: number; minor?: number } = {}, q?: number): Promise<InitReply> {
     const g = this.slot(q);
     if (g < 0) return this.retry(() => this.init(opts, q));
     const a = this.inOff[g]! + P.IN_HEADER.SIZE;
@@ -341,6 +369,7 @@ export class FuseClient {
     v.setUint32(a + P.INIT_IN.maxReadahead, opts.maxReadahead ?? 128 * 1024, true);
     v.setUint32(a + P.INIT_IN.flags, opts.flags ?? (P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_DO_READDIRPLUS |
       P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES | P.FUSE_EXPORT_SUPPORT), true);
+    if (opts.flags2 !== undefined) v.setUint32(a + P.INIT_IN.flags2, opts.flags2, true);
     return this.send(g, P.FUSE_INIT, 0, P.INIT_IN.SIZE, K_INIT);
   }
 
@@ -869,6 +898,8 @@ export class FuseClient {
           congestionThreshold: v.getUint16(b + P.INIT_OUT.congestionThreshold, true),
           maxWrite: v.getUint32(b + P.INIT_OUT.maxWrite, true), timeGran: v.getUint32(b + P.INIT_OUT.timeGran, true),
           maxPages: bodyLen >= P.INIT_OUT.maxPages + 2 ? v.getUint16(b + P.INIT_OUT.maxPages, true) : 0,
+          mapAlignment: bodyLen >= P.INIT_OUT.mapAlignment + 2 ? v.getUint16(b + P.INIT_OUT.mapAlignment, true) : 0,
+          flags2: bodyLen >= P.INIT_OUT.flags2 + 4 ? v.getUint32(b + P.INIT_OUT.flags2, true) : 0,
         };
         this.initReply = r;
         if (r.maxWrite > 0 && r.maxWrite < this.maxPayload) this.maxPayload = r.maxWrite;
@@ -926,6 +957,7 @@ export class FuseClient {
       ctimensec: v.getUint32(a + ATTR.ctimensec, true), mode: v.getUint32(a + ATTR.mode, true),
       nlink: v.getUint32(a + ATTR.nlink, true), uid: v.getUint32(a + ATTR.uid, true), gid: v.getUint32(a + ATTR.gid, true),
       rdev: v.getUint32(a + ATTR.rdev, true), blksize: v.getUint32(a + ATTR.blksize, true),
+      flags: v.getUint32(a + ATTR.flags, true),
     };
   }
 

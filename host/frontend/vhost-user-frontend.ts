@@ -19,7 +19,7 @@ import {
   VHOST_USER_F_PROTOCOL_FEATURES, VHOST_USER_HDR_SIZE, VHOST_USER_MAX_FDS, VHOST_USER_MAX_PAYLOAD,
   VHOST_USER_NEED_REPLY_MASK, VHOST_USER_REPLY_MASK, VHOST_USER_VERSION, VHOST_USER_VERSION_MASK,
   VHOST_USER_VRING_NOFD_MASK, VIRTIO_RING_F_EVENT_IDX, VhostUserProtocolFeature as PF, VhostUserRequest as R, bit, decodeHeader, decodeU64,
-  decodeVringState, encodeHeader, encodeMemTable, encodeSingleMemRegion, encodeU64, encodeVringAddr,
+  decodeShmemConfig, decodeVringState, encodeHeader, encodeMemTable, encodeSingleMemRegion, encodeU64, encodeVringAddr,
   encodeVringState, requestName, type MemRegion, type VhostUserHeader,
 } from '../vhost-user/protocol.js';
 
@@ -396,6 +396,16 @@ export class VhostUserFrontend {
 
   setVringErr(q: number, fd: number | null): Promise<void> {
     return this.vringFd(R.SET_VRING_ERR, q, fd);
+  }
+
+  /** SET_BACKEND_REQ_FD: the backend's requests (DAX SHMEM_MAP/UNMAP) come on `fd`'s peer. The fd is sent, not given. */
+  setBackendReqFd(fd: number): Promise<void> {
+    return this.command(R.SET_BACKEND_REQ_FD, 0, [fd]);
+  }
+
+  /** GET_SHMEM_CONFIG: the sizes of the backend's shared memory regions (the DAX window is shmid 0). */
+  async getShmemConfig(): Promise<bigint[]> {
+    return decodeShmemConfig(this.payloadView(await this.request(R.GET_SHMEM_CONFIG, 0, [], true)), 0);
   }
 
   setVringEnable(q: number, on: boolean): Promise<void> {

@@ -9,8 +9,9 @@
  *
  * Opcodes not in the table are answered ENOSYS, which the kernel remembers (it stops sending them and falls back to
  * local behaviour): POLL (the kernel then treats files as always ready), BMAP (block devices
- * only), SETUPMAPPING/REMOVEMAPPING (sent only with a DAX window, which we do not offer), NOTIFY_REPLY (we never
- * send a retrieve notification), CUSE_INIT. IOCTL is answered ENOTTY (no ioctl is passed through).
+ * only), NOTIFY_REPLY (we never send a retrieve notification), CUSE_INIT; SETUPMAPPING/REMOVEMAPPING without a
+ * DAX window (host/dax/dax-device.ts; with one they are answered once the frontend mapped). IOCTL is answered ENOTTY
+ * (no ioctl is passed through).
  */
 import { native } from '../native-loader.js';
 import type {
@@ -21,6 +22,7 @@ import type { SettledFileSystem } from './fs-guard.js';
 import * as P from './protocol.js';
 import { REPLY_MAX } from '../core.js';
 import { nameOf, putName } from './names.js';
+import { DAX_MAP_ALIGNMENT_LOG2, FUSE_REMOVEMAPPING_MAX_ENTRY, daxOf } from '../dax/dax-device.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -105,6 +107,8 @@ export interface Session {
    * reply), or it is interrupted (-EINTR). Returns the DEFER marker the handler passes on.
    */
   defer(retry: () => number): number;
+  /** A parked request whose result is ready: retry it now rather than at its next backoff step. */
+  wake?(unique: bigint): void;
   /** FUSE_INTERRUPT of `unique`: a parked request is answered -EINTR; others completed long ago. */
   interrupt(unique: bigint): void;
   /** DESTROY: parked requests are forgotten. */
@@ -193,15 +197,53 @@ function entryReply(s: Session, r: Entry | number): number {
   return n;
 }
 
-/** The fuse_attr.flags bits of `wanted` that INIT allows: FUSE_ATTR_SUBMOUNT only with FUSE_SUBMOUNTS. */
+/** FUSE_ATTR_DAX when the --inode-dax policy picks the file in the statx scratch (only with FUSE_HAS_INODE_DAX). */
+function daxAttrFlag(s: Session): number {
+  const dax = daxOf(s);
+  if (dax === undefined || !dax.inodeDaxNegotiated) return 0;
+  const v = replyView(s);
+  const mode = v.getUint16(s.core.statxPtr + 28, true); // struct statx: stx_mode
+  const size = Number(v.getBigUint64(s.core.statxPtr + 40, true)); // stx_size
+  return dax.wantsDax(mode, size) ? P.FUSE_ATTR_DAX : 0;
+}
+
+/** After a request that may have changed a file's size (SETATTR size, WRITE, FALLOCATE, COPY_FILE_RANGE, OPEN with
+ *  O_TRUNC): the DAX window follows (a no-op without mappings of that file). */
+function daxSizeChanged(s: Session, nodeId: number, r: number): number {
+  if (r >= 0) daxOf(s)?.sizeChanged(nodeId);
+  return r;
+}
+
+/**
+ * A DAX answer: a number now, or a promise the frontend's ack resolves. The request is parked until then
+ * (Session.defer, woken when the promise settles); where the transport cannot park, EOPNOTSUPP before anything
+ * is sent.
+ */
+function daxAnswer(s: Session, start: () => number | Promise<number>): number {
+  if (!s.canDefer()) return -E.EOPNOTSUPP;
+  const r = start();
+  if (typeof r === 'number') return r;
+  let settled: number | null = null;
+  const unique = s.core.reqUnique();
+  r.then((v) => { settled = v; }, () => { settled = -E.EIO; }).finally(() => s.wake?.(unique));
+  return s.defer(() => settled ?? -E.EAGAIN);
+}
+
+/**
+ * The fuse_attr.flags of an entry whose attributes are in the statx scratch: the bits of `wanted` that INIT allows
+ * (FUSE_ATTR_SUBMOUNT only with FUSE_SUBMOUNTS), plus FUSE_ATTR_DAX when the --inode-dax policy picks the file.
+ */
 export function attrFlagsAllowed(s: Session, wanted: number | undefined): number {
-  if (!wanted) return 0;
-  return (s.negotiatedFlags & P.FUSE_SUBMOUNTS) !== 0 ? wanted & P.FUSE_ATTR_SUBMOUNT : 0;
+  const submount = wanted && (s.negotiatedFlags & P.FUSE_SUBMOUNTS) !== 0 ? wanted & P.FUSE_ATTR_SUBMOUNT : 0;
+  return submount | daxAttrFlag(s);
 }
 
 function attrReply(s: Session, r: number): number {
   if (r < 0) return r;
-  return s.core.encodeAttrOut(s.core.replyPtr, s.attrTimeout, s.core.statxPtr);
+  const n = s.core.encodeAttrOut(s.core.replyPtr, s.attrTimeout, s.core.statxPtr);
+  const dax = daxAttrFlag(s); // so a guest sees a file's DAX state change (fuse_dax_dontcache)
+  if (dax !== 0) replyView(s).setUint32(s.core.replyPtr + P.ATTR_OUT_ATTR_FLAGS, dax, true);
+  return n;
 }
 
 function openOut(s: Session, at: number, fh: number, flags: number): number {
@@ -373,7 +415,18 @@ function handleInit(s: Session, d: Init): number {
     const r = s.fs.init({ major: d.major, minor, kernelFlags });
     if (r < 0) return r;
   }
-  const flags = (s.wantFlags & d.flags) >>> 0;
+  let flags = (s.wantFlags & d.flags) >>> 0;
+  const dax = daxOf(s);
+  let flags2 = 0;
+  if (dax !== undefined) {
+    dax.reset(); // a new session: the guest has no mapping
+    flags = (flags | (d.flags & P.FUSE_MAP_ALIGNMENT)) >>> 0;
+    dax.inodeDaxNegotiated = dax.inodeDax.kind !== 'never' && (d.flags2 & P.FUSE2_HAS_INODE_DAX) !== 0;
+    if (dax.inodeDaxNegotiated) {
+      flags = (flags | P.FUSE_INIT_EXT) >>> 0;
+      flags2 = P.FUSE2_HAS_INODE_DAX;
+    }
+  }
   s.minor = minor;
   s.negotiatedFlags = flags;
   s.initialized = true;
@@ -385,7 +438,9 @@ function handleInit(s: Session, d: Init): number {
   v.setUint32(o + P.INIT_OUT.maxWrite, s.maxWrite, true);
   v.setUint32(o + P.INIT_OUT.timeGran, 1, true); // nanosecond timestamps
   v.setUint16(o + P.INIT_OUT.maxPages, (flags & P.FUSE_MAX_PAGES) !== 0 ? s.maxPages : 0, true);
-  // flags2: nothing from bits 32+ is negotiated (no FUSE_INIT_EXT in the reply).
+  // DAX: the window's offsets and lengths are multiples of the host page; flags2 only for per-inode DAX.
+  if ((flags & P.FUSE_MAP_ALIGNMENT) !== 0) v.setUint16(o + P.INIT_OUT.mapAlignment, DAX_MAP_ALIGNMENT_LOG2, true);
+  v.setUint32(o + P.INIT_OUT.flags2, flags2, true);
   if (minor < 5) return P.INIT_OUT.COMPAT_SIZE;
   if (minor < 23) return P.INIT_OUT.COMPAT_22_SIZE;
   return P.INIT_OUT.SIZE;
@@ -418,6 +473,7 @@ const table: Array<[number, Op<unknown>]> = [
     decode: noArgs,
     handle: (s) => {
       s.dropParked(-1);
+      daxOf(s)?.reset();
       s.fs.destroy?.();
       s.initialized = false;
       return 0;
@@ -496,7 +552,10 @@ const table: Array<[number, Op<unknown>]> = [
       if (nsecBad(set.atime) || nsecBad(set.mtime)) return -E.EINVAL;
       return set;
     },
-    handle: (s, d, req) => attrReply(s, s.fs.setattr!(req.ctx, req.nodeId, d, s.attr)),
+    handle: (s, d, req) => {
+      const r = attrReply(s, s.fs.setattr!(req.ctx, req.nodeId, d, s.attr));
+      return d.size !== undefined ? daxSizeChanged(s, req.nodeId, r) : r;
+    },
   })],
 
   [P.FUSE_READLINK, op<null>({
@@ -585,7 +644,8 @@ const table: Array<[number, Op<unknown>]> = [
     handle: (s, d, req) => {
       const r = s.fs.open!(req.ctx, req.nodeId, d.flags, d.openFlags);
       if (typeof r === 'number') return r;
-      return openOut(s, 0, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+      const n = openOut(s, 0, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
+      return (d.flags & C.O_TRUNC) !== 0 ? daxSizeChanged(s, req.nodeId, n) : n; // FUSE_ATOMIC_O_TRUNC
     },
   })],
 
@@ -641,7 +701,7 @@ const table: Array<[number, Op<unknown>]> = [
       // The guest agreed to max_write at INIT; a larger WRITE is refused rather than carried out.
       if (d.size > s.maxWrite) return -E.EINVAL;
       const r = s.fs.write!(req.ctx, req.nodeId, d.fh, d.offset, s.writeSource(d.size), d.writeFlags);
-      return r < 0 ? r : writeOutReply(s, r);
+      return r < 0 ? r : daxSizeChanged(s, req.nodeId, writeOutReply(s, r));
     },
   })],
 
@@ -754,7 +814,8 @@ const table: Array<[number, Op<unknown>]> = [
       return { fh: u64(a, P.FALLOCATE_IN.fh), offset: u64(a, P.FALLOCATE_IN.offset),
         length: u64(a, P.FALLOCATE_IN.length), mode: u32(a, P.FALLOCATE_IN.mode) };
     },
-    handle: (s, d, req) => statusReply(s.fs.fallocate!(req.ctx, req.nodeId, d.fh, d.offset, d.length, d.mode)),
+    handle: (s, d, req) =>
+      daxSizeChanged(s, req.nodeId, statusReply(s.fs.fallocate!(req.ctx, req.nodeId, d.fh, d.offset, d.length, d.mode))),
   })],
 
   [P.FUSE_LSEEK, op<LseekArgs>({
@@ -785,7 +846,7 @@ const table: Array<[number, Op<unknown>]> = [
     },
     handle: (s, d, req) => {
       const r = s.fs.copyFileRange!(req.ctx, req.nodeId, d.fhIn, d.offIn, d.nodeOut, d.fhOut, d.offOut, d.len, d.flags);
-      return r < 0 ? r : writeOutReply(s, r);
+      return r < 0 ? r : daxSizeChanged(s, d.nodeOut, writeOutReply(s, r));
     },
   })],
 
@@ -823,6 +884,46 @@ const table: Array<[number, Op<unknown>]> = [
   [P.FUSE_IOCTL, op<null>({
     // No ioctl is passed through to the host (they carry pointers and host-specific semantics).
     name: 'IOCTL', decode: noArgs, handle: () => -E.ENOTTY,
+  })],
+
+  [P.FUSE_SETUPMAPPING, op<{ fh: bigint; foffset: bigint; len: bigint; flags: bigint; moffset: bigint }>({
+    // Without a window the kernel never sends it (no DAX device); a guest that does anyway gets ENOSYS.
+    name: 'SETUPMAPPING',
+    decode: (a, s) => {
+      if (daxOf(s) === undefined) return -E.ENOSYS;
+      const bad = need(a, P.SETUPMAPPING_IN.SIZE);
+      if (bad < 0) return bad;
+      const M = P.SETUPMAPPING_IN;
+      return { fh: big(a, M.fh), foffset: big(a, M.foffset), len: big(a, M.len), flags: big(a, M.flags),
+        moffset: big(a, M.moffset) };
+    },
+    handle: (s, d, req) => {
+      const dax = daxOf(s)!;
+      return daxAnswer(s, () => dax.setupMapping(req.nodeId, d.fh, d.foffset, d.len, d.flags, d.moffset, s.readonly));
+    },
+  })],
+
+  [P.FUSE_REMOVEMAPPING, op<Array<{ moffset: bigint; len: bigint }>>({
+    name: 'REMOVEMAPPING',
+    decode: (a, s) => {
+      if (daxOf(s) === undefined) return -E.ENOSYS;
+      const bad = need(a, P.REMOVEMAPPING_IN.SIZE);
+      if (bad < 0) return bad;
+      const count = u32(a, P.REMOVEMAPPING_IN.count);
+      // Bounded like the kernel's own batches, and the entries must really be there.
+      if (count === 0 || count > FUSE_REMOVEMAPPING_MAX_ENTRY ||
+          a.len < P.REMOVEMAPPING_IN.SIZE + count * P.REMOVEMAPPING_ONE.SIZE) return -E.EINVAL;
+      const out: Array<{ moffset: bigint; len: bigint }> = [];
+      for (let i = 0; i < count; i++) {
+        const at = P.REMOVEMAPPING_IN.SIZE + i * P.REMOVEMAPPING_ONE.SIZE;
+        out.push({ moffset: big(a, at + P.REMOVEMAPPING_ONE.moffset), len: big(a, at + P.REMOVEMAPPING_ONE.len) });
+      }
+      return out;
+    },
+    handle: (s, d) => {
+      const dax = daxOf(s)!;
+      return daxAnswer(s, () => dax.removeMapping(d));
+    },
   })],
 
   [P.FUSE_ACCESS, op<number>({

@@ -61,8 +61,8 @@ export const FUSE_READDIRPLUS = 44;
 export const FUSE_RENAME2 = 45;
 export const FUSE_LSEEK = 46;
 export const FUSE_COPY_FILE_RANGE = 47;
-export const FUSE_SETUPMAPPING = 48; // DAX: ENOSYS (no DAX window offered)
-export const FUSE_REMOVEMAPPING = 49; // DAX: ENOSYS
+export const FUSE_SETUPMAPPING = 48; // DAX: only with a window (host/dax), else ENOSYS
+export const FUSE_REMOVEMAPPING = 49; // DAX: only with a window
 export const FUSE_SYNCFS = 50;
 export const FUSE_TMPFILE = 51; // args and reply as CREATE
 export const CUSE_INIT = 4096; // never valid on virtio-fs
@@ -103,7 +103,7 @@ export const FUSE_INIT_EXT = 1 << 30;
 export const FUSE_INIT_RESERVED = 0x8000_0000; // 1 << 31 as an unsigned value
 /** flags2 bit 0 (1 << 32 overall): security context on create-like requests. Not negotiated. */
 export const FUSE2_SECURITY_CTX = 1 << 0;
-/** flags2 bit 1 (1 << 33 overall): per-inode DAX. Not negotiated. */
+/** flags2 bit 1 (1 << 33 overall): per-inode DAX (FUSE_ATTR_DAX per file); negotiated with --inode-dax. */
 export const FUSE2_HAS_INODE_DAX = 1 << 1;
 
 /** Kernel limit on fuse_init_out.max_pages in Linux 6.1 (FUSE_MAX_MAX_PAGES). */
@@ -203,6 +203,11 @@ export const COPY_FILE_RANGE_IN = {
   fhIn: 0, offIn: 8, nodeidOut: 16, fhOut: 24, offOut: 32, len: 40, flags: 48, SIZE: 56,
 } as const;
 export const SYNCFS_IN = { padding: 0, SIZE: 8 } as const;
+/** fuse_setupmapping_in: fh (2^64-1: none), file offset, length, FUSE_SETUPMAPPING_FLAG_*, window offset. */
+export const SETUPMAPPING_IN = { fh: 0, foffset: 8, len: 16, flags: 24, moffset: 32, SIZE: 40 } as const;
+/** fuse_removemapping_in { u32 count }, followed directly (offset 4, no padding) by count fuse_removemapping_one. */
+export const REMOVEMAPPING_IN = { count: 0, SIZE: 4 } as const;
+export const REMOVEMAPPING_ONE = { moffset: 0, len: 8, SIZE: 16 } as const;
 /** GETLK/SETLK/SETLKW: fuse_lk_in, with struct fuse_file_lock { start, end (inclusive), type, pid } at 16. */
 export const LK_IN = { fh: 0, owner: 8, start: 16, end: 24, type: 32, pid: 36, lkFlags: 40, padding: 44, SIZE: 48 } as const;
 /** fuse_lk_in.lk_flags: a BSD flock (only with FUSE_FLOCK_LOCKS: FuseServerOptions.flockLocks). */
@@ -240,6 +245,10 @@ export const ENTRY_OUT_ATTR_FLAGS = 124;
 /** fuse_attr.flags: the directory is a mount point on the host; with FUSE_SUBMOUNTS the guest mounts it as its
  *  own superblock (own st_dev, no inode-number clashes with the parent filesystem). */
 export const FUSE_ATTR_SUBMOUNT = 1 << 0;
+/** fuse_attr.flags: with FUSE_HAS_INODE_DAX the guest (mounted -o dax=inode) uses the DAX window for this file. */
+export const FUSE_ATTR_DAX = 1 << 1;
+/** fuse_attr.flags inside fuse_attr_out (attr at 16, flags at 84 in fuse_attr): the core writes 0 there. */
+export const ATTR_OUT_ATTR_FLAGS = 100;
 /** struct fuse_dirent header before the name; records are padded to 8 bytes. */
 export const DIRENT = { ino: 0, off: 8, namelen: 16, type: 20, name: 24 } as const;
 /** struct fuse_direntplus: fuse_entry_out then fuse_dirent. */

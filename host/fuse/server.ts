@@ -321,6 +321,15 @@ export class FuseServer implements Session {
     this.schedule(w, 0);
   }
 
+  /** The parked request `unique` can likely be answered now (its result arrived): retry it at once. */
+  wake(unique: bigint): void {
+    const w = this.waiters.get(unique);
+    if (w === undefined) return;
+    if (w.timer !== null) clearTimeout(w.timer);
+    w.timer = null;
+    setImmediate(() => this.attempt(w)); // not a timer: setTimeout(0) waits at least 1 ms
+  }
+
   /**
    * Forgets parked requests of `queue` (-1: all, the session ends) without answering them. The late results of
    * asynchronous ones are taken back (lookup counts, handles) while the session goes on; when it ends, `destroy`

@@ -570,6 +570,25 @@ export class PassthroughFs implements FileSystem {
     return { fh: this.handles.add(nodeId, fd, false).fh };
   }
 
+  /**
+   * DAX (host/dax/dax-device.ts): a new fd on the node's regular file with exactly O_RDWR (`write`) or O_RDONLY,
+   * for the frontend to map into the window. With `fh`, that open handle's access mode bounds it (-EACCES).
+   */
+  openForMapping(nodeId: number, fh: number | undefined, write: boolean): number {
+    const inode = this.inodes.get(nodeId);
+    if (inode === undefined) return -E.ENOENT;
+    if (inode.type !== C.S_IFREG) return -E.EINVAL;
+    if (fh !== undefined) {
+      const h = this.handles.lookup(fh, nodeId, false);
+      if (h === undefined) return -E.EBADF;
+      const mode = native.fcntlGetfl(h.fd);
+      if (mode < 0) return mode;
+      const acc = mode & C.O_ACCMODE;
+      if (write ? acc === C.O_RDONLY : acc === C.O_WRONLY) return -E.EACCES;
+    }
+    return this.reopen(inode, write ? C.O_RDWR : C.O_RDONLY);
+  }
+
   create(guestCtx: Context, parent: number, name: string, mode: number, flags: number, umask: number,
          attr: AttrTarget, openFlags = 0): CreateResult | number {
     const at = this.newEntryIn(guestCtx, parent, name);

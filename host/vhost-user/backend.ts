@@ -28,13 +28,15 @@ import { log } from '../log.js';
 import { QueueProcessor, type QueueCore, type RequestServer } from '../virtio/queue-processor.js';
 import type { GuestRegion } from '../core.js';
 import type { FdPoller } from './fd-poller.js';
+import { BackendChannel } from '../dax/backend-channel.js';
+import type { DaxDevice } from '../dax/dax-device.js';
 import {
   FS_DEVICE_FEATURES, FS_MAX_MEM_SLOTS, FS_PROTOCOL_FEATURES, VHOST_USER_F_PROTOCOL_FEATURES, VHOST_USER_HDR_SIZE,
   VHOST_USER_MAX_FDS, VHOST_USER_MAX_PAYLOAD, VHOST_USER_NEED_REPLY_MASK, VHOST_USER_REPLY_MASK, VHOST_USER_VERSION,
   VHOST_USER_VRING_IDX_MASK, VHOST_USER_VRING_NOFD_MASK, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
   VhostUserProtocolFeature as PF, VhostUserRequest as R, bit, checkRequestHeader, decodeHeader, decodeMemTable,
-  decodeSingleMemRegion, decodeU64, decodeVringAddr, decodeVringState, encodeHeader, encodeU64, encodeVringState,
-  payloadSizeOk, requestName, type MemRegion, type VringAddr, type VhostUserHeader,
+  decodeSingleMemRegion, decodeU64, decodeVringAddr, decodeVringState, encodeHeader, encodeShmemConfig, encodeU64,
+  encodeVringState, payloadSizeOk, SHMEM_CONFIG_SIZE, requestName, type MemRegion, type VringAddr, type VhostUserHeader,
 } from './protocol.js';
 
 export type { GuestRegion };
@@ -67,6 +69,13 @@ export interface VhostUserBackendOptions {
   protocolFeatures?: bigint;
   /** Requests per queue run before yielding to the event loop. */
   batch?: number;
+  /**
+   * The DAX window (host/dax/dax-device.ts): offers BACKEND_REQ + BACKEND_SEND_FD (+ SHMEM and GET_SHMEM_CONFIG in
+   * the shmem dialect) and hands it the backend channel.
+   */
+  dax?: DaxDevice;
+  /** How long the frontend may take to answer a backend-channel request. Default 5000 ms. */
+  backendRequestTimeoutMs?: number;
   /** Adaptive polling window per queue in µs (host/virtio/queue-processor.ts); 0 = off. */
   pollUs?: number;
 }
@@ -109,12 +118,14 @@ export class VhostUserBackend {
   private owner = false;
   private readonly vrings: Vring[] = [];
   private regions: GuestRegion[] = [];
+  private readonly dax: DaxDevice | undefined;
+  private readonly backendRequestTimeoutMs: number;
 
   private sockToken = 0;
   private closed = false;
   private readonly hdrBuf = new Uint8Array(VHOST_USER_HDR_SIZE);
   private readonly payloadBuf = new Uint8Array(VHOST_USER_MAX_PAYLOAD);
-  private readonly sendBuf = new Uint8Array(VHOST_USER_HDR_SIZE + 64);
+  private readonly sendBuf = new Uint8Array(VHOST_USER_HDR_SIZE + SHMEM_CONFIG_SIZE);
   private readonly sendView = new DataView(this.sendBuf.buffer);
   // One slot more than allowed, so a message with too many fds is detected (the addon closes any beyond).
   private readonly fdsOut = new Int32Array(VHOST_USER_MAX_FDS + 1);
@@ -144,6 +155,12 @@ export class VhostUserBackend {
     this.numQueues = 1 + nrq;
     this.deviceFeatures = options.deviceFeatures ?? FS_DEVICE_FEATURES;
     this.offeredProtocolFeatures = options.protocolFeatures ?? FS_PROTOCOL_FEATURES;
+    this.dax = options.dax;
+    this.backendRequestTimeoutMs = options.backendRequestTimeoutMs ?? 5000;
+    if (this.dax !== undefined) {
+      this.offeredProtocolFeatures |= bit(PF.BACKEND_REQ) | bit(PF.BACKEND_SEND_FD) |
+        (this.dax.protocol === 'shmem' ? bit(PF.SHMEM) : 0n);
+    }
     for (let q = 0; q < this.numQueues; q++) {
       this.vrings.push(new Vring(q, new QueueProcessor(core, server, q, { batch: options.batch, pollUs: options.pollUs })));
       core.queueReset(q);
@@ -192,6 +209,7 @@ export class VhostUserBackend {
       log.error('vhost-user: queueReset failed:', err);
     }
     this.dropRegions();
+    this.dax?.attachChannel(null); // the window goes with the frontend
     this.closeFds(this.recv.fds);
     this.recv.fds = [];
     if (this.sockToken !== 0) this.poller.remove(this.sockToken);
@@ -326,6 +344,8 @@ export class VhostUserBackend {
       case R.GET_MAX_MEM_SLOTS: result = this.getMaxMemSlots(); break;
       case R.ADD_MEM_REG: result = this.addMemReg(decodeSingleMemRegion(p), fds); break;
       case R.REM_MEM_REG: result = this.remMemReg(decodeSingleMemRegion(p)); break;
+      case R.SET_BACKEND_REQ_FD: result = this.setBackendReqFd(fds); break;
+      case R.GET_SHMEM_CONFIG: result = this.getShmemConfig(); break;
       default:
         log.warn(`vhost-user: unsupported request ${requestName(h.request)} (size ${h.size}) ignored`);
         result = 'error';
@@ -356,6 +376,10 @@ export class VhostUserBackend {
       case R.ADD_MEM_REG:
       case R.REM_MEM_REG:
         return this.hasProtocol(PF.CONFIGURE_MEM_SLOTS) ? null : 'protocol feature CONFIGURE_MEM_SLOTS not negotiated';
+      case R.SET_BACKEND_REQ_FD:
+        return this.hasProtocol(PF.BACKEND_REQ) ? null : 'protocol feature BACKEND_REQ not negotiated';
+      case R.GET_SHMEM_CONFIG:
+        return this.hasProtocol(PF.SHMEM) ? null : 'protocol feature SHMEM not negotiated';
       default:
         return null;
     }
@@ -412,6 +436,7 @@ export class VhostUserBackend {
     }
     this.ackedFeatures = 0n;
     this.featuresSet = false;
+    this.dax?.reset(); // the guest's mappings are gone with the device state
     return 'ok';
   }
 
@@ -579,6 +604,30 @@ export class VhostUserBackend {
     }
     this.setEnabled(v, s.num === 1);
     return 'ok';
+  }
+
+  /** The backend channel: the DAX window's map requests go to the frontend through it. */
+  setBackendReqFd(fds: number[]): HandlerResult {
+    if (fds.length !== 1) {
+      log.warn(`vhost-user: SET_BACKEND_REQ_FD with ${fds.length} fds (need 1)`);
+      return 'error';
+    }
+    const fd = fds[0]!;
+    fds[0] = -1; // adopted (by the channel, or closed here)
+    if (this.dax === undefined) {
+      native.close(fd);
+      return 'ok'; // nothing to ask the frontend; QEMU sends it whenever BACKEND_REQ was negotiated
+    }
+    this.dax.attachChannel(new BackendChannel(fd, this.poller, this.hasProtocol(PF.REPLY_ACK), this.backendRequestTimeoutMs));
+    return 'ok';
+  }
+
+  /** One shared memory region, shmid 0: the DAX cache window (VIRTIO_FS_SHMCAP_ID_CACHE). */
+  getShmemConfig(): HandlerResult {
+    encodeHeader(this.sendView, 0, R.GET_SHMEM_CONFIG, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, SHMEM_CONFIG_SIZE);
+    encodeShmemConfig(this.sendView, VHOST_USER_HDR_SIZE, this.dax !== undefined ? [this.dax.windowSize] : []);
+    this.send(VHOST_USER_HDR_SIZE + SHMEM_CONFIG_SIZE);
+    return 'replied';
   }
 
   // ---- vring helpers ----------------------------------------------------------------------------------------
@@ -808,5 +857,5 @@ function toGuestRegion(r: MemRegion, fd: number): GuestRegion {
 
 /** Requests whose reply carries a body (always sent, independent of REPLY_ACK). */
 const REPLY_BODY: ReadonlySet<number> = new Set<number>([
-  R.GET_FEATURES, R.GET_PROTOCOL_FEATURES, R.GET_VRING_BASE, R.GET_QUEUE_NUM, R.GET_MAX_MEM_SLOTS,
+  R.GET_FEATURES, R.GET_PROTOCOL_FEATURES, R.GET_VRING_BASE, R.GET_QUEUE_NUM, R.GET_MAX_MEM_SLOTS, R.GET_SHMEM_CONFIG,
 ]);

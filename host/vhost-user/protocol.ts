@@ -72,6 +72,8 @@ export const VhostUserRequest = {
   REM_MEM_REG: 38,
   SET_STATUS: 39,
   GET_STATUS: 40,
+  /** The backend's VIRTIO shared memory regions (the DAX window's size): nregions + 256 sizes. */
+  GET_SHMEM_CONFIG: 44,
 } as const;
 export type VhostUserRequestCode = (typeof VhostUserRequest)[keyof typeof VhostUserRequest];
 
@@ -110,6 +112,27 @@ export const VhostUserProtocolFeature = {
   INBAND_NOTIFICATIONS: 14,
   CONFIGURE_MEM_SLOTS: 15,
   STATUS: 16,
+  /**
+   * The backend may ask the frontend to map fds into its shared memory regions (SHMEM_MAP/UNMAP). Bit 22, as the
+   * vhost-user spec assigns VHOST_USER_PROTOCOL_F_SHMEM_MAP and rust-vmm vhost uses since its bit fix (PR #367):
+   * 20 is GET_VRING_BASE_INFLIGHT, 21 GPA_ADDRESSES (DESIGN.md "DAX window").
+   */
+  SHMEM: 22,
+} as const;
+
+/** Backend -> frontend requests on the backend channel (SET_BACKEND_REQ_FD). */
+export const VhostUserBackendRequest = {
+  SHMEM_MAP: 9,
+  SHMEM_UNMAP: 10,
+} as const;
+
+/**
+ * The original virtio-fs patches' backend requests (QEMU forks with vhost-user-fs-pci,cache-size=): the same
+ * numbers mean SHARED_OBJECT_* upstream, so they are only ever sent under --dax-protocol=legacy.
+ */
+export const VhostUserLegacyFsRequest = {
+  SLAVE_FS_MAP: 6,
+  SLAVE_FS_UNMAP: 7,
 } as const;
 
 /** The device features a vhost-user-fs backend offers: what QEMU's vhost-user-fs passes through, minus packed rings. */
@@ -207,6 +230,8 @@ export const REQUEST_PAYLOAD_SIZE: ReadonlyMap<number, SizeRule> = new Map<numbe
   [VhostUserRequest.GET_MAX_MEM_SLOTS, 0],
   [VhostUserRequest.ADD_MEM_REG, SINGLE_MEM_REGION_SIZE],
   [VhostUserRequest.REM_MEM_REG, SINGLE_MEM_REGION_SIZE],
+  [VhostUserRequest.SET_BACKEND_REQ_FD, 0],
+  [VhostUserRequest.GET_SHMEM_CONFIG, 0],
 ]);
 
 export function payloadSizeOk(request: number, size: number): boolean {
@@ -318,4 +343,100 @@ function checkRegion(r: MemRegion): MemRegion {
       `memory region gpa=0x${r.guestAddr.toString(16)} size=0x${r.size.toString(16)} is empty or wraps`);
   }
   return r;
+}
+
+// ---- the DAX window: shared memory regions and the backend channel's map requests ------------------------------
+
+/** GET_SHMEM_CONFIG reply: u32 nregions, u32 padding, u64 memory_sizes[256]. */
+export const SHMEM_CONFIG_MAX_REGIONS = 256;
+export const SHMEM_CONFIG_SIZE = 8 + SHMEM_CONFIG_MAX_REGIONS * 8;
+
+export function encodeShmemConfig(view: DataView, offset: number, sizes: readonly bigint[]): number {
+  new Uint8Array(view.buffer, view.byteOffset + offset, SHMEM_CONFIG_SIZE).fill(0);
+  view.setUint32(offset, sizes.length, true);
+  sizes.forEach((s, i) => view.setBigUint64(offset + 8 + i * 8, s, true));
+  return SHMEM_CONFIG_SIZE;
+}
+
+export function decodeShmemConfig(view: DataView, offset = 0): bigint[] {
+  need(view, offset, SHMEM_CONFIG_SIZE, 'shmem config');
+  const n = view.getUint32(offset, true);
+  if (n > SHMEM_CONFIG_MAX_REGIONS) throw new VhostUserError('VU_ERR_INVALID_MESSAGE', `shmem config: ${n} regions`);
+  const out: bigint[] = [];
+  for (let i = 0; i < n; i++) out.push(view.getBigUint64(offset + 8 + i * 8, true));
+  return out;
+}
+
+/**
+ * VhostUserMMap, the SHMEM_MAP/SHMEM_UNMAP payload (40 bytes; the file rides as SCM_RIGHTS with MAP):
+ * ```
+ *  0      1         8           16           24     32      40
+ *  +------+---------+-----------+------------+------+-------+
+ *  |shmid | pad[7]  | fd_offset | shm_offset | len  | flags |
+ *  +------+---------+-----------+------------+------+-------+
+ * ```
+ */
+export const VHOST_USER_MMAP_SIZE = 40;
+/** VhostUserMMap.flags: map writable (else read-only). */
+export const VHOST_USER_FLAG_MAP_RW = 1n;
+
+export interface ShmemMapping { shmid: number; fdOffset: bigint; shmOffset: bigint; len: bigint; flags: bigint }
+
+export function encodeMMap(view: DataView, offset: number, m: ShmemMapping): number {
+  new Uint8Array(view.buffer, view.byteOffset + offset, 8).fill(0);
+  view.setUint8(offset, m.shmid);
+  view.setBigUint64(offset + 8, m.fdOffset, true);
+  view.setBigUint64(offset + 16, m.shmOffset, true);
+  view.setBigUint64(offset + 24, m.len, true);
+  view.setBigUint64(offset + 32, m.flags, true);
+  return VHOST_USER_MMAP_SIZE;
+}
+
+/** Syntax as rust-vmm checks it: len > 0, no wrap in either space, no unknown flag. Else VU_ERR_INVALID_MESSAGE. */
+export function decodeMMap(view: DataView, offset = 0): ShmemMapping {
+  need(view, offset, VHOST_USER_MMAP_SIZE, 'mmap request');
+  const m: ShmemMapping = {
+    shmid: view.getUint8(offset), fdOffset: view.getBigUint64(offset + 8, true),
+    shmOffset: view.getBigUint64(offset + 16, true), len: view.getBigUint64(offset + 24, true),
+    flags: view.getBigUint64(offset + 32, true),
+  };
+  if (m.len === 0n || m.fdOffset > U64_MAX - m.len || m.shmOffset > U64_MAX - m.len || (m.flags & ~VHOST_USER_FLAG_MAP_RW) !== 0n) {
+    throw new VhostUserError('VU_ERR_INVALID_MESSAGE', 'mmap request: empty, wrapping or unknown flags');
+  }
+  return m;
+}
+
+/**
+ * The legacy dialect's VhostUserFSSlaveMsg (256 bytes): u64 fd_offset[8], c_offset[8], len[8], flags[8]; an entry
+ * with len 0 is unused. Flags: bit 0 read, bit 1 write.
+ */
+export const LEGACY_FS_ENTRIES = 8;
+export const LEGACY_FS_MSG_SIZE = LEGACY_FS_ENTRIES * 8 * 4;
+export const LEGACY_FS_FLAG_MAP_R = 1n;
+export const LEGACY_FS_FLAG_MAP_W = 2n;
+
+export interface LegacyFsEntry { fdOffset: bigint; cOffset: bigint; len: bigint; flags: bigint }
+
+export function encodeLegacyFsMsg(view: DataView, offset: number, entries: readonly LegacyFsEntry[]): number {
+  if (entries.length > LEGACY_FS_ENTRIES) throw new RangeError('legacy fs message: at most 8 entries');
+  new Uint8Array(view.buffer, view.byteOffset + offset, LEGACY_FS_MSG_SIZE).fill(0);
+  entries.forEach((e, i) => {
+    view.setBigUint64(offset + i * 8, e.fdOffset, true);
+    view.setBigUint64(offset + 64 + i * 8, e.cOffset, true);
+    view.setBigUint64(offset + 128 + i * 8, e.len, true);
+    view.setBigUint64(offset + 192 + i * 8, e.flags, true);
+  });
+  return LEGACY_FS_MSG_SIZE;
+}
+
+export function decodeLegacyFsMsg(view: DataView, offset = 0): LegacyFsEntry[] {
+  need(view, offset, LEGACY_FS_MSG_SIZE, 'legacy fs message');
+  const out: LegacyFsEntry[] = [];
+  for (let i = 0; i < LEGACY_FS_ENTRIES; i++) {
+    const len = view.getBigUint64(offset + 128 + i * 8, true);
+    if (len === 0n) continue;
+    out.push({ fdOffset: view.getBigUint64(offset + i * 8, true), cOffset: view.getBigUint64(offset + 64 + i * 8, true),
+      len, flags: view.getBigUint64(offset + 192 + i * 8, true) });
+  }
+  return out;
 }

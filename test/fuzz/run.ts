@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz -- [--seconds N] [--seed S] [--target ring|codec|dirent|vhost-user] [--case-seed S]`
+ * `npm run fuzz -- [--seconds N] [--seed S] [--target ring|codec|dirent|dax-ranges|vhost-user] [--case-seed S]`
  *
  * Runs each target (or one) for N seconds (default 60, split evenly) from run seed S (default: time-based,
  * printed), prints executions per target and every finding, and writes each finding as JSON to

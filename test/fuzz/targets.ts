@@ -12,6 +12,7 @@
  *   vhost-user  the vhost-user message handler over a socketpair, with real memfds and eventfds
  *           (vhost-user-target.ts; asynchronous, so it has its own runner)
  */
+import { daxRangesCase } from './dax-ranges-target.js';
 import { OPCODE_NAMES } from '../../host/fuse/protocol.js';
 import {
   FuzzRig, QueueUnderTest, Finding, goodRequest, GPA_A, GPA_B, GPA_C, REGION_SPECS, UVA_DELTA,
@@ -21,10 +22,10 @@ import { Space, minArgs, ARGS_MAX, REPLY_MAX, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_
 import { Prng, caseSeed } from './prng.js';
 import { CrashMarker, runVhostUser, replayVhostUser } from './vhost-user-target.js';
 
-export type CoreTargetName = 'ring' | 'codec' | 'dirent';
+export type CoreTargetName = 'ring' | 'codec' | 'dirent' | 'dax-ranges';
 export type TargetName = CoreTargetName | 'vhost-user';
 /** The targets on the Wasm core alone (synchronous, one FuzzRig). */
-export const CORE_TARGETS: CoreTargetName[] = ['ring', 'codec', 'dirent'];
+export const CORE_TARGETS: CoreTargetName[] = ['ring', 'codec', 'dirent', 'dax-ranges'];
 export const TARGETS: TargetName[] = [...CORE_TARGETS, 'vhost-user'];
 
 export const OPCODES = Object.keys(OPCODE_NAMES).map(Number);
@@ -648,6 +649,7 @@ export const RUN: Record<CoreTargetName, (rig: FuzzRig, seed: number) => void> =
   ring: ringCase,
   codec: codecCase,
   dirent: direntCase,
+  'dax-ranges': (rig, seed) => daxRangesCase(rig.core, seed),
 };
 
 // ---- running a target ---------------------------------------------------------------------------------------------

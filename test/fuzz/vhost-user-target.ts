@@ -53,9 +53,12 @@ const MAX_FDS = 8;
 const EXACT_SIZE = new Map<number, number>([
   [1, 0], [2, 8], [3, 0], [4, 0], [8, 8], [9, 40], [10, 8], [11, 8], [12, 8], [13, 8], [14, 8], [15, 0], [16, 8],
   [17, 0], [18, 8], [34, 0], [36, 0], [37, 40], [38, 40],
+  [21, 0], [44, 0], // SET_BACKEND_REQ_FD, GET_SHMEM_CONFIG (the DAX window; this rig's daemon offers none)
 ]);
 const BODY_REPLY = new Set<number>([REQ.GET_FEATURES, REQ.GET_PROTOCOL_FEATURES, REQ.GET_VRING_BASE,
-  REQ.GET_QUEUE_NUM, REQ.GET_MAX_MEM_SLOTS]);
+  REQ.GET_QUEUE_NUM, REQ.GET_MAX_MEM_SLOTS, 44]);
+const PF_BACKEND_REQ = 1n << 5n;
+const PF_SHMEM = 1n << 22n;
 const PF_MQ = 1n << 0n;
 const PF_REPLY_ACK = 1n << 3n;
 const PF_RESET_DEVICE = 1n << 13n;
@@ -302,6 +305,8 @@ function expectFor(msg: Msg, m: SessionModel): Expect {
   switch (msg.request) {
     case REQ.GET_QUEUE_NUM: allowed = (m.protocol & PF_MQ) !== 0n; break;
     case REQ.RESET_DEVICE: allowed = (m.protocol & PF_RESET_DEVICE) !== 0n; break;
+    case 21: allowed = (m.protocol & PF_BACKEND_REQ) !== 0n; break;
+    case 44: allowed = (m.protocol & PF_SHMEM) !== 0n; break;
     case REQ.GET_MAX_MEM_SLOTS: case REQ.ADD_MEM_REG: case REQ.REM_MEM_REG:
       allowed = (m.protocol & PF_CONFIGURE_MEM_SLOTS) !== 0n; break;
     case REQ.SET_VRING_ENABLE:
