@@ -18,34 +18,21 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  ROOT, bootGuest, describeRun, ensureGuestImage, missingGuestTools, startBackend, which, type GuestImage,
+  ROOT, bootGuest, describeRun, guestImageOrReason, startBackend, which, type GuestImage,
 } from './guest.js';
 import { RUNTIME } from '../util/runtime.js';
+import { skipIf } from '../util/prereq.js';
 
-const IN_CI = !!process.env.CI;
 const LAUNCHER = path.join(ROOT, 'dist', 'test', 'e2e', 'example-daemon.js');
 
-let image: GuestImage | undefined;
-let unavailable: string | undefined;
-const missing = [...missingGuestTools(), ...(which('tar') ? [] : ['tar'])];
-if (missing.length) {
-  unavailable = `missing: ${missing.join(', ')}`;
-} else {
-  try {
-    image = ensureGuestImage();
-  } catch (e) {
-    unavailable = (e as Error).message;
-  }
-}
+const imageOrReason = guestImageOrReason(which('tar') ? [] : ['tar']);
+const image: GuestImage | undefined = typeof imageOrReason === 'string' ? undefined : imageOrReason;
+const unavailable: string | undefined = typeof imageOrReason === 'string' ? imageOrReason : undefined;
 
+/** An e2e test: a counted skip when its prerequisites are missing, a failure under CI=true (util/prereq.ts). */
 function e2e(name: string, fn: () => Promise<void>): void {
-  if (unavailable && !IN_CI) {
-    console.log(`e2e: skipping "${name}": ${unavailable}`);
-    test.skip(name, fn);
-    return;
-  }
   test(name, async () => {
-    if (unavailable) assert.unreachable(`e2e prerequisite missing (CI does not skip): ${unavailable}`);
+    if (skipIf(unavailable)) return;
     await fn();
   });
 }

@@ -35,10 +35,9 @@ import {
   checkWorkloadOnHost,
   defaultWorkload,
   describeRun,
-  ensureGuestImage,
+  guestImageOrReason,
   findCVirtiofsd,
   fmtStatus,
-  missingGuestTools,
   processCpuSeconds,
   startBackend,
   startGuest,
@@ -51,18 +50,9 @@ const ONLY = process.env.E2E_ONLY;
 const BOOT_TIMEOUT_MS = 120_000;
 const IDLE_TIMEOUT_MS = 45_000;
 
-let image: GuestImage | undefined;
-let unavailable: string | undefined;
-const missing = missingGuestTools();
-if (missing.length) {
-  unavailable = `missing: ${missing.join(', ')}`;
-} else {
-  try {
-    image = ensureGuestImage();
-  } catch (e) {
-    unavailable = (e as Error).message;
-  }
-}
+const imageOrReason = guestImageOrReason();
+const image: GuestImage | undefined = typeof imageOrReason === 'string' ? undefined : imageOrReason;
+const unavailable: string | undefined = typeof imageOrReason === 'string' ? imageOrReason : undefined;
 
 /** Registers an e2e test: a counted skip when its prerequisites are missing, a failure under CI=true (prereq.ts). */
 function e2e(name: string, fn: () => Promise<void>, needs: { c?: boolean } = {}): void {

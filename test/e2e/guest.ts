@@ -150,6 +150,20 @@ export function missingGuestTools(): string[] {
   return missing;
 }
 
+/**
+ * The guest image, or why an e2e test cannot boot it: tools missing (QEMU, the image's inputs, and `extraMissing`
+ * the caller found), or the fetch/build of the image failed. Callers turn a reason into a counted skip (prereq.ts).
+ */
+export function guestImageOrReason(extraMissing: string[] = []): GuestImage | string {
+  const missing = [...missingGuestTools(), ...extraMissing];
+  if (missing.length) return `missing: ${missing.join(', ')}`;
+  try {
+    return ensureGuestImage();
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Children: every process started here is SIGKILLed if the test process exits first.
 

@@ -31,21 +31,13 @@ import { drainDatagrams } from '../util/datagrams.js';
 import { RUNTIME, signalChild } from '../util/runtime.js';
 import { skipIf } from '../util/prereq.js';
 import {
-  type BackendHandle, type ExitStatus, OUR_CLI, ensureGuestImage, fmtStatus, missingGuestTools, startGuest, tailLines,
+  type BackendHandle, type ExitStatus, OUR_CLI, guestImageOrReason, fmtStatus, startGuest, tailLines,
   which,
 } from './guest.js';
 
-let unavailable: string | undefined;
-const missing = [...missingGuestTools(), ...(which('unshare') ? [] : ['unshare (util-linux)'])];
-if (missing.length) unavailable = `missing: ${missing.join(', ')}`;
-else if (native.geteuid() !== 0) unavailable = 'needs root (mount namespace for /dev/log, the sandbox)';
-else {
-  try {
-    ensureGuestImage();
-  } catch (e) {
-    unavailable = (e as Error).message;
-  }
-}
+const guestReason = guestImageOrReason(which('unshare') ? [] : ['unshare (util-linux)']);
+const unavailable: string | undefined = typeof guestReason === 'string' ? guestReason
+  : native.geteuid() !== 0 ? 'needs root (mount namespace for /dev/log, the sandbox)' : undefined;
 
 /** An e2e test: a counted skip when its prerequisites are missing, a failure under CI=true (util/prereq.ts). */
 function e2e(name: string, fn: () => Promise<void>): void {

@@ -27,8 +27,7 @@ import {
   checkWorkloadOnHost,
   defaultWorkload,
   describeRun,
-  ensureGuestImage,
-  missingGuestTools,
+  guestImageOrReason,
   startBackend,
   tailLines,
   which,
@@ -49,15 +48,9 @@ const packMissing = which('aarch64-linux-gnu-gcc') && fs.existsSync('/usr/aarch6
 /** qemu-user, to run the arm64 prebuilt in Debian's arm64 node (scripts/fetch-arm64-node.sh). */
 const QEMU_AARCH64 = which('qemu-aarch64-static') ?? which('qemu-aarch64');
 const ARM64_NODE_DIR = process.env.ARM64_NODE_DIR ?? path.join(ROOT, '.cache', 'arm64-node');
-let guestMissing: string | undefined = missingGuestTools().join(', ') || undefined;
-let image: GuestImage | undefined;
-if (!guestMissing) {
-  try {
-    image = ensureGuestImage();
-  } catch (e) {
-    guestMissing = (e as Error).message;
-  }
-}
+const imageOrReason = guestImageOrReason();
+const image: GuestImage | undefined = typeof imageOrReason === 'string' ? undefined : imageOrReason;
+const guestMissing: string | undefined = typeof imageOrReason === 'string' ? imageOrReason : undefined;
 
 /** Registers a test that needs the packed and installed package (and, with `guest`, QEMU). */
 function packageTest(name: string, fn: () => void | Promise<void>, needs: { guest?: boolean; qemuUser?: boolean } = {}): void {
