@@ -23,13 +23,18 @@
  * daemon's request over a socket pair (fd number in VIRTIOFSD_TS_SANDBOX_FD). pivot_root(2) moves the root of
  * every process of the namespace whose root was the old one, so the daemon's root moves with the helper's. After
  * the pivot the helper closes the channel: a daemon taken over later by a guest has nobody to ask.
- *   request: one byte ('B' bind DIR onto itself, 'P' pivot_root into DIR and detach the old root) + DIR + NUL
+ *   request: one byte ('B' bind DIR onto itself, 'P' pivot_root into DIR and detach the old root) + DIR + NUL,
+ *            or 'S' + NUL: the daemon handles the forwarded signals from now on (see below)
  *   reply:   an int, 0 or the errno
  *
  * The helper stays as the parent: it forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR2 to the child (the util-linux
  * `unshare --fork` ignores them, so a VMM's SIGTERM would never reach the daemon), and exits with the child's
  * status (re-raising a fatal signal). The child gets SIGKILL if the helper dies (PR_SET_PDEATHSIG). Without
  * --namespaces the helper execs the command in place (no parent stays).
+ * The child is PID 1 of its namespace, and the kernel drops a signal sent to a PID 1 that has no handler for it
+ * (even node's own SIGTERM handler re-raises, and that is dropped too): a SIGTERM in the child's first moments
+ * would be lost and the daemon would serve on. So the helper holds the signals that arrive before the child's 'S'
+ * (sent once its listeners are in place) and forwards them then, or when the channel closes without one.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,9 +61,25 @@
 #define CHANNEL_ENV "VIRTIOFSD_TS_SANDBOX_FD"
 
 static volatile pid_t child_pid = -1;
+/* Until the child has said 'S': the signals held back, as a bit set (see the file comment). */
+static volatile sig_atomic_t child_handles_signals = 0;
+static volatile sig_atomic_t held_signals = 0;
 
 static void forward(int sig) {
+  if (!child_handles_signals) {
+    held_signals |= 1 << sig;
+    return;
+  }
   if (child_pid > 0) kill(child_pid, sig);
+}
+
+/* From now on the child handles the forwarded signals: sends it those held back. (Called with them blocked.) */
+static void release_signals(void) {
+  child_handles_signals = 1;
+  for (int sig = 1; sig < 32; sig++) {
+    if (held_signals & (1 << sig)) kill(child_pid, sig);
+  }
+  held_signals = 0;
 }
 
 static void die(const char *what) {
@@ -100,7 +121,14 @@ static void keep_only_caps(uint64_t keep) {
 }
 
 /* One request of the daemon (see the file comment); returns 0 or an errno. */
-static int serve_request(const char *msg, size_t len, int *pivoted) {
+static int serve_request(const char *msg, size_t len, int *pivoted, const sigset_t *forwarded) {
+  if (len == 2 && msg[0] == 'S' && msg[1] == '\0') {
+    sigset_t old;
+    sigprocmask(SIG_BLOCK, forwarded, &old);
+    release_signals();
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return 0;
+  }
   if (len < 3 || msg[len - 1] != '\0' || strlen(msg + 1) != len - 2 || msg[1] != '/') return EINVAL;
   const char *dir = msg + 1;
   switch (msg[0]) {
@@ -118,19 +146,23 @@ static int serve_request(const char *msg, size_t len, int *pivoted) {
   }
 }
 
-/* Serves the daemon's mount requests until it pivots or closes its end (e.g. it died). */
-static void serve_channel(int fd) {
+/* Serves the daemon's requests until it pivots or closes its end (e.g. it died); then no signal is held back. */
+static void serve_channel(int fd, const sigset_t *forwarded) {
   char msg[1 + 4096 + 1];
   int pivoted = 0;
   while (!pivoted) {
     ssize_t n = recv(fd, msg, sizeof msg, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    int err = serve_request(msg, (size_t)n, &pivoted);
+    int err = serve_request(msg, (size_t)n, &pivoted, forwarded);
     while (send(fd, &err, sizeof err, MSG_NOSIGNAL) < 0 && errno == EINTR) {
     }
   }
   close(fd);
+  sigset_t old;
+  sigprocmask(SIG_BLOCK, forwarded, &old);
+  if (!child_handles_signals) release_signals();
+  sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -208,7 +240,7 @@ int main(int argc, char **argv) {
   sigaction(SIGUSR2, &sa, NULL);
   sigprocmask(SIG_SETMASK, &old, NULL);
 
-  serve_channel(channel[0]);
+  serve_channel(channel[0], &fwd);
 
   int status;
   for (;;) {

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { VirtiofsdError } from './errors.js';
 import { log, setLogLevel, useSyslog } from './log.js';
 import { VirtiofsDaemon } from './daemon.js';
-import { capabilitiesToDrop, capabilitySet, defaultSandbox, insideNamespaceSandbox, relaunch } from './sandbox.js';
+import { capabilitiesToDrop, capabilitySet, defaultSandbox, handleSignalsFromHelper, insideNamespaceSandbox,
+  relaunch } from './sandbox.js';
 import { socketInUse, unixSocketState } from './vhost-user/listener.js';
 import { capabilities, parseCommandLine, usage } from './cli-options.js';
 import { runtimeNeedsRelaunch } from './runtime.js';
@@ -103,6 +104,17 @@ export async function main(argv: string[]): Promise<number> {
     const failed = useSyslog();
     if (failed !== null) log.warn(`--syslog: no system logger (${failed}); logging to stderr`);
   }
+  // SIGINT/SIGTERM stop the daemon, also one that comes while it starts (it is closed as soon as it has started).
+  let stopSignal: string | null = null;
+  let started: VirtiofsDaemon | null = null;
+  const stop = (sig: string) => {
+    log.info(`${sig}: shutting down`);
+    stopSignal = sig;
+    void started?.close();
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  if (insideNamespaceSandbox()) handleSignalsFromHelper();
   let daemon: VirtiofsDaemon;
   try {
     daemon = await VirtiofsDaemon.start(opts);
@@ -111,15 +123,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`virtiofsd-ts: ${msg}\n`);
     return 1;
   }
+  started = daemon;
+  if (stopSignal !== null) void daemon.close();
   log.info(`${opts.mountpoint !== undefined ? `mounted at ${opts.mountpoint}`
     : `listening on ${opts.socketPath ?? `fd ${opts.listenFd}`}`}, ` +
     `sharing ${opts.sharedDir} (cache=${opts.cache})`);
-  const stop = (sig: string) => {
-    log.info(`${sig}: shutting down`);
-    void daemon.close();
-  };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
   // Per-operation counts and latencies, on demand (as the C virtiofsd has none, ours goes to stderr whatever the
   // log level: it was asked for).
   const printStats = (): void => void process.stderr.write(`virtiofsd-ts: operation stats\n${daemon.formatStats()}\n`);

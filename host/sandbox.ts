@@ -79,13 +79,22 @@ export function relaunch(opts: { namespaces: boolean; keepCaps?: bigint }): neve
   throw new SystemError('execve', -r, `sandbox: ${native.strerror(-r)}`, helper);
 }
 
-/** One mount request to the helper (namespace mode); see bindings/sandbox-helper.c. */
-function askHelper(op: 'B' | 'P', dir: string): void {
+/**
+ * Namespace mode, once the CLI listens for SIGINT/SIGTERM: tells the helper to forward signals from now on. As the
+ * namespace's PID 1 we would lose any signal that came before (bindings/sandbox-helper.c holds them until this).
+ */
+export function handleSignalsFromHelper(): void {
+  askHelper('S', '');
+}
+
+/** One request to the helper (namespace mode); see bindings/sandbox-helper.c. */
+function askHelper(op: 'B' | 'P' | 'S', dir: string): void {
   const fd = Number(process.env[CHANNEL_ENV]);
   if (!Number.isInteger(fd) || fd < 0) throw new ConfigError(`--sandbox=namespace: ${CHANNEL_ENV} is not set`);
   const r = native.sandboxRequest(fd, op.charCodeAt(0), dir);
   if (r < 0) {
-    throw new SystemError(op === 'B' ? 'mount' : 'pivot_root', -r, `sandbox: ${native.strerror(-r)}`, dir);
+    const syscall = { B: 'mount', P: 'pivot_root', S: 'sandbox helper' }[op];
+    throw new SystemError(syscall, -r, `sandbox: ${native.strerror(-r)}`, dir);
   }
 }
 

@@ -215,6 +215,36 @@ test('--sandbox=namespace: serves, pivot_root into the share, own mount/pid/net 
   }
 });
 
+test('--sandbox=namespace: a SIGTERM while the daemon starts stops it (none is lost to its PID 1)', async () => {
+  if (!requireRoot()) return;
+  // The signal goes to the helper as soon as the daemon (PID 1 of the namespace) exists: it is still starting
+  // node then and has no handler of its own, which a PID 1 needs, or the kernel drops the signal.
+  for (let round = 0; round < 3; round++) {
+    const dir = fs.mkdtempSync(path.join(tmp, 'early-'));
+    let err = '';
+    const [cmd, args] = runtimeArgs(CLI, [`--socket-path=${path.join(tmp, `early${round}.sock`)}`, `--shared-dir=${dir}`,
+      '--sandbox=namespace', '--log-level=info']);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmp });
+    child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })));
+    const forked = (): boolean => {
+      try {
+        return fs.readlinkSync(`/proc/${child.pid}/exe`) === HELPER
+          && fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim() !== '';
+      } catch {
+        return false; // between exec and fork, or gone
+      }
+    };
+    await waitFor(() => child.exitCode !== null || forked(), 'the helper forked the daemon', 20000, 1);
+    signalChild(child, 'SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15000);
+    const r = await exited;
+    clearTimeout(killer);
+    assert.equal(r, { code: 0, signal: null }, `round ${round}: the daemon stopped on SIGTERM, exit 0: ${err}`);
+  }
+});
+
 test('--sandbox=chroot: serves, the root is the share', async () => {
   if (!requireRoot()) return;
   const d = await start('chroot');
