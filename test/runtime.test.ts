@@ -55,6 +55,9 @@ test('as root, the sandboxed daemon runs in this runtime with the same flags (na
   } finally {
     d.child.kill('SIGTERM');
     for (let i = 0; i < 250 && d.child.exitCode === null && d.child.signalCode === null; i++) await sleep(20);
+    const stopped = d.child.exitCode !== null || d.child.signalCode !== null;
+    if (!stopped) d.child.kill('SIGKILL'); // (its stderr pipe would keep this test process alive)
+    assert.ok(stopped, 'the sandboxed daemon stopped on SIGTERM');
   }
 });
 
