@@ -217,8 +217,8 @@ export class Core {
   private guestBase = 0;
   private guestCapacity = 0;
   private mapped: MappedSlot[] = [];
-  /** Process address of linear memory's byte 0 (0n without the addon). */
-  readonly linearBase: bigint;
+  /** Process address of linear memory's byte 0 (0n without the addon); see grow() for when it changes. */
+  private base: bigint;
   private readonly forcedSlots: number | undefined;
   private placed: PlacedRegion[] = [];
   /** addTestRegion's regions, for reAddTestRegions. */
@@ -246,9 +246,13 @@ export class Core {
     this.linearInPtr = this.e.linearInPtr();
     this.linearOutPtr = this.e.linearOutPtr();
     this.linearBufSize = this.e.linearBufSize() >>> 0;
-    // V8 reserves a wasm32 memory's whole 4 GiB range up front: growing never moves it, so the base holds.
-    this.linearBase = native !== undefined ? BigInt(native.addressOf(this.memory.buffer)) : 0n;
-    this.e.memSetLinearBase(this.linearBase);
+    this.base = native !== undefined ? BigInt(native.addressOf(this.memory.buffer)) : 0n;
+    this.e.memSetLinearBase(this.base);
+  }
+
+  /** Process address of linear memory's byte 0 (0n without the addon): iovec bases are this plus an offset. */
+  get linearBase(): bigint {
+    return this.base;
   }
 
   /** Compiles (once per path) and instantiates the core with WASI imports for its stderr. */
@@ -391,6 +395,17 @@ export class Core {
         { cause: err });
     }
     this.refresh();
+    // V8 reserves a wasm32 memory's whole 4 GiB up front, and so does JavaScriptCore (Bun) for its first few
+    // memories; a later one there is reallocated on growth (moved, bytes copied). The core's base follows; what
+    // was registered at the old base is the caller's to register again (addTestRegion), and nothing may be
+    // mmap'ed into the memory while it grows (mapGuestRegions unmaps first; addTestRegion detachTestMappings).
+    if (this.native !== undefined) {
+      const base = BigInt(this.native.addressOf(this.memory.buffer));
+      if (base !== this.base) {
+        this.base = base;
+        this.e.memSetLinearBase(base);
+      }
+    }
     return before * WASM_PAGE;
   }
 
@@ -571,28 +586,49 @@ export class Core {
       this.memReset();
       this.beginWindow();
     }
+    // Growing may move linear memory (grow()): no view or window slot stays mapped into the old place.
+    const views = this.testRegions.filter((t) => t.fd >= 0);
+    if (views.length > 0) {
+      this.unmapGuestRegions();
+      const native = this.nativeOrThrow();
+      for (const t of views) {
+        const rc = native.unmapFrom(this.memory.buffer, t.offset, Math.ceil(t.size / WASM_PAGE) * WASM_PAGE);
+        if (rc < 0) throw new SystemError('mmap', -rc, native.strerror(-rc));
+      }
+    }
+    const base = this.linearBase;
     const offset = this.grow(size);
     let fd = -1;
     if (this.forcedSlots !== undefined) {
       const native = this.nativeOrThrow();
-      const bytes = Math.ceil(size / WASM_PAGE) * WASM_PAGE;
       fd = native.memfdCreate('core-test-region', 0);
       if (fd < 0) throw new SystemError('memfd_create', -fd, native.strerror(-fd));
-      let rc = native.ftruncate(fd, bytes);
-      if (rc >= 0) {
-        rc = native.mmapInto(this.memory.buffer, offset, bytes, native.constants.PROT_READ |
-          native.constants.PROT_WRITE, fd, 0);
-      }
+      const rc = native.ftruncate(fd, Math.ceil(size / WASM_PAGE) * WASM_PAGE);
       if (rc < 0) {
         native.close(fd);
-        throw new SystemError('mmap', -rc, native.strerror(-rc));
+        throw new SystemError('ftruncate', -rc, native.strerror(-rc));
       }
       // The fd stays open for mapChunk (until the process ends).
     }
     const region = { gpa, uva, size, offset, fd };
     this.testRegions.push(region);
-    this.registerTestRegion(region);
+    if (views.length > 0 || this.linearBase !== base) {
+      for (const t of this.testRegions) if (t.fd >= 0) this.mapTestView(t);
+      this.reAddTestRegions();
+    } else {
+      if (fd >= 0) this.mapTestView(region);
+      this.registerTestRegion(region);
+    }
     return offset;
+  }
+
+  /** Maps a windowed test region's memfd over its pages of linear memory: the test's view of it. */
+  private mapTestView(t: { size: number; offset: number; fd: number }): void {
+    const native = this.nativeOrThrow();
+    const c = native.constants;
+    const rc = native.mmapInto(this.memory.buffer, t.offset, Math.ceil(t.size / WASM_PAGE) * WASM_PAGE,
+      c.PROT_READ | c.PROT_WRITE, t.fd, 0);
+    if (rc < 0) throw new SystemError('mmap', -rc, native.strerror(-rc));
   }
 
   /** Registers a test region with the core (windowed when forced, else flat). */

@@ -755,6 +755,44 @@ test('buffers straddling two adjacent regions are split into two segments', asyn
   assert.ok(out.subarray(16).every((b) => b === 0x5a));
 });
 
+test('a region added after the rings, in memory that moves as it grows: the kernel still reads the guest payload', async () => {
+  // JavaScriptCore (Bun) reserves address space for its first few Wasm memories only; a later one is reallocated
+  // when it grows. Enough live cores that, under Bun, the last ones grow by moving (Node: none moves).
+  const { native } = await import('../host/native-loader.js');
+  const { mkdtempSync, rmSync, openSync, closeSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(resolve(tmpdir(), 'vfs-core-grow-'));
+  const rigs: CoreQueue[] = [];
+  try {
+    for (let i = 0; i < 12; i++) {
+      const rig = await CoreQueue.create();
+      rigs.push(rig);
+      const spacer = rig.core.addTestRegion(0x9000_0000n, UVA + 0x2000_0000n, 8 << 20); // grows after the rings
+      assert.ok(spacer > rig.regionOffset);
+      const payload = pattern(3000, i + 1);
+      const writeIn = new Uint8Array(40);
+      new DataView(writeIn.buffer).setUint32(16, payload.length, true);
+      const req = fuseRequest(FUSE_WRITE, 2n, 1n, new Uint8Array([...writeIn, ...payload]));
+      const { head } = rig.submit(req, [1000, req.length - 1000], [16 + 24]);
+      assert.is(rig.core.queuePop(0), POP_REQUEST, `core ${i} pops`);
+      const n = rig.core.payloadWriteIov(40, payload.length);
+      const fd = openSync(resolve(dir, `out-${i}`), 'w+');
+      try {
+        assert.is(native.pwritev(fd, rig.core.memory.buffer, rig.core.iovPtr, n, 0), payload.length);
+        const back = new Uint8Array(payload.length);
+        assert.is(native.pread(fd, back, 0), payload.length);
+        assert.ok(Buffer.from(back).equals(Buffer.from(payload)), `core ${i}: the file has the guest's payload`);
+      } finally {
+        closeSync(fd);
+      }
+      assert.is(rig.core.replySend(0, 0, 0), 0);
+      assert.equal(rig.driver.pollUsed(), [{ id: head, len: 16 }]);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('memory table and queue setup validation', async () => {
   const core = await createCore();
   const off = core.addTestRegion(GPA, UVA, 1 << 20);
