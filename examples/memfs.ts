@@ -419,10 +419,13 @@ export class MemFs implements FileSystem {
       namelen: 255, frsize: BLOCK };
   }
 
-  /** Copies the host directory `dir` into `parent` (names as byte strings, one char per byte). */
+  /**
+   * Copies the host directory `dir` into `parent` (names as byte strings, one char per byte), in name order
+   * (Node's readdir sorts, Bun's and Deno's give the directory's order): listings are the same on every runtime.
+   */
   seed(dir: string, parent = ROOT): void {
     const ctx = { uid: 0, gid: 0, pid: 0 };
-    for (const name of readdirSync(dir)) {
+    for (const name of readdirSync(dir).sort()) {
       const path = join(dir, name);
       const st = lstatSync(path);
       const bytes = Buffer.from(name).toString('latin1');

@@ -27,7 +27,7 @@ import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { detach } from './util/dev-fuse-mount.js';
 import { missingDevFuse, skipIf } from './util/prereq.js';
-import { evalArgs, runtimeArgs } from './util/runtime.js';
+import { evalArgs, runtimeArgs, signalChild } from './util/runtime.js';
 
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'library-test-'));
@@ -369,21 +369,33 @@ test('VirtiofsDaemon with logLevel off prints nothing over a whole session; the 
     `--shared-dir=${share}`, '--sandbox=none', '--log-level=error']), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   cli.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const exited = new Promise((r) => cli.once('exit', r));
   try {
     await until(() => fs.existsSync(cliSocket), 'the CLI socket');
     const fc = await FuseClient.connect(cliSocket, { depth: 4 });
     await fc.init();
     await fc.lookup(FUSE_ROOT_ID, 'f');
-    cli.kill('SIGUSR1');
+    signalChild(cli, 'SIGUSR1');
     await until(() => /LOOKUP\s+1\s/.test(err), 'the stats on stderr');
     assert.match(err, /operation stats/);
     assert.match(err, /INIT\s+1\s/);
     fc.close();
   } finally {
-    cli.kill('SIGTERM');
-    await new Promise((r) => cli.once('exit', r));
+    signalChild(cli, 'SIGTERM');
+    await exited;
   }
 });
+
+/**
+ * Whole-file reads and writes on a mount this process serves. Deno's node:fs/promises reads and writes an fd on the
+ * JS thread, the one that serves the mount, and so waits on itself for ever; Deno's own file API runs them off it
+ * (README.md, runtimes).
+ */
+const DenoFs = (globalThis as { Deno?: { readTextFile(p: string): Promise<string>;
+  writeTextFile(p: string, s: string): Promise<void> } }).Deno;
+const mountFs = DenoFs !== undefined
+  ? { readFile: (p: string) => DenoFs.readTextFile(p), writeFile: (p: string, s: string) => DenoFs.writeTextFile(p, s) }
+  : { readFile: (p: string) => fsp.readFile(p, 'utf8'), writeFile: (p: string, s: string) => fsp.writeFile(p, s) };
 
 test('over /dev/fuse: stat of another file completes while a READ is pending; content checked', async () => {
   if (skipIf(missingDevFuse())) return;
@@ -395,19 +407,19 @@ test('over /dev/fuse: stat of another file completes while a READ is pending; co
     const slowId = (await fsp.stat(path.join(mp, 'slow.txt'))).ino;
     const gate = g.gate(`read:${slowId}`);
     let readDone = false;
-    const read = fsp.readFile(path.join(mp, 'slow.txt'), 'utf8').then((s) => { readDone = true; return s; });
+    const read = mountFs.readFile(path.join(mp, 'slow.txt')).then((s) => { readDone = true; return s; });
     await until(() => gate.waiting === 1, 'the READ to be pending');
     const st = await fsp.stat(path.join(mp, 'dir', 'b'));
     assert.is(st.size, 2);
-    assert.is(await fsp.readFile(path.join(mp, 'other.txt'), 'utf8'), 'other');
+    assert.is(await mountFs.readFile(path.join(mp, 'other.txt')), 'other');
     assert.not.ok(readDone, 'the READ is still pending');
     gate.open();
     assert.is(await read, 'slow contents '.repeat(1000));
     // Writes, renames, symlinks through the kernel's FUSE client.
-    await fsp.writeFile(path.join(mp, 'new.txt'), 'fresh');
+    await mountFs.writeFile(path.join(mp, 'new.txt'), 'fresh');
     await fsp.rename(path.join(mp, 'new.txt'), path.join(mp, 'dir', 'moved.txt'));
     await fsp.symlink('moved.txt', path.join(mp, 'dir', 'link'));
-    assert.is(await fsp.readFile(path.join(mp, 'dir', 'link'), 'utf8'), 'fresh');
+    assert.is(await mountFs.readFile(path.join(mp, 'dir', 'link')), 'fresh');
     assert.equal((await fsp.readdir(path.join(mp, 'dir'))).sort(), ['a', 'b', 'link', 'moved.txt']);
 
     // A signal to a reader whose READ is pending: the kernel sends FUSE_INTERRUPT and then waits, unkillable,
@@ -417,7 +429,7 @@ test('over /dev/fuse: stat of another file completes while a READ is pending; co
     const dd = spawn('dd', [`if=${path.join(mp, 'slow.txt')}`, 'of=/dev/null', 'bs=4096', 'count=1'], { stdio: 'ignore' });
     await until(() => gate2.waiting === 1, 'the second READ to be pending');
     const exited = new Promise<boolean>((r) => dd.once('exit', () => r(true)));
-    dd.kill('SIGINT');
+    signalChild(dd, 'SIGINT');
     const inTime = await Promise.race([exited, sleep(5000).then(() => false)]);
     if (!inTime) gate2.open(); // let the reader go before failing
     assert.ok(inTime, 'the interrupted reader did not exit while its READ was pending');
