@@ -18,6 +18,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { skipIf } from '../util/prereq.js';
 import { until } from '../util/wait.js';
+import { runtimeName, sandboxedRuntimeProcess } from '../util/runtime.js';
 import {
   OUR_KNOWN_GAPS, ensurePosixCheck, knownGapLines, parsePosixCheck, reportProblems, sideBySide, type PosixCheckReport,
 } from '../conformance/posix-check.js';
@@ -196,7 +197,8 @@ async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = fals
       // failures recorded only); that it ran at all shows in its summary line.
       const report = { ...g, results: g.results.filter((r) => r.name !== 'posix-check') };
       const problems = [...checkGuestReport(report), ...conformanceProblems(kind, cache, g, memoryArgs ? ' (big RAM)' : ''),
-        ...checkWorkloadOnHost(env.sharedDir, g), ...(memoryArgs ? windowedTableProblems(backend, 2) : [])];
+        ...checkWorkloadOnHost(env.sharedDir, g), ...(memoryArgs ? windowedTableProblems(backend, 2) : []),
+        ...(kind === 'ours' ? defaultSandboxProblems(backend) : [])];
       assert.ok(problems.length === 0, describeRun(g, backend, problems));
       if (selfTest) assertChecksCatchDamage(env.sharedDir, g);
     } finally {
@@ -206,6 +208,15 @@ async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = fals
       }
     }
   });
+}
+
+/**
+ * As root the CLI's default is the namespace sandbox: the daemon that served the guest must be a process of this
+ * runtime (the re-exec kept it) in a mount namespace of its own.
+ */
+function defaultSandboxProblems(backend: BackendHandle): string[] {
+  if (process.getuid?.() !== 0 || sandboxedRuntimeProcess(backend.pid) !== undefined) return [];
+  return [`no process of the daemon's tree runs ${runtimeName} (${process.execPath}) in a mount namespace of its own`];
 }
 
 // The reference, which also proves the host checks can fail. If this fails, the harness or the machine

@@ -4,6 +4,7 @@
  * the suite under Bun tests the daemon under Bun.
  */
 import type { ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runtimeInvocation, runtimeName } from '../../host/runtime.js';
@@ -72,5 +73,43 @@ export function unlessRuntime(test: TestFn, unsupported: Partial<Record<typeof r
   const file = path.relative(DIST_TEST, path.resolve(process.argv[1] ?? 'unknown'));
   return (name) => test(name, () => {
     console.log(skipLine(file, name, `${runtimeName}: ${reason}`));
+  });
+}
+
+/** `pid` and its descendants, from /proc (those that exit meanwhile are left out). */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  let tasks: string[] = [];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    let children = '';
+    try {
+      children = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const child of children.split(' ').filter(Boolean)) out.push(...processTree(Number(child)));
+  }
+  return out;
+}
+
+/**
+ * A process of `pid`'s tree that runs this runtime's executable in a mount namespace other than this process's: the
+ * daemon inside the CLI's namespace sandbox, started in this runtime. undefined when there is none.
+ */
+export function sandboxedRuntimeProcess(pid: number): number | undefined {
+  const self = fs.statSync(process.execPath);
+  const ourMnt = fs.readlinkSync('/proc/self/ns/mnt');
+  return processTree(pid).find((p) => {
+    try {
+      const exe = fs.statSync(`/proc/${p}/exe`);
+      return exe.ino === self.ino && exe.dev === self.dev && fs.readlinkSync(`/proc/${p}/ns/mnt`) !== ourMnt;
+    } catch {
+      return false;
+    }
   });
 }
