@@ -421,7 +421,7 @@ export class MemFs implements FileSystem {
 
   /**
    * Copies the host directory `dir` into `parent` (names as byte strings, one char per byte), in name order
-   * (Node's readdir sorts, Bun's and Deno's give the directory's order): listings are the same on every runtime.
+   * (Node's and Deno's readdir sort, Bun's gives the directory's order): listings are the same on every runtime.
    */
   seed(dir: string, parent = ROOT): void {
     const ctx = { uid: 0, gid: 0, pid: 0 };
