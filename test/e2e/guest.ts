@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RUNTIME, signalChild } from '../util/runtime.js';
+import { RUNTIME, processTree, signalChild } from '../util/runtime.js';
 import { sleep } from '../util/wait.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -340,33 +340,22 @@ export async function startBackend(kind: BackendKind, o: BackendOptions): Promis
   return handle;
 }
 
-/** CPU time (user + system) a live process has used, in seconds, from /proc (Linux's 100 Hz clock ticks). */
-/** CPU seconds used by a process and its descendants (the daemon may run as a child of a sandbox helper). */
+/**
+ * CPU seconds (user + system, from /proc at Linux's 100 Hz clock ticks) used by a live process and its descendants
+ * (the daemon may run as a child of a sandbox helper).
+ */
 export function processCpuSeconds(pid: number): number {
   let total = 0;
-  let stat: string;
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return 0; // exited meanwhile
-  }
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-  total += (Number(fields[11]) + Number(fields[12])) / 100;
-  let tasks: string[] = [];
-  try {
-    tasks = fs.readdirSync(`/proc/${pid}/task`);
-  } catch {
-    // exited meanwhile
-  }
-  for (const tid of tasks) {
-    let children = '';
+  for (const p of processTree(pid)) {
+    let stat: string;
     try {
-      children = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+      stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
     } catch {
-      continue;
+      continue; // exited meanwhile
     }
-    for (const child of children.split(' ').filter(Boolean)) total += processCpuSeconds(Number(child));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    total += (Number(fields[11]) + Number(fields[12])) / 100;
   }
   return total;
 }

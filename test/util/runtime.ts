@@ -77,7 +77,7 @@ export function unlessRuntime(test: TestFn, unsupported: Partial<Record<typeof r
 }
 
 /** `pid` and its descendants, from /proc (those that exit meanwhile are left out). */
-function processTree(pid: number): number[] {
+export function processTree(pid: number): number[] {
   const out = [pid];
   let tasks: string[] = [];
   try {
