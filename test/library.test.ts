@@ -28,6 +28,7 @@ import { native } from '../host/native-loader.js';
 import { detach } from './util/dev-fuse-mount.js';
 import { missingDevFuse, skipIf } from './util/prereq.js';
 import { evalArgs, runtimeArgs, signalChild } from './util/runtime.js';
+import { connectWhenListening } from './util/socket-daemon.js';
 
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'library-test-'));
@@ -372,7 +373,7 @@ test('VirtiofsDaemon with logLevel off prints nothing over a whole session; the 
   const exited = new Promise((r) => cli.once('exit', r));
   try {
     await until(() => fs.existsSync(cliSocket), 'the CLI socket');
-    const fc = await FuseClient.connect(cliSocket, { depth: 4 });
+    const fc = await connectWhenListening(cliSocket, { depth: 4 });
     await fc.init();
     await fc.lookup(FUSE_ROOT_ID, 'f');
     signalChild(cli, 'SIGUSR1');
