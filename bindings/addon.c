@@ -353,7 +353,6 @@ NAPI_MODULE_INIT() {
       FN("pwritev", vfs_pwritev),
       FN("pread", vfs_pread),
       FN("pwrite", vfs_pwrite),
-      FN("countOpenFds", vfs_count_open_fds),
       FN("getxattr", vfs_getxattr),
       FN("listxattr", vfs_listxattr),
       FN("setxattr", vfs_setxattr),

@@ -242,8 +242,6 @@ export interface Native {
   /** Plain pread/pwrite into/from a view (tests, control plane). Bytes or -errno. */
   pread(fd: number, buf: ArrayBufferView, position: number): number;
   pwrite(fd: number, buf: ArrayBufferView, position: number): number;
-  /** Counts open fds of this process (/proc/self/fd), for leak checks. */
-  countOpenFds(): number;
   /**
    * getxattr(path, name) into mem[offset, offset+length): the value's size. length 0 asks for the size only
    * (nothing is written); -ERANGE when the value is longer than length. Follows symlinks: pass

@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../host/native-loader.js';
+import { countOpenFds } from './util/fds.js';
 import { VhostUserListener } from '../host/vhost-user/listener.js';
 import type { BackendCore, GuestRegion, VhostUserBackend } from '../host/vhost-user/backend.js';
 import type { RequestServer } from '../host/virtio/queue-processor.js';
@@ -168,23 +169,23 @@ test('memory table reaches the core; old region fds are closed on replacement', 
   const r = rig();
   const mem = GuestMemory.create(1 << 20);
   const mem2 = GuestMemory.create(1 << 20, { guestAddr: 0x100000n, userAddr: 0x7f1000000000n });
-  const base = native.countOpenFds();
+  const base = countOpenFds();
   const fe = await VhostUserFrontend.connect(r.path);
   await fe.negotiate();
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   await fe.setMemTable([mem.region]);
   assert.is(r.core.regions.length, 1);
   assert.is(r.core.regions[0]!.size, BigInt(mem.size));
   assert.is(r.core.regions[0]!.uva, mem.userAddr);
-  assert.is(native.countOpenFds(), before + 1, 'backend holds one region fd');
+  assert.is(countOpenFds(), before + 1, 'backend holds one region fd');
   await fe.setMemTable([mem.region, mem2.region]);
   assert.is(r.core.regions.length, 2);
-  assert.is(native.countOpenFds(), before + 2);
+  assert.is(countOpenFds(), before + 2);
   await fe.setMemTable([mem2.region]);
-  assert.is(native.countOpenFds(), before + 1, 'replaced region fds closed');
+  assert.is(countOpenFds(), before + 1, 'replaced region fds closed');
   fe.close();
   await until(() => r.listener.backend === null);
-  assert.is(native.countOpenFds(), base, 'all closed at disconnect');
+  assert.is(countOpenFds(), base, 'all closed at disconnect');
   assert.ok(r.core.unmapCalls >= 1, 'guest memory unmapped at disconnect');
   mem.close();
   mem2.close();
@@ -369,7 +370,7 @@ test('fd count stays flat over 50 connect/disconnect cycles', async () => {
   // Warm-up (poller thread, lazily created fds).
   (await session(r, mem)).close();
   await until(() => r.listener.backend === null);
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   for (let i = 0; i < 50; i++) {
     const fe = await session(r, mem);
     const errFd = native.eventfd(0, 0);
@@ -382,7 +383,7 @@ test('fd count stays flat over 50 connect/disconnect cycles', async () => {
     fe.close();
   }
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   assert.is(r.listener.sessions, 51);
   mem.close();
   r.listener.close();
@@ -432,12 +433,12 @@ test('malformed: unknown request -> error ack with need-reply, ignored without',
   assert.ok(ack);
   assert.is.not(decodeU64(new DataView(ack!.payload.buffer)), 0n, 'non-zero status');
   // Also a known-but-unsupported one, with an fd: the fd is closed, the session continues.
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const efd = native.eventfd(0, 0);
   const ack2 = await fe.sendRaw(R.SET_LOG_FD, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, new Uint8Array(0), [efd], { expectReply: true });
   assert.is.not(decodeU64(new DataView(ack2!.payload.buffer)), 0n);
   native.close(efd);
-  assert.is(native.countOpenFds(), before, 'fd attached to an unsupported message closed');
+  assert.is(countOpenFds(), before, 'fd attached to an unsupported message closed');
   assert.is(await fe.getQueueNum(), 2, 'still serving');
   fe.close();
   r.listener.close();
@@ -528,7 +529,7 @@ test('malformed: more than 8 fds on one message closes the connection without le
   await fe0.getFeatures();
   fe0.close();
   await until(() => r.listener.backend === null);
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const fe = await VhostUserFrontend.connect(r.path, { timeoutMs: 1000 });
   const fds = Array.from({ length: 12 }, () => native.eventfd(0, 0));
   await fe.sendRaw(R.SET_OWNER, VHOST_USER_VERSION, new Uint8Array(0), fds);
@@ -536,7 +537,7 @@ test('malformed: more than 8 fds on one message closes the connection without le
   assert.ok(await fe.waitClosed());
   fe.close();
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   r.listener.close();
 });
 
@@ -561,7 +562,7 @@ test('random messages never crash the daemon; the next frontend is served; no fd
   const r = rig();
   (await VhostUserFrontend.connect(r.path)).close();
   await until(() => r.listener.backend === null);
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   let seed = 12345;
   const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
   for (let c = 0; c < 20; c++) {
@@ -585,7 +586,7 @@ test('random messages never crash the daemon; the next frontend is served; no fd
   assert.is(await fe.getFeatures(), FS_DEVICE_FEATURES);
   fe.close();
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   r.listener.close();
 });
 
@@ -799,9 +800,9 @@ test('real core: reconnect maps the new guest memory; fds flat', async () => {
     await until(() => r.listener.backend === null);
   };
   await run();
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   for (let i = 0; i < 10; i++) await run();
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   r.listener.close();
 });
 
@@ -928,14 +929,14 @@ test('finding vhost-user-2056059019: a region past the end of its memfd is refus
   await fe.negotiate({ protocolFeatures: bit(PF.MQ) | bit(PF.REPLY_ACK) | bit(PF.CONFIGURE_MEM_SLOTS) });
   await fe.setMemTable([mem.region]);
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const nack = (e: Error): boolean => (e as VhostUserError).code === 'VU_ERR_NACK';
   const size = BigInt(mem.size);
   await rejects(fe.setMemTable([{ ...mem.region, size: size + 4096n }]), nack);
   await rejects(fe.setMemTable([{ ...mem.region, size: size / 2n, mmapOffset: size / 2n + 4096n }]), nack);
   await rejects(fe.setMemTable([{ ...mem.region, mmapOffset: size }]), nack);
   await rejects(fe.addMemReg({ ...mem.region, guestAddr: 0x40000000n, userAddr: 0x7f4000000000n, size: 1n << 40n }), nack);
-  assert.is(native.countOpenFds(), before, 'the refused regions\' fds were closed');
+  assert.is(countOpenFds(), before, 'the refused regions\' fds were closed');
   // The table in place still serves requests.
   const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 77n, 1n, new Uint8Array(16));
   drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
