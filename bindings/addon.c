@@ -319,14 +319,15 @@ NAPI_MODULE_INIT() {
       FN("epollCtl", vfs_epoll_ctl),
       FN("epollWait", vfs_epoll_wait),
       FN("clockUs", vfs_clock_us),
+      /* io-pool.c */
       FN("ioPoolCreate", vfs_io_pool_create),
       FN("ioPoolEventfd", vfs_io_pool_eventfd),
       FN("ioPoolSubmit", vfs_io_pool_submit),
       FN("ioPoolReap", vfs_io_pool_reap),
       FN("ioPoolPending", vfs_io_pool_pending),
       FN("ioPoolClose", vfs_io_pool_close),
-      FN("preadvNowait", vfs_preadv_nowait),
       /* fsat.c */
+      FN("preadvNowait", vfs_preadv_nowait),
       FN("close", vfs_close),
       FN("dup", vfs_dup),
       FN("openat", vfs_openat),
