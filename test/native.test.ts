@@ -14,6 +14,7 @@ import * as assert from 'uvu/assert';
 import { native } from '../host/native-loader.js';
 import { countOpenFds } from './util/fds.js';
 import { evalArgs, unlessRuntime } from './util/runtime.js';
+import { requireRoot } from './util/prereq.js';
 import type { PollerHandle } from '../host/native.js';
 
 const C = native.constants;
@@ -270,15 +271,37 @@ test('fchmodat / fchmod / fchownat', () => {
   const after = statxOf(dfd, 'f');
   assert.is(after.getUint32(STX.uid, true), before.getUint32(STX.uid, true));
   assert.is(after.getUint32(STX.gid, true), before.getUint32(STX.gid, true));
-  if (process.getuid?.() === 0) {
-    assert.is(native.fchownat(dfd, 'f', 1234, -1, 0), 0);
-    assert.is(native.fchownat(fd, '', -1, 5678, C.AT_EMPTY_PATH), 0);
-    const st = statxOf(dfd, 'f');
-    assert.is(st.getUint32(STX.uid, true), 1234);
-    assert.is(st.getUint32(STX.gid, true), 5678);
-  } else {
-    assert.is(native.fchownat(dfd, 'f', 0, -1, 0), -E.EPERM);
+  native.close(fd);
+  native.close(dfd);
+});
+
+test('fchownat without CAP_CHOWN: giving a file away is EPERM', () => {
+  const dir = scratchDir();
+  fs.writeFileSync(join(dir, 'f'), '');
+  const fd = native.openat(C.AT_FDCWD, join(dir, 'f'), C.O_RDONLY, 0);
+  // As root, an fsuid other than 0 takes CAP_CHOWN (and the other fs capabilities) out of this thread's
+  // effective set until the fsuid is 0 again, so the refusal is checked either way.
+  const root = process.getuid?.() === 0;
+  if (root) native.setfsuid(65534);
+  try {
+    assert.is(native.fchownat(fd, '', root ? 65534 : 0, -1, C.AT_EMPTY_PATH), -E.EPERM);
+  } finally {
+    if (root) native.setfsuid(0);
+    native.close(fd);
   }
+});
+
+test('fchownat as root: uid by path, gid by AT_EMPTY_PATH', () => {
+  if (!requireRoot()) return; // another owner takes CAP_CHOWN
+  const dir = scratchDir();
+  const dfd = openDir(dir);
+  fs.writeFileSync(join(dir, 'f'), '');
+  const fd = native.openat(dfd, 'f', C.O_RDONLY, 0);
+  assert.is(native.fchownat(dfd, 'f', 1234, -1, 0), 0);
+  assert.is(native.fchownat(fd, '', -1, 5678, C.AT_EMPTY_PATH), 0);
+  const st = statxOf(dfd, 'f');
+  assert.is(st.getUint32(STX.uid, true), 1234);
+  assert.is(st.getUint32(STX.gid, true), 5678);
   native.close(fd);
   native.close(dfd);
 });
