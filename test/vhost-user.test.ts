@@ -32,6 +32,7 @@ import { missingBinary, missingRoot, skipIf } from './util/prereq.js';
 import { sleep, until } from './util/wait.js';
 import { signalChild } from './util/runtime.js';
 import { retryWhileRefused } from './util/socket-daemon.js';
+import { putFuseRequest } from './util/fuse-request.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
 
@@ -668,22 +669,6 @@ const FUSE_INIT = 26;
 const REQ_GPA = 0x200000n;
 const OUT_GPA = 0x210000n;
 
-/** Writes fuse_in_header + args at gpa; returns the request length. */
-function fuseRequest(mem: GuestMemory, gpa: bigint, opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array): number {
-  const v = mem.view();
-  const o = mem.gpaToOffset(gpa);
-  const len = 40 + args.length;
-  v.setUint32(o, len, true);
-  v.setUint32(o + 4, opcode, true);
-  v.setBigUint64(o + 8, unique, true);
-  v.setBigUint64(o + 16, nodeid, true);
-  v.setUint32(o + 24, 0, true);
-  v.setUint32(o + 28, 0, true);
-  v.setUint32(o + 32, 1, true);
-  v.setUint32(o + 36, 0, true);
-  mem.bytes().set(args, o + 40);
-  return len;
-}
 
 function fuseInitArgs(): Uint8Array {
   const a = new Uint8Array(64);
@@ -744,7 +729,7 @@ test('real core: a request round trip, GET_VRING_BASE reports the requests consu
   await fe.setMemTable([mem.region]);
   await fe.setupDriverVring(0, mem, { num: 64, ringGpa: 0n });
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-  const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 0x1234n, 1n, new Uint8Array(16));
+  const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 0x1234n, 1n, new Uint8Array(16));
   const head = drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
   const used = await roundTrip(fe, 1, drv, 1);
   assert.equal(used, [{ id: head, len: 16 }]);
@@ -752,7 +737,7 @@ test('real core: a request round trip, GET_VRING_BASE reports the requests consu
   // A second batch of three.
   for (let i = 0; i < 3; i++) {
     const g = REQ_GPA + BigInt(i * 0x100);
-    fuseRequest(mem, g, FUSE_GETATTR, BigInt(100 + i), 1n, new Uint8Array(16));
+    putFuseRequest(mem, g, FUSE_GETATTR, BigInt(100 + i), 1n, new Uint8Array(16));
     drv.add([{ gpa: g, len: 56 }], [{ gpa: OUT_GPA + BigInt(i * 0x1000), len: 4096 }]);
   }
   const used2 = await roundTrip(fe, 1, drv, 3);
@@ -772,7 +757,7 @@ test('real core: a malformed descriptor chain costs one request; the next is ser
   await fe.setMemTable([mem.region]);
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
   const bad = drv.add([{ gpa: 0x40000000n, len: 56 }], [{ gpa: OUT_GPA, len: 4096 }]); // outside guest RAM
-  const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 7n, 1n, new Uint8Array(16));
+  const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 7n, 1n, new Uint8Array(16));
   const good = drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA + 0x1000n, len: 4096 }]);
   const used = await roundTrip(fe, 1, drv, 2);
   assert.equal(used, [{ id: bad, len: 0 }, { id: good, len: 16 }]);
@@ -791,7 +776,7 @@ test('real core: reconnect maps the new guest memory; fds flat', async () => {
     await fe.negotiate();
     await fe.setMemTable([mem.region]);
     const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-    const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 9n, 1n, new Uint8Array(16));
+    const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 9n, 1n, new Uint8Array(16));
     drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
     await roundTrip(fe, 1, drv, 1);
     assert.is(fuseReply(mem, OUT_GPA).unique, 9n);
@@ -823,7 +808,7 @@ test('real core: two request queues, memory added with ADD_MEM_REG in two region
   for (const [q, drv, unique] of [[1, d1, 11n], [2, d2, 22n]] as const) {
     const req = 0x40000000n + BigInt(q) * 0x10000n;
     const out = req + 0x1000n;
-    const len = fuseRequest(bufs, req, FUSE_GETATTR, unique, 1n, new Uint8Array(16));
+    const len = putFuseRequest(bufs, req, FUSE_GETATTR, unique, 1n, new Uint8Array(16));
     drv.add([{ gpa: req, len }], [{ gpa: out, len: 256 }]);
     await roundTrip(fe, q, drv, 1);
     assert.equal(fuseReply(bufs, out), { len: 16, error: -38, unique });
@@ -846,14 +831,14 @@ test('real core + FuseServer: FUSE_INIT and GETATTR of the root', async () => {
   await fe.setMemTable([mem.region]);
   await fe.setupDriverVring(0, mem, { num: 64, ringGpa: 0n });
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-  const ilen = fuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
+  const ilen = putFuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
   drv.add([{ gpa: REQ_GPA, len: ilen }], [{ gpa: OUT_GPA, len: 4096 }]);
   await roundTrip(fe, 1, drv, 1);
   const init = fuseReply(mem, OUT_GPA);
   assert.is(init.error, 0);
   assert.is(init.unique, 1n);
   assert.is(mem.view().getUint32(mem.gpaToOffset(OUT_GPA) + 16, true), 7, 'init_out.major');
-  const glen = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
+  const glen = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
   drv.add([{ gpa: REQ_GPA, len: glen }], [{ gpa: OUT_GPA + 0x1000n, len: 4096 }]);
   await roundTrip(fe, 1, drv, 1);
   assert.equal(fuseReply(mem, OUT_GPA + 0x1000n), { len: 16 + 104, error: 0, unique: 2n });
@@ -897,7 +882,7 @@ test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => 
     await fe.setupDriverVring(0, mem, { num: 64, ringGpa: 0n });
     const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
     // FUSE_INIT round trip.
-    const ilen = fuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
+    const ilen = putFuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
     drv.add([{ gpa: REQ_GPA, len: ilen }], [{ gpa: OUT_GPA, len: 4096 }]);
     await roundTrip(fe, 1, drv, 1);
     const init = fuseReply(mem, OUT_GPA);
@@ -905,7 +890,7 @@ test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => 
     assert.is(init.unique, 1n);
     assert.is(mem.view().getUint32(mem.gpaToOffset(OUT_GPA) + 16, true), 7, 'init_out.major');
     // GETATTR of the root.
-    const glen = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
+    const glen = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
     drv.add([{ gpa: REQ_GPA, len: glen }], [{ gpa: OUT_GPA + 0x1000n, len: 4096 }]);
     await roundTrip(fe, 1, drv, 1);
     assert.equal(fuseReply(mem, OUT_GPA + 0x1000n), { len: 16 + 104, error: 0, unique: 2n });
@@ -938,7 +923,7 @@ test('finding vhost-user-2056059019: a region past the end of its memfd is refus
   await rejects(fe.addMemReg({ ...mem.region, guestAddr: 0x40000000n, userAddr: 0x7f4000000000n, size: 1n << 40n }), nack);
   assert.is(countOpenFds(), before, 'the refused regions\' fds were closed');
   // The table in place still serves requests.
-  const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 77n, 1n, new Uint8Array(16));
+  const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 77n, 1n, new Uint8Array(16));
   drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
   await roundTrip(fe, 1, drv, 1);
   assert.equal(fuseReply(mem, OUT_GPA), { len: 16, error: -38, unique: 77n });
