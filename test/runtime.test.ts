@@ -20,10 +20,10 @@ import { CLI } from './util/dev-fuse-mount.js';
 import { RUNTIME } from './util/runtime.js';
 import { spawnSocketDaemon } from './util/socket-daemon.js';
 import { requireRoot } from './util/prereq.js';
+import { sleep } from './util/wait.js';
 
 const RUNTIME_TS = fileURLToPath(new URL('../host/runtime.js', import.meta.url));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'runtime-test-'));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A flag of this runtime's own that changes nothing here (a heap limit). */
 const FLAG = { node: '--max-old-space-size=300', bun: '--smol', deno: '--v8-flags=--max-old-space-size=300' }[runtimeName];
