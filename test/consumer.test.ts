@@ -19,12 +19,12 @@ const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'consumer-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** The README's "Serve your own filesystem" code block. */
-function readmeExample(): string {
+/** The README's ts code block that contains `marker`. */
+function readmeExample(marker = 'serve(fs,'): string {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
-  const block = blocks.find((b) => b.includes('serve(fs,'));
-  if (block === undefined) throw new Error('README: no ts block calling serve(fs, ...)');
+  const block = blocks.find((b) => b.includes(marker));
+  if (block === undefined) throw new Error(`README: no ts block with ${marker}`);
   return block;
 }
 
@@ -63,9 +63,10 @@ export async function readRoot(socket: string, name: string): Promise<{ text: st
 const dir = project();
 const socket = path.join(tmp, 'hello.sock');
 
-test('README example, both examples and a frontend client type-check as a consumer with skipLibCheck false', () => {
+test('README examples, both examples and a frontend client type-check as a consumer with skipLibCheck false', () => {
   fs.writeFileSync(path.join(dir, 'hello.ts'), readmeExample().replace('/tmp/hello.sock', socket));
   fs.writeFileSync(path.join(dir, 'client.ts'), FRONTEND_CLIENT);
+  fs.writeFileSync(path.join(dir, 'readme-client.ts'), readmeExample("from 'virtiofsd-ts/frontend'"));
   for (const ex of ['memfs', 'tarfs']) {
     const src = fs.readFileSync(path.join(ROOT, 'examples', `${ex}.ts`), 'utf8')
       .replaceAll("'../host/index.js'", "'virtiofsd-ts'");
