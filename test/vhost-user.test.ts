@@ -138,6 +138,20 @@ async function session(r: ScriptedListener, mem: GuestMemory): Promise<VhostUser
   return fe;
 }
 
+/** The scripted core pops `pops` from queue q at the next kick; resolves once the backend signalled q's call fd. */
+async function kickAndWait(fe: VhostUserFrontend, r: ScriptedListener, q: number, pops: number[]): Promise<void> {
+  r.core.pops.set(q, pops);
+  fe.kick(q);
+  await fe.waitCall(q);
+}
+
+/** Ends a scripted session: the frontend, its guest memory, then the listener. */
+function closeAll(r: { listener: VhostUserListener }, fe: VhostUserFrontend, mem: GuestMemory): void {
+  fe.close();
+  mem.close();
+  r.listener.close();
+}
+
 // ---- part 1: control plane with the scripted core ------------------------------------------------------------
 
 test('negotiation: features, protocol features, queue count, owner', async () => {
@@ -220,9 +234,7 @@ test('kick -> queue processing -> call; GET_VRING_BASE stops the ring', async ()
   assert.equal(r.core.features.get(1), [true, true], 'EVENT_IDX and INDIRECT from negotiated features');
   const be = r.listener.backend!;
   assert.equal(be.vringState(1), { started: true, enabled: true, halted: false });
-  r.core.pops.set(1, [1, 1, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1, 1, 1]);
   assert.is(r.server.served, 3);
   assert.equal(r.core.replies, [-38, -38, -38]);
   assert.is(await fe.getVringBase(1), 3);
@@ -233,9 +245,7 @@ test('kick -> queue processing -> call; GET_VRING_BASE stops the ring', async ()
   fe.kick(1);
   await fe.getFeatures();
   assert.is(r.server.served, 3);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('rings start disabled with PROTOCOL_FEATURES until SET_VRING_ENABLE', async () => {
@@ -252,9 +262,7 @@ test('rings start disabled with PROTOCOL_FEATURES until SET_VRING_ENABLE', async
   await fe.setVringEnable(1, true);
   await fe.waitCall(1);
   assert.is(r.server.served, 1, 'processed once enabled');
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('without PROTOCOL_FEATURES rings are enabled at SET_FEATURES', async () => {
@@ -265,30 +273,22 @@ test('without PROTOCOL_FEATURES rings are enabled at SET_FEATURES', async () => 
   assert.is(fe.protocolFeatures & bit(PF.REPLY_ACK), bit(PF.REPLY_ACK));
   await fe.setMemTable([mem.region]);
   await fe.setupVring(1, mem, { num: 16, desc: 0, avail: 0x1000, used: 0x2000 });
-  r.core.pops.set(1, [1, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1, 1]);
   assert.is(r.server.served, 2);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('bad chains and bad messages cost one request each; the next is served', async () => {
   const r = rig();
   const mem = GuestMemory.create(1 << 20);
   const fe = await session(r, mem);
-  r.core.pops.set(1, [-1, 1, -2, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [-1, 1, -2, 1]);
   const st = r.listener.backend!.queueStats(1)!;
   assert.is(st.badChains, 1);
   assert.is(st.badMessages, 1);
   assert.is(st.served, 2);
   assert.is(r.server.served, 2);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('a server exception completes the request with -EIO and the daemon keeps serving', async () => {
@@ -296,14 +296,10 @@ test('a server exception completes the request with -EIO and the daemon keeps se
   const mem = GuestMemory.create(1 << 20);
   const fe = await session(r, mem);
   r.server.throwNext = true;
-  r.core.pops.set(1, [1, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1, 1]);
   assert.equal(r.core.replies, [-EIO, -38]);
   assert.is(r.listener.backend!.queueStats(1)!.serverExceptions, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('a broken ring halts the queue and signals the err eventfd', async () => {
@@ -326,9 +322,7 @@ test('a broken ring halts the queue and signals the err eventfd', async () => {
   await fe.waitCall(1);
   assert.is(r.server.served, 1);
   native.close(errFd);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('disconnect then a second frontend connects and works', async () => {
@@ -377,9 +371,7 @@ test('fd count stays flat over 50 connect/disconnect cycles', async () => {
     const errFd = native.eventfd(0, 0);
     await fe.setVringErr(1, errFd);
     native.close(errFd);
-    r.core.pops.set(1, [1]);
-    fe.kick(1);
-    await fe.waitCall(1);
+    await kickAndWait(fe, r, 1, [1]);
     if (i % 2 === 0) await fe.getVringBase(1);
     fe.close();
   }
@@ -474,13 +466,9 @@ test('malformed: missing / extra fds and bad vring indices -> error acks, sessio
   // And a good message afterwards.
   await fe.setMemTable([mem.region]);
   await fe.setupVring(1, mem, { num: 16, desc: 0, avail: 0x1000, used: 0x2000 });
-  r.core.pops.set(1, [1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1]);
   assert.is(r.server.served, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('slow frontend: a message arriving byte by byte (fd with the first byte) is assembled; others are served meanwhile', async () => {
@@ -652,13 +640,9 @@ test('RESET_DEVICE stops rings and forgets features; the device can be set up ag
   assert.is(r.listener.backend!.negotiatedFeatures, 0n);
   await fe.setFeatures(FS_DEVICE_FEATURES);
   await fe.setupVring(1, mem, { num: 16, desc: 0, avail: 0x1000, used: 0x2000 });
-  r.core.pops.set(1, [1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1]);
   assert.is(r.server.served, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 
@@ -744,9 +728,7 @@ test('real core: a request round trip, GET_VRING_BASE reports the requests consu
   assert.is(used2.length, 3);
   assert.is(fuseReply(mem, OUT_GPA + 0x2000n).unique, 102n);
   assert.is(await fe.getVringBase(1), 4);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('real core: a malformed descriptor chain costs one request; the next is served', async () => {
@@ -763,9 +745,7 @@ test('real core: a malformed descriptor chain costs one request; the next is ser
   assert.equal(used, [{ id: bad, len: 0 }, { id: good, len: 16 }]);
   assert.equal(fuseReply(mem, OUT_GPA + 0x1000n), { len: 16, error: -38, unique: 7n });
   assert.is(r.listener.backend!.queueStats(1)!.badChains, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('real core: reconnect maps the new guest memory; fds flat', async () => {
@@ -845,9 +825,7 @@ test('real core + FuseServer: FUSE_INIT and GETATTR of the root', async () => {
   // attr.mode of the root is a directory
   const mode = mem.view().getUint32(mem.gpaToOffset(OUT_GPA + 0x1000n) + 16 + 16 + 60, true);
   assert.is(mode & 0o170000, 0o040000);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 // ---- part 3: the frontend against the C virtiofsd ------------------------------------------------------------
@@ -929,9 +907,7 @@ test('finding vhost-user-2056059019: a region past the end of its memfd is refus
   assert.equal(fuseReply(mem, OUT_GPA), { len: 16, error: -38, unique: 77n });
   // A region that ends exactly at the end of the file, at an offset, is fine.
   await fe.setMemTable([{ ...mem.region, size: size / 2n, mmapOffset: size / 2n }]);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test.after(() => {
