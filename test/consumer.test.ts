@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runtimeArgs } from './util/runtime.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -84,7 +84,7 @@ test('the README example serves its file', async () => {
   try {
     for (let i = 0; i < 200 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 25));
     assert.ok(fs.existsSync(socket), `the example did not listen:\n${out}`);
-    const client = await import(path.join(dir, 'out', 'client.js')) as
+    const client = await import(pathToFileURL(path.join(dir, 'out', 'client.js')).href) as
       { readRoot(socket: string, name: string): Promise<{ text: string; names: string[] }> };
     const { text, names } = await client.readRoot(socket, 'hello.txt');
     assert.match(text, /^hello at \d{4}-\d\d-\d\dT/);
