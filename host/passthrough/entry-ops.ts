@@ -1,6 +1,7 @@
 /**
- * The entry operations of PassthroughFs: names in directories. LOOKUP and FORGET (the lookup count), the creating
- * ones (MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE) and the removing ones (UNLINK, RMDIR, RENAME).
+ * The entry operations of PassthroughFs: names in directories. LOOKUP and FORGET (the lookup count), the ones that
+ * make a node (MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE) and the ones that remove or move a name (UNLINK, RMDIR,
+ * RENAME).
  */
 import { native } from '../native-loader.js';
 import type { AttrTarget, Context, CreateResult, Entry } from '../fuse/filesystem.js';

@@ -81,6 +81,7 @@ export function checkName(name: string, allowDots: boolean): number {
   if (!allowDots && (name === '.' || name === '..')) return -E.EPERM;
   return 0;
 }
+
 export abstract class PassthroughBase {
   readonly inodes: InodeStore;
   readonly handles = new HandleTable();
@@ -344,6 +345,7 @@ export abstract class PassthroughBase {
     return r;
   }
 
+  /** Closes the lock fds of node `nodeId` (all nodes without it): their OFD locks go with them. */
   protected dropLocks(nodeId?: number): void {
     for (const [node, owners] of this.lockFds) {
       if (nodeId !== undefined && node !== nodeId) continue;
