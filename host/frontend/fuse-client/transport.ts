@@ -358,8 +358,10 @@ export class FuseTransport {
   // WRITE data at dataAt(g)), then send()s it with the ReplyDecoder of its reply; a request that fails before
   // being sent gives its slot back with release1().
 
-  /** Takes a free slot on queue q (or the next queue round-robin); -1 if it has none (then retry()). */
+  /** The request virtqueue slot() or hiprioSlot() last tried (where retry() waits). */
   private pickedQueue = 1;
+
+  /** Takes a free slot on queue q (or the next queue round-robin); -1 if it has none (then retry()). */
   slot(q: number | undefined): number {
     if (this.closed) return -1;
     let vq: number;
