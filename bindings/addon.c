@@ -322,10 +322,12 @@ NAPI_MODULE_INIT() {
       FN("ioPoolCreate", vfs_io_pool_create),
       FN("ioPoolEventfd", vfs_io_pool_eventfd),
       FN("ioPoolSubmit", vfs_io_pool_submit),
+      FN("ioPoolSubmitCall", vfs_io_pool_submit_call),
       FN("ioPoolReap", vfs_io_pool_reap),
       FN("ioPoolPending", vfs_io_pool_pending),
       FN("ioPoolClose", vfs_io_pool_close),
       FN("preadvNowait", vfs_preadv_nowait),
+      FN("pwritevNowait", vfs_pwritev_nowait),
       /* fsat.c */
       FN("close", vfs_close),
       FN("dup", vfs_dup),

@@ -46,6 +46,7 @@ import { FsCredentials } from './credentials.js';
 import { FORBIDDEN, type IdMap } from './id-map.js';
 import type { XattrMap } from './xattr-map.js';
 import { HandleTable, type Handle } from './handle-table.js';
+import { BlockingIo } from './blocking-io.js';
 import { InodeStore, inodeKey, type Inode, type InodeFileHandles } from './inode-store.js';
 
 const C = native.constants;
@@ -54,6 +55,12 @@ const E = C.errno;
 export interface PassthroughOptions {
   /** The shared directory. */
   root: string;
+  /**
+   * Threads for data I/O that may block (--thread-pool-size; host/passthrough/blocking-io.ts). 0 (default): every
+   * call runs on the caller's thread; a read, write, fsync, fallocate or copy_file_range that sleeps holds up the
+   * whole queue. N > 0: they return Promises when they would block, and close() stops the threads.
+   */
+  threadPoolSize?: number;
   /** Pass O_DIRECT from the guest through to the host (default false: dropped, as page-cache I/O always works). */
   allowDirectIo?: boolean;
   /**
@@ -142,6 +149,8 @@ export class PassthroughFs implements FileSystem {
   private readonly lockFds = new Map<number, Map<bigint, number>>();
   private readonly lockArg = new BigInt64Array(5);
   private closed = false;
+  /** The thread pool for blocking data I/O, or null (threadPoolSize 0). */
+  private readonly blocking: BlockingIo | null;
 
   constructor(options: PassthroughOptions) {
     const rootFd = native.openat(C.AT_FDCWD, byteString(options.root), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
@@ -180,12 +189,19 @@ export class PassthroughFs implements FileSystem {
     // narrow the mode again. The process umask is left alone (it also guards the daemon's socket); new nodes
     // whose mode it narrowed get a chmod.
     this.umask = processUmask();
+    try {
+      this.blocking = (options.threadPoolSize ?? 0) > 0 ? new BlockingIo(options.threadPoolSize!) : null;
+    } catch (e) {
+      this.close();
+      throw e;
+    }
   }
 
   /** Closes every fd (nodes, handles, the root, /proc/self/fd). Idempotent; the filesystem is unusable after. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.blocking?.close(); // answers what is in flight and lets go of its handles first
     this.dropLocks();
     this.handles.clear();
     this.inodes.close();
@@ -651,20 +667,21 @@ export class PassthroughFs implements FileSystem {
     return { nodeId: entry.nodeId, generation: entry.generation, fh: h.fh };
   }
 
-  read(_ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): number {
+  read(_ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
-    return target.fromFd(h.fd, offset);
+    return this.blocking !== null ? this.blocking.read(h, target, offset) : target.fromFd(h.fd, offset);
   }
 
-  write(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, writeFlags: number): number {
+  write(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource,
+        writeFlags: number): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
     if ((writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0) {
       const k = this.killSuidgid(h.fd, this.creds.gidToHost(ctx.gid));
       if (k < 0) return k;
     }
-    return source.toFd(h.fd, offset);
+    return this.blocking !== null ? this.blocking.write(h, source, offset) : source.toFd(h.fd, offset);
   }
 
   flush(_ctx: Context, nodeId: number, fh: number, lockOwner: bigint): number {
@@ -689,9 +706,10 @@ export class PassthroughFs implements FileSystem {
     return 0;
   }
 
-  fsync(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number {
+  fsync(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
+    if (this.blocking !== null) return this.blocking.fsync(h, datasync);
     return datasync ? native.fdatasync(h.fd) : native.fsync(h.fd);
   }
 
@@ -775,9 +793,10 @@ export class PassthroughFs implements FileSystem {
     return 0;
   }
 
-  fsyncdir(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number {
+  fsyncdir(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number | Promise<number> {
     const h = this.handles.lookup(fh, nodeId, true);
     if (h === undefined) return -E.EBADF;
+    if (this.blocking !== null) return this.blocking.fsync(h, datasync);
     return datasync ? native.fdatasync(h.fd) : native.fsync(h.fd);
   }
 
@@ -909,9 +928,11 @@ export class PassthroughFs implements FileSystem {
 
   // ---- whole-file operations -------------------------------------------------------------------------------------
 
-  fallocate(_ctx: Context, nodeId: number, fh: number, offset: number, length: number, mode: number): number {
+  fallocate(_ctx: Context, nodeId: number, fh: number, offset: number, length: number,
+            mode: number): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
+    if (this.blocking !== null) return this.blocking.fallocate(h, mode, offset, length);
     return native.fallocate(h.fd, mode, offset, length);
   }
 
@@ -925,11 +946,12 @@ export class PassthroughFs implements FileSystem {
   }
 
   copyFileRange(_ctx: Context, nodeIn: number, fhIn: number, offIn: number, nodeOut: number, fhOut: number,
-                offOut: number, length: number, flags: number): number {
+                offOut: number, length: number, flags: number): number | Promise<number> {
     const hin = this.fileHandle(nodeIn, fhIn);
     if (typeof hin === 'number') return hin;
     const hout = this.fileHandle(nodeOut, fhOut);
     if (typeof hout === 'number') return hout;
+    if (this.blocking !== null && flags === 0) return this.blocking.copyFileRange(hin, offIn, hout, offOut, length);
     return native.copyFileRange(hin.fd, offIn, hout.fd, offOut, length, flags);
   }
 
