@@ -221,6 +221,33 @@ test('disconnect with pooled READs in flight: their fd stays open until they fin
   }
 });
 
+test('pool on, a plain directory: WRITEs (pooled where RWF_NOWAIT is refused), FSYNC, FDATASYNC, then READs see the data', async () => {
+  const dir = fs.mkdtempSync(path.join(tmp, 'plain-'));
+  const socket = path.join(tmp, `d${seq++}.sock`);
+  const daemon = await spawnSocketDaemon(dir, socket, { args: ['--thread-pool-size=2', '--cache=never', '--log-level=warn'] });
+  const fc = await connectWhenListening(socket, { depth: 16, timeoutMs: 60_000 });
+  try {
+    await fc.init();
+    const c = await fc.create(FUSE_ROOT_ID, 'data', 0o2 /* O_RDWR */, 0o644);
+    const node = c.entry.nodeid;
+    const want = new Uint8Array(3 * 65536);
+    for (let i = 0; i < want.length; i++) want[i] = (i * 13 + (i >> 16)) & 0xff;
+    const n = await Promise.all([0, 1, 2].map((k) => fc.write(node, c.fh, k * 65536, want.subarray(k * 65536, (k + 1) * 65536))));
+    assert.equal(n, [65536, 65536, 65536]);
+    await fc.fsync(node, c.fh, false);
+    await fc.fsync(node, c.fh, true);
+    const got = await Promise.all([0, 1, 2].map((k) => fc.read(node, c.fh, k * 65536, 65536)));
+    assert.equal(Buffer.concat(got), Buffer.from(want));
+    assert.equal(new Uint8Array(fs.readFileSync(path.join(dir, 'data'))), want, 'on the host');
+    await fc.release(node, c.fh);
+  } finally {
+    fc.close();
+    const exited = new Promise((r) => daemon.child.once('exit', r));
+    signalChild(daemon.child, 'SIGTERM');
+    await exited;
+  }
+});
+
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test.run();
