@@ -345,6 +345,7 @@ NAPI_MODULE_INIT() {
       FN("fchownat", vfs_fchownat),
       FN("utimensat", vfs_utimensat),
       FN("fstatvfs", vfs_fstatvfs),
+      FN("fstatfsType", vfs_fstatfs_type),
       FN("getdents64", vfs_getdents64),
       FN("lseek", vfs_lseek),
       FN("ftruncate", vfs_ftruncate),

@@ -193,6 +193,7 @@ VFS_FN(vfs_fchmod);
 VFS_FN(vfs_fchownat);
 VFS_FN(vfs_utimensat);
 VFS_FN(vfs_fstatvfs);
+VFS_FN(vfs_fstatfs_type);
 VFS_FN(vfs_getdents64);
 VFS_FN(vfs_lseek);
 VFS_FN(vfs_ftruncate);

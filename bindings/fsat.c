@@ -4,6 +4,8 @@
  */
 #include "common.h"
 
+#include <sys/vfs.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -183,6 +185,18 @@ VFS_FN(vfs_utimensat) {
   struct timespec ts[2] = {{.tv_sec = asec, .tv_nsec = ansec}, {.tv_sec = msec, .tv_nsec = mnsec}};
   /* "" with AT_EMPTY_PATH (the fd itself): glibc refuses a NULL path, the kernel (>= 5.8) takes "" directly. */
   return vfs_result(env, utimensat(dirfd, name, ts, flags));
+}
+
+/* fstatfsType(fd) -> f_type (the filesystem's magic number, linux/magic.h) or -errno. */
+VFS_FN(vfs_fstatfs_type) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  struct statfs st;
+  if (fstatfs(fd, &st) < 0) return vfs_errno(env);
+  napi_value v;
+  NAPI_CALL(env, napi_create_double(env, (double)(uint32_t)st.f_type, &v));
+  return v;
 }
 
 VFS_FN(vfs_fstatvfs) {

@@ -235,6 +235,8 @@ export interface Native {
             mtimeNsec: number, flags: number): number;
   /** fstatvfs into out: [bsize, frsize, blocks, bfree, bavail, files, ffree, namemax]. */
   fstatvfs(fd: number, out: Float64Array): number;
+  /** fstatfs(fd).f_type: the filesystem's magic number (linux/magic.h), or -errno. */
+  fstatfsType(fd: number): number;
   /** getdents64 into mem[offset, offset+length): raw `struct linux_dirent64` records. Bytes or -errno. */
   getdents64(fd: number, mem: Memory, offset: number, length: number): number;
   /** lseek with a 64-bit offset (directory cookies need all 64 bits). New offset or -errno, as a bigint. */

@@ -221,7 +221,7 @@ test('disconnect with pooled READs in flight: their fd stays open until they fin
   }
 });
 
-test('pool on, a plain directory: WRITEs (pooled where RWF_NOWAIT is refused), FSYNC, FDATASYNC, then READs see the data', async () => {
+test('pool on, a plain directory: WRITEs (inline on a local filesystem), FSYNC and FDATASYNC (pooled), then READs see the data', async () => {
   const dir = fs.mkdtempSync(path.join(tmp, 'plain-'));
   const socket = path.join(tmp, `d${seq++}.sock`);
   const daemon = await spawnSocketDaemon(dir, socket, { args: ['--thread-pool-size=2', '--cache=never', '--log-level=warn'] });

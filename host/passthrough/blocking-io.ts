@@ -8,8 +8,9 @@
  *   WRITE    pwritev2(RWF_NOWAIT) inline from the guest's payload; the rest (-EAGAIN, -EOPNOTSUPP where the
  *            filesystem cannot tell, a short write) goes to the pool from a copy of the payload.
  *            Measured on Linux 6.18: ext4 answers NOWAIT reads but refuses buffered NOWAIT writes (-EOPNOTSUPP),
- *            tmpfs and FUSE refuse both: there every WRITE (and on tmpfs every READ) takes the pool, the price
- *            of never stalling the queue. A handle that answered -EOPNOTSUPP is not asked again.
+ *            tmpfs and FUSE refuse both. Where it is refused, a local filesystem (ext4, xfs, btrfs, tmpfs, ...)
+ *            keeps the call inline, a pooled 4 KiB WRITE being several times slower; anything else (FUSE, NFS,
+ *            CIFS, 9p, ...: what may wait on a remote) takes the pool. Decided once per handle.
  *   FSYNC, FDATASYNC, FSYNCDIR, FALLOCATE, COPY_FILE_RANGE: always on the pool.
  *
  * A pooled call returns a Promise: the FUSE server parks the request and answers it when the job is reaped (the
@@ -61,9 +62,12 @@ export class BlockingIo {
   private nextTag = 1;
   private readonly reaped = new Float64Array(64);
   private readonly statxBuf = new ArrayBuffer(256);
-  /** Handles whose filesystem refused RWF_NOWAIT (-EOPNOTSUPP: tmpfs reads, ext4 buffered writes): not tried again. */
-  private readonly noNowaitRead = new WeakSet<Handle>();
-  private readonly noNowaitWrite = new WeakSet<Handle>();
+  /**
+   * Handles whose filesystem refused RWF_NOWAIT (-EOPNOTSUPP: tmpfs reads, ext4 buffered writes, FUSE): not asked
+   * again; their calls run inline (a local filesystem: page cache or memory) or on the pool (anything else).
+   */
+  private readonly noNowaitRead = new WeakMap<Handle, 'inline' | 'pool'>();
+  private readonly noNowaitWrite = new WeakMap<Handle, 'inline' | 'pool'>();
 
   /** Starts `threads` pool threads (1..MAX_POOL_THREADS). Throws SystemError when they cannot be started. */
   constructor(readonly threads: number) {
@@ -87,11 +91,17 @@ export class BlockingIo {
   read(h: Handle, target: DataTarget, position: number): number | Promise<number> {
     const size = target.size;
     if (target.fromFdNowait === undefined || size === 0) return target.fromFd(h.fd, position);
-    const r = this.noNowaitRead.has(h) ? -E.EOPNOTSUPP : target.fromFdNowait(h.fd, position);
+    let without = this.noNowaitRead.get(h);
+    if (without === 'inline') return target.fromFd(h.fd, position);
+    const r = without === 'pool' ? -E.EAGAIN : target.fromFdNowait(h.fd, position);
     if (r === size) return r;
     if (r >= 0 && this.endsAt(h.fd, position + r)) return r;
-    if (r === -E.EOPNOTSUPP) this.noNowaitRead.add(h);
-    else if (r < 0 && r !== -E.EAGAIN) return r;
+    if (r === -E.EOPNOTSUPP) {
+      this.noNowaitRead.set(h, without = withoutNowait(h.fd));
+      if (without === 'inline') return target.fromFd(h.fd, position);
+    } else if (r < 0 && r !== -E.EAGAIN) {
+      return r;
+    }
     // What was placed inline is read again with the rest: the answer is written from the private buffer.
     const buf = new BufferData(size);
     return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, OP_READ, h.fd, buf.memory, 0, 1, position, tag),
@@ -101,10 +111,16 @@ export class BlockingIo {
   write(h: Handle, source: DataSource, position: number): number | Promise<number> {
     const size = source.size;
     if (source.toFdNowait === undefined || size === 0) return source.toFd(h.fd, position);
-    const r = this.noNowaitWrite.has(h) ? -E.EOPNOTSUPP : source.toFdNowait(h.fd, position);
+    let without = this.noNowaitWrite.get(h);
+    if (without === 'inline') return source.toFd(h.fd, position);
+    const r = without === 'pool' ? -E.EAGAIN : source.toFdNowait(h.fd, position);
     if (r === size) return r;
-    if (r === -E.EOPNOTSUPP) this.noNowaitWrite.add(h);
-    else if (r < 0 && r !== -E.EAGAIN) return r;
+    if (r === -E.EOPNOTSUPP) {
+      this.noNowaitWrite.set(h, without = withoutNowait(h.fd));
+      if (without === 'inline') return source.toFd(h.fd, position);
+    } else if (r < 0 && r !== -E.EAGAIN) {
+      return r;
+    }
     const done = Math.max(r, 0);
     const buf = new BufferData(size - done, source.toBytes().subarray(done));
     return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, OP_WRITE, h.fd, buf.memory, 0, 1, position + done, tag),
@@ -202,6 +218,20 @@ export class BlockingIo {
 const STATX_SIZE = 0x200;
 /** struct statx: stx_size. */
 const STATX_SIZE_OFFSET = 40;
+
+/**
+ * Filesystems whose page-cache reads and writes do not wait on anything remote (linux/magic.h): where they refuse
+ * RWF_NOWAIT, data I/O stays inline (a pooled 4 KiB WRITE costs several times an inline one: a thread hand-off,
+ * a copy, the eventfd); an fsync on them still goes to the pool. ext2/3/4, xfs, btrfs, f2fs, tmpfs, ramfs,
+ * overlayfs (over these).
+ */
+const LOCAL_FS_MAGIC: ReadonlySet<number> = new Set([0xef53, 0x58465342, 0x9123683e, 0xf2f52010, 0x01021994,
+  0x858458f6, 0x794c7630]);
+
+/** What to do with data I/O on `fd` when its filesystem refuses RWF_NOWAIT. */
+function withoutNowait(fd: number): 'inline' | 'pool' {
+  return LOCAL_FS_MAGIC.has(native.fstatfsType(fd)) ? 'inline' : 'pool';
+}
 
 /** fsync/fdatasync/fallocate: 0 or -errno. */
 function statusOf(r: number): number {
