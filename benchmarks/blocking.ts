@@ -4,7 +4,9 @@
  * (test/util/slow-share.ts: a FUSE mount this process serves); 8 readers keep 8 READs of it in flight all the
  * time while one more caller sends GETATTRs one after another and times each. Rows: ours with
  * --thread-pool-size=8, ours with 0 (everything on the main thread), the C virtiofsd with --thread-pool-size=64
- * and with its default (0 in QEMU 7.2's, as ours).
+ * and with its default (0 in QEMU 7.2's, as ours). Debian's QEMU 7.2 virtiofsd with a pool dies of SIGSYS here
+ * (its pool thread calls sched_getaffinity, syscall 204, outside its seccomp list; seen in the audit log): that row
+ * then says "failed".
  *
  *   node dist/benchmarks/blocking.js [--runs=3] [--seconds=2] [--delay-ms=50] [--pool=8]
  *
