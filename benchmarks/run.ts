@@ -366,7 +366,7 @@ ${floorLines.map((l) => `- ${l}`).join('\n')}
 
 The B/req column is measured (JS heap growth between collections in the daemon, per request). Where it comes from
 (read from the code): every request builds an \`Args\` object and a \`ctx\` object in \`FuseServer.serveCurrent\`
-(host/fuse/server.ts), and its opcode's \`decode\` returns a fresh args object (host/fuse/dispatch.ts); READ's
+(host/fuse/server.ts), and its opcode's \`decode\` returns a fresh args object (host/fuse/ops/*.ts); READ's
 decoder also makes a BigInt \`cookie\` that only READDIR uses. Names (LOOKUP, CREATE, UNLINK...) become JS strings,
 and LOOKUP/CREATE/READDIRPLUS return entry objects from the passthrough filesystem; READDIRPLUS decodes every
 directory entry's name to a string, hence the large per-request figure for 64 KiB listings. READ/WRITE data never

@@ -405,11 +405,26 @@ function rustLogLevel(env: NodeJS.ProcessEnv): LogLevel | undefined {
 
 /** Parses argv into daemon options; throws ConfigError with a message fit for the user. */
 export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): CommandLine {
+  const d = readArguments(argv);
+  if (d.action !== undefined) return d.action;
+  const sharedDir = checkTransport(d);
+  const cache = cacheMode(d);
+  if (d.opts.modcaps !== undefined) parseModcaps(d.opts.modcaps);
+  checkCombinations(d.opts);
+  checkRules(d.opts);
+  return withDefaults(d.opts, sharedDir, cache, env);
+}
+
+/** Applies every option in argv, in order, to a fresh draft. */
+function readArguments(argv: readonly string[]): Draft {
   const d: Draft = { opts: { translateUid: [], translateGid: [] }, allowMmap: false };
   for (const [spec, , value] of tokens(argv)) spec.apply(d, value);
-  if (d.action !== undefined) return d.action;
-  const o = d.opts;
+  return d;
+}
 
+/** Exactly one way to reach the guest (socket, inherited fd, or a local mount), and a directory to share: returns it. */
+function checkTransport(d: Draft): string {
+  const o = d.opts;
   const transports = [o.socketPath !== undefined && d.socketPathFrom, o.listenFd !== undefined && '--fd',
     o.mountpoint !== undefined && '--mountpoint'].filter((t): t is string => typeof t === 'string');
   if (transports.length === 0) throw new ConfigError('--socket-path (or --fd, or --mountpoint) is required');
@@ -418,19 +433,32 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
   if (o.socketGroup !== undefined && o.socketPath === undefined) {
     throw new ConfigError('--socket-group applies to the socket the daemon creates (--socket-path)');
   }
-  const cache: CacheMode = o.cache ?? 'auto';
+  return o.sharedDir;
+}
+
+/** The cache mode in force (--allow-mmap is refused with the modes that open files for direct I/O). */
+function cacheMode(d: Draft): CacheMode {
+  const cache: CacheMode = d.opts.cache ?? 'auto';
   if (d.allowMmap && (cache === 'never' || cache === 'metadata')) {
     refuse(`--allow-mmap with --cache=${cache}`, 'FUSE_DIRECT_IO_ALLOW_MMAP is not negotiated, so the guest cannot ' +
       'mmap(MAP_SHARED) direct-I/O files; use --cache=auto or always');
   }
-  if (o.modcaps !== undefined) parseModcaps(o.modcaps);
+  return cache;
+}
+
+/** Options that need one another or exclude one another. */
+function checkCombinations(o: Draft['opts']): void {
   if (o.daxWindowSize === undefined && (o.daxProtocol !== undefined || o.inodeDax !== undefined)) {
     throw new ConfigError('--dax-protocol and --inode-dax need --dax-window');
   }
   if (o.daxWindowSize !== undefined && o.mountpoint !== undefined) throw new ConfigError('--dax-window needs a VMM, not --mountpoint');
   if (o.xattrmap !== undefined && !o.xattr) throw new ConfigError('--xattrmap needs --xattr');
   if (o.posixAcl && !o.xattr) throw new ConfigError('--posix-acl needs --xattr');
-  // Parsed here to report a bad rule before anything starts; the daemon parses them again.
+}
+
+/** Parses the xattr map and id translation rules to report a bad rule before anything starts; the daemon parses
+ *  them again. */
+function checkRules(o: Draft['opts']): void {
   if (o.xattrmap !== undefined) new XattrMap(o.xattrmap);
   for (const [option, rules] of [['--translate-uid', o.translateUid], ['--translate-gid', o.translateGid]] as const) {
     try {
@@ -439,9 +467,13 @@ export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv
       throw new ConfigError(`${option}: ${(e as Error).message}`);
     }
   }
+}
+
+/** The checked draft with every default filled in. */
+function withDefaults(o: Draft['opts'], sharedDir: string, cache: CacheMode, env: NodeJS.ProcessEnv): CliOptions {
   return {
     ...o,
-    sharedDir: o.sharedDir,
+    sharedDir,
     cache,
     logLevel: o.logLevel ?? rustLogLevel(env) ?? 'info',
     numRequestQueues: o.numRequestQueues ?? 1,

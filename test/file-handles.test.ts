@@ -87,7 +87,7 @@ function copyWithHandlesDefault(tmp: string): string {
     if (fs.existsSync(path.join(root, file))) fs.copyFileSync(path.join(root, file), path.join(copy, file));
   }
   for (const link of ['build', 'node_modules']) fs.symlinkSync(path.join(root, link), path.join(copy, link));
-  const file = path.join(copy, 'dist', 'host', 'passthrough', 'passthrough-fs.js');
+  const file = path.join(copy, 'dist', 'host', 'passthrough', 'passthrough-base.js');
   const src = fs.readFileSync(file, 'utf8');
   const from = "fileHandles: options.inodeFileHandles ?? 'never'";
   if (!src.includes(from)) throw new Error('file-handles: the default is no longer where this test looks');

@@ -1,6 +1,6 @@
 /**
  * FsGuard: the FileSystem the dispatch handlers call. It wraps a user's filesystem method by method so that the
- * handlers (dispatch.ts), written for synchronous results, serve asynchronous ones unchanged:
+ * handlers (ops/*.ts), written for synchronous results, serve asynchronous ones unchanged:
  *
  * - a result that is a thenable, inside `serving` (the server is running a handler for the current request):
  *   the guard keeps it in `pending` and throws PENDING; the server parks the request and, when the Promise has
