@@ -319,6 +319,7 @@ NAPI_MODULE_INIT() {
       FN("epollCtl", vfs_epoll_ctl),
       FN("epollWait", vfs_epoll_wait),
       FN("clockUs", vfs_clock_us),
+      /* io-pool.c */
       FN("ioPoolCreate", vfs_io_pool_create),
       FN("ioPoolEventfd", vfs_io_pool_eventfd),
       FN("ioPoolSubmit", vfs_io_pool_submit),
@@ -326,9 +327,9 @@ NAPI_MODULE_INIT() {
       FN("ioPoolReap", vfs_io_pool_reap),
       FN("ioPoolPending", vfs_io_pool_pending),
       FN("ioPoolClose", vfs_io_pool_close),
+      /* fsat.c */
       FN("preadvNowait", vfs_preadv_nowait),
       FN("pwritevNowait", vfs_pwritev_nowait),
-      /* fsat.c */
       FN("close", vfs_close),
       FN("dup", vfs_dup),
       FN("openat", vfs_openat),
@@ -356,7 +357,6 @@ NAPI_MODULE_INIT() {
       FN("pwritev", vfs_pwritev),
       FN("pread", vfs_pread),
       FN("pwrite", vfs_pwrite),
-      FN("countOpenFds", vfs_count_open_fds),
       FN("getxattr", vfs_getxattr),
       FN("listxattr", vfs_listxattr),
       FN("setxattr", vfs_setxattr),

@@ -206,7 +206,6 @@ VFS_FN(vfs_preadv_nowait);
 VFS_FN(vfs_pwritev_nowait);
 VFS_FN(vfs_pread);
 VFS_FN(vfs_pwrite);
-VFS_FN(vfs_count_open_fds);
 VFS_FN(vfs_getxattr);
 VFS_FN(vfs_listxattr);
 VFS_FN(vfs_setxattr);

@@ -353,33 +353,6 @@ VFS_FN(vfs_pread) { return vfs_rw(env, info, false); }
 
 VFS_FN(vfs_pwrite) { return vfs_rw(env, info, true); }
 
-/* Counts /proc/self/fd entries without allocating (opendir would malloc), minus the fd used to read it. */
-VFS_FN(vfs_count_open_fds) {
-  int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return vfs_errno(env);
-  _Alignas(8) uint8_t buf[4096];
-  int64_t count = 0;
-  for (;;) {
-    long n = syscall(SYS_getdents64, dfd, buf, sizeof buf);
-    if (n < 0) {
-      int e = errno;
-      close(dfd);
-      return vfs_int(env, -(int64_t)e);
-    }
-    if (n == 0) break;
-    for (long pos = 0; pos < n;) {
-      /* struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[] */
-      uint16_t reclen;
-      memcpy(&reclen, buf + pos + 16, sizeof reclen);
-      const char *name = (const char *)buf + pos + 19;
-      if (name[0] != '.') count++;
-      pos += reclen;
-    }
-  }
-  close(dfd);
-  return vfs_int(env, count - 1);
-}
-
 /* ---- extended attributes ----------------------------------------------------------------------------------------
  * Path forms (the caller passes "/proc/self/fd/N" for an O_PATH fd: the magic link lands on the inode itself, a
  * symlink included, and nothing further is followed). A zero length asks for the size only.

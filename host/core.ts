@@ -2,7 +2,9 @@
  * Core: one instance of the AssemblyScript core (dist/core.wasm), typed 1:1 over its exports (DESIGN.md
  * "Core ABI"), plus the mapping of guest RAM into its linear memory.
  *
- * Each queue worker owns one Core. The core is synchronous and holds one current request at a time.
+ * A daemon has one Core, shared by all its queues (and the /dev/fuse transport), all served on the JS thread; the
+ * core is synchronous and holds one current request at a time. (One core per queue thread is designed, not built:
+ * DESIGN.md "Parallel queue threads".)
  *
  * Linear memory layout:
  *

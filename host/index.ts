@@ -5,6 +5,9 @@
  *   listening fd) or a /dev/fuse mount; methods may return Promises.
  * - `VirtiofsDaemon.start(options)`: share a host directory (the passthrough), as the CLI does.
  * - The `FileSystem` interface and what its methods receive and return.
+ *
+ * The frontend side (a vhost-user frontend, FUSE client and DAX driver for tests and benchmarks without a VM) is
+ * its own entry point, `virtiofsd-ts/frontend` (host/frontend/index.ts).
  */
 export {
   serve, FileSystemDaemon, VirtiofsDaemon, CACHE_MODES, type ServeOptions, type FileSystemDaemonEvents,
@@ -26,9 +29,5 @@ export { FuseServer } from './fuse/server.js';
 export { VhostUserListener } from './vhost-user/listener.js';
 export { DevFuseSession, type DevFuseOptions } from './transport/dev-fuse.js';
 export { VhostUserBackend } from './vhost-user/backend.js';
-export { VhostUserFrontend } from './frontend/vhost-user-frontend.js';
-export { VirtqueueDriver } from './frontend/virtqueue-driver.js';
 export { DaxDevice, attachDax, type DaxProtocol, type InodeDaxPolicy } from './dax/dax-device.js';
-export { DaxWindow } from './frontend/dax-window.js';
-export { DaxDriver } from './frontend/dax-driver.js';
 export { setLogLevel, setLogger, LOG_LEVELS, type LogLevel, type Logger } from './log.js';

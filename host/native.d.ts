@@ -2,11 +2,13 @@
  * The whole native surface (bindings/, a Node-API addon in C). Loaded by `native-loader.ts`.
  *
  * Conventions, for every function below:
- * - Syscalls only: numbers/strings in, numbers/fds out. No policy.
+ * - Syscall wrappers (and three mechanisms JS lacks: the poller, the I/O pool, the seccomp program builder; DESIGN.md
+ *   "Layers"): numbers/strings in, numbers/fds out. No policy.
  * - A result >= 0 is success; a negative number is `-errno` (e.g. -2 for ENOENT). Nothing throws for a
  *   failed syscall. Functions throw only for programmer errors (wrong argument types), which never
  *   depend on guest input.
- * - `path`/`name` strings are passed to the kernel as given (UTF-8); `""` with AT_EMPTY_PATH means the fd itself.
+ * - `path`/`name` strings are byte strings (one char per byte, `byteString()` in native-loader.ts), passed to the
+ *   kernel byte for byte; only socket paths (socket.c) are UTF-8. `""` with AT_EMPTY_PATH means the fd itself.
  * - A "memory" argument is an ArrayBuffer (typically `WebAssembly.Memory#buffer`) or an ArrayBufferView; a byte
  *   offset into it is checked against its length (`-EFAULT` when out of range).
  * - Every fd created is O_CLOEXEC.
@@ -256,8 +258,6 @@ export interface Native {
   /** Plain pread/pwrite into/from a view (tests, control plane). Bytes or -errno. */
   pread(fd: number, buf: ArrayBufferView, position: number): number;
   pwrite(fd: number, buf: ArrayBufferView, position: number): number;
-  /** Counts open fds of this process (/proc/self/fd), for leak checks. */
-  countOpenFds(): number;
   /**
    * getxattr(path, name) into mem[offset, offset+length): the value's size. length 0 asks for the size only
    * (nothing is written); -ERANGE when the value is longer than length. Follows symlinks: pass

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  Core, POP_BAD_CHAIN, POP_BAD_MESSAGE, POP_EMPTY, POP_REQUEST, POP_RING_BROKEN, ARGS_MAX,
+  Core, POP_BAD_CHAIN, POP_BAD_MESSAGE, POP_EMPTY, POP_REQUEST, POP_RING_BROKEN, ARGS_MAX, REPLY_MAX,
 } from '../host/core.js';
 import { VirtqueueDriver, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE }
   from '../host/frontend/virtqueue-driver.js';
@@ -689,6 +689,16 @@ test('replySend: -ERANGE when the writable space is too small, an -EIO header is
   assert.equal(rig.driver.pollUsed(), [{ id: head, len: 16 }]);
   assert.equal(outHeader(rig.gatherWritable(writable)), { len: 16, error: -EIO, unique: 1n });
   serveGood(rig);
+});
+
+test('replySend: a body of REPLY_MAX (host/core.ts\'s copy of the core\'s limit) is sent; one byte more is -ERANGE', async () => {
+  for (const [bodyLen, want] of [[REPLY_MAX, 0], [REPLY_MAX + 1, -ERANGE]]) {
+    const rig = await CoreQueue.create();
+    rig.submit(hdr(), [56], [16 + REPLY_MAX + 1]);
+    assert.is(rig.core.queuePop(0), POP_REQUEST);
+    assert.is(rig.core.replySend(0, bodyLen, 0), want, `body of ${bodyLen}`);
+    assert.is(rig.driver.pollUsed()[0].len, want === 0 ? 16 + REPLY_MAX : 16);
+  }
 });
 
 test('replySend: exactly fitting body succeeds; one byte more is -ERANGE; no room for a header -> len 0', async () => {

@@ -23,6 +23,7 @@ import { VhostUserProtocolFeature as PF, VhostUserRequest as VR, bit, encodeHead
   VHOST_USER_VERSION } from '../host/vhost-user/protocol.js';
 import { VhostUserFrontend } from '../host/frontend/vhost-user-frontend.js';
 import { native } from '../host/native-loader.js';
+import { countOpenFds } from './util/fds.js';
 import { setLogLevel } from '../host/log.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
@@ -549,14 +550,14 @@ life('RESET_DEVICE unmaps every mapping; a disconnect forgets them', async () =>
 });
 
 life('a DAX session leaves no fd behind once the frontend and the daemon are closed', async () => {
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const r = await rig();
   fs.writeFileSync(path.join(r.dir, 'fd'), pattern(3 * MiB, 9));
   const node = (await r.client.lookup(P.FUSE_ROOT_ID, 'fd')).nodeid;
   await r.driver.read(node, 0, 3 * MiB, 3 * MiB);
   await r.client.setattr(node, { size: 1000 });
   await r.close();
-  assert.ok(await until(() => native.countOpenFds() <= before, 10000), `fds: ${native.countOpenFds()} after, ${before} before`);
+  assert.ok(await until(() => countOpenFds() <= before, 10000), `fds: ${countOpenFds()} after, ${before} before`);
 });
 
 life.run();

@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { native } from '../host/native-loader.js';
+import { countOpenFds } from './util/fds.js';
 import { setLogLevel } from '../host/log.js';
 import { AttrTarget, BufferDirTarget, type Entry } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
@@ -169,7 +170,7 @@ test('handle mode really holds handles; mandatory on a filesystem without them f
   pfs = undefined;
 
   // procfs has no export operations: name_to_handle_at is EOPNOTSUPP.
-  const fds = native.countOpenFds();
+  const fds = countOpenFds();
   try {
     new PassthroughFs({ root: '/proc/self', inodeFileHandles: 'mandatory' });
     assert.unreachable('mandatory on procfs must fail');
@@ -178,7 +179,7 @@ test('handle mode really holds handles; mandatory on a filesystem without them f
     assert.is((e as SystemError).errno, E.EOPNOTSUPP);
     assert.match((e as Error).message, /inode-file-handles=mandatory/);
   }
-  assert.is(native.countOpenFds(), fds, 'nothing leaks from the failed start-up');
+  assert.is(countOpenFds(), fds, 'nothing leaks from the failed start-up');
   // prefer falls back to fds there, and works.
   const proc = new PassthroughFs({ root: '/proc/self', inodeFileHandles: 'prefer' });
   try {
@@ -199,7 +200,7 @@ test('fd count: grows with held nodes with fds (never), stays bounded with handl
   for (const mode of ['never', 'prefer'] as const) {
     const p = fresh(mode);
     await settle();
-    const before = native.countOpenFds();
+    const before = countOpenFds();
     const ids: number[] = [];
     for (let i = 0; i < N; i++) ids.push(entry(p.lookup(ctx, 1, `f${i}`, attr)).nodeId);
     // Every node still works: attributes and data through an fd opened by handle on demand.
@@ -211,11 +212,11 @@ test('fd count: grows with held nodes with fds (never), stays bounded with handl
     assert.type(o, 'object');
     p.release(ctx, ids[5], (o as { fh: number }).fh, 0, 0);
     await settle();
-    growth[mode] = native.countOpenFds() - before;
+    growth[mode] = countOpenFds() - before;
     if (mode === 'prefer') assert.ok(p.inodes.cachedFds <= 64, 'the cache is bounded');
     for (const id of ids) p.forget(id, 1);
     await settle();
-    assert.is(native.countOpenFds(), before, `${mode}: FORGET gives every fd back`);
+    assert.is(countOpenFds(), before, `${mode}: FORGET gives every fd back`);
     p.close();
     pfs = undefined;
   }

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../host/native-loader.js';
+import { countOpenFds } from './util/fds.js';
 import { setLogLevel } from '../host/log.js';
 import type { FuseServerOptions } from '../host/fuse/server.js';
 import { PassthroughFs, type PassthroughOptions } from '../host/passthrough/passthrough-fs.js';
@@ -397,7 +398,7 @@ test('POSIX locks (posixLocks): per lock owner, visible on the host, released by
   await setup({ cache: 'auto', posixLocks: true });
   const ini = rig.request(P.FUSE_INIT, 0, initIn(37, KERNEL_FLAGS));
   assert.is(ini.view.getUint32(P.INIT_OUT.flags, true) & P.FUSE_POSIX_LOCKS, P.FUSE_POSIX_LOCKS);
-  const fds = native.countOpenFds();
+  const fds = countOpenFds();
   const node = lookup('hello');
   const { fh } = open(node, C.O_RDWR);
   const A = 0xa11ce0001n;
@@ -431,7 +432,7 @@ test('POSIX locks (posixLocks): per lock owner, visible on the host, released by
   assert.equal(hostSees(file, C.F_WRLCK, 0n, 0n)[0], C.F_UNLCK, 'nothing left on the host');
   rig.request(P.FUSE_RELEASE, node, struct(P.RELEASE_IN.SIZE, (v) => v.setBigUint64(0, BigInt(fh), true)));
   rig.request(P.FUSE_FORGET, node, struct(8, (v) => v.setBigUint64(0, 1n, true)));
-  assert.is(native.countOpenFds(), fds, 'no lock fd left behind');
+  assert.is(countOpenFds(), fds, 'no lock fd left behind');
 });
 
 test('POSIX locks: malformed ranges, BSD flock and foreign handles are refused; not negotiated by default', async () => {

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { native } from '../host/native-loader.js';
+import { countOpenFds } from './util/fds.js';
 import { setLogLevel } from '../host/log.js';
 import type { FileSystem } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
@@ -388,12 +388,12 @@ test('MKDIR, SYMLINK, READLINK, LINK, RENAME2, UNLINK, RMDIR, MKNOD fifo, STATFS
 test('endSession (frontend gone) forgets the guest\'s nodes and requires a new INIT', async () => {
   await setup();
   init();
-  const fds = native.countOpenFds();
+  const fds = countOpenFds();
   const e = entryOut(rig.request(P.FUSE_LOOKUP, 1, cstr('hello')).view);
   assert.ok(pfs.inodes.get(e.nodeId));
   rig.server.endSession();
   assert.is(pfs.inodes.get(e.nodeId), undefined);
-  assert.is(native.countOpenFds(), fds);
+  assert.is(countOpenFds(), fds);
   assert.is(rig.request(P.FUSE_GETATTR, 1, new Uint8Array(16)).error, -E.EIO);
   assert.is(init().error, 0);
   assert.is(rig.request(P.FUSE_GETATTR, 1, new Uint8Array(16)).error, 0);
@@ -455,7 +455,7 @@ test('a FileSystem without methods: ENOSYS per operation, no READDIRPLUS negotia
 test('a reply that does not fit the guest buffer becomes an EIO header', async () => {
   await setup();
   init();
-  const fds = native.countOpenFds();
+  const fds = countOpenFds();
   const nodes = pfs.inodes.size;
   const r = rig.request(P.FUSE_LOOKUP, 1, cstr('hello'), { reply: [64] });
   assert.is(r.error, -E.EIO);
@@ -473,7 +473,7 @@ test('a reply that does not fit the guest buffer becomes an EIO header', async (
   assert.is(rdp.error, -E.EIO);
   assert.is(pfs.inodes.size, nodes, 'READDIRPLUS entries the guest never saw are forgotten');
   rig.request(P.FUSE_RELEASEDIR, 1, struct(P.RELEASE_IN.SIZE, (v) => v.setBigUint64(0, BigInt(fh), true)));
-  assert.is(native.countOpenFds(), fds);
+  assert.is(countOpenFds(), fds);
 });
 
 test.run();

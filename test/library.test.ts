@@ -27,6 +27,7 @@ import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { native } from '../host/native-loader.js';
 import { detach } from './util/dev-fuse-mount.js';
 import { missingDevFuse, skipIf } from './util/prereq.js';
+import { sleep, waitFor } from './util/wait.js';
 import { evalArgs, runtimeArgs } from './util/runtime.js';
 
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -51,15 +52,6 @@ class Gate {
   open(): void {
     this.opened = true;
     for (const w of this.waiters.splice(0)) w();
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
   }
 }
 
@@ -159,7 +151,7 @@ test('a pending READ is answered in full later; GETATTR and LOOKUP of other file
     const h = await fc.open(slow.nodeid, native.constants.O_RDONLY);
     let readDone = false;
     const read = fc.read(slow.nodeid, h.fh, 0, 65536).then((b) => { readDone = true; return b; });
-    await until(() => daemon.pendingRequests === 1, 'the READ to be pending');
+    await waitFor(() => daemon.pendingRequests === 1, 'the READ to be pending');
     // Served while the READ is pending (cache=never: every one reaches the filesystem).
     const a = await fc.getattr(other.nodeid);
     const e = await fc.lookup(FUSE_ROOT_ID, 'other.txt');
@@ -195,7 +187,7 @@ test('async LOOKUP (attributes written after the await), WRITE (payload read aft
     const h = await fc.open(e.nodeid, native.constants.O_RDWR);
     const wg = g.gate(`write:${e.nodeid}`);
     const w = fc.write(e.nodeid, h.fh, 5, enc.encode(' and more'));
-    await until(() => daemon.pendingRequests === 1, 'the WRITE to be pending');
+    await waitFor(() => daemon.pendingRequests === 1, 'the WRITE to be pending');
     wg.open();
     assert.is(await w, 9);
     assert.is(dec.decode(await fc.read(e.nodeid, h.fh, 0, 100)), 'other and more');
@@ -204,7 +196,7 @@ test('async LOOKUP (attributes written after the await), WRITE (payload read aft
     const dh = await fc.opendir(dir.nodeid);
     const rg = g.gate('readdir');
     const listing = fc.readdir(dir.nodeid, dh.fh, 0);
-    await until(() => daemon.pendingRequests === 1, 'the READDIR to be pending');
+    await waitFor(() => daemon.pendingRequests === 1, 'the READDIR to be pending');
     rg.open();
     assert.equal((await listing).map((d) => d.name), ['.', '..', 'a', 'b']);
   } finally {
@@ -257,21 +249,21 @@ test('FORGET after a pending LOOKUP and RELEASE after a pending READ wait for th
     const first = await fc.lookup(FUSE_ROOT_ID, 'other.txt');
     const lg = g.gate('lookup:other.txt');
     const pending = fc.lookup(FUSE_ROOT_ID, 'other.txt');
-    await until(() => daemon.pendingRequests === 1, 'the LOOKUP to be pending');
+    await waitFor(() => daemon.pendingRequests === 1, 'the LOOKUP to be pending');
     await fc.forget(first.nodeid, 1); // the guest drops the count of the first lookup
     await sleep(20);
     assert.not.ok(g.events.some((e) => e.startsWith('forget')), 'FORGET is held while the LOOKUP is pending');
     lg.open();
     const second = await pending;
     assert.is(second.nodeid, first.nodeid);
-    await until(() => g.events.includes(`forget ${first.nodeid} 1`), 'the held FORGET');
+    await waitFor(() => g.events.includes(`forget ${first.nodeid} 1`), 'the held FORGET');
     assert.ok(g.events.indexOf('lookup other.txt done') < g.events.indexOf(`forget ${first.nodeid} 1`));
 
     const slow = await fc.lookup(FUSE_ROOT_ID, 'slow.txt');
     const h = await fc.open(slow.nodeid, native.constants.O_RDONLY);
     const rg = g.gate(`read:${slow.nodeid}`);
     const read = fc.read(slow.nodeid, h.fh, 0, 4096);
-    await until(() => daemon.pendingRequests === 1, 'the READ to be pending');
+    await waitFor(() => daemon.pendingRequests === 1, 'the READ to be pending');
     const release = fc.release(slow.nodeid, h.fh);
     await sleep(20);
     assert.not.ok(g.events.includes(`release ${slow.nodeid}`), 'RELEASE is held while a READ of the handle is pending');
@@ -292,7 +284,7 @@ test('a disconnect drops pending requests: their late results touch nothing, the
   const h = await fc.open(slow.nodeid, native.constants.O_RDONLY);
   const rg = g.gate(`read:${slow.nodeid}`);
   const read = fc.read(slow.nodeid, h.fh, 0, 4096).catch((e: Error) => e);
-  await until(() => daemon.pendingRequests === 1, 'the READ to be pending');
+  await waitFor(() => daemon.pendingRequests === 1, 'the READ to be pending');
   const gone = new Promise<void>((resolve) => daemon.once('disconnect', () => resolve()));
   fc.close();
   await gone;
@@ -370,12 +362,12 @@ test('VirtiofsDaemon with logLevel off prints nothing over a whole session; the 
   let err = '';
   cli.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
   try {
-    await until(() => fs.existsSync(cliSocket), 'the CLI socket');
+    await waitFor(() => fs.existsSync(cliSocket), 'the CLI socket');
     const fc = await FuseClient.connect(cliSocket, { depth: 4 });
     await fc.init();
     await fc.lookup(FUSE_ROOT_ID, 'f');
     cli.kill('SIGUSR1');
-    await until(() => /LOOKUP\s+1\s/.test(err), 'the stats on stderr');
+    await waitFor(() => /LOOKUP\s+1\s/.test(err), 'the stats on stderr');
     assert.match(err, /operation stats/);
     assert.match(err, /INIT\s+1\s/);
     fc.close();
@@ -396,7 +388,7 @@ test('over /dev/fuse: stat of another file completes while a READ is pending; co
     const gate = g.gate(`read:${slowId}`);
     let readDone = false;
     const read = fsp.readFile(path.join(mp, 'slow.txt'), 'utf8').then((s) => { readDone = true; return s; });
-    await until(() => gate.waiting === 1, 'the READ to be pending');
+    await waitFor(() => gate.waiting === 1, 'the READ to be pending');
     const st = await fsp.stat(path.join(mp, 'dir', 'b'));
     assert.is(st.size, 2);
     assert.is(await fsp.readFile(path.join(mp, 'other.txt'), 'utf8'), 'other');
@@ -415,7 +407,7 @@ test('over /dev/fuse: stat of another file completes while a READ is pending; co
     // Its RELEASE waits for the READ's late result, which is dropped.
     const gate2 = g.gate(`read:${slowId}`);
     const dd = spawn('dd', [`if=${path.join(mp, 'slow.txt')}`, 'of=/dev/null', 'bs=4096', 'count=1'], { stdio: 'ignore' });
-    await until(() => gate2.waiting === 1, 'the second READ to be pending');
+    await waitFor(() => gate2.waiting === 1, 'the second READ to be pending');
     const exited = new Promise<boolean>((r) => dd.once('exit', () => r(true)));
     dd.kill('SIGINT');
     const inTime = await Promise.race([exited, sleep(5000).then(() => false)]);
@@ -426,7 +418,7 @@ test('over /dev/fuse: stat of another file completes while a READ is pending; co
     assert.is(readStats().pending, 0, 'the READ was answered (EINTR)');
     assert.ok(daemon.stats().find((x) => x.name === 'INTERRUPT')!.count >= 1);
     gate2.open();
-    await until(() => daemon.pendingRequests === 0, 'the RELEASE after the late READ result');
+    await waitFor(() => daemon.pendingRequests === 0, 'the RELEASE after the late READ result');
   } finally {
     await daemon.close();
     detach(mp);

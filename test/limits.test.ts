@@ -23,6 +23,7 @@ import { native } from '../host/native-loader.js';
 import { setLogLevel } from '../host/log.js';
 import { type SocketDaemon, errnoOf, spawnSocketDaemon } from './util/socket-daemon.js';
 import { waitFor } from './util/wait.js';
+import { putFuseRequest } from './util/fuse-request.js';
 
 setLogLevel('off');
 
@@ -129,18 +130,6 @@ const RING_GPA = 0x100000n;
 const REQ_GPA = 0x200000n;
 const OUT_GPA = 0x210000n;
 
-function putRequest(mem: GuestMemory, gpa: bigint, opcode: number, unique: bigint, args: Uint8Array): number {
-  const v = mem.view();
-  const o = mem.gpaToOffset(gpa);
-  const len = 40 + args.length;
-  v.setUint32(o, len, true);
-  v.setUint32(o + 4, opcode, true);
-  v.setBigUint64(o + 8, unique, true);
-  v.setBigUint64(o + 16, 1n, true);
-  for (let i = 24; i < 40; i++) v.setUint8(o + i, 0);
-  mem.bytes().set(args, o + 40);
-  return len;
-}
 
 async function collect(fe: VhostUserFrontend, drv: VirtqueueDriver, expect: number): Promise<Array<{ id: number; len: number }>> {
   drv.publish();
@@ -167,12 +156,12 @@ test('chains longer than the queue (a loop; num+1 descriptors through indices) c
     const init = new Uint8Array(64);
     new DataView(init.buffer).setUint32(0, 7, true);
     new DataView(init.buffer).setUint32(4, 36, true);
-    let len = putRequest(mem, REQ_GPA, FUSE_INIT, 1n, init);
+    let len = putFuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 1n, init);
     drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
     assert.is((await collect(fe, drv, 1)).length, 1);
 
     // 1) a loop: descriptor 0 -> 1 -> 0 ... (readable), written by hand.
-    len = putRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, new Uint8Array(16));
+    len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
     drv.writeDesc(0, { addr: REQ_GPA, len: 8, flags: VIRTQ_DESC_F_NEXT, next: 1 });
     drv.writeDesc(1, { addr: REQ_GPA + 8n, len: 8, flags: VIRTQ_DESC_F_NEXT, next: 0 });
     drv.pushAvail(0);
@@ -187,7 +176,7 @@ test('chains longer than the queue (a loop; num+1 descriptors through indices) c
     assert.equal(long, [{ id: 2, len: 0 }], 'a chain longer than the queue comes back with used length 0');
     assert.is(fe.isClosed, false, 'the connection survives');
     // 3) a good request afterwards is served.
-    len = putRequest(mem, REQ_GPA, FUSE_GETATTR, 3n, new Uint8Array(16));
+    len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 3n, 1n, new Uint8Array(16));
     drv.writeDesc(5, { addr: REQ_GPA, len, flags: VIRTQ_DESC_F_NEXT, next: 6 });
     drv.writeDesc(6, { addr: OUT_GPA, len: 4096, flags: VIRTQ_DESC_F_WRITE, next: 0 });
     drv.pushAvail(5);

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../host/native-loader.js';
+import { countOpenFds } from './util/fds.js';
 import { setLogLevel } from '../host/log.js';
 import { AttrTarget, BufferData, BufferDirTarget, type Entry } from '../host/fuse/filesystem.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
@@ -54,19 +55,19 @@ test.after.each(teardown);
 
 test('lookup counts: one node per inode, FORGET to zero closes the O_PATH fd', () => {
   fs.writeFileSync(path.join(dir, 'a'), 'x');
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const e1 = entry(pfs.lookup(ctx, 1, 'a', attr));
-  assert.is(native.countOpenFds(), before + 1);
+  assert.is(countOpenFds(), before + 1);
   const e2 = entry(pfs.lookup(ctx, 1, 'a', attr));
   assert.is(e2.nodeId, e1.nodeId, 'the same inode keeps its node id');
   assert.is.not(e1.nodeId, 1);
-  assert.is(native.countOpenFds(), before + 1, 'a second lookup does not keep a second fd');
+  assert.is(countOpenFds(), before + 1, 'a second lookup does not keep a second fd');
   assert.is(pfs.inodes.get(e1.nodeId)!.lookups, 2);
   pfs.forget(e1.nodeId, 1);
-  assert.is(native.countOpenFds(), before + 1);
+  assert.is(countOpenFds(), before + 1);
   assert.is(pfs.getattr(ctx, e1.nodeId, undefined, attr), 0);
   pfs.forget(e1.nodeId, 1);
-  assert.is(native.countOpenFds(), before, 'fd closed at zero');
+  assert.is(countOpenFds(), before, 'fd closed at zero');
   assert.is(pfs.getattr(ctx, e1.nodeId, undefined, attr), -E.ENOENT);
   const e3 = entry(pfs.lookup(ctx, 1, 'a', attr));
   assert.is.not(e3.nodeId, e1.nodeId, 'node ids are not reused');
@@ -274,7 +275,7 @@ test('as root, new nodes belong to the caller (a setgid directory keeps its grou
 });
 
 test('create + write + read round trip, O_TRUNC and O_APPEND, release closes the fd', () => {
-  const fds = native.countOpenFds();
+  const fds = countOpenFds();
   const c = num(pfs.create(ctx, 1, 'new', 0o640, C.O_CREAT | C.O_EXCL | C.O_RDWR, 0, attr));
   assert.is(type(attr), C.S_IFREG);
   assert.is(attr.mode & 0o777, 0o640);
@@ -300,7 +301,7 @@ test('create + write + read round trip, O_TRUNC and O_APPEND, release closes the
   assert.is(fs.readFileSync(path.join(dir, 'new'), 'utf8'), 'abcdef', 'O_APPEND honoured');
   pfs.release(ctx, c.nodeId, ap.fh, 0, 0);
   pfs.forget(c.nodeId, 2);
-  assert.is(native.countOpenFds(), fds, 'no fd left behind');
+  assert.is(countOpenFds(), fds, 'no fd left behind');
 });
 
 test('new nodes get exactly the mode the guest asked for, whatever the daemon umask', () => {
@@ -394,7 +395,7 @@ test('readdir: every entry once, continuing from cookies with a small reply buff
 test('readdirplus: a lookup count only for entries that were sent, none for . and ..', () => {
   for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x'.repeat(i));
   const base = pfs.inodes.size;
-  const fds = native.countOpenFds();
+  const fds = countOpenFds();
   const d = num(pfs.opendir(ctx, 1, C.O_RDONLY));
   const t = new BufferDirTarget(1000, true, attr);
   assert.is(pfs.readdirplus(ctx, 1, d.fh, 0n, t), 0);
@@ -424,18 +425,18 @@ test('readdirplus: a lookup count only for entries that were sent, none for . an
   for (const e of withNode) pfs.forget(e.nodeId, 1);
   pfs.releasedir(ctx, 1, d.fh);
   assert.is(pfs.inodes.size, base);
-  assert.is(native.countOpenFds(), fds);
+  assert.is(countOpenFds(), fds);
 });
 
 test('destroy drops every node and handle except the root', () => {
-  const fds = native.countOpenFds();
+  const fds = countOpenFds();
   fs.writeFileSync(path.join(dir, 'a'), '');
   const a = entry(pfs.lookup(ctx, 1, 'a', attr));
   num(pfs.open(ctx, a.nodeId, C.O_RDONLY));
   num(pfs.opendir(ctx, 1, C.O_RDONLY));
-  assert.is(native.countOpenFds(), fds + 3);
+  assert.is(countOpenFds(), fds + 3);
   pfs.destroy();
-  assert.is(native.countOpenFds(), fds);
+  assert.is(countOpenFds(), fds);
   assert.is(pfs.getattr(ctx, 1, undefined, attr), 0);
   assert.is(pfs.getattr(ctx, a.nodeId, undefined, attr), -E.ENOENT);
 });

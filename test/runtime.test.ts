@@ -19,10 +19,11 @@ import { native } from '../host/native-loader.js';
 import { CLI } from './util/dev-fuse-mount.js';
 import { RUNTIME } from './util/runtime.js';
 import { spawnSocketDaemon } from './util/socket-daemon.js';
+import { requireRoot } from './util/prereq.js';
+import { sleep } from './util/wait.js';
 
 const RUNTIME_TS = fileURLToPath(new URL('../host/runtime.js', import.meta.url));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'runtime-test-'));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A flag of this runtime's own that changes nothing here (a heap limit). */
 const FLAG = { node: '--max-old-space-size=300', bun: '--smol', deno: '--v8-flags=--max-old-space-size=300' }[runtimeName];
@@ -40,7 +41,7 @@ test('ownCommand: the runtime by its path, its flags, the script as named, new a
 });
 
 test('as root, the sandboxed daemon runs in this runtime with the same flags (namespace re-exec)', async () => {
-  if (native.geteuid() !== 0) return;
+  if (!requireRoot()) return; // the namespace sandbox needs root
   const dir = fs.mkdtempSync(path.join(tmp, 'share-'));
   const d = await spawnSocketDaemon(dir, path.join(tmp, 'ns.sock'),
     { args: ['--sandbox=namespace', '--seccomp=kill', '--log-level=warn'], runtimeFlags: [FLAG], timeoutMs: 20000 });

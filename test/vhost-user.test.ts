@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../host/native-loader.js';
+import { countOpenFds } from './util/fds.js';
 import { VhostUserListener } from '../host/vhost-user/listener.js';
 import type { BackendCore, GuestRegion, VhostUserBackend } from '../host/vhost-user/backend.js';
 import type { RequestServer } from '../host/virtio/queue-processor.js';
@@ -31,6 +32,7 @@ import { missingBinary, missingRoot, skipIf } from './util/prereq.js';
 import { sleep, until } from './util/wait.js';
 import { signalChild } from './util/runtime.js';
 import { retryWhileRefused } from './util/socket-daemon.js';
+import { putFuseRequest } from './util/fuse-request.js';
 
 setLogLevel((process.env.LOG_LEVEL as 'error') ?? 'error');
 
@@ -136,6 +138,20 @@ async function session(r: ScriptedListener, mem: GuestMemory): Promise<VhostUser
   return fe;
 }
 
+/** The scripted core pops `pops` from queue q at the next kick; resolves once the backend signalled q's call fd. */
+async function kickAndWait(fe: VhostUserFrontend, r: ScriptedListener, q: number, pops: number[]): Promise<void> {
+  r.core.pops.set(q, pops);
+  fe.kick(q);
+  await fe.waitCall(q);
+}
+
+/** Ends a scripted session: the frontend, its guest memory, then the listener. */
+function closeAll(r: { listener: VhostUserListener }, fe: VhostUserFrontend, mem: GuestMemory): void {
+  fe.close();
+  mem.close();
+  r.listener.close();
+}
+
 // ---- part 1: control plane with the scripted core ------------------------------------------------------------
 
 test('negotiation: features, protocol features, queue count, owner', async () => {
@@ -168,23 +184,23 @@ test('memory table reaches the core; old region fds are closed on replacement', 
   const r = rig();
   const mem = GuestMemory.create(1 << 20);
   const mem2 = GuestMemory.create(1 << 20, { guestAddr: 0x100000n, userAddr: 0x7f1000000000n });
-  const base = native.countOpenFds();
+  const base = countOpenFds();
   const fe = await VhostUserFrontend.connect(r.path);
   await fe.negotiate();
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   await fe.setMemTable([mem.region]);
   assert.is(r.core.regions.length, 1);
   assert.is(r.core.regions[0]!.size, BigInt(mem.size));
   assert.is(r.core.regions[0]!.uva, mem.userAddr);
-  assert.is(native.countOpenFds(), before + 1, 'backend holds one region fd');
+  assert.is(countOpenFds(), before + 1, 'backend holds one region fd');
   await fe.setMemTable([mem.region, mem2.region]);
   assert.is(r.core.regions.length, 2);
-  assert.is(native.countOpenFds(), before + 2);
+  assert.is(countOpenFds(), before + 2);
   await fe.setMemTable([mem2.region]);
-  assert.is(native.countOpenFds(), before + 1, 'replaced region fds closed');
+  assert.is(countOpenFds(), before + 1, 'replaced region fds closed');
   fe.close();
   await until(() => r.listener.backend === null);
-  assert.is(native.countOpenFds(), base, 'all closed at disconnect');
+  assert.is(countOpenFds(), base, 'all closed at disconnect');
   assert.ok(r.core.unmapCalls >= 1, 'guest memory unmapped at disconnect');
   mem.close();
   mem2.close();
@@ -218,9 +234,7 @@ test('kick -> queue processing -> call; GET_VRING_BASE stops the ring', async ()
   assert.equal(r.core.features.get(1), [true, true], 'EVENT_IDX and INDIRECT from negotiated features');
   const be = r.listener.backend!;
   assert.equal(be.vringState(1), { started: true, enabled: true, halted: false });
-  r.core.pops.set(1, [1, 1, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1, 1, 1]);
   assert.is(r.server.served, 3);
   assert.equal(r.core.replies, [-38, -38, -38]);
   assert.is(await fe.getVringBase(1), 3);
@@ -231,9 +245,7 @@ test('kick -> queue processing -> call; GET_VRING_BASE stops the ring', async ()
   fe.kick(1);
   await fe.getFeatures();
   assert.is(r.server.served, 3);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('rings start disabled with PROTOCOL_FEATURES until SET_VRING_ENABLE', async () => {
@@ -250,9 +262,7 @@ test('rings start disabled with PROTOCOL_FEATURES until SET_VRING_ENABLE', async
   await fe.setVringEnable(1, true);
   await fe.waitCall(1);
   assert.is(r.server.served, 1, 'processed once enabled');
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('without PROTOCOL_FEATURES rings are enabled at SET_FEATURES', async () => {
@@ -263,30 +273,22 @@ test('without PROTOCOL_FEATURES rings are enabled at SET_FEATURES', async () => 
   assert.is(fe.protocolFeatures & bit(PF.REPLY_ACK), bit(PF.REPLY_ACK));
   await fe.setMemTable([mem.region]);
   await fe.setupVring(1, mem, { num: 16, desc: 0, avail: 0x1000, used: 0x2000 });
-  r.core.pops.set(1, [1, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1, 1]);
   assert.is(r.server.served, 2);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('bad chains and bad messages cost one request each; the next is served', async () => {
   const r = rig();
   const mem = GuestMemory.create(1 << 20);
   const fe = await session(r, mem);
-  r.core.pops.set(1, [-1, 1, -2, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [-1, 1, -2, 1]);
   const st = r.listener.backend!.queueStats(1)!;
   assert.is(st.badChains, 1);
   assert.is(st.badMessages, 1);
   assert.is(st.served, 2);
   assert.is(r.server.served, 2);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('a server exception completes the request with -EIO and the daemon keeps serving', async () => {
@@ -294,14 +296,10 @@ test('a server exception completes the request with -EIO and the daemon keeps se
   const mem = GuestMemory.create(1 << 20);
   const fe = await session(r, mem);
   r.server.throwNext = true;
-  r.core.pops.set(1, [1, 1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1, 1]);
   assert.equal(r.core.replies, [-EIO, -38]);
   assert.is(r.listener.backend!.queueStats(1)!.serverExceptions, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('a broken ring halts the queue and signals the err eventfd', async () => {
@@ -324,9 +322,7 @@ test('a broken ring halts the queue and signals the err eventfd', async () => {
   await fe.waitCall(1);
   assert.is(r.server.served, 1);
   native.close(errFd);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('disconnect then a second frontend connects and works', async () => {
@@ -369,20 +365,18 @@ test('fd count stays flat over 50 connect/disconnect cycles', async () => {
   // Warm-up (poller thread, lazily created fds).
   (await session(r, mem)).close();
   await until(() => r.listener.backend === null);
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   for (let i = 0; i < 50; i++) {
     const fe = await session(r, mem);
     const errFd = native.eventfd(0, 0);
     await fe.setVringErr(1, errFd);
     native.close(errFd);
-    r.core.pops.set(1, [1]);
-    fe.kick(1);
-    await fe.waitCall(1);
+    await kickAndWait(fe, r, 1, [1]);
     if (i % 2 === 0) await fe.getVringBase(1);
     fe.close();
   }
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   assert.is(r.listener.sessions, 51);
   mem.close();
   r.listener.close();
@@ -432,12 +426,12 @@ test('malformed: unknown request -> error ack with need-reply, ignored without',
   assert.ok(ack);
   assert.is.not(decodeU64(new DataView(ack!.payload.buffer)), 0n, 'non-zero status');
   // Also a known-but-unsupported one, with an fd: the fd is closed, the session continues.
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const efd = native.eventfd(0, 0);
   const ack2 = await fe.sendRaw(R.SET_LOG_FD, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, new Uint8Array(0), [efd], { expectReply: true });
   assert.is.not(decodeU64(new DataView(ack2!.payload.buffer)), 0n);
   native.close(efd);
-  assert.is(native.countOpenFds(), before, 'fd attached to an unsupported message closed');
+  assert.is(countOpenFds(), before, 'fd attached to an unsupported message closed');
   assert.is(await fe.getQueueNum(), 2, 'still serving');
   fe.close();
   r.listener.close();
@@ -472,13 +466,9 @@ test('malformed: missing / extra fds and bad vring indices -> error acks, sessio
   // And a good message afterwards.
   await fe.setMemTable([mem.region]);
   await fe.setupVring(1, mem, { num: 16, desc: 0, avail: 0x1000, used: 0x2000 });
-  r.core.pops.set(1, [1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1]);
   assert.is(r.server.served, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('slow frontend: a message arriving byte by byte (fd with the first byte) is assembled; others are served meanwhile', async () => {
@@ -528,7 +518,7 @@ test('malformed: more than 8 fds on one message closes the connection without le
   await fe0.getFeatures();
   fe0.close();
   await until(() => r.listener.backend === null);
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const fe = await VhostUserFrontend.connect(r.path, { timeoutMs: 1000 });
   const fds = Array.from({ length: 12 }, () => native.eventfd(0, 0));
   await fe.sendRaw(R.SET_OWNER, VHOST_USER_VERSION, new Uint8Array(0), fds);
@@ -536,7 +526,7 @@ test('malformed: more than 8 fds on one message closes the connection without le
   assert.ok(await fe.waitClosed());
   fe.close();
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   r.listener.close();
 });
 
@@ -561,7 +551,7 @@ test('random messages never crash the daemon; the next frontend is served; no fd
   const r = rig();
   (await VhostUserFrontend.connect(r.path)).close();
   await until(() => r.listener.backend === null);
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   let seed = 12345;
   const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
   for (let c = 0; c < 20; c++) {
@@ -585,7 +575,7 @@ test('random messages never crash the daemon; the next frontend is served; no fd
   assert.is(await fe.getFeatures(), FS_DEVICE_FEATURES);
   fe.close();
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   r.listener.close();
 });
 
@@ -650,13 +640,9 @@ test('RESET_DEVICE stops rings and forgets features; the device can be set up ag
   assert.is(r.listener.backend!.negotiatedFeatures, 0n);
   await fe.setFeatures(FS_DEVICE_FEATURES);
   await fe.setupVring(1, mem, { num: 16, desc: 0, avail: 0x1000, used: 0x2000 });
-  r.core.pops.set(1, [1]);
-  fe.kick(1);
-  await fe.waitCall(1);
+  await kickAndWait(fe, r, 1, [1]);
   assert.is(r.server.served, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 
@@ -667,22 +653,6 @@ const FUSE_INIT = 26;
 const REQ_GPA = 0x200000n;
 const OUT_GPA = 0x210000n;
 
-/** Writes fuse_in_header + args at gpa; returns the request length. */
-function fuseRequest(mem: GuestMemory, gpa: bigint, opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array): number {
-  const v = mem.view();
-  const o = mem.gpaToOffset(gpa);
-  const len = 40 + args.length;
-  v.setUint32(o, len, true);
-  v.setUint32(o + 4, opcode, true);
-  v.setBigUint64(o + 8, unique, true);
-  v.setBigUint64(o + 16, nodeid, true);
-  v.setUint32(o + 24, 0, true);
-  v.setUint32(o + 28, 0, true);
-  v.setUint32(o + 32, 1, true);
-  v.setUint32(o + 36, 0, true);
-  mem.bytes().set(args, o + 40);
-  return len;
-}
 
 function fuseInitArgs(): Uint8Array {
   const a = new Uint8Array(64);
@@ -743,7 +713,7 @@ test('real core: a request round trip, GET_VRING_BASE reports the requests consu
   await fe.setMemTable([mem.region]);
   await fe.setupDriverVring(0, mem, { num: 64, ringGpa: 0n });
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-  const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 0x1234n, 1n, new Uint8Array(16));
+  const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 0x1234n, 1n, new Uint8Array(16));
   const head = drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
   const used = await roundTrip(fe, 1, drv, 1);
   assert.equal(used, [{ id: head, len: 16 }]);
@@ -751,16 +721,14 @@ test('real core: a request round trip, GET_VRING_BASE reports the requests consu
   // A second batch of three.
   for (let i = 0; i < 3; i++) {
     const g = REQ_GPA + BigInt(i * 0x100);
-    fuseRequest(mem, g, FUSE_GETATTR, BigInt(100 + i), 1n, new Uint8Array(16));
+    putFuseRequest(mem, g, FUSE_GETATTR, BigInt(100 + i), 1n, new Uint8Array(16));
     drv.add([{ gpa: g, len: 56 }], [{ gpa: OUT_GPA + BigInt(i * 0x1000), len: 4096 }]);
   }
   const used2 = await roundTrip(fe, 1, drv, 3);
   assert.is(used2.length, 3);
   assert.is(fuseReply(mem, OUT_GPA + 0x2000n).unique, 102n);
   assert.is(await fe.getVringBase(1), 4);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('real core: a malformed descriptor chain costs one request; the next is served', async () => {
@@ -771,15 +739,13 @@ test('real core: a malformed descriptor chain costs one request; the next is ser
   await fe.setMemTable([mem.region]);
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
   const bad = drv.add([{ gpa: 0x40000000n, len: 56 }], [{ gpa: OUT_GPA, len: 4096 }]); // outside guest RAM
-  const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 7n, 1n, new Uint8Array(16));
+  const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 7n, 1n, new Uint8Array(16));
   const good = drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA + 0x1000n, len: 4096 }]);
   const used = await roundTrip(fe, 1, drv, 2);
   assert.equal(used, [{ id: bad, len: 0 }, { id: good, len: 16 }]);
   assert.equal(fuseReply(mem, OUT_GPA + 0x1000n), { len: 16, error: -38, unique: 7n });
   assert.is(r.listener.backend!.queueStats(1)!.badChains, 1);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test('real core: reconnect maps the new guest memory; fds flat', async () => {
@@ -790,7 +756,7 @@ test('real core: reconnect maps the new guest memory; fds flat', async () => {
     await fe.negotiate();
     await fe.setMemTable([mem.region]);
     const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-    const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 9n, 1n, new Uint8Array(16));
+    const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 9n, 1n, new Uint8Array(16));
     drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
     await roundTrip(fe, 1, drv, 1);
     assert.is(fuseReply(mem, OUT_GPA).unique, 9n);
@@ -799,9 +765,9 @@ test('real core: reconnect maps the new guest memory; fds flat', async () => {
     await until(() => r.listener.backend === null);
   };
   await run();
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   for (let i = 0; i < 10; i++) await run();
-  assert.is(native.countOpenFds(), before);
+  assert.is(countOpenFds(), before);
   r.listener.close();
 });
 
@@ -822,7 +788,7 @@ test('real core: two request queues, memory added with ADD_MEM_REG in two region
   for (const [q, drv, unique] of [[1, d1, 11n], [2, d2, 22n]] as const) {
     const req = 0x40000000n + BigInt(q) * 0x10000n;
     const out = req + 0x1000n;
-    const len = fuseRequest(bufs, req, FUSE_GETATTR, unique, 1n, new Uint8Array(16));
+    const len = putFuseRequest(bufs, req, FUSE_GETATTR, unique, 1n, new Uint8Array(16));
     drv.add([{ gpa: req, len }], [{ gpa: out, len: 256 }]);
     await roundTrip(fe, q, drv, 1);
     assert.equal(fuseReply(bufs, out), { len: 16, error: -38, unique });
@@ -845,23 +811,21 @@ test('real core + FuseServer: FUSE_INIT and GETATTR of the root', async () => {
   await fe.setMemTable([mem.region]);
   await fe.setupDriverVring(0, mem, { num: 64, ringGpa: 0n });
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-  const ilen = fuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
+  const ilen = putFuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
   drv.add([{ gpa: REQ_GPA, len: ilen }], [{ gpa: OUT_GPA, len: 4096 }]);
   await roundTrip(fe, 1, drv, 1);
   const init = fuseReply(mem, OUT_GPA);
   assert.is(init.error, 0);
   assert.is(init.unique, 1n);
   assert.is(mem.view().getUint32(mem.gpaToOffset(OUT_GPA) + 16, true), 7, 'init_out.major');
-  const glen = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
+  const glen = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
   drv.add([{ gpa: REQ_GPA, len: glen }], [{ gpa: OUT_GPA + 0x1000n, len: 4096 }]);
   await roundTrip(fe, 1, drv, 1);
   assert.equal(fuseReply(mem, OUT_GPA + 0x1000n), { len: 16 + 104, error: 0, unique: 2n });
   // attr.mode of the root is a directory
   const mode = mem.view().getUint32(mem.gpaToOffset(OUT_GPA + 0x1000n) + 16 + 16 + 60, true);
   assert.is(mode & 0o170000, 0o040000);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 // ---- part 3: the frontend against the C virtiofsd ------------------------------------------------------------
@@ -896,7 +860,7 @@ test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => 
     await fe.setupDriverVring(0, mem, { num: 64, ringGpa: 0n });
     const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
     // FUSE_INIT round trip.
-    const ilen = fuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
+    const ilen = putFuseRequest(mem, REQ_GPA, FUSE_INIT, 1n, 0n, fuseInitArgs());
     drv.add([{ gpa: REQ_GPA, len: ilen }], [{ gpa: OUT_GPA, len: 4096 }]);
     await roundTrip(fe, 1, drv, 1);
     const init = fuseReply(mem, OUT_GPA);
@@ -904,7 +868,7 @@ test('C virtiofsd: negotiation, FUSE_INIT and GETATTR round trips', async () => 
     assert.is(init.unique, 1n);
     assert.is(mem.view().getUint32(mem.gpaToOffset(OUT_GPA) + 16, true), 7, 'init_out.major');
     // GETATTR of the root.
-    const glen = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
+    const glen = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 2n, 1n, new Uint8Array(16));
     drv.add([{ gpa: REQ_GPA, len: glen }], [{ gpa: OUT_GPA + 0x1000n, len: 4096 }]);
     await roundTrip(fe, 1, drv, 1);
     assert.equal(fuseReply(mem, OUT_GPA + 0x1000n), { len: 16 + 104, error: 0, unique: 2n });
@@ -928,24 +892,22 @@ test('finding vhost-user-2056059019: a region past the end of its memfd is refus
   await fe.negotiate({ protocolFeatures: bit(PF.MQ) | bit(PF.REPLY_ACK) | bit(PF.CONFIGURE_MEM_SLOTS) });
   await fe.setMemTable([mem.region]);
   const drv = await fe.setupDriverVring(1, mem, { num: 64, ringGpa: 0x100000n });
-  const before = native.countOpenFds();
+  const before = countOpenFds();
   const nack = (e: Error): boolean => (e as VhostUserError).code === 'VU_ERR_NACK';
   const size = BigInt(mem.size);
   await rejects(fe.setMemTable([{ ...mem.region, size: size + 4096n }]), nack);
   await rejects(fe.setMemTable([{ ...mem.region, size: size / 2n, mmapOffset: size / 2n + 4096n }]), nack);
   await rejects(fe.setMemTable([{ ...mem.region, mmapOffset: size }]), nack);
   await rejects(fe.addMemReg({ ...mem.region, guestAddr: 0x40000000n, userAddr: 0x7f4000000000n, size: 1n << 40n }), nack);
-  assert.is(native.countOpenFds(), before, 'the refused regions\' fds were closed');
+  assert.is(countOpenFds(), before, 'the refused regions\' fds were closed');
   // The table in place still serves requests.
-  const len = fuseRequest(mem, REQ_GPA, FUSE_GETATTR, 77n, 1n, new Uint8Array(16));
+  const len = putFuseRequest(mem, REQ_GPA, FUSE_GETATTR, 77n, 1n, new Uint8Array(16));
   drv.add([{ gpa: REQ_GPA, len }], [{ gpa: OUT_GPA, len: 4096 }]);
   await roundTrip(fe, 1, drv, 1);
   assert.equal(fuseReply(mem, OUT_GPA), { len: 16, error: -38, unique: 77n });
   // A region that ends exactly at the end of the file, at an offset, is fine.
   await fe.setMemTable([{ ...mem.region, size: size / 2n, mmapOffset: size / 2n }]);
-  fe.close();
-  mem.close();
-  r.listener.close();
+  closeAll(r, fe, mem);
 });
 
 test.after(() => {

@@ -80,8 +80,8 @@ export abstract class LockOps extends XattrOps {
   /**
    * BSD flock (SETLK/SETLKW with FUSE_LK_FLOCK): flock(2) on the handle's own fd. A guest open is one host open
    * file description, which is exactly what a flock lock belongs to: processes sharing the guest file share the
-   * lock, and RELEASE (closing the fd) drops it. Never blocks: a conflicting SETLKW answers EOPNOTSUPP, as for
-   * POSIX locks (requests are served one at a time on this thread).
+   * lock, and RELEASE (closing the fd) drops it. Never blocks (requests are served one at a time on this thread):
+   * a conflicting SETLKW answers EAGAIN, and the server parks it and tries again, as for POSIX locks.
    */
   flock(_ctx: Context, nodeId: number, fh: number, _owner: bigint, type: number, _sleep: boolean): number {
     const h = this.fileHandle(nodeId, fh);

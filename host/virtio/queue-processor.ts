@@ -27,6 +27,7 @@
 
 import { native } from '../native-loader.js';
 import { log } from '../log.js';
+import { POP_BAD_CHAIN, POP_BAD_MESSAGE, POP_EMPTY, POP_REQUEST, POP_RING_BROKEN } from '../core.js';
 
 /** A request the server answers later (a SETLKW waiting for its lock): what it takes to answer it. */
 export interface ParkedRequest {
@@ -75,12 +76,6 @@ export interface QueueCore {
   queueReplyParked?(q: number, head: number, unique: bigint, error: number): number;
   requestResume?(q: number, head: number, unique: bigint, opcode: number): number;
 }
-
-export const POP_EMPTY = 0;
-export const POP_REQUEST = 1;
-export const POP_BAD_CHAIN = -1;
-export const POP_BAD_MESSAGE = -2;
-export const POP_RING_BROKEN = -3;
 
 export interface QueueStats {
   /** Requests handed to the server. */

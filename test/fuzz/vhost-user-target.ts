@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../../host/native-loader.js';
+import { countOpenFds } from '../util/fds.js';
 import { Core } from '../../host/core.js';
 import { log, setLogLevel } from '../../host/log.js';
 import { VhostUserError } from '../../host/errors.js';
@@ -845,15 +846,15 @@ function fdTable(): Map<number, string> {
  */
 export async function checkLeaks(rig: VhostUserRig): Promise<void> {
   if (rig.baselineFds < 0) {
-    rig.baselineFds = native.countOpenFds();
+    rig.baselineFds = countOpenFds();
     rig.baselineMaps = guestMappings();
     rig.baselineFdTable = fdTable();
     return;
   }
-  for (let i = 0; i < 50 && (native.countOpenFds() !== rig.baselineFds || guestMappings() !== rig.baselineMaps); i++) {
+  for (let i = 0; i < 50 && (countOpenFds() !== rig.baselineFds || guestMappings() !== rig.baselineMaps); i++) {
     await new Promise((r) => setTimeout(r, 2));
   }
-  const fdsNow = native.countOpenFds();
+  const fdsNow = countOpenFds();
   if (fdsNow !== rig.baselineFds) {
     const now = fdTable();
     const added = [...now].filter(([fd, what]) => rig.baselineFdTable.get(fd) !== what).map(([fd, w]) => `${fd} -> ${w}`);

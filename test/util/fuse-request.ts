@@ -13,3 +13,17 @@ export function fuseRequest(opcode: number, unique: bigint, nodeid: bigint, args
   b.set(args, 40);
   return b;
 }
+
+/** Root's ids, as the vhost-user tests send them. */
+export const ROOT_IDS = { uid: 0, gid: 0, pid: 1 };
+
+/**
+ * Writes the request fuseRequest() builds into guest memory at `gpa` (a frontend's GuestMemory, or any memory
+ * with the same shape); returns the request's length.
+ */
+export function putFuseRequest(mem: { bytes(): Uint8Array; gpaToOffset(gpa: bigint | number): number }, gpa: bigint,
+  opcode: number, unique: bigint, nodeid: bigint, args: Uint8Array, ids = ROOT_IDS): number {
+  const b = fuseRequest(opcode, unique, nodeid, args, ids);
+  mem.bytes().set(b, mem.gpaToOffset(gpa));
+  return b.length;
+}
