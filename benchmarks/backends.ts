@@ -140,7 +140,7 @@ export function startOurs(workDir: string, dir: string, extra: string[] = [], cl
     [...flags, cli, `--socket-path=${socket}`, `--shared-dir=${dir}`, ...OURS_ARGS, ...extra]);
 }
 
-export function startC(workDir: string, dir: string): Promise<Backend> {
+export function startC(workDir: string, dir: string, extra: string[] = []): Promise<Backend> {
   const socket = path.join(workDir, 'c.sock');
-  return launch('C', socket, dir, C_VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${dir}`, ...C_ARGS]);
+  return launch('C', socket, dir, C_VIRTIOFSD, [`--socket-path=${socket}`, '-o', `source=${dir}`, ...C_ARGS, ...extra]);
 }

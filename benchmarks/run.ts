@@ -10,7 +10,8 @@
  * Options: --quick (small file, short runs), --reps=N, --duration=MS, --no-save, --out=DIR (default
  * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save),
  * --poll-us=N (default 50): ours runs a second time with --poll-us=N, its rows beside the defaults (0: no such
- * rows). Every row names the options that produced it; the command lines are printed with the table.
+ * rows). --thread-pool-size=N (default 8): the same for the blocking-I/O pool (0: no such rows); GETATTR latency
+ * with blocking READs in flight is benchmarks/blocking.ts. Every row names the options that produced it; the command lines are printed with the table.
  * --runtimes=node,bun,deno (default node): every variant of ours runs under each listed runtime (Bun and Deno
  * from the devDependencies), in the same repetitions, beside the same C samples; its rows say which runtime.
  *
@@ -47,6 +48,7 @@ const cfg = {
   clientDepth: 64,
   queues: 1,
   pollUs: Number(opt('poll-us') ?? 50),
+  threadPoolSize: Number(opt('thread-pool-size') ?? 8),
 };
 const runtimes = (opt('runtimes') ?? 'node').split(',').map((r) => r.trim()).filter(Boolean) as RuntimeName[];
 for (const r of runtimes) {
@@ -62,6 +64,8 @@ const OURS_VARIANTS: { label: string; extra: string[]; runtime: RuntimeName }[] 
   return [
     { label: `ours${tag}`, extra: [], runtime },
     ...(cfg.pollUs > 0 ? [{ label: `ours --poll-us=${cfg.pollUs}${tag}`, extra: [`--poll-us=${cfg.pollUs}`], runtime }] : []),
+    ...(cfg.threadPoolSize > 0 ? [{ label: `ours --thread-pool-size=${cfg.threadPoolSize}${tag}`,
+      extra: [`--thread-pool-size=${cfg.threadPoolSize}`], runtime }] : []),
   ];
 });
 const save = quick ? flag('save') : !flag('no-save');

@@ -4,6 +4,8 @@
  */
 #include "common.h"
 
+#include <sys/vfs.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -185,6 +187,18 @@ VFS_FN(vfs_utimensat) {
   return vfs_result(env, utimensat(dirfd, name, ts, flags));
 }
 
+/* fstatfsType(fd) -> f_type (the filesystem's magic number, linux/magic.h) or -errno. */
+VFS_FN(vfs_fstatfs_type) {
+  VFS_ARGS(env, info, 1);
+  int32_t fd;
+  if (!vfs_get_i32(env, argv[0], &fd)) return NULL;
+  struct statfs st;
+  if (fstatfs(fd, &st) < 0) return vfs_errno(env);
+  napi_value v;
+  NAPI_CALL(env, napi_create_double(env, (double)(uint32_t)st.f_type, &v));
+  return v;
+}
+
 VFS_FN(vfs_fstatvfs) {
   VFS_ARGS(env, info, 2);
   int32_t fd;
@@ -279,10 +293,10 @@ const struct iovec *vfs_iov_table(const uint8_t *mem, size_t len, int64_t iov_of
   return *err < 0 ? NULL : (const struct iovec *)(mem + iov_offset);
 }
 
-enum vfs_rwv_op { VFS_RWV_READ, VFS_RWV_WRITE, VFS_RWV_READ_NOWAIT };
+enum vfs_rwv_op { VFS_RWV_READ, VFS_RWV_WRITE, VFS_RWV_READ_NOWAIT, VFS_RWV_WRITE_NOWAIT };
 
 /*
- * Shared body of preadv/pwritev/preadvNowait: iovCount `struct iovec` entries at mem[iovOffset] (8-aligned) go to
+ * Shared body of preadv/pwritev/preadvNowait/pwritevNowait: iovCount `struct iovec` entries at mem[iovOffset] (8-aligned) go to
  * the kernel as they are. Their bases are process addresses the core computed from its memory table (guest RAM as
  * the host mapped it, or the core's linear memory); the kernel answers -EFAULT for an unmapped one.
  */
@@ -302,6 +316,8 @@ static napi_value vfs_rwv(napi_env env, napi_callback_info info, enum vfs_rwv_op
   ssize_t r;
   if (op == VFS_RWV_READ_NOWAIT)
     r = preadv2(fd, iov, count, (off_t)position, RWF_NOWAIT); /* -EAGAIN: not in the page cache */
+  else if (op == VFS_RWV_WRITE_NOWAIT)
+    r = pwritev2(fd, iov, count, (off_t)position, RWF_NOWAIT); /* -EAGAIN would block; -EOPNOTSUPP on some fs */
   else if (position == -1)
     r = is_write ? writev(fd, iov, count) : readv(fd, iov, count);
   else
@@ -314,6 +330,8 @@ VFS_FN(vfs_preadv) { return vfs_rwv(env, info, VFS_RWV_READ); }
 VFS_FN(vfs_pwritev) { return vfs_rwv(env, info, VFS_RWV_WRITE); }
 
 VFS_FN(vfs_preadv_nowait) { return vfs_rwv(env, info, VFS_RWV_READ_NOWAIT); }
+
+VFS_FN(vfs_pwritev_nowait) { return vfs_rwv(env, info, VFS_RWV_WRITE_NOWAIT); }
 
 static napi_value vfs_rw(napi_env env, napi_callback_info info, bool is_write) {
   VFS_ARGS(env, info, 3);

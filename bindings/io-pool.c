@@ -1,7 +1,8 @@
 /*
- * io-pool.c: a small pthread pool for blocking data I/O (preadv/pwritev into a wasm memory), completions
- * reported through an eventfd. A prototype for the thread-pool work (issue 9): the request path would try
- * `preadvNowait` (preadv2 RWF_NOWAIT, in fsat.c) inline first and submit here only on -EAGAIN (a page-cache miss).
+ * io-pool.c: a small pthread pool for blocking file I/O (preadv/pwritev into a memory, fsync, fdatasync, fallocate,
+ * copy_file_range), completions reported through an eventfd. host/passthrough/blocking-io.ts drives it: the
+ * request path tries `preadvNowait`/`pwritevNowait` (RWF_NOWAIT, in fsat.c) inline first and submits here only
+ * when the call would block.
  *
  *   JS thread                                  pool thread (x N)
  *   ioPoolSubmit(op, fd, mem, iov.., tag) -->  job slot: a copy of the struct iovec table
@@ -22,6 +23,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -29,11 +31,16 @@
 #define VFS_POOL_SLOTS 128
 #define VFS_POOL_MAX_THREADS 64
 
-enum { VFS_POOL_READ = 0, VFS_POOL_WRITE = 1 };
+/* Jobs with iovecs (ioPoolSubmit) and calls on an fd (ioPoolSubmitCall; a0..a3 are the call's arguments). */
+enum {
+  VFS_POOL_READ = 0, VFS_POOL_WRITE = 1, VFS_POOL_FSYNC = 2, VFS_POOL_FDATASYNC = 3, VFS_POOL_FALLOCATE = 4,
+  VFS_POOL_COPY_FILE_RANGE = 5,
+};
 
 struct vfs_pool_job {
   int op, fd, count;
   int64_t position;
+  int64_t a0, a1, a2, a3;
   double tag;
   ssize_t result;
   struct iovec iov[VFS_IOV_MAX];
@@ -55,6 +62,21 @@ struct vfs_pool {
 
 static const napi_type_tag vfs_pool_tag = {0x76697274696f6673ULL, 0x696f706f6f6c3031ULL};
 
+static ssize_t vfs_pool_run(struct vfs_pool_job *j) {
+  switch (j->op) {
+    case VFS_POOL_WRITE: return pwritev(j->fd, j->iov, j->count, (off_t)j->position);
+    case VFS_POOL_FSYNC: return fsync(j->fd);
+    case VFS_POOL_FDATASYNC: return fdatasync(j->fd);
+    case VFS_POOL_FALLOCATE: return fallocate(j->fd, (int)j->a0, (off_t)j->a1, (off_t)j->a2);
+    case VFS_POOL_COPY_FILE_RANGE: {
+      /* a0 = offset in, a1 = fd out, a2 = offset out, a3 = length; position = flags. */
+      off_t in = (off_t)j->a0, out = (off_t)j->a2;
+      return copy_file_range(j->fd, &in, (int)j->a1, &out, (size_t)j->a3, (unsigned)j->position);
+    }
+    default: return preadv(j->fd, j->iov, j->count, (off_t)j->position);
+  }
+}
+
 static void *vfs_pool_main(void *arg) {
   struct vfs_pool *p = arg;
   pthread_mutex_lock(&p->lock);
@@ -69,8 +91,7 @@ static void *vfs_pool_main(void *arg) {
     struct vfs_pool_job *j = &p->slots[slot];
     ssize_t r;
     do {
-      r = j->op == VFS_POOL_WRITE ? pwritev(j->fd, j->iov, j->count, (off_t)j->position)
-                                  : preadv(j->fd, j->iov, j->count, (off_t)j->position);
+      r = vfs_pool_run(j);
     } while (r < 0 && errno == EINTR);
     j->result = r < 0 ? -errno : r;
 
@@ -183,6 +204,14 @@ VFS_FN(vfs_io_pool_eventfd) {
   return vfs_int(env, p->closed ? -EBADF : p->eventfd);
 }
 
+/* A free slot, or -1 (every slot busy). */
+static int vfs_pool_take_slot(struct vfs_pool *p) {
+  pthread_mutex_lock(&p->lock);
+  int slot = p->nfree == 0 ? -1 : p->freelist[--p->nfree];
+  pthread_mutex_unlock(&p->lock);
+  return slot;
+}
+
 /* ioPoolSubmit(pool, op, fd, mem, iovOffset, iovCount, position, tag) -> 0 or -errno (-EAGAIN: no free slot). */
 VFS_FN(vfs_io_pool_submit) {
   VFS_ARGS(env, info, 8);
@@ -198,13 +227,8 @@ VFS_FN(vfs_io_pool_submit) {
   NAPI_CALL(env, napi_get_value_double(env, argv[7], &tag));
   if (p->closed) return vfs_int(env, -EBADF);
   if ((op != VFS_POOL_READ && op != VFS_POOL_WRITE) || position < 0) return vfs_int(env, -EINVAL);
-  pthread_mutex_lock(&p->lock);
-  if (p->nfree == 0) {
-    pthread_mutex_unlock(&p->lock);
-    return vfs_int(env, -EAGAIN);
-  }
-  int slot = p->freelist[--p->nfree];
-  pthread_mutex_unlock(&p->lock);
+  int slot = vfs_pool_take_slot(p);
+  if (slot < 0) return vfs_int(env, -EAGAIN);
   /* The slot is ours alone until it is queued: the table is copied (its memory may be reused at once). */
   struct vfs_pool_job *j = &p->slots[slot];
   int rc;
@@ -225,6 +249,44 @@ VFS_FN(vfs_io_pool_submit) {
   }
   pthread_mutex_unlock(&p->lock);
   return vfs_int(env, rc);
+}
+
+/*
+ * ioPoolSubmitCall(pool, op, fd, a0, a1, a2, a3, tag) -> 0 or -errno (-EAGAIN: no free slot). A call that takes no
+ * memory: fsync(fd) (op 2), fdatasync(fd) (3), fallocate(fd, a0 = mode, a1 = offset, a2 = length) (4),
+ * copy_file_range(fd, a0 = offset in, a1 = fd out, a2 = offset out, a3 = length, flags 0) (5).
+ */
+VFS_FN(vfs_io_pool_submit_call) {
+  VFS_ARGS(env, info, 8);
+  struct vfs_pool *p = vfs_get_pool(env, argv[0]);
+  int32_t op, fd;
+  int64_t a[4];
+  double tag;
+  if (p == NULL || !vfs_get_i32(env, argv[1], &op) || !vfs_get_i32(env, argv[2], &fd)) return NULL;
+  for (int i = 0; i < 4; i++) {
+    if (!vfs_get_i64(env, argv[3 + i], &a[i])) return NULL;
+  }
+  NAPI_CALL(env, napi_get_value_double(env, argv[7], &tag));
+  if (p->closed) return vfs_int(env, -EBADF);
+  if (op < VFS_POOL_FSYNC || op > VFS_POOL_COPY_FILE_RANGE) return vfs_int(env, -EINVAL);
+  int slot = vfs_pool_take_slot(p);
+  if (slot < 0) return vfs_int(env, -EAGAIN);
+  struct vfs_pool_job *j = &p->slots[slot];
+  j->op = op;
+  j->fd = fd;
+  j->count = 0;
+  j->position = 0;
+  j->a0 = a[0];
+  j->a1 = a[1];
+  j->a2 = a[2];
+  j->a3 = a[3];
+  j->tag = tag;
+  pthread_mutex_lock(&p->lock);
+  p->queued[(p->qhead + p->qcount) % VFS_POOL_SLOTS] = slot;
+  p->qcount++;
+  pthread_cond_signal(&p->work);
+  pthread_mutex_unlock(&p->lock);
+  return vfs_int(env, 0);
 }
 
 /* ioPoolReap(pool, out: Float64Array) -> pairs (tag, bytes or -errno) written, at most out.length / 2. */

@@ -170,9 +170,9 @@ function applyCompat(d: Draft, list: string): void {
   }
 }
 
-const THREAD_POOL_HELP = 'virtiofsd\'s request thread pool size (0: none). Accepted and kept in the daemon ' +
-  'options (threadPoolSize); today every request is served on the daemon\'s main thread, one at a time, whatever N ' +
-  '(a blocking lock wait does not hold the others up)';
+const THREAD_POOL_HELP = 'threads for file I/O that may block (default 0: none, as the Rust virtiofsd; at most 64 ' +
+  'are started). With N > 0 a READ that misses the page cache, a WRITE that would block, FSYNC, FALLOCATE and ' +
+  'COPY_FILE_RANGE run on them while the queue keeps being served; cached reads stay on the main thread';
 
 /** Every option, in the order --help lists them. */
 export const OPTIONS: readonly OptionSpec[] = [

@@ -281,8 +281,9 @@ export interface DaemonOptions {
    */
   socketGroup?: string;
   /**
-   * virtiofsd's --thread-pool-size (0: no pool). Accepted and kept; requests are not yet spread over a pool of
-   * workers by it (see README, "Launchers").
+   * virtiofsd's --thread-pool-size: threads for data I/O that may block (READ/WRITE that would, FSYNC,
+   * FALLOCATE, COPY_FILE_RANGE; host/passthrough/blocking-io.ts), at most 64. 0 (default, as the Rust
+   * virtiofsd): none, everything runs on the main thread.
    */
   threadPoolSize?: number;
   /** Negotiate FUSE_HANDLE_KILLPRIV_V2 (default true; virtiofsd's --no-killpriv-v2 turns it off). */
@@ -454,7 +455,7 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
       posixAcl: options.posixAcl ?? false,
       allowDirectIo: options.allowDirectIo ?? false, preserveNoatime: options.preserveNoatime ?? false,
       inodeFileHandles: options.inodeFileHandles ?? 'never', announceSubmounts: options.announceSubmounts ?? false,
-      allowMknodDevices: options.allowMknodDevices ?? false,
+      allowMknodDevices: options.allowMknodDevices ?? false, threadPoolSize: options.threadPoolSize ?? 0,
     });
     let dax: DaxDevice | undefined;
     if ((options.daxWindowSize ?? 0) > 0 && options.mountpoint === undefined) {

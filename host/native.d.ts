@@ -178,7 +178,7 @@ export interface Native {
   /** CLOCK_MONOTONIC in µs modulo 2^30 (a small integer: reading it allocates nothing); compare differences mod 2^30. */
   clockUs(): number;
 
-  // ---- io-pool.c (prototype: blocking data I/O off the JS thread; not used by the daemon yet) ------------
+  // ---- io-pool.c (blocking file I/O off the JS thread; host/passthrough/blocking-io.ts) ---------------------
   /** Starts `threads` (1..64) I/O threads; -EINVAL/-ENOMEM/-errno on failure. */
   ioPoolCreate(threads: number): IoPoolHandle | number;
   /** The completion eventfd (nonblocking; readable while completions wait), or -EBADF once closed. */
@@ -190,6 +190,13 @@ export interface Native {
    */
   ioPoolSubmit(pool: IoPoolHandle, op: 0 | 1, fd: number, mem: Memory, iovOffset: number, iovCount: number,
     position: number, tag: number): number;
+  /**
+   * Queues a call that takes no memory: fsync(fd) (op 2), fdatasync(fd) (3), fallocate(fd, mode a0, offset a1,
+   * length a2) (4), copy_file_range(fd, offset in a0, fd out a1, offset out a2, length a3) (5). 0 or -errno as
+   * ioPoolSubmit; the job's result is the call's (0 or bytes) or -errno.
+   */
+  ioPoolSubmitCall(pool: IoPoolHandle, op: 2 | 3 | 4 | 5, fd: number, a0: number, a1: number, a2: number, a3: number,
+    tag: number): number;
   /** Moves finished jobs into out as (tag, bytes or -errno) pairs; returns the pair count. */
   ioPoolReap(pool: IoPoolHandle, out: Float64Array): number;
   /** Jobs submitted and not reaped yet. */
@@ -198,6 +205,11 @@ export interface Native {
   ioPoolClose(pool: IoPoolHandle): void;
   /** preadv2(RWF_NOWAIT) with iovecs as for preadv (fsat.c): bytes, or -EAGAIN when the data is not cached. */
   preadvNowait(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
+  /**
+   * pwritev2(RWF_NOWAIT): bytes (possibly short), -EAGAIN when it would block, -EOPNOTSUPP where the filesystem
+   * cannot tell (buffered NOWAIT writes are refused by some).
+   */
+  pwritevNowait(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
 
   // ---- fsat.c ---------------------------------------------------------------------------------------------
   // Every name/path/target string of this section (and handle.c) is a byte string: one char per byte, 0..255
@@ -225,6 +237,8 @@ export interface Native {
             mtimeNsec: number, flags: number): number;
   /** fstatvfs into out: [bsize, frsize, blocks, bfree, bavail, files, ffree, namemax]. */
   fstatvfs(fd: number, out: Float64Array): number;
+  /** fstatfs(fd).f_type: the filesystem's magic number (linux/magic.h), or -errno. */
+  fstatfsType(fd: number): number;
   /** getdents64 into mem[offset, offset+length): raw `struct linux_dirent64` records. Bytes or -errno. */
   getdents64(fd: number, mem: Memory, offset: number, length: number): number;
   /** lseek with a 64-bit offset (directory cookies need all 64 bits). New offset or -errno, as a bigint. */

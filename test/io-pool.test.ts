@@ -1,7 +1,7 @@
 /**
- * The native I/O thread pool prototype (bindings/io-pool.c): preadv/pwritev jobs into a WebAssembly.Memory run on
- * pool threads and come back through the completion eventfd as (tag, result) pairs; preadvNowait reads what is
- * cached without blocking.
+ * The native I/O thread pool (bindings/io-pool.c, driven by host/passthrough/blocking-io.ts): preadv/pwritev jobs
+ * into a WebAssembly.Memory and fsync/fdatasync/fallocate/copy_file_range calls run on pool threads and come back
+ * through the completion eventfd as (tag, result) pairs; preadvNowait reads what is cached without blocking.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -148,6 +148,29 @@ test('bad submissions are refused at once; a full pool answers -EAGAIN; a closed
     assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 0, 1, 0, 1), -EBADF);
     assert.is(native.ioPoolEventfd(pool), -EBADF);
     assert.is(native.ioPoolCreate(0), -EINVAL);
+  }));
+
+test('calls on pool threads: fsync, fdatasync, fallocate, copy_file_range; an unknown call is refused at once', () =>
+  withFile(async (fd, file) => {
+    const pool = createPool(2);
+    const out = fs.openSync(`${file}.copy`, 'w+');
+    try {
+      assert.is(native.ioPoolSubmitCall(pool, 2, fd, 0, 0, 0, 0, 1), 0);
+      assert.is(native.ioPoolSubmitCall(pool, 3, fd, 0, 0, 0, 0, 2), 0);
+      assert.is(native.ioPoolSubmitCall(pool, 4, fd, 0, 0, 2 << 20, 0, 3), 0); // mode 0: the file grows to 2 MiB
+      assert.is(native.ioPoolSubmitCall(pool, 5, fd, 4096, out, 0, 8192, 4), 0); // 8 KiB from offset 4096
+      assert.is(native.ioPoolSubmitCall(pool, 9 as 2, fd, 0, 0, 0, 0, 5), -EINVAL);
+      assert.is(native.ioPoolSubmitCall(pool, 1 as 2, fd, 0, 0, 0, 0, 5), -EINVAL, 'a memory job is not a call');
+      const results = await reapAll(pool, 4);
+      assert.equal([1, 2, 3, 4].map((t) => results.get(t)), [0, 0, 0, 8192]);
+      assert.is(fs.fstatSync(fd).size, 2 << 20);
+      assert.equal(new Uint8Array(fs.readFileSync(`${file}.copy`)), pattern(1 << 20, 1).subarray(4096, 12288));
+      assert.ok(native.fstatfsType(fd) > 0, 'the filesystem magic of the file');
+      assert.is(native.fstatfsType(1_000_000), -EBADF);
+    } finally {
+      fs.closeSync(out);
+      native.ioPoolClose(pool);
+    }
   }));
 
 test('preadvNowait reads cached data inline', () =>

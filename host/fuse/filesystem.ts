@@ -242,6 +242,12 @@ export interface DataTarget {
   fromFd(fd: number, position: number): number;
   /** Copies bytes (at most `size`) into the guest buffers; returns the count. Call once per request. */
   fromBytes(bytes: Uint8Array): number;
+  /**
+   * Optional: preadv2(fd, guest buffers, position, RWF_NOWAIT): bytes (short when only part is cached), or
+   * -EAGAIN when nothing is. Data it placed counts only if its result is the method's; after it, fromFd or
+   * fromBytes may still answer the request (host/passthrough/blocking-io.ts).
+   */
+  fromFdNowait?(fd: number, position: number): number;
 }
 
 /** The source of a WRITE: the guest's readable payload. */
@@ -252,6 +258,11 @@ export interface DataSource {
   toFd(fd: number, position: number): number;
   /** A copy of the payload (filesystems without an fd). */
   toBytes(): Uint8Array;
+  /**
+   * Optional: pwritev2(fd, guest payload, position, RWF_NOWAIT): bytes (maybe short), -EAGAIN when it would block,
+   * -EOPNOTSUPP when the filesystem cannot say.
+   */
+  toFdNowait?(fd: number, position: number): number;
 }
 
 /**

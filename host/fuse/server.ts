@@ -796,6 +796,15 @@ class CoreDataTarget implements DataTarget {
     return this.placedNow(native.preadv(fd, c.memory.buffer, c.iovPtr, n, position));
   }
 
+  /** Not counted as placed: a request that goes asynchronous after it is answered from its own buffer. */
+  fromFdNowait(fd: number, position: number): number {
+    if (this.own !== null) return -E.EAGAIN;
+    const c = this.core;
+    const n = c.payloadReadIov(P.OUT_HEADER.SIZE, this.size);
+    if (n <= 0) return 0;
+    return native.preadvNowait(fd, c.memory.buffer, c.iovPtr, n, position);
+  }
+
   /**
    * Through the reply scratch (a READ has no body: it is free): the core copies it into the guest's buffers,
    * whichever way it reaches guest memory (flat or windowed).
@@ -858,6 +867,14 @@ class CoreDataSource implements DataSource {
     const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
     if (n <= 0) return 0;
     return native.pwritev(fd, c.memory.buffer, c.iovPtr, n, position);
+  }
+
+  toFdNowait(fd: number, position: number): number {
+    if (this.own !== null) return -E.EAGAIN;
+    const c = this.core;
+    const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
+    if (n <= 0) return 0;
+    return native.pwritevNowait(fd, c.memory.buffer, c.iovPtr, n, position);
   }
 
   /** Through the reply scratch (a WRITE's body, write_out, is encoded only after the filesystem returned). */

@@ -45,20 +45,21 @@ export abstract class DataOps extends AttrOps {
     return this.reopen(inode, write ? C.O_RDWR : C.O_RDONLY);
   }
 
-  read(_ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): number {
+  read(_ctx: Context, nodeId: number, fh: number, offset: number, target: DataTarget): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
-    return target.fromFd(h.fd, offset);
+    return this.blocking !== null ? this.blocking.read(h, target, offset) : target.fromFd(h.fd, offset);
   }
 
-  write(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource, writeFlags: number): number {
+  write(ctx: Context, nodeId: number, fh: number, offset: number, source: DataSource,
+        writeFlags: number): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
     if ((writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0) {
       const k = this.killSuidgid(h.fd, this.creds.gidToHost(ctx.gid));
       if (k < 0) return k;
     }
-    return source.toFd(h.fd, offset);
+    return this.blocking !== null ? this.blocking.write(h, source, offset) : source.toFd(h.fd, offset);
   }
 
   flush(_ctx: Context, nodeId: number, fh: number, lockOwner: bigint): number {
@@ -83,15 +84,18 @@ export abstract class DataOps extends AttrOps {
     return 0;
   }
 
-  fsync(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number {
+  fsync(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
+    if (this.blocking !== null) return this.blocking.fsync(h, datasync);
     return datasync ? native.fdatasync(h.fd) : native.fsync(h.fd);
   }
 
-  fallocate(_ctx: Context, nodeId: number, fh: number, offset: number, length: number, mode: number): number {
+  fallocate(_ctx: Context, nodeId: number, fh: number, offset: number, length: number,
+            mode: number): number | Promise<number> {
     const h = this.fileHandle(nodeId, fh);
     if (typeof h === 'number') return h;
+    if (this.blocking !== null) return this.blocking.fallocate(h, mode, offset, length);
     return native.fallocate(h.fd, mode, offset, length);
   }
 
@@ -105,11 +109,12 @@ export abstract class DataOps extends AttrOps {
   }
 
   copyFileRange(_ctx: Context, nodeIn: number, fhIn: number, offIn: number, nodeOut: number, fhOut: number,
-                offOut: number, length: number, flags: number): number {
+                offOut: number, length: number, flags: number): number | Promise<number> {
     const hin = this.fileHandle(nodeIn, fhIn);
     if (typeof hin === 'number') return hin;
     const hout = this.fileHandle(nodeOut, fhOut);
     if (typeof hout === 'number') return hout;
+    if (this.blocking !== null && flags === 0) return this.blocking.copyFileRange(hin, offIn, hout, offOut, length);
     return native.copyFileRange(hin.fd, offIn, hout.fd, offOut, length, flags);
   }
 

@@ -87,9 +87,10 @@ export abstract class DirOps extends DataOps {
     return 0;
   }
 
-  fsyncdir(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number {
+  fsyncdir(_ctx: Context, nodeId: number, fh: number, datasync: boolean): number | Promise<number> {
     const h = this.handles.lookup(fh, nodeId, true);
     if (h === undefined) return -E.EBADF;
+    if (this.blocking !== null) return this.blocking.fsync(h, datasync);
     return datasync ? native.fdatasync(h.fd) : native.fsync(h.fd);
   }
 }

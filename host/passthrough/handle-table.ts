@@ -15,6 +15,10 @@ export interface Handle {
    * only partly used); a READDIR at another cookie seeks first.
    */
   dirPos: bigint | null;
+  /** Jobs on pool threads using `fd` (host/passthrough/blocking-io.ts): its close waits for them. */
+  holds: number;
+  /** Released (or cleared) while held: closed when the last hold goes. */
+  closing: boolean;
 }
 
 export class HandleTable {
@@ -27,7 +31,7 @@ export class HandleTable {
 
   /** Takes ownership of `fd`. */
   add(nodeId: number, fd: number, dir: boolean): Handle {
-    const h: Handle = { fh: this.nextFh++, nodeId, fd, dir, dirPos: dir ? 0n : null };
+    const h: Handle = { fh: this.nextFh++, nodeId, fd, dir, dirPos: dir ? 0n : null, holds: 0, closing: false };
     this.handles.set(h.fh, h);
     return h;
   }
@@ -47,12 +51,31 @@ export class HandleTable {
     const h = this.handles.get(fh);
     if (h === undefined) return false;
     this.handles.delete(fh);
-    native.close(h.fd);
+    HandleTable.closeWhenFree(h);
     return true;
   }
 
   clear(): void {
-    for (const h of this.handles.values()) native.close(h.fd);
+    for (const h of this.handles.values()) HandleTable.closeWhenFree(h);
     this.handles.clear();
+  }
+
+  /** Keeps `h.fd` open for a job running off the JS thread, even if the handle is released meanwhile. */
+  static hold(h: Handle): void {
+    h.holds++;
+  }
+
+  /** The job is done with `h.fd`: closes it if the handle was released meanwhile. */
+  static unhold(h: Handle): void {
+    if (--h.holds === 0 && h.closing) {
+      h.closing = false;
+      native.close(h.fd);
+    }
+  }
+
+  /** A removed handle's fd: closed now, or by the last unhold (never under a running job, never twice). */
+  private static closeWhenFree(h: Handle): void {
+    if (h.holds > 0) h.closing = true;
+    else native.close(h.fd);
   }
 }

@@ -14,6 +14,7 @@ import { FsCredentials } from './credentials.js';
 import type { IdMap } from './id-map.js';
 import type { XattrMap } from './xattr-map.js';
 import { HandleTable, type Handle } from './handle-table.js';
+import { BlockingIo } from './blocking-io.js';
 import { InodeStore, inodeKey, type Inode, type InodeFileHandles } from './inode-store.js';
 
 const C = native.constants;
@@ -22,6 +23,12 @@ const E = C.errno;
 export interface PassthroughOptions {
   /** The shared directory. */
   root: string;
+  /**
+   * Threads for data I/O that may block (--thread-pool-size; host/passthrough/blocking-io.ts). 0 (default): every
+   * call runs on the caller's thread; a read, write, fsync, fallocate or copy_file_range that sleeps holds up the
+   * whole queue. N > 0: they return Promises when they would block, and close() stops the threads.
+   */
+  threadPoolSize?: number;
   /** Pass O_DIRECT from the guest through to the host (default false: dropped, as page-cache I/O always works). */
   allowDirectIo?: boolean;
   /**
@@ -106,6 +113,8 @@ export abstract class PassthroughBase {
    */
   protected readonly lockFds = new Map<number, Map<bigint, number>>();
   private closed = false;
+  /** The thread pool for blocking data I/O, or null (threadPoolSize 0). */
+  protected readonly blocking: BlockingIo | null;
 
   constructor(options: PassthroughOptions) {
     const rootFd = native.openat(C.AT_FDCWD, byteString(options.root), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
@@ -144,12 +153,19 @@ export abstract class PassthroughBase {
     // narrow the mode again. The process umask is left alone (it also guards the daemon's socket); new nodes
     // whose mode it narrowed get a chmod.
     this.umask = processUmask();
+    try {
+      this.blocking = (options.threadPoolSize ?? 0) > 0 ? new BlockingIo(options.threadPoolSize!) : null;
+    } catch (e) {
+      this.close();
+      throw e;
+    }
   }
 
   /** Closes every fd (nodes, handles, the root, /proc/self/fd). Idempotent; the filesystem is unusable after. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.blocking?.close(); // answers what is in flight and lets go of its handles first
     this.dropLocks();
     this.handles.clear();
     this.inodes.close();

@@ -39,6 +39,7 @@
  *   dir-ops.ts           DirOps: OPENDIR READDIR READDIRPLUS RELEASEDIR FSYNCDIR
  *   xattr-ops.ts         XattrOps: GETXATTR LISTXATTR SETXATTR REMOVEXATTR
  *   lock-ops.ts          LockOps: GETLK SETLK SETLKW (POSIX and flock)
+ * blocking-io.ts (BlockingIo, --thread-pool-size) serves the data families' calls that may sleep on a thread pool.
  */
 import type { FileSystem } from '../fuse/filesystem.js';
 import { LockOps } from './lock-ops.js';

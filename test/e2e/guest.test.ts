@@ -163,12 +163,13 @@ function conformanceProblems(kind: BackendKind, cache: CacheMode, g: GuestResult
  * Runs the full workload against a backend, then checks the guest's report and the share. `memoryArgs`: the
  * guest's RAM arguments instead of the default 512 MiB.
  */
-async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = false, memoryArgs?: string[]): Promise<void> {
+async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = false, memoryArgs?: string[],
+  oursExtra: string[] = []): Promise<void> {
   await withEnv(`${kind}-${cache}`, async (env) => {
     // Device nodes are our policy's opt-in (--allow-mknod-devices); the conformance checker creates one as root.
     // Ours serves locks on the host (--posix-lock --flock: blocking waits are parked requests); the C virtiofsd
     // runs with its defaults (no_posix_lock, no_flock: the guest kernel keeps locks itself).
-    const ours = ['--allow-mknod-devices', '--posix-lock', '--flock'];
+    const ours = ['--allow-mknod-devices', '--posix-lock', '--flock', ...oursExtra];
     const logLevel = memoryArgs ? 'info' : (process.env.E2E_LOG_LEVEL as 'warn' | undefined) ?? 'warn';
     const backend = await startBackend(kind, { ...env, cache, logLevel, extraArgs: kind === 'ours' ? ours : [] });
     let g: GuestResult | undefined;
@@ -196,7 +197,8 @@ async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = fals
       // posix-check's step is judged from its lines by conformanceProblems (known gaps, the reference's
       // failures recorded only); that it ran at all shows in its summary line.
       const report = { ...g, results: g.results.filter((r) => r.name !== 'posix-check') };
-      const problems = [...checkGuestReport(report), ...conformanceProblems(kind, cache, g, memoryArgs ? ' (big RAM)' : ''),
+      const problems = [...checkGuestReport(report),
+        ...conformanceProblems(kind, cache, g, memoryArgs ? ' (big RAM)' : oursExtra.length > 0 ? ` (${oursExtra.join(' ')})` : ''),
         ...checkWorkloadOnHost(env.sharedDir, g), ...(memoryArgs ? windowedTableProblems(backend, 2) : []),
         ...(kind === 'ours' ? defaultSandboxProblems(backend) : [])];
       assert.ok(problems.length === 0, describeRun(g, backend, problems));
@@ -227,6 +229,10 @@ e2e('C virtiofsd (reference), cache=auto: workload passes, share checks out, che
 for (const cache of ['auto', 'always', 'never'] as const) {
   e2e(`ours, cache=${cache}: workload passes and the share checks out`, () => fullWorkload('ours', cache));
 }
+
+// Blocking file I/O on the native pool (fsync, fallocate, pooled writes and cache misses): same workload, same checks.
+e2e('ours, cache=auto, --thread-pool-size=4: workload passes and the share checks out',
+  () => fullWorkload('ours', 'auto', false, undefined, ['--thread-pool-size=4']));
 
 // ---- guests of more RAM than the core's 4 GiB (the windowed core) -------------------------------------------------
 

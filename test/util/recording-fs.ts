@@ -72,12 +72,12 @@ export function recordingFs(inner: PassthroughFs, backing: string, recordFile: s
     fsync: (ctx: Context, nodeId, fh, datasync) => {
       const rel = paths.get(nodeId) ?? '?';
       const before = snapshot(rel);
-      const result = inner.fsync(ctx, nodeId, fh, datasync);
+      const result = inner.fsync(ctx, nodeId, fh, datasync) as number; // no thread pool here: synchronous
       record({ op: 'fsync', path: rel, datasync, result, ...before });
       return result;
     },
     fsyncdir: (ctx: Context, nodeId, fh, datasync) => {
-      const result = inner.fsyncdir(ctx, nodeId, fh, datasync);
+      const result = inner.fsyncdir(ctx, nodeId, fh, datasync) as number;
       record({ op: 'fsyncdir', path: paths.get(nodeId) ?? '?', datasync, result });
       return result;
     },
