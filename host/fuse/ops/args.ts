@@ -11,8 +11,9 @@ const E = native.constants.errno;
 
 export const u32 = (a: Args, off: number): number => a.view.getUint32(a.base + off, true);
 /** A u64 as a number (file handles, node ids, offsets, sizes: all below 2^53 in practice; larger -> imprecise). */
-export const u64 = (a: Args, off: number): number => Number(a.view.getBigUint64(a.base + off, true));
-export const big = (a: Args, off: number): bigint => a.view.getBigUint64(a.base + off, true);
+export const u64Number = (a: Args, off: number): number => Number(a.view.getBigUint64(a.base + off, true));
+/** A u64 exactly (directory cookies, lock ranges, DAX offsets, INIT flags: all 64 bits matter). */
+export const u64Big = (a: Args, off: number): bigint => a.view.getBigUint64(a.base + off, true);
 
 /** `count` NUL-terminated names (byte strings, names.ts) starting at args offset `off`; -EINVAL if unterminated. */
 export function cstrings(a: Args, off: number, count: number): string[] | number {
@@ -52,7 +53,7 @@ export function readDecoder(a: Args): ReadArgs | number {
   const bad = need(a, P.READ_IN.SIZE);
   if (bad < 0) return bad;
   return {
-    fh: u64(a, P.READ_IN.fh), offset: u64(a, P.READ_IN.offset), cookie: big(a, P.READ_IN.offset),
+    fh: u64Number(a, P.READ_IN.fh), offset: u64Number(a, P.READ_IN.offset), cookie: u64Big(a, P.READ_IN.offset),
     size: u32(a, P.READ_IN.size), flags: u32(a, P.READ_IN.flags),
   };
 }
@@ -62,5 +63,5 @@ export interface FsyncArgs { fh: number; datasync: boolean }
 /** fuse_fsync_in (FSYNC, FSYNCDIR). */
 export function fsyncDecoder(a: Args): FsyncArgs | number {
   return a.len < P.FSYNC_IN.SIZE ? -E.EINVAL
-    : { fh: u64(a, P.FSYNC_IN.fh), datasync: (u32(a, P.FSYNC_IN.fsyncFlags) & P.FUSE_FSYNC_FDATASYNC) !== 0 };
+    : { fh: u64Number(a, P.FSYNC_IN.fh), datasync: (u32(a, P.FSYNC_IN.fsyncFlags) & P.FUSE_FSYNC_FDATASYNC) !== 0 };
 }

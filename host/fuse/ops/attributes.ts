@@ -7,7 +7,7 @@ import type { SetAttr, StatFs } from '../filesystem.js';
 import * as P from '../protocol.js';
 import { REPLY_MAX } from '../../core.js';
 import { putName } from '../names.js';
-import { need, noArgs, u32, u64 } from './args.js';
+import { need, noArgs, u32, u64Number } from './args.js';
 import { daxAttrFlag, daxSizeChanged, replyView, statusReply } from './replies.js';
 import { op, type OpRow, type Session } from './op.js';
 
@@ -40,7 +40,7 @@ export const attributeOps: readonly OpRow[] = [
     name: 'GETATTR', method: 'getattr',
     decode: (a) => {
       if (a.len < P.GETATTR_IN.SIZE) return { fh: undefined }; // before 7.9 there were no args
-      return { fh: (u32(a, P.GETATTR_IN.getattrFlags) & P.FUSE_GETATTR_FH) !== 0 ? u64(a, P.GETATTR_IN.fh) : undefined };
+      return { fh: (u32(a, P.GETATTR_IN.getattrFlags) & P.FUSE_GETATTR_FH) !== 0 ? u64Number(a, P.GETATTR_IN.fh) : undefined };
     },
     handle: (s, d, req) => attrReply(s, s.fs.getattr!(req.ctx, req.nodeId, d.fh, s.attr)),
   })],
@@ -53,11 +53,11 @@ export const attributeOps: readonly OpRow[] = [
       const S = P.SETATTR_IN;
       const valid = u32(a, S.valid);
       const set: SetAttr = { valid };
-      if (valid & P.FATTR_FH) set.fh = u64(a, S.fh);
+      if (valid & P.FATTR_FH) set.fh = u64Number(a, S.fh);
       if (valid & P.FATTR_MODE) set.mode = u32(a, S.mode);
       if (valid & P.FATTR_UID) set.uid = u32(a, S.uid);
       if (valid & P.FATTR_GID) set.gid = u32(a, S.gid);
-      if (valid & P.FATTR_SIZE) set.size = u64(a, S.size);
+      if (valid & P.FATTR_SIZE) set.size = u64Number(a, S.size);
       if (valid & P.FATTR_ATIME_NOW) set.atime = 'now';
       else if (valid & P.FATTR_ATIME) set.atime = { sec: Number(a.view.getBigInt64(a.base + S.atime, true)), nsec: u32(a, S.atimensec) };
       if (valid & P.FATTR_MTIME_NOW) set.mtime = 'now';

@@ -5,7 +5,7 @@
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
-import { big, fsyncDecoder, need, noArgs, readDecoder, u32, u64, type FsyncArgs, type ReadArgs } from './args.js';
+import { fsyncDecoder, need, noArgs, readDecoder, u32, u64Big, u64Number, type FsyncArgs, type ReadArgs } from './args.js';
 import { daxSizeChanged, openOut, replyView, statusReply, undoOpen } from './replies.js';
 import { op, type OpRow, type Session } from './op.js';
 
@@ -59,7 +59,7 @@ export const dataOps: readonly OpRow[] = [
       const size = u32(a, P.WRITE_IN.size);
       // The payload must really be there (fuse_in_header.len covers it).
       if (size > a.len - P.WRITE_IN.SIZE) return -E.EINVAL;
-      return { fh: u64(a, P.WRITE_IN.fh), offset: u64(a, P.WRITE_IN.offset), size,
+      return { fh: u64Number(a, P.WRITE_IN.fh), offset: u64Number(a, P.WRITE_IN.offset), size,
         writeFlags: u32(a, P.WRITE_IN.writeFlags) };
     },
     handle: (s, d, req) => {
@@ -72,14 +72,14 @@ export const dataOps: readonly OpRow[] = [
 
   [P.FUSE_FLUSH, op<{ fh: number; lockOwner: bigint }>({
     name: 'FLUSH', method: 'flush',
-    decode: (a) => (a.len < P.FLUSH_IN.SIZE ? -E.EINVAL : { fh: u64(a, P.FLUSH_IN.fh), lockOwner: big(a, P.FLUSH_IN.lockOwner) }),
+    decode: (a) => (a.len < P.FLUSH_IN.SIZE ? -E.EINVAL : { fh: u64Number(a, P.FLUSH_IN.fh), lockOwner: u64Big(a, P.FLUSH_IN.lockOwner) }),
     handle: (s, d, req) => statusReply(s.fs.flush!(req.ctx, req.nodeId, d.fh, d.lockOwner)),
   })],
 
   [P.FUSE_RELEASE, op<{ fh: number; flags: number; releaseFlags: number }>({
     name: 'RELEASE', method: 'release',
     decode: (a) => (a.len < P.RELEASE_IN.SIZE ? -E.EINVAL
-      : { fh: u64(a, P.RELEASE_IN.fh), flags: u32(a, P.RELEASE_IN.flags), releaseFlags: u32(a, P.RELEASE_IN.releaseFlags) }),
+      : { fh: u64Number(a, P.RELEASE_IN.fh), flags: u32(a, P.RELEASE_IN.flags), releaseFlags: u32(a, P.RELEASE_IN.releaseFlags) }),
     handle: (s, d, req) => statusReply(s.fs.release!(req.ctx, req.nodeId, d.fh, d.flags, d.releaseFlags)),
   })],
 
@@ -93,8 +93,8 @@ export const dataOps: readonly OpRow[] = [
     decode: (a) => {
       const bad = need(a, P.FALLOCATE_IN.SIZE);
       if (bad < 0) return bad;
-      return { fh: u64(a, P.FALLOCATE_IN.fh), offset: u64(a, P.FALLOCATE_IN.offset),
-        length: u64(a, P.FALLOCATE_IN.length), mode: u32(a, P.FALLOCATE_IN.mode) };
+      return { fh: u64Number(a, P.FALLOCATE_IN.fh), offset: u64Number(a, P.FALLOCATE_IN.offset),
+        length: u64Number(a, P.FALLOCATE_IN.length), mode: u32(a, P.FALLOCATE_IN.mode) };
     },
     handle: (s, d, req) =>
       daxSizeChanged(s, req.nodeId, statusReply(s.fs.fallocate!(req.ctx, req.nodeId, d.fh, d.offset, d.length, d.mode))),
@@ -105,7 +105,7 @@ export const dataOps: readonly OpRow[] = [
     decode: (a) => {
       const bad = need(a, P.LSEEK_IN.SIZE);
       if (bad < 0) return bad;
-      return { fh: u64(a, P.LSEEK_IN.fh), offset: big(a, P.LSEEK_IN.offset), whence: u32(a, P.LSEEK_IN.whence) };
+      return { fh: u64Number(a, P.LSEEK_IN.fh), offset: u64Big(a, P.LSEEK_IN.offset), whence: u32(a, P.LSEEK_IN.whence) };
     },
     handle: (s, d, req) => {
       const r = s.fs.lseek!(req.ctx, req.nodeId, d.fh, d.offset, d.whence);
@@ -121,10 +121,10 @@ export const dataOps: readonly OpRow[] = [
       const bad = need(a, P.COPY_FILE_RANGE_IN.SIZE);
       if (bad < 0) return bad;
       const X = P.COPY_FILE_RANGE_IN;
-      const flags = big(a, X.flags);
+      const flags = u64Big(a, X.flags);
       if (flags > 0xffff_ffffn) return -E.EINVAL;
-      return { fhIn: u64(a, X.fhIn), offIn: u64(a, X.offIn), nodeOut: u64(a, X.nodeidOut), fhOut: u64(a, X.fhOut),
-        offOut: u64(a, X.offOut), len: Math.min(u64(a, X.len), COPY_MAX), flags: Number(flags) };
+      return { fhIn: u64Number(a, X.fhIn), offIn: u64Number(a, X.offIn), nodeOut: u64Number(a, X.nodeidOut), fhOut: u64Number(a, X.fhOut),
+        offOut: u64Number(a, X.offOut), len: Math.min(u64Number(a, X.len), COPY_MAX), flags: Number(flags) };
     },
     handle: (s, d, req) => {
       const r = s.fs.copyFileRange!(req.ctx, req.nodeId, d.fhIn, d.offIn, d.nodeOut, d.fhOut, d.offOut, d.len, d.flags);

@@ -5,7 +5,7 @@
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
 import { FUSE_REMOVEMAPPING_MAX_ENTRY, daxOf } from '../../dax/dax-device.js';
-import { big, need, u32 } from './args.js';
+import { need, u32, u64Big } from './args.js';
 import { op, type OpRow, type Session } from './op.js';
 
 const E = native.constants.errno;
@@ -33,8 +33,8 @@ export const daxOps: readonly OpRow[] = [
       const bad = need(a, P.SETUPMAPPING_IN.SIZE);
       if (bad < 0) return bad;
       const M = P.SETUPMAPPING_IN;
-      return { fh: big(a, M.fh), foffset: big(a, M.foffset), len: big(a, M.len), flags: big(a, M.flags),
-        moffset: big(a, M.moffset) };
+      return { fh: u64Big(a, M.fh), foffset: u64Big(a, M.foffset), len: u64Big(a, M.len), flags: u64Big(a, M.flags),
+        moffset: u64Big(a, M.moffset) };
     },
     handle: (s, d, req) => {
       const dax = daxOf(s)!;
@@ -55,7 +55,7 @@ export const daxOps: readonly OpRow[] = [
       const out: Array<{ moffset: bigint; len: bigint }> = [];
       for (let i = 0; i < count; i++) {
         const at = P.REMOVEMAPPING_IN.SIZE + i * P.REMOVEMAPPING_ONE.SIZE;
-        out.push({ moffset: big(a, at + P.REMOVEMAPPING_ONE.moffset), len: big(a, at + P.REMOVEMAPPING_ONE.len) });
+        out.push({ moffset: u64Big(a, at + P.REMOVEMAPPING_ONE.moffset), len: u64Big(a, at + P.REMOVEMAPPING_ONE.len) });
       }
       return out;
     },

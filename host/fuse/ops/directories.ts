@@ -5,7 +5,7 @@
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
-import { fsyncDecoder, need, readDecoder, u32, u64, type FsyncArgs, type ReadArgs } from './args.js';
+import { fsyncDecoder, need, readDecoder, u32, u64Number, type FsyncArgs, type ReadArgs } from './args.js';
 import { openOut, replyView, statusReply, undoEntry, undoOpen } from './replies.js';
 import { op, type Args, type OpRow, type Session } from './op.js';
 
@@ -15,7 +15,7 @@ interface FhArgs { fh: number }
 
 function fhDecoder(a: Args): FhArgs | number {
   const bad = need(a, 8);
-  return bad < 0 ? bad : { fh: u64(a, 0) };
+  return bad < 0 ? bad : { fh: u64Number(a, 0) };
 }
 
 function readdirHandler(plus: boolean) {

@@ -7,7 +7,7 @@
 import { native } from '../../native-loader.js';
 import type { CreateResult, Entry } from '../filesystem.js';
 import * as P from '../protocol.js';
-import { cstrings, nameDecoder, need, u32, u64, type NameArgs } from './args.js';
+import { cstrings, nameDecoder, need, u32, u64Number, type NameArgs } from './args.js';
 import { attrFlagsAllowed, openOut, replyView, statusReply, undoEntry, undoOpen } from './replies.js';
 import { NO_REPLY, op, type Args, type OpRow, type Session } from './op.js';
 
@@ -49,7 +49,7 @@ function renameDecoder(a: Args, headerSize: number, withFlags: boolean): RenameA
   if (bad < 0) return bad;
   const names = cstrings(a, headerSize, 2);
   if (typeof names === 'number') return names;
-  return { newDir: u64(a, 0), flags: withFlags ? u32(a, P.RENAME2_IN.flags) : 0, name: names[0], newName: names[1] };
+  return { newDir: u64Number(a, 0), flags: withFlags ? u32(a, P.RENAME2_IN.flags) : 0, name: names[0], newName: names[1] };
 }
 
 /** fuse_create_in (CREATE, TMPFILE) with the entry's name. */
@@ -66,7 +66,7 @@ export const entryOps: readonly OpRow[] = [
 
   [P.FUSE_FORGET, op<number>({
     name: 'FORGET', method: 'forget', noReply: true,
-    decode: (a) => (a.len < P.FORGET_IN.SIZE ? -E.EINVAL : u64(a, P.FORGET_IN.nlookup)),
+    decode: (a) => (a.len < P.FORGET_IN.SIZE ? -E.EINVAL : u64Number(a, P.FORGET_IN.nlookup)),
     handle: (s, nlookup, req) => {
       s.fs.forget!(req.nodeId, nlookup);
       return NO_REPLY;
@@ -84,7 +84,7 @@ export const entryOps: readonly OpRow[] = [
     handle: (s, count, req) => {
       for (let i = 0; i < count; i++) {
         const at = P.BATCH_FORGET_IN.SIZE + i * P.FORGET_ONE.SIZE;
-        s.fs.forget!(u64(req, at + P.FORGET_ONE.nodeid), u64(req, at + P.FORGET_ONE.nlookup));
+        s.fs.forget!(u64Number(req, at + P.FORGET_ONE.nodeid), u64Number(req, at + P.FORGET_ONE.nlookup));
       }
       return NO_REPLY;
     },
@@ -151,7 +151,7 @@ export const entryOps: readonly OpRow[] = [
       const bad = need(a, P.LINK_IN.SIZE);
       if (bad < 0) return bad;
       const n = cstrings(a, P.LINK_IN.SIZE, 1);
-      return typeof n === 'number' ? n : { oldNode: u64(a, P.LINK_IN.oldnodeid), name: n[0] };
+      return typeof n === 'number' ? n : { oldNode: u64Number(a, P.LINK_IN.oldnodeid), name: n[0] };
     },
     // The request's node is the new parent.
     handle: (s, d, req) => entryReply(s, s.fs.link!(req.ctx, d.oldNode, req.nodeId, d.name, s.attr)),

@@ -6,7 +6,7 @@
 import { native } from '../../native-loader.js';
 import type { FileLock } from '../filesystem.js';
 import * as P from '../protocol.js';
-import { big, need, u32, u64 } from './args.js';
+import { need, u32, u64Big, u64Number } from './args.js';
 import { replyView, statusReply } from './replies.js';
 import { op, type Args, type OpRow, type Session } from './op.js';
 
@@ -21,11 +21,11 @@ function lkDecoder(a: Args, s: Session): LkArgs | number {
   const flock = (u32(a, P.LK_IN.lkFlags) & P.FUSE_LK_FLOCK) !== 0;
   // Not offered: the guest keeps that kind of lock itself.
   if ((s.wantFlags & (flock ? P.FUSE_FLOCK_LOCKS : P.FUSE_POSIX_LOCKS)) === 0) return -E.ENOSYS;
-  const lock: FileLock = { start: big(a, P.LK_IN.start), end: big(a, P.LK_IN.end), type: u32(a, P.LK_IN.type),
+  const lock: FileLock = { start: u64Big(a, P.LK_IN.start), end: u64Big(a, P.LK_IN.end), type: u32(a, P.LK_IN.type),
     pid: u32(a, P.LK_IN.pid) };
   if (lock.type !== C.F_RDLCK && lock.type !== C.F_WRLCK && lock.type !== C.F_UNLCK) return -E.EINVAL;
   if (lock.start > P.OFFSET_MAX || lock.end > P.OFFSET_MAX || lock.end < lock.start) return -E.EINVAL;
-  return { fh: u64(a, P.LK_IN.fh), owner: big(a, P.LK_IN.owner), lock, flock };
+  return { fh: u64Number(a, P.LK_IN.fh), owner: u64Big(a, P.LK_IN.owner), lock, flock };
 }
 
 /**

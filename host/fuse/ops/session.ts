@@ -4,7 +4,7 @@
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
 import { DAX_MAP_ALIGNMENT_LOG2, daxOf } from '../../dax/dax-device.js';
-import { big, need, noArgs, u32 } from './args.js';
+import { need, noArgs, u32, u64Big } from './args.js';
 import { replyView, statusReply } from './replies.js';
 import { NO_REPLY, op, type OpRow, type Session } from './op.js';
 
@@ -90,7 +90,7 @@ export const sessionOps: readonly OpRow[] = [
   [P.FUSE_INTERRUPT, op<bigint>({
     // Requests complete synchronously except a parked SETLKW; for any other target the answer went out already.
     name: 'INTERRUPT', noReply: true,
-    decode: (a) => (a.len < P.INTERRUPT_IN.SIZE ? -E.EINVAL : big(a, P.INTERRUPT_IN.unique)),
+    decode: (a) => (a.len < P.INTERRUPT_IN.SIZE ? -E.EINVAL : u64Big(a, P.INTERRUPT_IN.unique)),
     handle: (s, unique) => {
       s.interrupt(unique);
       return NO_REPLY;
