@@ -339,7 +339,7 @@ test('disconnect then a second frontend connects and works', async () => {
   await fe2.waitCall(1);
   assert.is(r.server.served, 1);
   assert.equal(events, ['connect', 'disconnect', 'connect']);
-  assert.is(r.listener.sessions, 2);
+  assert.is(r.listener.connections, 2);
   fe2.close();
   mem.close();
   r.listener.close();
@@ -352,7 +352,7 @@ test('a second frontend waits while one is connected', async () => {
   const fe2 = await VhostUserFrontend.connect(r.path, { timeoutMs: 5000 });
   const pending = fe2.getFeatures();
   await sleep(50);
-  assert.is(r.listener.sessions, 1, 'second not accepted yet');
+  assert.is(r.listener.connections, 1, 'second not accepted yet');
   fe1.close();
   assert.is(await pending, FS_DEVICE_FEATURES, 'served after the first left');
   fe2.close();
@@ -377,7 +377,7 @@ test('fd count stays flat over 50 connect/disconnect cycles', async () => {
   }
   assert.ok(await until(() => r.listener.backend === null));
   assert.is(countOpenFds(), before);
-  assert.is(r.listener.sessions, 51);
+  assert.is(r.listener.connections, 51);
   mem.close();
   r.listener.close();
 });

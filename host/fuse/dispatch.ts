@@ -31,7 +31,7 @@ import { xattrOps } from './ops/xattrs.js';
 import { lockOps } from './ops/locks.js';
 import { daxOps } from './ops/dax.js';
 
-export { DEFER, NO_REPLY, type Args, type FuseCore, type Op, type Session } from './ops/op.js';
+export { DEFER, NO_REPLY, type Args, type FuseCore, type Op, type OpContext } from './ops/op.js';
 export { attrFlagsAllowed } from './ops/replies.js';
 
 /** The dispatch table, indexed by opcode. */

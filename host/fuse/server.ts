@@ -14,7 +14,7 @@ import {
   AttrTarget, BufferData, type ByteTarget, type Context, type DataSource, type DataTarget, type DirTarget, type Entry,
   type FileSystem,
 } from './filesystem.js';
-import { DEFER, NO_REPLY, OPS, attrFlagsAllowed, type Args, type FuseCore, type Op, type Session } from './dispatch.js';
+import { DEFER, NO_REPLY, OPS, attrFlagsAllowed, type Args, type FuseCore, type Op, type OpContext } from './dispatch.js';
 import { FsGuard, PENDING, type SettledFileSystem } from './fs-guard.js';
 import { OpStats } from './op-stats.js';
 import type { ParkedRequest, ReplyParking } from '../virtio/queue-processor.js';
@@ -161,7 +161,7 @@ const ALWAYS_TIMEOUT = 86400;
 /** Guest page size the limits are stated in (x86-64 and most arm64 guests). */
 const GUEST_PAGE = 4096;
 
-export class FuseServer implements Session {
+export class FuseServer implements OpContext {
   /** The core's statx scratch, as an AttrTarget (replaced when a pending request takes the old one along). */
   attr: AttrTarget;
   /** The FileSystem the handlers call: `filesystem` behind the guard (async results, result checks). */

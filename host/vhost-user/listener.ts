@@ -2,7 +2,7 @@
  * The vhost-user socket: listens on a Unix socket path (or serves on a listening socket it was handed, virtiofsd's
  * `--fd`) and serves one frontend at a time with a `VhostUserBackend`.
  *
- * One frontend at a time: while a session is active the listening socket is not polled, so a second frontend
+ * One frontend at a time: while a frontend is connected the listening socket is not polled, so a second frontend
  * that connects waits in the listen backlog (its messages go unanswered) and is accepted as soon as the current
  * one disconnects. This makes "old frontend goes away, new one connects" race-free (QEMU reconnecting, tests).
  *
@@ -12,8 +12,8 @@
  * Events:
  *   'listening' ()                     socket bound
  *   'connect'   (backend)              a frontend was accepted
- *   'disconnect'(reason: Error | null) the session ended (null: the frontend closed the connection cleanly)
- *   'error'     (err: VhostUserError)  a session ended on a protocol/transport error, or accept failed
+ *   'disconnect'(reason: Error | null) the connection ended (null: the frontend closed the connection cleanly)
+ *   'error'     (err: VhostUserError)  a connection ended on a protocol/transport error, or accept failed
  *                                      (emitted only when someone listens for it; otherwise logged)
  *   'close'     ()                     close() finished: socket file removed, poller stopped
  */
@@ -43,7 +43,7 @@ export interface VhostUserListenerOptions extends VhostUserBackendOptions {
   socketGroup?: string;
   core: BackendCore;
   server: RequestServer;
-  /** Close the listener after the first session ends (the C virtiofsd's behaviour). Default false. */
+  /** Close the listener after the first connection ends (the C virtiofsd's behaviour). Default false. */
   exitOnDisconnect?: boolean;
   /** listen(2) backlog. Default 4. */
   backlog?: number;
@@ -60,10 +60,10 @@ export class VhostUserListener extends EventEmitter {
   /** O_PATH fd of the socket's directory, opened at listen(). */
   private socketDirFd = -1;
   private listenToken = 0;
-  private session: VhostUserBackend | null = null;
+  private connection: VhostUserBackend | null = null;
   private closed = false;
-  /** Sessions served so far. */
-  sessions = 0;
+  /** Frontend connections served so far. */
+  connections = 0;
 
   constructor(options: VhostUserListenerOptions) {
     super();
@@ -76,9 +76,9 @@ export class VhostUserListener extends EventEmitter {
     this.poller = options.poller ?? new FdPoller();
   }
 
-  /** The active session's backend, if a frontend is connected. */
+  /** The connected frontend's backend, if a frontend is connected. */
   get backend(): VhostUserBackend | null {
-    return this.session;
+    return this.connection;
   }
 
   get isClosed(): boolean {
@@ -107,12 +107,12 @@ export class VhostUserListener extends EventEmitter {
     this.emit('listening');
   }
 
-  /** Ends the session (if any), stops listening, removes the socket file and stops the poller. Idempotent. */
+  /** Ends the connection (if any), stops listening, removes the socket file and stops the poller. Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.session?.close(null);
-    this.session = null;
+    this.connection?.close(null);
+    this.connection = null;
     if (this.listenFd >= 0) {
       this.poller.remove(this.listenToken);
       native.close(this.listenFd);
@@ -167,7 +167,7 @@ export class VhostUserListener extends EventEmitter {
   }
 
   private onAcceptable(): void {
-    if (this.closed || this.session !== null) return; // not rearmed: pending frontends wait in the backlog
+    if (this.closed || this.connection !== null) return; // not rearmed: pending frontends wait in the backlog
     const fd = native.accept(this.listenFd);
     if (fd < 0) {
       const EAGAIN = native.constants.errno.EAGAIN ?? 11;
@@ -181,23 +181,23 @@ export class VhostUserListener extends EventEmitter {
     try {
       backend = new VhostUserBackend(fd, this.opts.core, this.opts.server, this.poller, this.opts,
         (reason) => this.onSessionEnd(backend, reason));
-      this.session = backend;
+      this.connection = backend;
       backend.start();
     } catch (err) {
-      this.session = null;
+      this.connection = null;
       native.close(fd);
-      this.reportError(new VhostUserError('VU_ERR_SESSION', 'cannot start a session', { cause: err }));
+      this.reportError(new VhostUserError('VU_ERR_SESSION', 'cannot start serving a connection', { cause: err }));
       this.poller.rearm(this.listenToken);
       return;
     }
-    this.sessions++;
+    this.connections++;
     log.info(`vhost-user: frontend connected on ${this.socketPath}`);
     this.emit('connect', backend);
   }
 
   private onSessionEnd(backend: VhostUserBackend, reason: Error | null): void {
-    if (this.session !== backend) return;
-    this.session = null;
+    if (this.connection !== backend) return;
+    this.connection = null;
     this.emit('disconnect', reason);
     if (reason !== null) this.reportError(reason);
     if (this.closed) return;

@@ -9,12 +9,12 @@ import { REPLY_MAX } from '../../core.js';
 import { putName } from '../names.js';
 import { need, noArgs, u32, u64Number } from './args.js';
 import { daxAttrFlag, daxSizeChanged, replyView, statusReply } from './replies.js';
-import { op, type OpRow, type Session } from './op.js';
+import { op, type OpRow, type OpContext } from './op.js';
 
 const E = native.constants.errno;
 
 /** fuse_attr_out from the statx scratch. */
-function attrReply(s: Session, r: number): number {
+function attrReply(s: OpContext, r: number): number {
   if (r < 0) return r;
   const n = s.core.encodeAttrOut(s.core.replyPtr, s.attrTimeout, s.core.statxPtr);
   const dax = daxAttrFlag(s); // so a guest sees a file's DAX state change (fuse_dax_dontcache)

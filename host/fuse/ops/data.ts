@@ -1,13 +1,13 @@
 /**
  * Data ops: an open file's contents. OPEN, READ, WRITE, FLUSH, RELEASE, FSYNC, FALLOCATE, LSEEK, COPY_FILE_RANGE,
  * and IOCTL (answered ENOTTY). READ and WRITE data move between the file and guest memory without passing through
- * these handlers (Session.readTarget / writeSource); a size change is passed on to the DAX window.
+ * these handlers (OpContext.readTarget / writeSource); a size change is passed on to the DAX window.
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
 import { fsyncDecoder, need, noArgs, readDecoder, u32, u64Big, u64Number, type FsyncArgs, type ReadArgs } from './args.js';
 import { daxSizeChanged, openOut, replyView, statusReply, undoOpen } from './replies.js';
-import { op, type OpRow, type Session } from './op.js';
+import { op, type OpRow, type OpContext } from './op.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -20,7 +20,7 @@ interface CopyArgs { fhIn: number; offIn: number; nodeOut: number; fhOut: number
 const COPY_MAX = 0xffff_f000;
 
 /** fuse_write_out { size, padding }: the reply of WRITE and COPY_FILE_RANGE. Returns its length. */
-function writeOutReply(s: Session, written: number): number {
+function writeOutReply(s: OpContext, written: number): number {
   const v = replyView(s);
   v.setUint32(s.core.replyPtr + P.WRITE_OUT.size, written, true);
   v.setUint32(s.core.replyPtr + P.WRITE_OUT.padding, 0, true);

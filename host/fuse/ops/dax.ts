@@ -6,16 +6,16 @@ import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
 import { FUSE_REMOVEMAPPING_MAX_ENTRY, daxOf } from '../../dax/dax-device.js';
 import { need, u32, u64Big } from './args.js';
-import { op, type OpRow, type Session } from './op.js';
+import { op, type OpRow, type OpContext } from './op.js';
 
 const E = native.constants.errno;
 
 /**
  * A DAX answer: a number now, or a promise the frontend's ack resolves. The request is parked until then
- * (Session.defer, woken when the promise settles); where the transport cannot park, EOPNOTSUPP before anything
+ * (OpContext.defer, woken when the promise settles); where the transport cannot park, EOPNOTSUPP before anything
  * is sent.
  */
-function daxAnswer(s: Session, start: () => number | Promise<number>): number {
+function daxAnswer(s: OpContext, start: () => number | Promise<number>): number {
   if (!s.canDefer()) return -E.EOPNOTSUPP;
   const r = start();
   if (typeof r === 'number') return r;

@@ -1,13 +1,13 @@
 /**
  * Directory ops: an open directory's listing. OPENDIR, READDIR, READDIRPLUS (each entry but "." and ".." also a
  * lookup, taken back by `undo` when the reply is not delivered), RELEASEDIR, FSYNCDIR. The entries are packed by
- * the core through Session.dirTarget.
+ * the core through OpContext.dirTarget.
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
 import { fsyncDecoder, need, readDecoder, u32, u64Number, type FsyncArgs, type ReadArgs } from './args.js';
 import { openOut, replyView, statusReply, undoEntry, undoOpen } from './replies.js';
-import { op, type Args, type OpRow, type Session } from './op.js';
+import { op, type Args, type OpRow, type OpContext } from './op.js';
 
 const E = native.constants.errno;
 
@@ -19,7 +19,7 @@ function fhDecoder(a: Args): FhArgs | number {
 }
 
 function readdirHandler(plus: boolean) {
-  return (s: Session, d: ReadArgs, req: Args): number => {
+  return (s: OpContext, d: ReadArgs, req: Args): number => {
     const target = s.dirTarget(d.size, plus);
     const r = plus ? s.fs.readdirplus!(req.ctx, req.nodeId, d.fh, d.cookie, target)
       : s.fs.readdir!(req.ctx, req.nodeId, d.fh, d.cookie, target);
@@ -28,7 +28,7 @@ function readdirHandler(plus: boolean) {
 }
 
 /** READDIRPLUS not delivered: every fuse_direntplus in the first `bodyLen` bytes gave a lookup. */
-function undoDirentPlus(s: Session, bodyLen: number): void {
+function undoDirentPlus(s: OpContext, bodyLen: number): void {
   const v = replyView(s);
   const base = s.core.replyPtr;
   for (let o = 0; o + P.DIRENTPLUS.name <= bodyLen;) {

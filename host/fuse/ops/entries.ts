@@ -9,7 +9,7 @@ import type { CreateResult, Entry } from '../filesystem.js';
 import * as P from '../protocol.js';
 import { cstrings, nameDecoder, need, u32, u64Number, type NameArgs } from './args.js';
 import { attrFlagsAllowed, openOut, replyView, statusReply, undoEntry, undoOpen } from './replies.js';
-import { NO_REPLY, op, type Args, type OpRow, type Session } from './op.js';
+import { NO_REPLY, op, type Args, type OpRow, type OpContext } from './op.js';
 
 const E = native.constants.errno;
 
@@ -19,7 +19,7 @@ interface RenameArgs { newDir: number; flags: number; name: string; newName: str
 interface CreateArgs { flags: number; mode: number; umask: number; openFlags: number; name: string }
 
 /** fuse_entry_out from an Entry and the statx scratch. */
-function entryReply(s: Session, r: Entry | number): number {
+function entryReply(s: OpContext, r: Entry | number): number {
   if (typeof r === 'number') return r;
   const c = s.core;
   const n = c.encodeEntryOut(c.replyPtr, r.nodeId, r.generation, r.entryTimeout ?? s.entryTimeout,
@@ -31,14 +31,14 @@ function entryReply(s: Session, r: Entry | number): number {
 }
 
 /** CREATE/TMPFILE: fuse_entry_out then fuse_open_out. */
-function createReply(s: Session, r: CreateResult | number): number {
+function createReply(s: OpContext, r: CreateResult | number): number {
   const n = entryReply(s, r);
   if (typeof r === 'number' || n < 0) return n;
   return n + openOut(s, n, r.fh, (r.openFlags ?? 0) | s.fileOpenFlags);
 }
 
 /** CREATE/TMPFILE: the new node's release goes out first, then its lookup is dropped. */
-function undoCreate(s: Session, _d: unknown, req: Args): void {
+function undoCreate(s: OpContext, _d: unknown, req: Args): void {
   const nodeId = Number(replyView(s).getBigUint64(s.core.replyPtr, true));
   undoOpen(s, { ...req, nodeId }, P.ENTRY_OUT_SIZE, false);
   undoEntry(s);

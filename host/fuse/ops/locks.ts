@@ -8,14 +8,14 @@ import type { FileLock } from '../filesystem.js';
 import * as P from '../protocol.js';
 import { need, u32, u64Big, u64Number } from './args.js';
 import { replyView, statusReply } from './replies.js';
-import { op, type Args, type OpRow, type Session } from './op.js';
+import { op, type Args, type OpRow, type OpContext } from './op.js';
 
 const C = native.constants;
 const E = C.errno;
 
 interface LkArgs { fh: number; owner: bigint; lock: FileLock; flock: boolean }
 
-function lkDecoder(a: Args, s: Session): LkArgs | number {
+function lkDecoder(a: Args, s: OpContext): LkArgs | number {
   const bad = need(a, P.LK_IN.SIZE);
   if (bad < 0) return bad;
   const flock = (u32(a, P.LK_IN.lkFlags) & P.FUSE_LK_FLOCK) !== 0;
@@ -30,10 +30,10 @@ function lkDecoder(a: Args, s: Session): LkArgs | number {
 
 /**
  * SETLK/SETLKW: a POSIX lock through setlk, a BSD flock (FUSE_LK_FLOCK) through flock, always without waiting.
- * SETLKW that meets a conflict is parked (Session.defer): the server tries again until the lock is free, the guest
+ * SETLKW that meets a conflict is parked (OpContext.defer): the server tries again until the lock is free, the guest
  * interrupts it (EINTR) or the queue goes away; where the transport cannot park, EOPNOTSUPP as before.
  */
-function setlkReply(s: Session, d: LkArgs, req: Args, sleep: boolean): number {
+function setlkReply(s: OpContext, d: LkArgs, req: Args, sleep: boolean): number {
   const fs = s.fs;
   if (d.flock && fs.flock === undefined) return -E.ENOSYS;
   const attempt = d.flock ? () => fs.flock!(req.ctx, req.nodeId, d.fh, d.owner, d.lock.type, sleep)

@@ -1,6 +1,6 @@
 /**
  * The shape of one dispatch table entry (`Op`) and what its code sees: the request's args (`Args`), the server's
- * per-session state and sinks (`Session`) and the core's request/reply surface (`FuseCore`). The op families
+ * per-session state and sinks (`OpContext`) and the core's request/reply surface (`FuseCore`). The op families
  * (entries.ts, attributes.ts, data.ts, ...) build their entries from these; host/fuse/dispatch.ts assembles them and
  * host/fuse/server.ts runs them.
  *
@@ -13,7 +13,7 @@ import type { SettledFileSystem } from '../fs-guard.js';
 
 /** A handler's "do not reply" result (FORGET, BATCH_FORGET, INTERRUPT). Not an errno. */
 export const NO_REPLY = -0x7fff_ffff;
-/** A handler's "answer later" result (Session.defer parked the request). Not an errno. */
+/** A handler's "answer later" result (OpContext.defer parked the request). Not an errno. */
 export const DEFER = -0x10001;
 
 /** The core surface the dispatch code needs (host/core.ts provides it). */
@@ -54,7 +54,7 @@ export interface FuseCore {
 }
 
 /** What handlers see of the server: the filesystem, the core, the negotiated state and the per-request sinks. */
-export interface Session {
+export interface OpContext {
   /** The served FileSystem behind the server's guard (results settled and checked; see fs-guard.ts). */
   readonly fs: SettledFileSystem;
   readonly core: FuseCore;
@@ -121,13 +121,13 @@ export interface Op<A = unknown> {
    */
   readonly modifies?: boolean | ((args: A) => boolean);
   /** The args as plain values, or a negative errno when they are malformed (a numeric A is always >= 0). */
-  decode(a: Args, s: Session): A | number;
-  handle(s: Session, a: A, req: Args): number;
+  decode(a: Args, s: OpContext): A | number;
+  handle(s: OpContext, a: A, req: Args): number;
   /**
    * The reply of length `bodyLen` could not be delivered (the guest's buffers were too small): take back what it
    * gave the guest (lookup counts, open handles), since the kernel will never FORGET/RELEASE it.
    */
-  undo?(s: Session, a: A, req: Args, bodyLen: number): void;
+  undo?(s: OpContext, a: A, req: Args, bodyLen: number): void;
 }
 
 /** A table entry from a typed one (the table holds them side by side whatever their args). */

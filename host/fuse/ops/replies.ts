@@ -5,9 +5,9 @@
  */
 import * as P from '../protocol.js';
 import { daxOf } from '../../dax/dax-device.js';
-import type { Args, Session } from './op.js';
+import type { Args, OpContext } from './op.js';
 
-export function replyView(s: Session): DataView {
+export function replyView(s: OpContext): DataView {
   return s.core.view();
 }
 
@@ -17,7 +17,7 @@ export function statusReply(r: number): number {
 }
 
 /** fuse_open_out at reply offset `at` (OPEN, OPENDIR, CREATE, TMPFILE). Returns its length. */
-export function openOut(s: Session, at: number, fh: number, flags: number): number {
+export function openOut(s: OpContext, at: number, fh: number, flags: number): number {
   const v = replyView(s);
   const o = s.core.replyPtr + at;
   v.setBigUint64(o + P.OPEN_OUT.fh, BigInt(fh), true);
@@ -27,7 +27,7 @@ export function openOut(s: Session, at: number, fh: number, flags: number): numb
 }
 
 /** FUSE_ATTR_DAX when the --inode-dax policy picks the file in the statx scratch (only with FUSE_HAS_INODE_DAX). */
-export function daxAttrFlag(s: Session): number {
+export function daxAttrFlag(s: OpContext): number {
   const dax = daxOf(s);
   if (dax === undefined || !dax.inodeDaxNegotiated) return 0;
   const v = replyView(s);
@@ -40,14 +40,14 @@ export function daxAttrFlag(s: Session): number {
  * The fuse_attr.flags of an entry whose attributes are in the statx scratch: the bits of `wanted` that INIT allows
  * (FUSE_ATTR_SUBMOUNT only with FUSE_SUBMOUNTS), plus FUSE_ATTR_DAX when the --inode-dax policy picks the file.
  */
-export function attrFlagsAllowed(s: Session, wanted: number | undefined): number {
+export function attrFlagsAllowed(s: OpContext, wanted: number | undefined): number {
   const submount = wanted && (s.negotiatedFlags & P.FUSE_SUBMOUNTS) !== 0 ? wanted & P.FUSE_ATTR_SUBMOUNT : 0;
   return submount | daxAttrFlag(s);
 }
 
 /** After a request that may have changed a file's size (SETATTR size, WRITE, FALLOCATE, COPY_FILE_RANGE, OPEN with
  *  O_TRUNC): the DAX window follows (a no-op without mappings of that file). */
-export function daxSizeChanged(s: Session, nodeId: number, r: number): number {
+export function daxSizeChanged(s: OpContext, nodeId: number, r: number): number {
   if (r >= 0) daxOf(s)?.sizeChanged(nodeId);
   return r;
 }
@@ -55,13 +55,13 @@ export function daxSizeChanged(s: Session, nodeId: number, r: number): number {
 // ---- undoing an undelivered reply ------------------------------------------------------------------------------
 
 /** The fuse_entry_out at reply offset `at` was not delivered: drop the lookup it gave. */
-export function undoEntry(s: Session, at = 0): void {
+export function undoEntry(s: OpContext, at = 0): void {
   const nodeId = Number(replyView(s).getBigUint64(s.core.replyPtr + at, true));
   if (nodeId !== 0) s.fs.forget?.(nodeId, 1);
 }
 
 /** The fuse_open_out at reply offset `at` was not delivered: release the handle it gave. */
-export function undoOpen(s: Session, req: Args, at: number, dir: boolean): void {
+export function undoOpen(s: OpContext, req: Args, at: number, dir: boolean): void {
   const fh = Number(replyView(s).getBigUint64(s.core.replyPtr + at + P.OPEN_OUT.fh, true));
   if (dir) s.fs.releasedir?.(req.ctx, req.nodeId, fh);
   else s.fs.release?.(req.ctx, req.nodeId, fh, 0, 0);

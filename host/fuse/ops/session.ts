@@ -1,18 +1,18 @@
 /**
- * Session ops: INIT (version and feature negotiation), DESTROY, INTERRUPT, and SYNCFS (the filesystem as a whole).
+ * OpContext ops: INIT (version and feature negotiation), DESTROY, INTERRUPT, and SYNCFS (the filesystem as a whole).
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
 import { DAX_MAP_ALIGNMENT_LOG2, daxOf } from '../../dax/dax-device.js';
 import { need, noArgs, u32, u64Big } from './args.js';
 import { replyView, statusReply } from './replies.js';
-import { NO_REPLY, op, type OpRow, type Session } from './op.js';
+import { NO_REPLY, op, type OpRow, type OpContext } from './op.js';
 
 const E = native.constants.errno;
 
 interface Init { major: number; minor: number; maxReadahead: number; flags: number; flags2: number }
 
-function handleInit(s: Session, d: Init): number {
+function handleInit(s: OpContext, d: Init): number {
   const v = replyView(s);
   const o = s.core.replyPtr;
   new Uint8Array(v.buffer, o, P.INIT_OUT.SIZE).fill(0);

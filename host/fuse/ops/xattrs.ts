@@ -1,13 +1,13 @@
 /**
  * Extended attribute ops: GETXATTR, LISTXATTR, SETXATTR (both fuse_setxattr_in forms), REMOVEXATTR. Values and
- * lists are written straight into the reply scratch (Session.byteTarget).
+ * lists are written straight into the reply scratch (OpContext.byteTarget).
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
 import { nameOf } from '../names.js';
 import { cstrings, nameDecoder, need, u32, type NameArgs } from './args.js';
 import { replyView, statusReply } from './replies.js';
-import { op, type OpRow, type Session } from './op.js';
+import { op, type OpRow, type OpContext } from './op.js';
 
 const E = native.constants.errno;
 
@@ -15,7 +15,7 @@ interface XattrGetArgs { size: number; name: string }
 interface XattrSetArgs { name: string; value: Uint8Array; flags: number; setxattrFlags: number }
 
 /** GETXATTR/LISTXATTR: `size` 0 -> fuse_getxattr_out with the needed size; else the bytes themselves. */
-function xattrReply(s: Session, asked: number, r: number): number {
+function xattrReply(s: OpContext, asked: number, r: number): number {
   if (r < 0) return r;
   if (asked === 0) {
     const v = replyView(s);
