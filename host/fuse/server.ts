@@ -200,7 +200,6 @@ export class FuseServer implements OpContext {
   private readonly busyHandles = new Map<number, { count: number; idle: Array<() => void> }>();
   /** "opcode:problem" pairs already logged. */
   private readonly reported = new Set<string>();
-  private dv: DataView | null = null;
   /** Per queue (LINEAR_QUEUE for /dev/fuse): how its transport parks a request. */
   private readonly parkings = new Map<number, ReplyParking>();
   /** Parked requests by unique (what FUSE_INTERRUPT names). */
@@ -642,11 +641,9 @@ export class FuseServer implements OpContext {
     }
   }
 
-  /** A DataView over the core memory, renewed when the memory grew. */
+  /** A DataView over the core memory (the core's own, renewed when the memory grew). */
   view(): DataView {
-    const buf = this.core.memory.buffer;
-    if (this.dv === null || this.dv.buffer !== buf) this.dv = new DataView(buf);
-    return this.dv;
+    return this.core.view();
   }
 
   readTarget(size: number): DataTarget {
