@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../host/native-loader.js';
-import { countOpenFds } from './util/fds.js';
+import { countOpenFds, fdsOpenedSince, openFds } from './util/fds.js';
 import { evalArgs, unlessRuntime } from './util/runtime.js';
 import { requireRoot } from './util/prereq.js';
 import type { PollerHandle } from '../host/native.js';
@@ -744,7 +744,7 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
   });
 
   unlessRuntime(test, { deno: 'a Deno worker terminated with a poller open leaves its fds open (the worker\'s and the poller\'s; 8 here), where Node closes them' })(`poller (${mode}) in a worker thread: events arrive there; terminating the worker with the poller open cleans up`, async () => {
-    const base = countOpenFds();
+    const before = openFds();
     const loader = new URL('../host/native-loader.js', import.meta.url).href;
     const worker = new Worker(`
       const { parentPort } = require('node:worker_threads');
@@ -760,7 +760,7 @@ for (const [mode, fn] of pollerBackends.filter(([m]) => m === 'thread' || nodeLo
     assert.is(msg.events, C.EPOLLIN);
     await worker.terminate();
     native.close(msg.efd);
-    assert.is(countOpenFds(), base, 'the poller thread was joined and its fds closed');
+    assert.equal(fdsOpenedSince(before), [], 'the poller thread was joined and its fds closed');
   });
 
   test(`poller (${mode}): 300 rearm cycles from inside the callback deliver exactly 300 events`, async () => {
