@@ -43,6 +43,7 @@ import {
   startBackend,
   startGuest,
   tailLines,
+  workloadNeedsRoot,
 } from './guest.js';
 
 const KEEP = process.env.E2E_KEEP === '1';
@@ -58,7 +59,8 @@ const unavailable: string | undefined = typeof imageOrReason === 'string' ? imag
 /** Registers an e2e test: a counted skip when its prerequisites are missing, a failure under CI=true (prereq.ts). */
 function e2e(name: string, fn: () => Promise<void>, needs: { c?: boolean } = {}): void {
   if (ONLY && !name.includes(ONLY)) return;
-  const reason = unavailable ?? (needs.c && !findCVirtiofsd() ? 'no C virtiofsd (apt-get install qemu-system-common)' : undefined);
+  const reason = unavailable ?? workloadNeedsRoot()
+    ?? (needs.c && !findCVirtiofsd() ? 'no C virtiofsd (apt-get install qemu-system-common)' : undefined);
   test(name, async () => {
     if (skipIf(reason)) return;
     await fn();

@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RUNTIME, processTree, signalChild } from '../util/runtime.js';
 import { sleep } from '../util/wait.js';
+import { missingRoot } from '../util/prereq.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Locations and prerequisites
@@ -162,6 +163,15 @@ export function guestImageOrReason(extraMissing: string[] = []): GuestImage | st
   } catch (e) {
     return (e as Error).message;
   }
+}
+
+/**
+ * Why the guest workload cannot pass against a daemon run by this user, or undefined: it chowns files and checks
+ * owners and modes as the guest's root, which a daemon without root's capabilities answers EPERM.
+ */
+export function workloadNeedsRoot(): string | undefined {
+  const why = missingRoot();
+  return why === undefined ? undefined : `${why}: the guest workload chowns files, which the daemon can only serve as root`;
 }
 
 // ---------------------------------------------------------------------------------------------------

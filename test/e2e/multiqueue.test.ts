@@ -23,7 +23,7 @@ import * as assert from 'uvu/assert';
 import { parseStatsLine, type DaemonStats } from '../../host/stats.js';
 import {
   GUEST_DIR, ROOT, type GuestImage, checkGuestReport, checkWorkloadOnHost, defaultWorkload, describeRun,
-  ensureGuestImage, missingGuestTools, startBackend, startGuest, tailLines,
+  ensureGuestImage, missingGuestTools, startBackend, startGuest, tailLines, workloadNeedsRoot,
 } from './guest.js';
 
 const IN_CI = !!process.env.CI;
@@ -166,7 +166,7 @@ for (const g of GUESTS) {
     const name = `ours, ${g.label}, 2 vCPUs, 2 request queues${pollUs > 0 ? `, --poll-us=${pollUs}` : ''}: ` +
       `${g.wantQueues.length === 2 ? 'both queues serve' : 'the first queue serves'} and the workload passes`;
     if (ONLY && !name.includes(ONLY)) continue;
-    const image = IN_CI ? undefined : imageFor(g);
+    const image = IN_CI ? undefined : workloadNeedsRoot() ?? imageFor(g);
     if (typeof image === 'string') {
       console.log(`e2e: skipping "${name}": ${image}`);
       test.skip(name, () => {});
