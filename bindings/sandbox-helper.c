@@ -73,13 +73,18 @@ static void forward(int sig) {
   if (child_pid > 0) kill(child_pid, sig);
 }
 
-/* From now on the child handles the forwarded signals: sends it those held back. (Called with them blocked.) */
-static void release_signals(void) {
-  child_handles_signals = 1;
-  for (int sig = 1; sig < 32; sig++) {
-    if (held_signals & (1 << sig)) kill(child_pid, sig);
+/* From now on the child handles the forwarded signals: sends it those held back. Idempotent. */
+static void release_signals(const sigset_t *forwarded) {
+  sigset_t old;
+  sigprocmask(SIG_BLOCK, forwarded, &old); /* no handler runs between the test and the sends */
+  if (!child_handles_signals) {
+    child_handles_signals = 1;
+    for (int sig = 1; sig < 32; sig++) {
+      if (held_signals & (1 << sig)) kill(child_pid, sig);
+    }
+    held_signals = 0;
   }
-  held_signals = 0;
+  sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static void die(const char *what) {
@@ -123,10 +128,7 @@ static void keep_only_caps(uint64_t keep) {
 /* One request of the daemon (see the file comment); returns 0 or an errno. */
 static int serve_request(const char *msg, size_t len, int *pivoted, const sigset_t *forwarded) {
   if (len == 2 && msg[0] == 'S' && msg[1] == '\0') {
-    sigset_t old;
-    sigprocmask(SIG_BLOCK, forwarded, &old);
-    release_signals();
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    release_signals(forwarded);
     return 0;
   }
   if (len < 3 || msg[len - 1] != '\0' || strlen(msg + 1) != len - 2 || msg[1] != '/') return EINVAL;
@@ -159,10 +161,7 @@ static void serve_channel(int fd, const sigset_t *forwarded) {
     }
   }
   close(fd);
-  sigset_t old;
-  sigprocmask(SIG_BLOCK, forwarded, &old);
-  if (!child_handles_signals) release_signals();
-  sigprocmask(SIG_SETMASK, &old, NULL);
+  release_signals(forwarded);
 }
 
 int main(int argc, char **argv) {

@@ -105,12 +105,11 @@ export async function main(argv: string[]): Promise<number> {
     if (failed !== null) log.warn(`--syslog: no system logger (${failed}); logging to stderr`);
   }
   // SIGINT/SIGTERM stop the daemon, also one that comes while it starts (it is closed as soon as it has started).
-  let stopSignal: string | null = null;
-  let started: VirtiofsDaemon | null = null;
+  let askStop!: () => void;
+  const stopAsked = new Promise<void>((resolve) => { askStop = resolve; });
   const stop = (sig: string) => {
     log.info(`${sig}: shutting down`);
-    stopSignal = sig;
-    void started?.close();
+    askStop();
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
@@ -123,8 +122,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`virtiofsd-ts: ${msg}\n`);
     return 1;
   }
-  started = daemon;
-  if (stopSignal !== null) void daemon.close();
+  void stopAsked.then(() => daemon.close());
   log.info(`${opts.mountpoint !== undefined ? `mounted at ${opts.mountpoint}`
     : `listening on ${opts.socketPath ?? `fd ${opts.listenFd}`}`}, ` +
     `sharing ${opts.sharedDir} (cache=${opts.cache})`);
