@@ -14,12 +14,14 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
  */
 export type Logger = (level: Exclude<LogLevel, 'off'>, message: string) => void;
 
-let threshold = LOG_LEVELS.indexOf('info');
+/** Each level's rank (its index in LOG_LEVELS): `enabled` is asked once per request, so no search. */
+const RANK = Object.fromEntries(LOG_LEVELS.map((l, i) => [l, i])) as Record<LogLevel, number>;
+let threshold = RANK.info;
 let custom: Logger | null = null;
 
 /** Sets the threshold for the whole process ('off': nothing is logged). */
 export function setLogLevel(level: LogLevel): void {
-  threshold = LOG_LEVELS.indexOf(level);
+  threshold = RANK[level] ?? -1; // (an unknown level from plain JS: everything, as before)
 }
 
 /** Sends log lines to `logger` instead of syslog/stderr (process-wide); null restores those. */
@@ -90,7 +92,7 @@ function emit(level: number, args: unknown[]): void {
 }
 
 export const log = {
-  enabled: (level: LogLevel): boolean => LOG_LEVELS.indexOf(level) >= threshold,
+  enabled: (level: LogLevel): boolean => RANK[level] >= threshold,
   trace: (...a: unknown[]): void => emit(0, a),
   debug: (...a: unknown[]): void => emit(1, a),
   info: (...a: unknown[]): void => emit(2, a),

@@ -167,6 +167,37 @@ test('polling: a ring whose avail.idx jumps past the queue size still halts the 
   assert.is(p.halted, true, 'a ring already marked broken is seen again (not taken for an empty one)');
 });
 
+test('EVENT_IDX: the call follows the completion the driver asked about, not the end of the batch', async () => {
+  const { core, driver, submit, served, server } = await rig(true);
+  const callFd = native.eventfd(0, native.constants.EFD_NONBLOCK);
+  try {
+    for (let i = 0; i < 4; i++) submit();
+    driver.setUsedEvent(0); // "interrupt me at the first completion"
+    const callsSeen: number[] = [];
+    const observing: RequestServer = {
+      serveCurrent() {
+        const calls = native.eventfdRead(callFd); // -EAGAIN (nothing yet) or the count
+        callsSeen.push(calls > 0 ? calls : 0);
+        // The driver took what it was told about after the second completion and re-armed for the next one.
+        if (served.length === 2) driver.setUsedEvent(2);
+        server.serveCurrent();
+      },
+    };
+    const p = new QueueProcessor(core, observing, 0);
+    p.callFd = callFd;
+    assert.is(p.run(), false);
+    assert.equal(served, [1n, 2n, 3n, 4n]);
+    const after = native.eventfdRead(callFd);
+    callsSeen.push(after > 0 ? after : 0);
+    // Calls seen before serving requests 1..4, and after the batch: one right after request 1 (used_event 0),
+    // one right after request 3 (used_event 2), none at the end (used_event already passed).
+    assert.equal(callsSeen, [0, 1, 0, 1, 0]);
+    assert.is(p.stats.notifications, 2);
+  } finally {
+    native.close(callFd);
+  }
+});
+
 test('without pollUs the processor never touches the kick state', async () => {
   const { core, driver, submit, served, server } = await rig(false);
   submit();

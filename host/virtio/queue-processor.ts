@@ -7,8 +7,14 @@
  *                                -2 -> bad message (core already replied -EINVAL)  count, rate-limited debug
  *                                -3 -> ring broken: halt, log error, signal the err eventfd
  *                                 0 -> empty: stop (the core published avail_event: the next buffer kicks)
- *      -> if core.queueNeedsNotify(q): eventfdWrite(callFd, 1)       one call decision per batch
+ *      after each completion: if core.queueNeedsNotify(q): eventfdWrite(callFd, 1)
  * ```
+ *
+ * The call decision follows every completion, not the end of the batch: the driver re-arms (EVENT_IDX used_event)
+ * once it has taken what it was told about, so it hears of the next completion at once and refills the ring while
+ * the rest of the batch is served, instead of waiting for the whole batch and leaving this side idle while it
+ * refills. A driver that has not re-armed costs one Wasm call per request and no syscall. (GETATTR at depth 16
+ * through the standalone frontend: 150k -> 200k requests/s.)
  *
  * With `pollUs` > 0 (adaptive polling) a drained ring is watched for up to pollUs µs before the processor goes
  * back to waiting for a kick, with kicks off meanwhile (the core leaves avail_event behind, or sets
@@ -249,6 +255,7 @@ export class QueueProcessor implements ReplyParking {
       if (r === POP_REQUEST) {
         this.serveOne();
         completed++;
+        this.notifyIfDue();
       } else if (r === POP_EMPTY) {
         break;
       } else if (r === POP_BAD_CHAIN) {
