@@ -139,8 +139,8 @@ test('INIT negotiates only what we implement, with the limits of the zero-copy p
   assert.is(v.getUint32(P.INIT_OUT.major, true), 7);
   assert.is(v.getUint32(P.INIT_OUT.minor, true), 36, 'the kernel minor when it is older than ours');
   const flags = v.getUint32(P.INIT_OUT.flags, true);
-  const want = P.FUSE_ASYNC_READ | P.FUSE_ATOMIC_O_TRUNC | P.FUSE_BIG_WRITES | P.FUSE_DO_READDIRPLUS |
-    P.FUSE_READDIRPLUS_AUTO | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
+  const want = P.FUSE_ASYNC_READ | P.FUSE_ASYNC_DIO | P.FUSE_ATOMIC_O_TRUNC | P.FUSE_BIG_WRITES |
+    P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
   assert.is(flags, want, `flags 0x${flags.toString(16)}`);
   assert.is(flags & P.FUSE_WRITEBACK_CACHE, 0, 'no writeback cache by default');
   assert.is(flags & P.FUSE_POSIX_LOCKS, 0, 'no remote locks');

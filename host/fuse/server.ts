@@ -226,7 +226,9 @@ export class FuseServer implements OpContext {
     // limit is the kernel's page count, not our scratch sizes.
     this.maxWrite = maxPages * GUEST_PAGE;
 
-    let want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
+    // ASYNC_DIO: without it the kernel serves an asynchronous O_DIRECT read or write (libaio, io_uring) as a
+    // synchronous one, so a guest's queue depth never reaches us (fio libaio QD16 ran at QD1).
+    let want = P.FUSE_ASYNC_READ | P.FUSE_ASYNC_DIO | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS | P.FUSE_MAX_PAGES;
     if (fs.open !== undefined || fs.create !== undefined) want |= P.FUSE_ATOMIC_O_TRUNC;
     if (fs.readdirplus !== undefined && options.readdirplus !== false) want |= P.FUSE_DO_READDIRPLUS | P.FUSE_READDIRPLUS_AUTO;
     this.readonly = options.readonly ?? false;
