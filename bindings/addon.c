@@ -304,6 +304,7 @@ NAPI_MODULE_INIT() {
       FN("fcntlGetfl", vfs_fcntl_getfl),
       FN("mmapShared", vfs_mmap_shared),
       FN("munmap", vfs_munmap),
+      FN("mallocTrim", vfs_malloc_trim),
       /* eventfd.c */
       FN("eventfd", vfs_eventfd),
       FN("eventfdRead", vfs_eventfd_read),

@@ -149,6 +149,7 @@ VFS_FN(vfs_window_unmap);
 VFS_FN(vfs_fcntl_getfl);
 VFS_FN(vfs_mmap_shared);
 VFS_FN(vfs_munmap);
+VFS_FN(vfs_malloc_trim);
 
 /* eventfd.c */
 VFS_FN(vfs_eventfd);

@@ -137,6 +137,8 @@ export interface Native {
   mmapShared(fd: number, length: number, fileOffset: number): bigint;
   /** munmap of an mmapShared mapping. 0 or -errno. */
   munmap(addr: bigint, length: number): number;
+  /** malloc_trim(0): free memory of every malloc arena back to the kernel. 1 if some was released, else 0. */
+  mallocTrim(): number;
 
   // ---- eventfd.c ------------------------------------------------------------------------------------------
   /** eventfd(initval, flags | EFD_CLOEXEC). */

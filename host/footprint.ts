@@ -1,0 +1,61 @@
+/**
+ * The CLI daemon's memory policy (the process is ours; an embedding host keeps its own settings):
+ *
+ * - V8's young generation stays at its initial size instead of doubling under load (up to 2 x 16 MiB on 64-bit).
+ *   The request path's garbage dies young, so a small young generation costs more scavenges of a few live
+ *   objects each, and the daemon's private memory stays near its idle size (GETATTR at depth 16: 31 -> 26 MiB
+ *   after 600k requests, throughput within run-to-run noise).
+ * - Once the daemon has gone idle after serving (no request for a second), the heap is collected in full and the
+ *   malloc arenas are trimmed (also once after start-up). Garbage that outlived the young generation (a big
+ *   READDIRPLUS listing's names and entries) would otherwise hold old-space pages until V8's next major GC, and
+ *   the engine's helper threads (compilers, GC) leave megabytes free in malloc arenas, which glibc does not give
+ *   back by itself. A full GC of the daemon's heap takes a few ms, spent while nothing is waiting.
+ *
+ * The young-generation limit and the idle GC are for Node only (Bun's engine has no such flags; Deno's V8 flags
+ * are its own business); trimming is glibc's and applies under every runtime.
+ */
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import { native } from './native-loader.js';
+import { runtimeName } from './runtime.js';
+
+/** How long without a served request counts as idle. */
+const IDLE_CHECK_MS = 1000;
+
+/** Keeps V8's young generation at its initial size (read by V8 each time it would grow it). */
+export function limitYoungGeneration(): void {
+  if (runtimeName !== 'node') return;
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+}
+
+/** V8's full GC (Node: `--expose-gc` set now applies to a new context), or null elsewhere. */
+function fullGc(): (() => void) | null {
+  if (runtimeName !== 'node') return null;
+  v8.setFlagsFromString('--expose-gc');
+  const gc: unknown = vm.runInNewContext('gc');
+  return typeof gc === 'function' ? gc as () => void : null;
+}
+
+/**
+ * Trims malloc arenas now, and collects the heap and trims again each time `served()` stops moving for
+ * IDLE_CHECK_MS after it moved. Returns the function that stops it. The timer does not keep the process alive.
+ */
+export function trimWhenIdle(served: () => number): () => void {
+  const gc = fullGc();
+  native.mallocTrim();
+  let last = served();
+  let trimmed = true;
+  const timer = setInterval(() => {
+    const now = served();
+    if (now !== last) {
+      last = now;
+      trimmed = false;
+    } else if (!trimmed) {
+      gc?.();
+      native.mallocTrim();
+      trimmed = true;
+    }
+  }, IDLE_CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
