@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { native } from '../host/native-loader.js';
 import { countOpenFds } from './util/fds.js';
 import { setLogLevel } from '../host/log.js';
-import { AttrTarget, BufferData, BufferDirTarget, type Entry } from '../host/fuse/filesystem.js';
+import { AttrTarget, BufferData, BufferDirTarget, STATX, type Entry } from '../host/fuse/filesystem.js';
+import { inodeKey, inodeKeyOf } from '../host/passthrough/inode-store.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE } from '../host/fuse/protocol.js';
 import { requireDevFuse, requireRoot } from './util/prereq.js';
@@ -52,6 +53,17 @@ const type = (a: AttrTarget): number => a.mode & C.S_IFMT;
 
 test.before.each(setup);
 test.after.each(teardown);
+
+test('inodeKeyOf: the same key as inodeKey from a BigInt st_ino, for every st_ino (exact Numbers below 2^53)', () => {
+  const attr = AttrTarget.standalone();
+  const v = attr.view;
+  v.setUint32(STATX.devMajor, 259, true);
+  v.setUint32(STATX.devMinor, 3, true);
+  for (const ino of [0n, 2n, 0xffff_ffffn, 0x1_0000_0005n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
+    v.setBigUint64(STATX.ino, ino, true);
+    assert.is(inodeKeyOf(attr), inodeKey(259, 3, ino), String(ino));
+  }
+});
 
 test('lookup counts: one node per inode, FORGET to zero closes the O_PATH fd', () => {
   fs.writeFileSync(path.join(dir, 'a'), 'x');

@@ -75,8 +75,7 @@ export abstract class DirOps extends DataOps {
       this.inodes.forget(entry.nodeId, 1);
       return target.emitPlus(0, 0);
     }
-    const parentInode = this.inodes.get(nodeId);
-    const flags = parentInode === undefined ? 0 : this.submountFlags(parentInode, target.attr);
+    const flags = this.submountFlags(nodeId, target.attr);
     if (target.emitPlus(entry.nodeId, entry.generation, flags)) return true;
     this.inodes.forget(entry.nodeId, 1);
     return false;

@@ -28,6 +28,7 @@
 import { native } from '../native-loader.js';
 import { SystemError } from '../errors.js';
 import { log } from '../log.js';
+import { STATX, type AttrTarget } from '../fuse/filesystem.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -93,8 +94,20 @@ export class Inode {
   }
 }
 
-export function inodeKey(devMajor: number, devMinor: number, ino: bigint): string {
+export function inodeKey(devMajor: number, devMinor: number, ino: bigint | number): string {
   return `${devMajor}:${devMinor}:${ino}`;
+}
+
+/**
+ * The inodeKey of the statx in `attr`, the same string inodeKey gives: st_ino read as a Number while it is exact
+ * (below 2^53, as on every common filesystem), so a READDIRPLUS entry costs no BigInt and no BigInt formatting.
+ */
+export function inodeKeyOf(attr: AttrTarget): string {
+  const v = attr.view;
+  const o = attr.offset;
+  const hi = v.getUint32(o + STATX.ino + 4, true);
+  const ino = hi < 0x200000 ? hi * 0x1_0000_0000 + v.getUint32(o + STATX.ino, true) : v.getBigUint64(o + STATX.ino, true);
+  return inodeKey(v.getUint32(o + STATX.devMajor, true), v.getUint32(o + STATX.devMinor, true), ino);
 }
 
 /** The `${major}:${minor}` part of an inodeKey. */

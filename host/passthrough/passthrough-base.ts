@@ -15,7 +15,7 @@ import type { IdMap } from './id-map.js';
 import type { XattrMap } from './xattr-map.js';
 import { HandleTable, type Handle } from './handle-table.js';
 import { BlockingIo } from './blocking-io.js';
-import { InodeStore, inodeKey, type Inode, type InodeFileHandles } from './inode-store.js';
+import { InodeStore, inodeKey, inodeKeyOf, type Inode, type InodeFileHandles } from './inode-store.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -189,7 +189,7 @@ export abstract class PassthroughBase {
       native.close(fd);
       return r;
     }
-    const key = inodeKey(attr.devMajor, attr.devMinor, attr.ino);
+    const key = inodeKeyOf(attr);
     const inode = this.inodes.acquire(fd, key, attr.mode & C.S_IFMT);
     if (typeof inode === 'number') return inode; // mandatory file handles and none for this inode
     return { nodeId: inode.nodeId, generation: inode.generation };
@@ -197,11 +197,16 @@ export abstract class PassthroughBase {
 
   /**
    * FUSE_ATTR_SUBMOUNT when `announceSubmounts` and the entry whose statx is in `attr` is a directory on another
-   * mount than `parent`: another st_dev (a mount, or a btrfs subvolume), or a mount root (a bind mount of the same
+   * mount than `parent` (an inode, or its node id): another st_dev (a mount, or a btrfs subvolume), or a mount root (a bind mount of the same
    * filesystem). Never for the root itself or a `..` that climbs out of a submount.
    */
-  protected submountFlags(parent: Inode, attr: AttrTarget): number {
+  protected submountFlags(parent: Inode | number, attr: AttrTarget): number {
     if (!this.announceSubmounts || (attr.mode & C.S_IFMT) !== C.S_IFDIR) return 0;
+    if (typeof parent === 'number') { // a node id: looked up only now (a READDIRPLUS entry of a directory)
+      const inode = this.inodes.get(parent);
+      if (inode === undefined) return 0;
+      parent = inode;
+    }
     const dev = `${attr.devMajor}:${attr.devMinor}`;
     const mountRoot = (attr.view.getUint32(attr.offset + 8, true) & C.STATX_ATTR_MOUNT_ROOT) !== 0;
     return dev !== parent.dev || mountRoot ? FUSE_ATTR_SUBMOUNT : 0;
@@ -218,7 +223,7 @@ export abstract class PassthroughBase {
       const r = native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW | C.AT_NO_AUTOMOUNT, C.STATX_BASIC_STATS,
         attr.buffer, attr.offset);
       if (r < 0) return r;
-      const known = this.inodes.getByKey(inodeKey(attr.devMajor, attr.devMinor, attr.ino));
+      const known = this.inodes.getByKey(inodeKeyOf(attr));
       if (known !== undefined) {
         this.creds.attrToGuest(attr);
         this.inodes.ref(known);
