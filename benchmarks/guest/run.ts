@@ -22,7 +22,8 @@
  * --kernel=6.12 (the Debian 6.12 backport guest, .cache/guest-6.12, whose virtio_fs uses several request queues;
  * default the 6.1 e2e guest), --queues=N (request queues of ours' device, `num-request-queues`; the C virtiofsd
  * of QEMU 7.2 serves one, so its runs keep 1), --numjobs=N (fio threads per job; with --smp and --queues > 1 they
- * spread over the queues).
+ * spread over the queues), --reps=N (default 1: each backend boots N times, the order reversed every other
+ * repetition; the table shows per-row medians, the JSON every run).
  */
 import { guestSvgChart } from './chart.js';
 import { spawnSync } from 'node:child_process';
@@ -63,9 +64,10 @@ const cfg = {
   kernel: opt('kernel') ?? '6.1',
   queues: num('queues', 1),
   numjobs: num('numjobs', 1),
+  reps: num('reps', 1),
 };
 if (cfg.kernel !== '6.1' && cfg.kernel !== '6.12') throw new Error(`bench:guest: --kernel=${cfg.kernel}: 6.1 or 6.12`);
-if (cfg.queues < 1 || cfg.numjobs < 1) throw new Error('bench:guest: --queues and --numjobs start at 1');
+if (cfg.queues < 1 || cfg.numjobs < 1 || cfg.reps < 1) throw new Error('bench:guest: --queues, --numjobs and --reps start at 1');
 type Kind = 'ours' | 'ours-poll' | 'c' | '9p';
 const ALL_KINDS: Kind[] = ['ours', 'ours-poll', 'c', '9p'];
 const kinds = (opt('backends') ?? ALL_KINDS.filter((k) => k !== 'ours-poll' || cfg.pollUs > 0).join(',')).split(',').map((k) => {
@@ -507,6 +509,38 @@ function machine(image: GuestImage, loadStart: number[]) {
 
 // ---------------------------------------------------------------------------------------------------
 
+function median(xs: number[]): number {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+/** One backend's runs as one: every number the median over the runs that have it (a single run: itself). */
+function medianRun(rs: BackendRun[]): BackendRun {
+  if (rs.length === 1) return rs[0]!;
+  const of = (pick: (r: BackendRun) => number | undefined): number | undefined => {
+    const xs = rs.map(pick).filter((x): x is number => x !== undefined);
+    return xs.length === 0 ? undefined : median(xs);
+  };
+  const fio: FioResult[] = [];
+  for (const job of new Set(rs.flatMap((r) => r.fio.map((f) => f.job)))) {
+    const fr = rs.map((r) => r.fio.find((f) => f.job === job)).filter((f): f is FioResult => f !== undefined);
+    const m = (k: 'ioKiB' | 'runtimeMs' | 'iops' | 'mbPerSec' | 'clatMeanUs' | 'latMeanUs'): number => median(fr.map((f) => f[k]));
+    fio.push({ ...fr[0]!, ioKiB: m('ioKiB'), runtimeMs: m('runtimeMs'), iops: m('iops'), mbPerSec: m('mbPerSec'),
+      clatMeanUs: m('clatMeanUs'), latMeanUs: m('latMeanUs') });
+  }
+  const meta: MetaResult[] = [];
+  for (const phase of new Set(rs.flatMap((r) => r.meta.map((x) => x.phase)))) {
+    const ms = rs.map((r) => r.meta.find((x) => x.phase === phase)).filter((x): x is MetaResult => x !== undefined);
+    meta.push({ ...ms[0]!, seconds: median(ms.map((x) => x.seconds)) });
+  }
+  return {
+    ...rs[0]!, ok: rs.every((r) => r.ok), problems: rs.flatMap((r) => r.problems), fio, meta,
+    bootMs: of((r) => r.bootMs), workloadMs: of((r) => r.workloadMs), daemonCpuS: of((r) => r.daemonCpuS),
+    qemuCpuS: of((r) => r.qemuCpuS),
+  };
+}
+
 async function main(): Promise<number> {
   const missing = missingGuestTools();
   if (!which('tar')) missing.push('tar');
@@ -520,18 +554,23 @@ async function main(): Promise<number> {
   const image = ensureBenchImage(cfg.kernel === '6.12'
     ? ensureGuestImage(GUEST_612_DIR, { GUEST_KERNEL_SERIES: '6.12' }) : ensureGuestImage());
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-bench-guest-'));
+  /** Every run, in order; `runs` has one per backend: the runs themselves, or their medians (--reps). */
+  const allRuns: BackendRun[] = [];
   const runs: BackendRun[] = [];
   let src: SourceTree;
   try {
     src = makeSourceTarball(work);
     log(`config: ${JSON.stringify(cfg)}; backends ${kinds.join(', ')}; source tree ${src.from} (${src.files} files)`);
-    for (const kind of kinds) {
-      log(`${kind}: booting`);
-      runs.push(await runBackend(kind, image, src, work));
+    for (let rep = 0; rep < cfg.reps; rep++) {
+      for (const kind of rep % 2 === 0 ? kinds : [...kinds].reverse()) {
+        log(`${kind}: booting${cfg.reps > 1 ? ` (repetition ${rep + 1}/${cfg.reps})` : ''}`);
+        allRuns.push(await runBackend(kind, image, src, work));
+      }
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
+  for (const kind of kinds) runs.push(medianRun(allRuns.filter((r) => r.kind === kind)));
 
   const rows = buildRows(runs);
   const cells = tableCells(rows);
@@ -556,6 +595,7 @@ async function main(): Promise<number> {
       elapsedS,
       config: { ...cfg, backends: kinds, sourceTree: { from: src.from, files: src.files, bytes: src.bytes }, fio: fioVersion },
       machine: mach,
+      repetitions: cfg.reps > 1 ? allRuns.map((r) => ({ kind: r.kind, ok: r.ok, fio: r.fio, meta: r.meta })) : undefined,
       backends: runs.map((r) => ({
         kind: r.kind, ok: r.ok, problems: r.problems, command: r.command, mount: r.mountLine,
         bootMs: r.bootMs, workloadMs: r.workloadMs, daemonCpuS: r.daemonCpuS, qemuCpuS: r.qemuCpuS, fio: r.fio, meta: r.meta,
@@ -581,8 +621,11 @@ async function main(): Promise<number> {
       markdownTable(cells),
       '',
       '↑ higher is better, ↓ lower is better. Ratios are ours divided by the other; for times (s) a ratio above 1 means ours is slower.',
-      'One run per backend, one backend after the other: under TCG on a small shared machine, repeated runs of the fio rows',
-      'differ by tens of percent (more than the gaps between the virtio-fs backends in places); the metadata rows are steadier.',
+      cfg.reps > 1
+        ? `Medians of ${cfg.reps} runs per backend (each run a fresh boot; the backends alternate, the order reversed every other`
+          + ' repetition); every run is in the JSON. Under TCG on a small machine, single fio runs differ by tens of percent.'
+        : 'One run per backend, one backend after the other: under TCG on a small shared machine, repeated runs of the fio rows',
+      ...(cfg.reps > 1 ? [] : ['differ by tens of percent (more than the gaps between the virtio-fs backends in places); the metadata rows are steadier.']),
       '',
       '## Workload',
       '',
@@ -612,7 +655,7 @@ async function main(): Promise<number> {
       `- CPU: ${mach.cpu}, ${mach.cores} cores; memory ${mach.memoryGiB} GiB; host kernel ${mach.hostKernel}`,
       `- ${mach.qemu}; accelerator ${mach.accel.toUpperCase()}; guest: Debian kernel ${mach.guestKernel}, ${mach.guestVcpus} vCPU, ${mach.guestMemMiB} MiB (memory-backend-memfd, share=on)`,
       `- Node.js ${mach.node}; ${mach.ours}; C virtiofsd ${mach.cVirtiofsd}`,
-      `- load average (1/5/15 min) at start ${mach.loadAvg.start.join(' / ')}, at end ${mach.loadAvg.end.join(' / ')}; one run per backend, no repetitions`,
+      `- load average (1/5/15 min) at start ${mach.loadAvg.start.join(' / ')}, at end ${mach.loadAvg.end.join(' / ')}; ${cfg.reps > 1 ? `${cfg.reps} runs per backend, medians` : 'one run per backend, no repetitions'}`,
       `- whole run: ${elapsedS} s`,
       '',
     ].join('\n');
