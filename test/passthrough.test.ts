@@ -440,6 +440,42 @@ test('readdirplus: a lookup count only for entries that were sent, none for . an
   assert.is(countOpenFds(), fds);
 });
 
+test('readdirplus: a fresh listing, then the same names held, then new again: one node and one count per sight', () => {
+  // 60 new names make the listing open first (few are held); listing them again while held makes it ask by name
+  // first again; a third set of new names after that. Each path must give the same nodes, counts and fds.
+  const listAll = (): number[] => {
+    const d = num(pfs.opendir(ctx, 1, C.O_RDONLY));
+    const out: number[] = [];
+    let cookie = 0n;
+    for (;;) {
+      const t = new BufferDirTarget(4096, true, attr);
+      assert.is(pfs.readdirplus(ctx, 1, d.fh, cookie, t), 0);
+      const es = t.entries();
+      if (es.length === 0) break;
+      for (const e of es) if (e.nodeId !== 0) out.push(e.nodeId);
+      cookie = es[es.length - 1].cookie;
+    }
+    pfs.releasedir(ctx, 1, d.fh);
+    return out;
+  };
+  const base = pfs.inodes.size;
+  const fds = countOpenFds();
+  for (let i = 0; i < 60; i++) fs.writeFileSync(path.join(dir, `a${i}`), '');
+  const first = listAll();
+  assert.is(first.length, 60);
+  assert.is(pfs.inodes.size, base + 60);
+  const second = listAll();
+  assert.equal(second.slice().sort(), first.slice().sort(), 'the same nodes, held');
+  for (const id of first) assert.is(pfs.inodes.get(id)!.lookups, 2);
+  for (let i = 0; i < 60; i++) fs.writeFileSync(path.join(dir, `b${i}`), '');
+  const third = listAll();
+  assert.is(third.length, 120);
+  assert.is(pfs.inodes.size, base + 120);
+  for (const id of [...third, ...second, ...first]) pfs.forget(id, 1);
+  assert.is(pfs.inodes.size, base);
+  assert.is(countOpenFds(), fds, 'every fd opened or probed for was closed or kept by a node that is gone now');
+});
+
 test('destroy drops every node and handle except the root', () => {
   const fds = countOpenFds();
   fs.writeFileSync(path.join(dir, 'a'), '');

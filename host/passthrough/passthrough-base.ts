@@ -113,6 +113,8 @@ export abstract class PassthroughBase {
    */
   protected readonly lockFds = new Map<number, Map<bigint, number>>();
   private closed = false;
+  /** See lookupListed: the share of recently listed entries whose inode was held already. */
+  private listedHeld = 1;
   /** The thread pool for blocking data I/O, or null (threadPoolSize 0). */
   protected readonly blocking: BlockingIo | null;
 
@@ -216,10 +218,10 @@ export abstract class PassthroughBase {
    * Looks up `name` (one component, not `.`/`..`) under the directory fd `dirFd`. With an fd per inode, a statx
    * by name first: an inode we already hold (its O_PATH fd pins it, so (st_dev, st_ino) cannot have been reused)
    * costs that one syscall instead of openat + statx + close. A new one is opened and judged by its fd's own
-   * statx, whatever the name points at by then.
+   * statx, whatever the name points at by then. `probe` false skips the statx by name (lookupListed decides).
    */
-  protected lookupChild(dirFd: number, name: string, attr: AttrTarget): Entry | number {
-    if (this.inodes.fileHandles === 'never') {
+  protected lookupChild(dirFd: number, name: string, attr: AttrTarget, probe = true): Entry | number {
+    if (probe && this.inodes.fileHandles === 'never') {
       const r = native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW | C.AT_NO_AUTOMOUNT, C.STATX_BASIC_STATS,
         attr.buffer, attr.offset);
       if (r < 0) return r;
@@ -233,6 +235,19 @@ export abstract class PassthroughBase {
     const fd = native.openat(dirFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
     if (fd < 0) return fd;
     return this.acquireFd(fd, attr);
+  }
+
+  /**
+   * lookupChild for an entry a READDIRPLUS lists. A listing meets either inodes the guest holds already (`ls -l`
+   * again) or, mostly, new ones (a first listing). Asking by name first costs one statx for a held inode and one
+   * syscall more than opening first for a new one, so it pays while more than a third are held: `listedHeld` is
+   * that share over the last entries (a moving average; opening first still tells whether the inode was held).
+   */
+  protected lookupListed(dirFd: number, name: string, attr: AttrTarget): Entry | number {
+    const before = this.inodes.size;
+    const r = this.lookupChild(dirFd, name, attr, this.listedHeld > 1 / 3);
+    if (typeof r !== 'number') this.listedHeld += ((this.inodes.size === before ? 1 : 0) - this.listedHeld) / 8;
+    return r;
   }
 
   /**
