@@ -287,6 +287,7 @@ function treeCpuSeconds(pid: number): number | undefined {
 
 async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: string): Promise<BackendRun> {
   const share = path.join(work, `share-${kind}`);
+  fs.rmSync(share, { recursive: true, force: true }); // a repetition starts from an empty share, as the first run
   fs.mkdirSync(share, { recursive: true });
   fs.copyFileSync(src.tarball, path.join(share, 'bench-src.tar'));
   const socketPath = path.join(work, `${kind}.sock`);
