@@ -15,7 +15,7 @@ import { capabilities, parseCommandLine, usage } from './cli-options.js';
 import { runtimeNeedsRelaunch } from './runtime.js';
 import { native } from './native-loader.js';
 import { installStatsSignal } from './stats.js';
-import { limitYoungGeneration, trimWhenIdle } from './footprint.js';
+import { limitYoungGeneration, shrinkWhenIdle } from './footprint.js';
 
 function packageVersion(): string {
   const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
@@ -125,7 +125,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   void stopAsked.then(() => daemon.close());
   limitYoungGeneration();
-  const stopTrimming = trimWhenIdle(() => daemon.stats().reduce((n, s) => n + s.count, 0));
+  const stopShrinking = shrinkWhenIdle(() => daemon.stats().reduce((n, s) => n + s.count, 0));
   log.info(`${opts.mountpoint !== undefined ? `mounted at ${opts.mountpoint}`
     : `listening on ${opts.socketPath ?? `fd ${opts.listenFd}`}`}, ` +
     `sharing ${opts.sharedDir} (cache=${opts.cache})`);
@@ -135,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGUSR1', printStats);
   const uninstallStats = installStatsSignal(daemon.listener); // SIGUSR2: one stats line on stderr (host/stats.ts)
   await daemon.closed;
-  stopTrimming();
+  stopShrinking();
   uninstallStats();
   process.removeListener('SIGUSR1', printStats);
   return 0;

@@ -1,7 +1,8 @@
 /**
  * The CLI daemon's memory policy (the process is ours; an embedding host keeps its own settings):
  *
- * - V8's young generation stays at its initial size instead of doubling under load (up to 2 x 16 MiB on 64-bit).
+ * - V8's young generation stays near its initial size (it grows once, to 2 MiB) instead of doubling under load up
+ *   to 2 x 16 MiB on 64-bit.
  *   The request path's garbage dies young, so a small young generation costs more scavenges of a few live
  *   objects each, and the daemon's private memory stays near its idle size (GETATTR at depth 16: 31 -> 26 MiB
  *   after 600k requests, throughput within run-to-run noise).
@@ -22,7 +23,7 @@ import { runtimeName } from './runtime.js';
 /** How long without a served request counts as idle. */
 const IDLE_CHECK_MS = 1000;
 
-/** Keeps V8's young generation at its initial size (read by V8 each time it would grow it). */
+/** Keeps V8's young generation near its initial size (the growth factor is read each time V8 would grow it). */
 export function limitYoungGeneration(): void {
   if (runtimeName !== 'node') return;
   v8.setFlagsFromString('--semi-space-growth-factor=1');
@@ -37,10 +38,10 @@ function fullGc(): (() => void) | null {
 }
 
 /**
- * Trims malloc arenas now, and collects the heap and trims again each time `served()` stops moving for
- * IDLE_CHECK_MS after it moved. Returns the function that stops it. The timer does not keep the process alive.
+ * Trims malloc arenas now; then, each time `served()` stops moving for IDLE_CHECK_MS after it moved, collects the
+ * heap in full and trims again. Returns the function that stops it. The timer does not keep the process alive.
  */
-export function trimWhenIdle(served: () => number): () => void {
+export function shrinkWhenIdle(served: () => number): () => void {
   const gc = fullGc();
   native.mallocTrim();
   let last = served();

@@ -45,7 +45,7 @@ console.log(v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space'
   assert.ok(limited <= 2 * initial, `with the limit it stays: ${initial} -> ${limited}`);
 });
 
-nodeOnly('trimWhenIdle: a daemon gone idle after serving gets a full GC; a busy or never-served one does not', () => {
+nodeOnly('shrinkWhenIdle: a daemon gone idle after serving gets a full GC; a busy or never-served one does not', () => {
   const out = inNode(`
 const { PerformanceObserver, constants } = await import('node:perf_hooks');
 let majors = 0;
@@ -53,7 +53,7 @@ new PerformanceObserver((l) => { for (const e of l.getEntries()) if (e.detail?.k
   .observe({ entryTypes: ['gc'] });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let served = 0;
-const stop = f.trimWhenIdle(() => served);
+const stop = f.shrinkWhenIdle(() => served);
 await sleep(2500);
 const neverServed = majors;
 const busy = setInterval(() => { served++; }, 50);
