@@ -7,7 +7,7 @@
  *                                -2 -> bad message (core already replied -EINVAL)  count, rate-limited debug
  *                                -3 -> ring broken: halt, log error, signal the err eventfd
  *                                 0 -> empty: stop (the core published avail_event: the next buffer kicks)
- *      after each completion: if core.queueNeedsNotify(q): eventfdWrite(callFd, 1)
+ *      after each completion (1, -1, -2): if core.queueNeedsNotify(q): eventfdWrite(callFd, 1)
  * ```
  *
  * The call decision follows every completion, not the end of the batch: the driver re-arms (EVENT_IDX used_event)
@@ -213,14 +213,12 @@ export class QueueProcessor implements ReplyParking {
     let budget = this.batch;
     if (this.pollUs === 0) {
       const r = this.drain(budget, -1);
-      if (r > 0) this.notifyIfDue();
       return r < 0 ? false : this.budgetLeft === 0;
     }
     let spun = false;
     for (;;) {
       const r = this.drain(budget, core.queueAvailPending!(q));
       budget = this.budgetLeft;
-      if (r > 0) this.notifyIfDue();
       if (r < 0) return false; // halted (kicks stay as they are: the ring is dead until reset)
       if (budget === 0 || spun) return true;
       if (!this.kicksOff) {
@@ -254,35 +252,33 @@ export class QueueProcessor implements ReplyParking {
       const r = core.queuePop(q);
       if (r === POP_REQUEST) {
         this.serveOne();
-        completed++;
-        this.notifyIfDue();
-      } else if (r === POP_EMPTY) {
-        break;
       } else if (r === POP_BAD_CHAIN) {
         this.stats.badChains++;
-        completed++;
         this.rateLimited('warn', 'malformed descriptor chain (returned with len 0)');
       } else if (r === POP_BAD_MESSAGE) {
         this.stats.badMessages++;
-        completed++;
         this.rateLimited('debug', 'malformed FUSE request (answered -EINVAL)');
-      } else if (r === POP_RING_BROKEN) {
-        this.halted = true;
-        log.error(`queue ${q}: ring broken (avail index moved by more than the queue size); queue halted until reset`);
-        if (this.errFd >= 0) native.eventfdWrite(this.errFd, 1);
-        break;
       } else {
-        this.halted = true;
-        log.error(`queue ${q}: unexpected queuePop result ${r}; queue halted`);
+        if (r !== POP_EMPTY) this.halt(r);
         break;
       }
+      completed++;
+      this.notifyIfDue(); // after every completion: see the top of the file
     }
     this.budgetLeft = budget;
-    if (this.halted) {
-      if (completed > 0) this.notifyIfDue();
-      return -1;
+    return this.halted ? -1 : completed;
+  }
+
+  /** Stops serving the queue after `queuePop` said its ring is broken (or answered what it never answers). */
+  private halt(r: number): void {
+    const q = this.queue;
+    this.halted = true;
+    if (r === POP_RING_BROKEN) {
+      log.error(`queue ${q}: ring broken (avail index moved by more than the queue size); queue halted until reset`);
+      if (this.errFd >= 0) native.eventfdWrite(this.errFd, 1);
+    } else {
+      log.error(`queue ${q}: unexpected queuePop result ${r}; queue halted`);
     }
-    return completed;
   }
 
   /**
