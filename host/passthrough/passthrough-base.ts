@@ -8,14 +8,14 @@ import { byteString, native } from '../native-loader.js';
 import { ConfigError, SystemError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { log } from '../log.js';
-import type { AttrTarget, Context, Entry } from '../fuse/filesystem.js';
+import { AttrTarget, type Context, type Entry } from '../fuse/filesystem.js';
 import { FUSE_ATTR_SUBMOUNT } from '../fuse/protocol.js';
 import { FsCredentials } from './credentials.js';
 import type { IdMap } from './id-map.js';
 import type { XattrMap } from './xattr-map.js';
 import { HandleTable, type Handle } from './handle-table.js';
 import { BlockingIo } from './blocking-io.js';
-import { InodeStore, inodeKey, inodeKeyOf, type Inode, type InodeFileHandles } from './inode-store.js';
+import { InodeStore, inodeKeyOf, type Inode, type InodeFileHandles } from './inode-store.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -121,15 +121,13 @@ export abstract class PassthroughBase {
   constructor(options: PassthroughOptions) {
     const rootFd = native.openat(C.AT_FDCWD, byteString(options.root), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (rootFd < 0) throw new SystemError('openat', -rootFd, native.strerror(-rootFd), options.root);
-    const probe = new ArrayBuffer(256);
-    const dv = new DataView(probe);
-    const r = native.statx(rootFd, '', STAT_FLAGS, C.STATX_BASIC_STATS, probe, 0);
+    const rootAttr = AttrTarget.standalone();
+    const r = native.statx(rootFd, '', STAT_FLAGS, C.STATX_BASIC_STATS, rootAttr.buffer, rootAttr.offset);
     if (r < 0) {
       native.close(rootFd);
       throw new SystemError('statx', -r, native.strerror(-r), options.root);
     }
-    const key = inodeKey(dv.getUint32(136, true), dv.getUint32(140, true), dv.getBigUint64(32, true));
-    this.inodes = new InodeStore(rootFd, key, dv.getUint16(28, true) & C.S_IFMT,
+    this.inodes = new InodeStore(rootFd, inodeKeyOf(rootAttr), rootAttr.mode & C.S_IFMT,
       { fileHandles: options.inodeFileHandles ?? 'never' });
     this.procFd = native.openat(C.AT_FDCWD, '/proc/self/fd', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (this.procFd < 0) {
