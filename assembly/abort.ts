@@ -1,18 +1,15 @@
 // The core's abort: reached only on internal corruption (a broken invariant of the core itself, never guest input).
-// It prints `abort: <message>[ at <file>:<line>:<column>]` to stderr through WASI `fd_write` and traps; the host
-// (host/core.ts) turns the trap into a VirtiofsdError ERR_CORE_TRAP carrying this text.
+// It leaves `abort: <message>[ at <file>:<line>:<column>]` in a static buffer and traps; the host (host/core.ts)
+// reads it through abortMessagePtr/abortMessageLength and turns the trap into a VirtiofsdError ERR_CORE_TRAP
+// carrying this text. The core imports nothing to report it: no I/O layer is loaded for a message that a healthy
+// core never writes.
 //
 // Wired in by asconfig.json: `--use abort=assembly/abort/coreAbort`.
 
-@external("wasi_snapshot_preview1", "fd_write")
-declare function wasiFdWrite(fd: u32, iovs: usize, iovsLen: u32, nwritten: usize): u32;
-
-const STDERR: u32 = 2;
 const MSG_CAP: u32 = 1024;
 
-// Scratch: the message bytes, one iovec {u32 buf, u32 len} and the nwritten word. Static; abort never allocates.
+// The message bytes. Static; abort never allocates.
 const MSG_BUF: usize = memory.data(MSG_CAP);
-const MSG_IOV: usize = memory.data(16, 8);
 
 let msgLen: u32 = 0;
 
@@ -62,9 +59,14 @@ export function coreAbort(
     putByte(0x3a);
     putDecimal(column);
   }
-  putByte(0x0a);
-  store<u32>(MSG_IOV, <u32>MSG_BUF);
-  store<u32>(MSG_IOV, msgLen, 4);
-  wasiFdWrite(STDERR, MSG_IOV, 1, MSG_IOV + 8);
   unreachable();
+}
+
+/** Where the last abort's message starts (ASCII, abortMessageLength() bytes; 0 bytes before any abort). */
+export function abortMessagePtr(): usize {
+  return MSG_BUF;
+}
+
+export function abortMessageLength(): u32 {
+  return msgLen;
 }

@@ -19,7 +19,7 @@ import * as sq from './split-queue';
 import * as rq from './request';
 import * as fc from './fuse-codec';
 import * as dr from './dax-ranges';
-import './abort'; // coreAbort, the `--use abort=` target (asconfig.json)
+export { abortMessagePtr, abortMessageLength } from './abort'; // and coreAbort, the `--use abort=` target (asconfig.json)
 
 const STATX: usize = memory.data(<i32>fc.STATX_SIZE, 16);
 

@@ -21,7 +21,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { init, WASI } from '@wasmer/wasi';
 import { SystemError, VirtiofsdError } from './errors.js';
 import type { Native } from './native.js';
 import { packageRoot } from './package-root.js';
@@ -29,6 +28,8 @@ import { packageRoot } from './package-root.js';
 /** Raw exports of dist/core.wasm (i64 as bigint, bool as 0/1). */
 export interface CoreExports {
   memory: WebAssembly.Memory;
+  abortMessagePtr(): number;
+  abortMessageLength(): number;
   memReset(): void;
   memSetLinearBase(base: bigint): void;
   memAddRegion(gpa: bigint, uva: bigint, size: bigint, linearOffset: number): number;
@@ -184,8 +185,6 @@ interface PlacedRegion {
   mappingLength: number;
 }
 
-let wasiReady: Promise<void> | undefined;
-
 /** The addon via ./native-loader.js, or undefined when it is not built (then only test regions are usable). */
 async function tryLoadNative(): Promise<Native | undefined> {
   try {
@@ -210,7 +209,6 @@ export class Core {
   readonly linearBufSize: number;
 
   private readonly e: CoreExports;
-  private readonly wasi: WASI | undefined;
   private native: Native | undefined;
   private buffer: ArrayBuffer;
   private dataView: DataView;
@@ -230,10 +228,9 @@ export class Core {
   /** Chunks the core asked the host to map (tests, logs). */
   windowMisses = 0;
 
-  private constructor(instance: WebAssembly.Instance, wasi: WASI | undefined, native: Native | undefined,
+  private constructor(instance: WebAssembly.Instance, native: Native | undefined,
     forcedSlots: number | undefined) {
     this.e = instance.exports as unknown as CoreExports;
-    this.wasi = wasi;
     this.native = native;
     this.forcedSlots = forcedSlots;
     this.memory = this.e.memory;
@@ -257,7 +254,7 @@ export class Core {
     return this.base;
   }
 
-  /** Compiles (once per path) and instantiates the core with WASI imports for its stderr. */
+  /** Compiles (once per path) and instantiates the core; its only imports are the host's (hostImports). */
   static async create(options: CoreOptions = {}): Promise<Core> {
     const path = options.wasmPath ?? resolve(packageRoot(), 'dist', 'core.wasm');
     let modulePromise = moduleCache.get(path);
@@ -273,20 +270,8 @@ export class Core {
       throw new VirtiofsdError('ERR_CORE_LOAD',
         `cannot load the core ${path} (run \`npm run build:wasm\`): ${(err as Error).message}`, { cause: err });
     }
-    // The release build may import no WASI (its abort is unreachable); WASI is only wired when it is imported.
-    const needsWasi = WebAssembly.Module.imports(mod).some((i) => i.module.startsWith('wasi'));
-    let wasi: WASI | undefined;
-    let imports: WebAssembly.Imports = {};
-    if (needsWasi) {
-      wasiReady ??= init().then(() => undefined);
-      await wasiReady;
-      wasi = new WASI({ args: [], env: {} });
-      imports = wasi.getImports(mod) as WebAssembly.Imports;
-    }
     let core: Core | undefined;
-    imports = { ...imports, host: Core.hostImports(() => core) };
-    const instance = await WebAssembly.instantiate(mod, imports);
-    if (wasi !== undefined) wasi.instantiate(instance, {});
+    const instance = await WebAssembly.instantiate(mod, { host: Core.hostImports(() => core) });
     const slots = options.windowSlots;
     if (slots !== undefined && !(Number.isInteger(slots) && slots >= 1 && slots <= 1024)) {
       throw new VirtiofsdError('ERR_GUEST_MEMORY', `windowSlots must be 1..1024 (${slots})`);
@@ -297,7 +282,7 @@ export class Core {
       throw new VirtiofsdError('ERR_NATIVE_MISSING',
         'the native addon is older than the core (no mmapShared, old iovec format): run `npm run build:native`');
     }
-    core = new Core(instance, wasi, native, slots);
+    core = new Core(instance, native, slots);
     return core;
   }
 
@@ -340,13 +325,10 @@ export class Core {
     return this.u8;
   }
 
-  /** What the core wrote to stderr (abort messages). */
-  stderr(): string {
-    try {
-      return this.wasi?.getStderrString() ?? '';
-    } catch {
-      return '';
-    }
+  /** The core's last abort message (empty before any abort). */
+  abortMessage(): string {
+    const at = this.e.abortMessagePtr();
+    return String.fromCharCode(...this.bytes().subarray(at, at + this.e.abortMessageLength()));
   }
 
   /** The raw exports, for modules layered on the core that wrap their own part (host/dax/dax-ranges.ts). */
@@ -356,7 +338,7 @@ export class Core {
 
   private trap(err: unknown): never {
     if (err instanceof WebAssembly.RuntimeError) {
-      const text = this.stderr().trim();
+      const text = this.abortMessage();
       throw new VirtiofsdError('ERR_CORE_TRAP', `core trapped: ${err.message}${text ? `: ${text}` : ''}`,
         { cause: err });
     }

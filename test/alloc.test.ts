@@ -10,14 +10,13 @@
  *
  * assemblyscript 0.28 does not ship its JS rtrace module (`#rtrace` points at a lib/rtrace that is not in the
  * package), so the hooks are implemented here; Core.create cannot pass extra imports, so the rtrace build is
- * instantiated here too, with @wasmer/wasi for the abort's fd_write as host/core.ts does.
+ * instantiated here too, with the host import host/core.ts gives it.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { init, WASI } from '@wasmer/wasi';
 import { VirtqueueDriver } from '../host/frontend/virtqueue-driver.js';
 import { fuseRequest } from './util/fuse-request.js';
 import type { CoreExports } from '../host/core.js';
@@ -57,9 +56,7 @@ type MapChunk = (region: number, chunk: number, slot: number, length: number) =>
 
 async function instantiate(mapChunk: MapChunk = () => -22): Promise<{ e: RawCore; counts: Counts; mod: WebAssembly.Module }> {
   await ensureBuilt();
-  await init();
   const mod = await WebAssembly.compile(readFileSync(WASM));
-  const wasi = new WASI({ args: [], env: {} });
   const counts: Counts = { init: 0, alloc: 0, resize: 0, move: 0, free: 0, collect: 0 };
   const rtrace = {
     oninit: () => { counts.init++; },
@@ -75,9 +72,7 @@ async function instantiate(mapChunk: MapChunk = () => -22): Promise<{ e: RawCore
     onstore: (ptr: number) => ptr,
     onload: (ptr: number) => ptr,
   };
-  const imports = { ...(wasi.getImports(mod) as WebAssembly.Imports), rtrace, host: { mapChunk } };
-  const instance = await WebAssembly.instantiate(mod, imports);
-  wasi.instantiate(instance, {});
+  const instance = await WebAssembly.instantiate(mod, { rtrace, host: { mapChunk } });
   return { e: instance.exports as unknown as RawCore, counts, mod };
 }
 
