@@ -1,7 +1,7 @@
 /**
  * The CLI daemon's memory policy (host/footprint.ts), each part in a Node child process of its own (V8 flags are
  * process-wide): the young generation does not grow under allocation churn, and a daemon gone idle after serving
- * gets a full GC (and a malloc trim) without being asked.
+ * gets a full, compacting GC (and a malloc trim) without being asked.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -67,6 +67,34 @@ console.log(JSON.stringify({ neverServed, whileBusy, afterIdle }));
 `);
   const r = JSON.parse(out) as { neverServed: number; whileBusy: number; afterIdle: number };
   assert.equal(r, { neverServed: 0, whileBusy: 0, afterIdle: 1 }, out);
+});
+
+/**
+ * 400k small objects promoted to old space, then 19 in 20 of them dropped: survivors on every page. Prints old
+ * space's committed and used KiB after `collect` (an expression run once the garbage exists).
+ */
+const fragmented = (collect: string): string => `
+const v8 = await import('node:v8');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let keep = [];
+for (let i = 0; i < 400_000; i++) keep.push({ i, s: 'entry-' + i });
+for (let j = 0; j < 3; j++) { let junk = []; for (let i = 0; i < 200_000; i++) junk.push({ i }); junk = null; await sleep(1); }
+keep = keep.filter((_, i) => i % 20 === 0);
+${collect};
+const old = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space');
+console.log(JSON.stringify({ committed: old.physical_space_size >> 10, used: old.space_used_size >> 10, kept: keep.length }));
+`;
+
+nodeOnly('shrinkWhenIdle compacts: old-space pages that garbage emptied go back (a plain full GC keeps them)', () => {
+  type Old = { committed: number; used: number; kept: number };
+  const plain = JSON.parse(inNode(fragmented(`v8.setFlagsFromString('--expose-gc');
+(await import('node:vm')).runInNewContext('gc')()`))) as Old;
+  const idle = JSON.parse(inNode(fragmented(`let served = 0; f.shrinkWhenIdle(() => served); served++;
+await sleep(2500)`))) as Old;
+  assert.is(idle.kept, 20_000);
+  assert.ok(plain.committed > plain.used + 16 * 1024,
+    `a plain full GC leaves the pages committed (the check can see it): ${JSON.stringify(plain)}`);
+  assert.ok(idle.committed < idle.used + 4 * 1024, `the idle GC gives them back: ${JSON.stringify(idle)}`);
 });
 
 test.run();
