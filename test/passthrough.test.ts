@@ -11,7 +11,6 @@ import { native } from '../host/native-loader.js';
 import { countOpenFds } from './util/fds.js';
 import { setLogLevel } from '../host/log.js';
 import { AttrTarget, BufferData, BufferDirTarget, STATX, type Entry } from '../host/fuse/filesystem.js';
-import { inodeKey, inodeKeyOf } from '../host/passthrough/inode-store.js';
 import { PassthroughFs } from '../host/passthrough/passthrough-fs.js';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE } from '../host/fuse/protocol.js';
 import { requireDevFuse, requireRoot } from './util/prereq.js';
@@ -54,15 +53,33 @@ const type = (a: AttrTarget): number => a.mode & C.S_IFMT;
 test.before.each(setup);
 test.after.each(teardown);
 
-test('inodeKeyOf: the same key as inodeKey from a BigInt st_ino, for every st_ino (exact Numbers below 2^53)', () => {
-  const attr = AttrTarget.standalone();
-  const v = attr.view;
-  v.setUint32(STATX.devMajor, 259, true);
-  v.setUint32(STATX.devMinor, 3, true);
-  for (const ino of [0n, 2n, 0xffff_ffffn, 0x1_0000_0005n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
+test('keyOf: one key per (st_dev, st_ino), a Number below 2^43 on the first 1024 filesystems, a string beyond', () => {
+  const a = AttrTarget.standalone();
+  const v = a.view;
+  const keyOf = (major: number, minor: number, ino: bigint): number | string => {
+    v.setUint32(STATX.devMajor, major, true);
+    v.setUint32(STATX.devMinor, minor, true);
     v.setBigUint64(STATX.ino, ino, true);
-    assert.is(inodeKeyOf(attr), inodeKey(259, 3, ino), String(ino));
+    return pfs.inodes.keyOf(a);
+  };
+  const inos = [0n, 2n, 0xffff_ffffn, 0x1_0000_0005n, 2n ** 43n - 1n, 2n ** 43n, 2n ** 53n - 1n, 2n ** 53n,
+    2n ** 53n + 1n, 2n ** 64n - 1n];
+  // The shared directory's filesystem came first; then these, then enough to use up the Number range of devices.
+  const devs: [number, number][] = [[259, 3], [259, 4], [8, 1], [0, 259]];
+  for (let i = 0; devs.length < 1100; i++) devs.push([4095, i]);
+  const seen = new Map<number | string, string>();
+  for (const [major, minor] of devs) {
+    for (const ino of inos) {
+      const what = `${major}:${minor}:${ino}`;
+      const key = keyOf(major, minor, ino);
+      assert.is(keyOf(major, minor, ino), key, `${what}: the same key again`);
+      assert.not.ok(seen.has(key), `${what}: a key of its own (${key} was ${seen.get(key)})`);
+      seen.set(key, what);
+      if (ino < 2n ** 43n && minor < 1000) assert.type(key, 'number', what);
+      if (ino >= 2n ** 43n) assert.type(key, 'string', what);
+    }
   }
+  assert.type(keyOf(4095, 1099, 1n), 'string', 'the devices past the first 1024 get strings');
 });
 
 test('lookup counts: one node per inode, FORGET to zero closes the O_PATH fd', () => {

@@ -5,7 +5,7 @@
  *
  * How an entry reaches its host inode (`--inode-file-handles`, virtiofsd's semantics):
  * - `never`: the entry holds an O_PATH|O_NOFOLLOW fd for as long as the guest holds the node; it is keyed by
- *   (st_dev, st_ino), which cannot be reused while the fd pins the inode.
+ *   (st_dev, st_ino), which cannot be reused while the fd pins the inode (see `keyOf`).
  * - `prefer`: the entry holds a file handle (name_to_handle_at) and the mount it belongs to, so the nodes the guest
  *   holds cost no fd each; an fd is opened by handle when an operation needs one. Inodes whose filesystem has no
  *   handles (procfs, sysfs, overlayfs without nfs_export…) fall back to an fd.
@@ -51,8 +51,25 @@ const HANDLE_BUF_SIZE = 8 + C.MAX_HANDLE_SZ;
 interface MountRef {
   readonly mountId: number;
   readonly fd: number;
-  readonly dev: string;
+  readonly dev: number;
 }
+
+/**
+ * An entry's key in the store: (st_dev, st_ino) as one Number while that is exact (the common case: no string is
+ * built, hashed or kept per inode), else a string; `h:${mountId}:${handle hex}` for a handle entry. Numbers and
+ * strings never compare equal, so the two forms cannot collide.
+ */
+export type InodeKey = number | string;
+
+/** st_dev as one Number: Linux's major has 12 bits and its minor 20, so major * 2^32 + minor is exact. */
+export function devNumber(attr: AttrTarget): number {
+  return attr.devMajor * 0x1_0000_0000 + attr.devMinor;
+}
+
+/** Filesystems (st_dev values) whose inodes get Number keys; the rest get string keys. */
+const NUMERIC_DEVS = 1024;
+/** st_ino below this fits beside a device index in a Number key (1024 * 2^43 = 2^53). */
+const NUMERIC_INO_LIMIT = 2 ** 43;
 
 export class Inode {
   /** The guest's lookup count. The root is pinned and never goes. */
@@ -63,10 +80,10 @@ export class Inode {
     private readonly store: InodeStore,
     /** Our node id. */
     readonly nodeId: number,
-    /** `${devMajor}:${devMinor}:${ino}`, or `h:${mountId}:${handle hex}` for a handle entry. */
-    readonly key: string,
-    /** `${devMajor}:${devMinor}` of the inode's filesystem. */
-    readonly dev: string,
+    /** (st_dev, st_ino), or (mount id, handle) for a handle entry: see InodeKey. */
+    readonly key: InodeKey,
+    /** devNumber of the inode's filesystem. */
+    readonly dev: number,
     /** S_IFMT bits of the inode (the type never changes). */
     readonly type: number,
     /** @internal The fd this entry owns (-1 for a handle entry). */
@@ -94,30 +111,11 @@ export class Inode {
   }
 }
 
-export function inodeKey(devMajor: number, devMinor: number, ino: bigint | number): string {
-  return `${devMajor}:${devMinor}:${ino}`;
-}
-
-/**
- * The inodeKey of the statx in `attr`, the same string inodeKey gives: st_ino read as a Number while it is exact
- * (below 2^53, as on every common filesystem), so a READDIRPLUS entry costs no BigInt and no BigInt formatting.
- */
-export function inodeKeyOf(attr: AttrTarget): string {
-  const v = attr.view;
-  const o = attr.offset;
-  const hi = v.getUint32(o + STATX.ino + 4, true);
-  const ino = hi < 0x200000 ? hi * 0x1_0000_0000 + v.getUint32(o + STATX.ino, true) : v.getBigUint64(o + STATX.ino, true);
-  return inodeKey(v.getUint32(o + STATX.devMajor, true), v.getUint32(o + STATX.devMinor, true), ino);
-}
-
-/** The `${major}:${minor}` part of an inodeKey. */
-function devOf(key: string): string {
-  return key.slice(0, key.lastIndexOf(':'));
-}
-
 export class InodeStore {
   private readonly byId = new Map<number, Inode>();
-  private readonly byKey = new Map<string, Inode>();
+  private readonly byKey = new Map<InodeKey, Inode>();
+  /** devNumber -> the index it has in Number keys (the first NUMERIC_DEVS filesystems met). */
+  private readonly devIndex = new Map<number, number>();
   private nextId = 2;
   readonly root: Inode;
   readonly fileHandles: InodeFileHandles;
@@ -136,14 +134,15 @@ export class InodeStore {
   private closed = false;
 
   /**
-   * Takes ownership of `rootFd` (closed here if the constructor throws). `rootKey` is the root's inodeKey. With
+   * Takes ownership of `rootFd` (closed here if the constructor throws), whose statx is in `rootAttr`. With
    * `mandatory` file handles, throws a SystemError when the shared directory's filesystem has no usable handles.
    */
-  constructor(rootFd: number, rootKey: string, rootType: number, options: InodeStoreOptions = {}) {
+  constructor(rootFd: number, rootAttr: AttrTarget, options: InodeStoreOptions = {}) {
     this.fileHandles = options.fileHandles ?? 'never';
     this.fdCacheSize = Math.max(1, options.fdCacheSize ?? 64);
-    const dev = devOf(rootKey);
-    let key = rootKey;
+    const dev = devNumber(rootAttr);
+    const rootType = rootAttr.mode & C.S_IFMT;
+    let key = this.keyOf(rootAttr);
     if (this.fileHandles !== 'never') {
       const h = this.handleOf(rootFd, dev, rootType);
       if (typeof h === 'number') {
@@ -179,8 +178,31 @@ export class InodeStore {
     return this.byId.get(nodeId);
   }
 
-  getByKey(key: string): Inode | undefined {
+  getByKey(key: InodeKey): Inode | undefined {
     return this.byKey.get(key);
+  }
+
+  /**
+   * The (st_dev, st_ino) key of the statx in `attr`: the filesystem's index * 2^43 + st_ino while st_ino is below
+   * 2^43 and the filesystem among the first 1024 met (every common case), else `${major}:${minor}:${ino}`. Equal
+   * for the same inode, different for different ones, for the life of the store. The shared directory's
+   * filesystem has index 0, so its keys are st_ino itself: a small integer below 2^30, which V8 neither
+   * allocates nor hashes beyond the integer.
+   */
+  keyOf(attr: AttrTarget): InodeKey {
+    const v = attr.view;
+    const o = attr.offset;
+    const hi = v.getUint32(o + STATX.ino + 4, true);
+    const dev = devNumber(attr);
+    let index = this.devIndex.get(dev);
+    if (index === undefined && this.devIndex.size < NUMERIC_DEVS) {
+      index = this.devIndex.size;
+      this.devIndex.set(dev, index);
+    }
+    if (index !== undefined && hi < NUMERIC_INO_LIMIT / 0x1_0000_0000) {
+      return index * NUMERIC_INO_LIMIT + hi * 0x1_0000_0000 + v.getUint32(o + STATX.ino, true);
+    }
+    return `${attr.devMajor}:${attr.devMinor}:${v.getBigUint64(o + STATX.ino, true)}`;
   }
 
   /**
@@ -203,13 +225,13 @@ export class InodeStore {
   }
 
   /**
-   * Records one lookup of the host inode behind `fd` (a freshly opened O_PATH fd we own); `key` is its inodeKey
-   * (st_dev, st_ino) and `type` its S_IFMT bits. If the inode is already known the existing entry's count goes
-   * up; else a new entry is made. Either way `fd` is taken over (closed, cached or kept). -errno when file handles
-   * are mandatory and the inode has none.
+   * Records one lookup of the host inode behind `fd` (a freshly opened O_PATH fd we own), whose statx is in
+   * `attr`. If the inode is already known the existing entry's count goes up; else a new entry is made. Either way
+   * `fd` is taken over (closed, cached or kept). -errno when file handles are mandatory and the inode has none.
    */
-  acquire(fd: number, key: string, type: number): Inode | number {
-    const dev = devOf(key);
+  acquire(fd: number, attr: AttrTarget): Inode | number {
+    const dev = devNumber(attr);
+    const type = attr.mode & C.S_IFMT;
     if (this.fileHandles !== 'never' && !this.handlesOff) {
       const h = this.handleOf(fd, dev, type);
       if (typeof h !== 'number') {
@@ -231,6 +253,7 @@ export class InodeStore {
         return h;
       }
     }
+    const key = this.keyOf(attr);
     const known = this.byKey.get(key);
     if (known !== undefined) {
       if (known.pathFd !== fd) native.close(fd);
@@ -299,7 +322,7 @@ export class InodeStore {
   // ---- file handles -------------------------------------------------------------------------------------------
 
   /** The handle of the inode behind `fd`, its key and its mount; or -errno (no handle can be used). */
-  private handleOf(fd: number, dev: string, type: number):
+  private handleOf(fd: number, dev: number, type: number):
     { key: string; handle: Uint8Array; mount: MountRef } | number {
     const buf = this.handleBuf;
     this.handleSyscall = 'name_to_handle_at';
@@ -318,7 +341,7 @@ export class InodeStore {
    * on a file is not, and gets -EOPNOTSUPP): it is opened O_RDONLY as the mount fd, and opening `handle` by it
    * checks once that open_by_handle_at works there (CAP_DAC_READ_SEARCH).
    */
-  private mountOf(mountId: number, fd: number, dev: string, type: number, handle: Uint8Array): MountRef | number {
+  private mountOf(mountId: number, fd: number, dev: number, type: number, handle: Uint8Array): MountRef | number {
     const known = this.mounts.get(mountId);
     if (known !== undefined && known.dev === dev) return known;
     if (type !== C.S_IFDIR) return -E.EOPNOTSUPP;

@@ -15,7 +15,7 @@ import type { IdMap } from './id-map.js';
 import type { XattrMap } from './xattr-map.js';
 import { HandleTable, type Handle } from './handle-table.js';
 import { BlockingIo } from './blocking-io.js';
-import { InodeStore, inodeKeyOf, type Inode, type InodeFileHandles } from './inode-store.js';
+import { InodeStore, devNumber, type Inode, type InodeFileHandles } from './inode-store.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -127,8 +127,7 @@ export abstract class PassthroughBase {
       native.close(rootFd);
       throw new SystemError('statx', -r, native.strerror(-r), options.root);
     }
-    this.inodes = new InodeStore(rootFd, inodeKeyOf(rootAttr), rootAttr.mode & C.S_IFMT,
-      { fileHandles: options.inodeFileHandles ?? 'never' });
+    this.inodes = new InodeStore(rootFd, rootAttr, { fileHandles: options.inodeFileHandles ?? 'never' });
     this.procFd = native.openat(C.AT_FDCWD, '/proc/self/fd', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (this.procFd < 0) {
       this.inodes.close();
@@ -189,8 +188,7 @@ export abstract class PassthroughBase {
       native.close(fd);
       return r;
     }
-    const key = inodeKeyOf(attr);
-    const inode = this.inodes.acquire(fd, key, attr.mode & C.S_IFMT);
+    const inode = this.inodes.acquire(fd, attr);
     if (typeof inode === 'number') return inode; // mandatory file handles and none for this inode
     return { nodeId: inode.nodeId, generation: inode.generation };
   }
@@ -207,9 +205,8 @@ export abstract class PassthroughBase {
       if (inode === undefined) return 0;
       parent = inode;
     }
-    const dev = `${attr.devMajor}:${attr.devMinor}`;
     const mountRoot = (attr.view.getUint32(attr.offset + 8, true) & C.STATX_ATTR_MOUNT_ROOT) !== 0;
-    return dev !== parent.dev || mountRoot ? FUSE_ATTR_SUBMOUNT : 0;
+    return devNumber(attr) !== parent.dev || mountRoot ? FUSE_ATTR_SUBMOUNT : 0;
   }
 
   /**
@@ -223,7 +220,7 @@ export abstract class PassthroughBase {
       const r = native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW | C.AT_NO_AUTOMOUNT, C.STATX_BASIC_STATS,
         attr.buffer, attr.offset);
       if (r < 0) return r;
-      const known = this.inodes.getByKey(inodeKeyOf(attr));
+      const known = this.inodes.getByKey(this.inodes.keyOf(attr));
       if (known !== undefined) {
         this.creds.attrToGuest(attr);
         this.inodes.ref(known);
