@@ -288,6 +288,9 @@ test('bad chains and bad messages cost one request each; the next is served', as
   assert.is(st.badMessages, 1);
   assert.is(st.served, 2);
   assert.is(r.server.served, 2);
+  assert.is(st.kicks, 1, 'one kick woke the queue for the four chains');
+  await kickAndWait(fe, r, 1, [1]);
+  assert.is(st.kicks, 2);
   closeAll(r, fe, mem);
 });
 

@@ -25,6 +25,7 @@
  * spread over the queues), --reps=N (default 1: each backend boots N times, the order reversed every other
  * repetition; the table shows per-row medians, the JSON every run).
  */
+import { STATS_LINE_PREFIX, parseStatsLine } from '../../host/stats.js';
 import { guestSvgChart } from './chart.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -152,6 +153,42 @@ interface BackendRun {
   qemuCpuS?: number;
   mountLine?: string;
   command: string[];
+  /** Ours only: what each phase cost in the request queues' kicks and call notifications (queueCounters). */
+  queueCounters?: PhaseCounters[];
+}
+
+/** Requests served, kicks that woke a queue and call notifications, summed over the request queues, in one phase. */
+interface PhaseCounters {
+  phase: string;
+  requests: number;
+  kicks: number;
+  calls: number;
+}
+
+/** The phase a console line ends (`BENCH fio <job>`, `BENCH meta <phase>`), 'start' for the workload's start, or null. */
+function phaseEnded(line: string): string | null {
+  if (line.startsWith('BENCH-INFO params')) return 'start';
+  const m = /^BENCH (?:fio (\S+) (?:read|write)|meta (\S+)) /.exec(line);
+  return m === null ? null : (m[1] ?? m[2]!);
+}
+
+/**
+ * Per-phase counters from the stats lines ours wrote (one per SIGUSR2, sent as each phase ended): the difference
+ * between consecutive lines, request queues only. Empty when a line is missing (the pairing would be off).
+ */
+function phaseCounters(stderr: string, phases: string[]): PhaseCounters[] {
+  const lines = stderr.split('\n').filter((l) => l.startsWith(STATS_LINE_PREFIX)).map((l) => parseStatsLine(l)!);
+  if (lines.length !== phases.length) return [];
+  const sum = (i: number, k: 'served' | 'kicks' | 'notifications'): number =>
+    lines[i]!.queues.filter((q) => q.queue >= 1).reduce((t, q) => t + q[k], 0);
+  const out: PhaseCounters[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    out.push({
+      phase: phases[i]!, requests: sum(i, 'served') - sum(i - 1, 'served'), kicks: sum(i, 'kicks') - sum(i - 1, 'kicks'),
+      calls: sum(i, 'notifications') - sum(i - 1, 'notifications'),
+    });
+  }
+  return out;
 }
 
 /** Parses the guest's console: `BENCH fio ...`, `BENCH meta ...`, `BENCH-INFO ...`. */
@@ -321,6 +358,7 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
   const jobs = cfg.jobs.split(',').filter(Boolean).length;
   const timeoutMs = (120 + jobs * (cfg.runtimeS + 15) + Math.ceil(cfg.files / 10) + 300) * 1000;
   const t0 = Date.now();
+  const phases: string[] = [];
   const run = startGuest({
     socketPath: kind === '9p' ? '' : socketPath,
     tag: TAG,
@@ -333,6 +371,12 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     append,
     onLine: (line) => {
       if (/^(BENCH |E2E-RESULT \S+ fail)/.test(line)) log(`${kind}: ${line}`);
+      const phase = oursKind && backend !== undefined ? phaseEnded(line) : null;
+      // A job with reads and writes prints two lines: one snapshot.
+      if (phase !== null && phases.at(-1) !== phase && backend!.running()) {
+        phases.push(phase);
+        process.kill(backend!.pid, 'SIGUSR2');
+      }
     },
   });
   // CPU time of the daemon and of QEMU, sampled until each exits (the C virtiofsd exits with the guest).
@@ -366,7 +410,9 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     if (backend) problems.push(`--- ${kind} stderr (tail) ---\n${tailLines(backend.stderr(), 20)}`);
   }
   fs.rmSync(share, { recursive: true, force: true });
+  const queueCounters = oursKind && backend !== undefined ? phaseCounters(backend.stderr(), phases) : undefined;
   return {
+    queueCounters,
     kind,
     ok: problems.length === 0,
     problems,
@@ -471,6 +517,34 @@ function markdownTable(cells: string[][], left = 2): string {
   return [row(cells[0]), sep, ...cells.slice(1).map(row)].join('\n');
 }
 
+/** Per phase and backend of ours: kicks and call notifications per request (the guest pays for each). */
+function countersCells(runs: BackendRun[]): string[][] | null {
+  const ours = runs.filter((r) => r.queueCounters !== undefined && r.queueCounters.length > 0);
+  if (ours.length === 0) return null;
+  const per = (n: number, d: number): string => (d === 0 ? '—' : (n / d).toFixed(2));
+  const header = ['phase', ...ours.flatMap((r) => [`${KIND_NAMES[r.kind]} requests`, 'kicks/request', 'calls/request'])];
+  const rows = ours[0]!.queueCounters!.map((c0) => [c0.phase, ...ours.flatMap((r) => {
+    const c = r.queueCounters!.find((x) => x.phase === c0.phase);
+    return c === undefined ? ['—', '—', '—'] : [String(c.requests), per(c.kicks, c.requests), per(c.calls, c.requests)];
+  })]);
+  return [header, ...rows];
+}
+
+function countersSection(runs: BackendRun[]): string[] {
+  const cells = countersCells(runs);
+  if (cells === null) return [];
+  return [
+    '## Kicks and calls per request (ours)',
+    '',
+    'Summed over the request queues, per phase, from the daemon\'s stats line (SIGUSR2 as each phase ends; the C',
+    'virtiofsd has no such counters). A kick is a guest notification that woke a queue (several between two wake-ups',
+    'count once); a call is an interrupt the daemon raised. Each costs the guest an exit (kick) or an interrupt (call).',
+    '',
+    markdownTable(cells, 1),
+    '',
+  ];
+}
+
 function runSummary(r: BackendRun): string {
   const s = (ms: number | undefined) => (ms === undefined ? '?' : (ms / 1000).toFixed(1));
   const cpu = [
@@ -535,8 +609,17 @@ function medianRun(rs: BackendRun[]): BackendRun {
     const ms = rs.map((r) => r.meta.find((x) => x.phase === phase)).filter((x): x is MetaResult => x !== undefined);
     meta.push({ ...ms[0]!, seconds: median(ms.map((x) => x.seconds)) });
   }
+  let queueCounters: PhaseCounters[] | undefined;
+  if (rs[0]!.queueCounters !== undefined) {
+    queueCounters = [];
+    for (const phase of new Set(rs.flatMap((r) => (r.queueCounters ?? []).map((c) => c.phase)))) {
+      const cs = rs.map((r) => r.queueCounters?.find((c) => c.phase === phase)).filter((c): c is PhaseCounters => c !== undefined);
+      queueCounters.push({ phase, requests: median(cs.map((c) => c.requests)), kicks: median(cs.map((c) => c.kicks)),
+        calls: median(cs.map((c) => c.calls)) });
+    }
+  }
   return {
-    ...rs[0]!, ok: rs.every((r) => r.ok), problems: rs.flatMap((r) => r.problems), fio, meta,
+    ...rs[0]!, queueCounters, ok: rs.every((r) => r.ok), problems: rs.flatMap((r) => r.problems), fio, meta,
     bootMs: of((r) => r.bootMs), workloadMs: of((r) => r.workloadMs), daemonCpuS: of((r) => r.daemonCpuS),
     qemuCpuS: of((r) => r.qemuCpuS),
   };
@@ -586,6 +669,8 @@ async function main(): Promise<number> {
     console.log(`${KIND_NAMES[r.kind]}: ${runSummary(r)}${r.ok ? '' : ' — PROBLEMS:'}`);
     for (const p of r.problems) console.log(`  ${p}`);
   }
+  const counters = countersCells(runs);
+  if (counters !== null) console.log(`\nkicks and calls per request (ours):\n${textTable(counters)}`);
   console.log(`total ${elapsedS} s`);
 
   if (save) {
@@ -600,6 +685,7 @@ async function main(): Promise<number> {
       backends: runs.map((r) => ({
         kind: r.kind, ok: r.ok, problems: r.problems, command: r.command, mount: r.mountLine,
         bootMs: r.bootMs, workloadMs: r.workloadMs, daemonCpuS: r.daemonCpuS, qemuCpuS: r.qemuCpuS, fio: r.fio, meta: r.meta,
+        queueCounters: r.queueCounters,
       })),
       table: rows.map((row) => ({
         id: row.metric.id, label: row.metric.label, unit: row.metric.unit, higherBetter: row.metric.higherBetter,
@@ -647,6 +733,7 @@ async function main(): Promise<number> {
         ...latRows.map((r) => [r.metric.label, ...kinds.map((k) => (r.latencyUs![k] === undefined ? '—' : r.latencyUs![k]!.toFixed(0)))]),
       ], 1),
       '',
+      ...countersSection(runs),
       '## Runs',
       '',
       ...runs.map((r) => `- ${KIND_NAMES[r.kind]}: \`${r.command.map((a) => (path.isAbsolute(a) && a.startsWith(ROOT) ? path.relative(ROOT, a) : a).split(work).join('$WORK')).join(' ')}\` — ${runSummary(r)}${r.ok ? '' : `; problems: ${r.problems.slice(0, 3).join('; ').replace(/\n/g, ' ')}`}`),

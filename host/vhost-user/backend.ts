@@ -708,6 +708,7 @@ export class VhostUserBackend {
 
   private onKick(v: Vring): void {
     if (this.closed || v.kickFd < 0) return;
+    v.processor.stats.kicks++;
     this.runQueue(v); // the poller drains and re-arms where its backend needs it (addEventfd)
   }
 

@@ -94,6 +94,8 @@ export interface QueueStats {
   serverExceptions: number;
   /** Call eventfd writes. */
   notifications: number;
+  /** Kicks that woke the processor (the backend counts them; several kicks between two wake-ups count once). */
+  kicks: number;
   /** Polling windows that saw a request arrive (each saved a kick and a wake-up). */
   pollHits: number;
   /** Polling windows that passed empty (kicks went on again). */
@@ -121,7 +123,9 @@ export class QueueProcessor implements ReplyParking {
   errFd = -1;
   /** Set on POP_RING_BROKEN; cleared by reset(). While halted, run() does nothing. */
   halted = false;
-  readonly stats: QueueStats = { served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, pollHits: 0, pollMisses: 0 };
+  readonly stats: QueueStats = {
+    served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, kicks: 0, pollHits: 0, pollMisses: 0,
+  };
 
   private readonly batch: number;
   /** Polling window in µs; 0 = off. */
