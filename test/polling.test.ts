@@ -142,6 +142,48 @@ for (const eventIdx of [true, false]) {
   });
 }
 
+test('polling backs off while windows pass empty (one batch in 16 still polls), and resumes once they pay', async () => {
+  const { core, driver, submit, served, server } = await rig(true);
+  let fast = false;
+  let emptyLooks = 0;
+  let arrivals = 0;
+  const p = new QueueProcessor(hooked(core, () => {
+    // A fast driver adds its next request while the processor watches the drained ring (at the second look in a
+    // row that finds it empty: the first is the drain's own), up to 3 per batch.
+    if (!fast) return;
+    if (core.queueAvailPending(0) > 0) return;
+    if (++emptyLooks === 2 && arrivals < 3) {
+      arrivals++;
+      emptyLooks = 0;
+      submit();
+    }
+  }), server, 0, { pollUs: 300 });
+  const batch = (): void => {
+    emptyLooks = arrivals = 0;
+    submit();
+    while (p.run()) { /* a window found work: run again, as the backend does */ }
+    driver.pollUsed();
+  };
+  for (let i = 0; i < 43; i++) batch(); // a slow driver: every window passes empty
+  // The share of paying windows starts at 1 and loses 1/8 per empty window: under 1/4 after 11 of them; then
+  // batches 12..43 wait for kicks, except every 16th (batches 27 and 43).
+  assert.is(p.stats.pollMisses, 13, 'windows tried');
+  assert.is(p.stats.pollSkips, 30, 'batches that waited for a kick instead');
+  assert.is(p.stats.pollHits, 0);
+  submit();
+  assert.is(driver.kickNeeded(), true, 'a backed-off queue asks for kicks like one that never polls');
+  while (p.run()) { /* as above */ }
+  driver.pollUsed();
+  // The driver turns fast: the next probe finds a request in its window, and the windows pay again.
+  const skipsBefore = p.stats.pollSkips;
+  fast = true;
+  for (let i = 0; i < 16; i++) batch();
+  assert.ok(p.stats.pollHits >= 1, `the probe found the request: ${JSON.stringify(p.stats)}`);
+  const skipsAfter = p.stats.pollSkips;
+  for (let i = 0; i < 8; i++) batch();
+  assert.is(p.stats.pollSkips, skipsAfter, `polling every batch again (skipped before: ${skipsAfter - skipsBefore})`);
+});
+
 test('polling: stopped() turns kicks on again (no silent ring is left behind)', async () => {
   const { core, driver, submit, server } = await rig(false);
   submit();

@@ -163,9 +163,15 @@ interface PhaseCounters {
   requests: number;
   kicks: number;
   calls: number;
+  /** Polling windows (ours-poll): those that found a request, passed empty, or were skipped (backed off). */
+  pollHits: number;
+  pollMisses: number;
+  pollSkips: number;
 }
 
-/** The phase a console line ends (`BENCH fio <job>`, `BENCH meta <phase>`), 'start' for the workload's start, or null. */
+const COUNTERS = ['requests', 'kicks', 'calls', 'pollHits', 'pollMisses', 'pollSkips'] as const;
+
+/** The phase a console line ends (`BENCH fio <job>`, `BENCH meta <phase>`; 'start': the workload starts), or null. */
 function phaseEnded(line: string): string | null {
   if (line.startsWith('BENCH-INFO params')) return 'start';
   const m = /^BENCH (?:fio (\S+) (?:read|write)|meta (\S+)) /.exec(line);
@@ -179,13 +185,18 @@ function phaseEnded(line: string): string | null {
 function phaseCounters(stderr: string, phases: string[]): PhaseCounters[] {
   const lines = stderr.split('\n').filter((l) => l.startsWith(STATS_LINE_PREFIX)).map((l) => parseStatsLine(l)!);
   if (lines.length !== phases.length) return [];
-  const sum = (i: number, k: 'served' | 'kicks' | 'notifications'): number =>
-    lines[i]!.queues.filter((q) => q.queue >= 1).reduce((t, q) => t + q[k], 0);
+  const sum = (i: number, k: 'served' | 'kicks' | 'notifications' | 'pollHits' | 'pollMisses' | 'pollSkips'): number =>
+    lines[i]!.queues.filter((q) => q.queue >= 1).reduce((t, q) => t + (q[k] ?? 0), 0);
   const out: PhaseCounters[] = [];
   for (let i = 1; i < lines.length; i++) {
     out.push({
-      phase: phases[i]!, requests: sum(i, 'served') - sum(i - 1, 'served'), kicks: sum(i, 'kicks') - sum(i - 1, 'kicks'),
+      phase: phases[i]!,
+      requests: sum(i, 'served') - sum(i - 1, 'served'),
+      kicks: sum(i, 'kicks') - sum(i - 1, 'kicks'),
       calls: sum(i, 'notifications') - sum(i - 1, 'notifications'),
+      pollHits: sum(i, 'pollHits') - sum(i - 1, 'pollHits'),
+      pollMisses: sum(i, 'pollMisses') - sum(i - 1, 'pollMisses'),
+      pollSkips: sum(i, 'pollSkips') - sum(i - 1, 'pollSkips'),
     });
   }
   return out;
@@ -522,10 +533,15 @@ function countersCells(runs: BackendRun[]): string[][] | null {
   const ours = runs.filter((r) => r.queueCounters !== undefined && r.queueCounters.length > 0);
   if (ours.length === 0) return null;
   const per = (n: number, d: number): string => (d === 0 ? '—' : (n / d).toFixed(2));
-  const header = ['phase', ...ours.flatMap((r) => [`${KIND_NAMES[r.kind]} requests`, 'kicks/request', 'calls/request'])];
+  const polls = (r: BackendRun): boolean => r.kind === 'ours-poll';
+  const header = ['phase', ...ours.flatMap((r) => [`${KIND_NAMES[r.kind]} requests`, 'kicks/request', 'calls/request',
+    ...(polls(r) ? ['windows hit/missed/skipped per request'] : [])])];
   const rows = ours[0]!.queueCounters!.map((c0) => [c0.phase, ...ours.flatMap((r) => {
     const c = r.queueCounters!.find((x) => x.phase === c0.phase);
-    return c === undefined ? ['—', '—', '—'] : [String(c.requests), per(c.kicks, c.requests), per(c.calls, c.requests)];
+    const windows = polls(r) ? [c === undefined ? '—'
+      : `${per(c.pollHits, c.requests)} / ${per(c.pollMisses, c.requests)} / ${per(c.pollSkips, c.requests)}`] : [];
+    return c === undefined ? ['—', '—', '—', ...windows]
+      : [String(c.requests), per(c.kicks, c.requests), per(c.calls, c.requests), ...windows];
   })]);
   return [header, ...rows];
 }
@@ -614,8 +630,9 @@ function medianRun(rs: BackendRun[]): BackendRun {
     queueCounters = [];
     for (const phase of new Set(rs.flatMap((r) => (r.queueCounters ?? []).map((c) => c.phase)))) {
       const cs = rs.map((r) => r.queueCounters?.find((c) => c.phase === phase)).filter((c): c is PhaseCounters => c !== undefined);
-      queueCounters.push({ phase, requests: median(cs.map((c) => c.requests)), kicks: median(cs.map((c) => c.kicks)),
-        calls: median(cs.map((c) => c.calls)) });
+      const c = { phase } as PhaseCounters;
+      for (const k of COUNTERS) c[k] = median(cs.map((x) => x[k]));
+      queueCounters.push(c);
     }
   }
   return {

@@ -23,6 +23,10 @@
  * when the window passes empty, kicks go on again and the ring is looked at once more (a buffer made available
  * just before would otherwise wait for a kick that never comes).
  *
+ * Windows that keep passing empty stop paying for themselves: while fewer than a quarter of the recent ones
+ * found a request (an average over about 8), a drained batch waits for a kick as without polling, and one in 16
+ * still polls to notice a driver that has become faster (a guest's deep queue after its synchronous I/O).
+ *
  * Fairness: one run() serves at most `batch` requests and spins at most once; when the spin found work, run()
  * asks to be called again (returns true) instead of spinning again, so the caller yields to the event loop
  * (other queues, the vhost-user socket, timers) between windows. The loop is held for at most pollUs per run.
@@ -100,6 +104,8 @@ export interface QueueStats {
   pollHits: number;
   /** Polling windows that passed empty (kicks went on again). */
   pollMisses: number;
+  /** Drained batches that did not poll because recent windows had mostly passed empty (see POLL_HIT_FLOOR). */
+  pollSkips: number;
 }
 
 export interface QueueProcessorOptions {
@@ -110,6 +116,16 @@ export interface QueueProcessorOptions {
 }
 
 const WARN_INTERVAL_MS = 1000;
+/**
+ * A polling window pays when a request arrives inside it. While less than this share of recent windows did, a
+ * drained batch waits for a kick instead (a guest whose next request comes long after our reply: synchronous I/O
+ * under TCG, where the spinning would only take a core from the vCPU thread).
+ */
+const POLL_HIT_FLOOR = 0.25;
+/** Weight of the newest window in that share (an exponential moving average over about 8 windows). */
+const POLL_SHARE_WEIGHT = 1 / 8;
+/** Backed off, one drained batch in this many still polls, so a driver that speeds up is noticed. */
+const POLL_PROBE_EVERY = 16;
 /** Looks at avail.idx between two clock readings while polling. */
 const SPIN_PEEKS = 32;
 /** native.clockUs() wraps at 2^30 µs. */
@@ -124,7 +140,8 @@ export class QueueProcessor implements ReplyParking {
   /** Set on POP_RING_BROKEN; cleared by reset(). While halted, run() does nothing. */
   halted = false;
   readonly stats: QueueStats = {
-    served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, kicks: 0, pollHits: 0, pollMisses: 0,
+    served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, kicks: 0,
+    pollHits: 0, pollMisses: 0, pollSkips: 0,
   };
 
   private readonly batch: number;
@@ -132,6 +149,10 @@ export class QueueProcessor implements ReplyParking {
   private readonly pollUs: number;
   /** Kicks are off because this processor is polling (must go on again before it stops watching). */
   private kicksOff = false;
+  /** Share of recent polling windows that found a request (starts at 1: polling is tried first). */
+  private hitShare = 1;
+  /** Drained batches since the last window while backed off. */
+  private sinceProbe = 0;
   /** What drain() left of the budget it was given. */
   private budgetLeft = 0;
   private lastWarn = 0;
@@ -225,15 +246,32 @@ export class QueueProcessor implements ReplyParking {
       budget = this.budgetLeft;
       if (r < 0) return false; // halted (kicks stay as they are: the ring is dead until reset)
       if (budget === 0 || spun) return true;
+      if (!this.windowDue()) {
+        this.stats.pollSkips++;
+        // As without polling: kicks on (avail_event at the ring's position, which peeking never published), one
+        // more look.
+        if (this.armKicks() === 0) return false;
+        continue;
+      }
       if (!this.kicksOff) {
         core.queueSetKicks!(q, false);
         this.kicksOff = true;
       }
       spun = true;
-      if (this.spin()) { this.stats.pollHits++; continue; }
+      const hit = this.spin();
+      this.hitShare += ((hit ? 1 : 0) - this.hitShare) * POLL_SHARE_WEIGHT;
+      if (hit) { this.stats.pollHits++; continue; }
       this.stats.pollMisses++;
       if (this.kicksOn() === 0) return false;
     }
+  }
+
+  /** Whether a drained batch gets a polling window: while windows pay, or as the periodic probe when backed off. */
+  private windowDue(): boolean {
+    if (this.hitShare >= POLL_HIT_FLOOR) return true;
+    if (++this.sinceProbe < POLL_PROBE_EVERY) return false;
+    this.sinceProbe = 0;
+    return true;
   }
 
   /**
@@ -302,7 +340,11 @@ export class QueueProcessor implements ReplyParking {
 
   /** Ends kick suppression; returns the chains available after re-arming (0 when kicks were not off). */
   private kicksOn(): number {
-    if (!this.kicksOff) return 0;
+    return this.kicksOff ? this.armKicks() : 0;
+  }
+
+  /** Kicks on, whatever they were, with avail_event at the ring's position; returns the chains available. */
+  private armKicks(): number {
     this.kicksOff = false;
     return this.core.queueSetKicks!(this.queue, true);
   }
