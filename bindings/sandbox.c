@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -101,8 +102,17 @@ VFS_FN(vfs_execve) {
     int fl = fcntl(fd, F_GETFD);
     if (fl >= 0 && (fl & FD_CLOEXEC)) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
   }
+  /* A sampling profiler (node --cpu-prof) signals this thread with SIGPROF until the exec ends its thread. A signal
+   * pending at the exec stays pending, and the new program meets it with the default action: termination. Ignored,
+   * a pending SIGPROF is discarded and later ones are dropped; the disposition survives the exec, and the runtime
+   * started next resets it (node does at start-up) or installs its own profiler's handler. */
+  struct sigaction ignore, saved;
+  memset(&ignore, 0, sizeof(ignore));
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPROF, &ignore, &saved);
   execve(path, av, ev);
   int e = errno;
+  sigaction(SIGPROF, &saved, NULL);
   vfs_free_strv(av);
   vfs_free_strv(ev);
   return vfs_int(env, -(int64_t)e);

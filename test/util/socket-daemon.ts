@@ -38,9 +38,10 @@ export async function spawnSocketDaemon(dir: string, socket: string, o: SocketDa
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const t0 = Date.now();
   while (!fs.existsSync(socket)) {
-    if (child.exitCode !== null || Date.now() - t0 > (o.timeoutMs ?? 30_000)) {
+    if (child.exitCode !== null || child.signalCode !== null || Date.now() - t0 > (o.timeoutMs ?? 30_000)) {
+      const ended = child.signalCode !== null ? ` (killed by ${child.signalCode})` : '';
       child.kill('SIGKILL');
-      throw new Error(`daemon (${(o.args ?? []).join(' ')}) did not start: ${err}`);
+      throw new Error(`daemon (${(o.args ?? []).join(' ')}) did not start${ended}: ${err}`);
     }
     await sleep(20);
   }
