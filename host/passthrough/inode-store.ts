@@ -186,8 +186,8 @@ export class InodeStore {
    * The (st_dev, st_ino) key of the statx in `attr`: the filesystem's index * 2^43 + st_ino while st_ino is below
    * 2^43 and the filesystem among the first 1024 met (every common case), else `${major}:${minor}:${ino}`. Equal
    * for the same inode, different for different ones, for the life of the store. The shared directory's
-   * filesystem has index 0, so its keys are st_ino itself: a small integer below 2^30, which V8 neither
-   * allocates nor hashes beyond the integer.
+   * filesystem has index 0, so its keys are st_ino itself: while that is below 2^30, a small integer to V8 (not
+   * allocated, hashed as it is).
    */
   keyOf(attr: AttrTarget): InodeKey {
     const v = attr.view;
