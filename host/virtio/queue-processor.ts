@@ -153,8 +153,6 @@ export class QueueProcessor implements ReplyParking {
   private hitShare = 1;
   /** Drained batches since the last window while backed off. */
   private sinceProbe = 0;
-  /** What drain() left of the budget it was given. */
-  private budgetLeft = 0;
   private lastWarn = 0;
   private suppressed = 0;
 
@@ -236,15 +234,11 @@ export class QueueProcessor implements ReplyParking {
     const q = this.queue;
     const core = this.core;
     let budget = this.batch;
-    if (this.pollUs === 0) {
-      const r = this.drain(budget, -1);
-      return r < 0 ? false : this.budgetLeft === 0;
-    }
+    if (this.pollUs === 0) return this.drain(budget, -1) === 0 && !this.halted;
     let spun = false;
     for (;;) {
-      const r = this.drain(budget, core.queueAvailPending!(q));
-      budget = this.budgetLeft;
-      if (r < 0) return false; // halted (kicks stay as they are: the ring is dead until reset)
+      budget = this.drain(budget, core.queueAvailPending!(q));
+      if (this.halted) return false; // kicks stay as they are: the ring is dead until reset
       if (budget === 0 || spun) return true;
       if (!this.windowDue()) {
         this.stats.pollSkips++;
@@ -276,13 +270,12 @@ export class QueueProcessor implements ReplyParking {
 
   /**
    * Pops and serves up to `budget` chains. `known` >= 0: that many are known to be available (polling: pops stop
-   * at a peek of 0 instead of letting an empty pop re-arm kicks); -1: pop until empty. Returns the chains
-   * completed, or -1 when the queue halted; budgetLeft says what is left of the budget.
+   * at a peek of 0 instead of letting an empty pop re-arm kicks); -1: pop until empty. Returns what is left of
+   * the budget; `halted` says whether the queue halted.
    */
   private drain(budget: number, known: number): number {
     const q = this.queue;
     const core = this.core;
-    let completed = 0;
     for (;;) {
       if (budget === 0) break;
       if (known === 0) {
@@ -304,11 +297,9 @@ export class QueueProcessor implements ReplyParking {
         if (r !== POP_EMPTY) this.halt(r);
         break;
       }
-      completed++;
       this.notifyIfDue(); // after every completion: see the top of the file
     }
-    this.budgetLeft = budget;
-    return this.halted ? -1 : completed;
+    return budget;
   }
 
   /** Stops serving the queue after `queuePop` said its ring is broken (or answered what it never answers). */
