@@ -195,8 +195,8 @@ export abstract class PassthroughBase {
 
   /**
    * FUSE_ATTR_SUBMOUNT when `announceSubmounts` and the entry whose statx is in `attr` is a directory on another
-   * mount than `parent` (an inode, or its node id): another st_dev (a mount, or a btrfs subvolume), or a mount root (a bind mount of the same
-   * filesystem). Never for the root itself or a `..` that climbs out of a submount.
+   * mount than `parent` (an inode, or its node id): another st_dev (a mount, or a btrfs subvolume), or a mount
+   * root (a bind mount of the same filesystem). Never for the root itself or a `..` that climbs out of a submount.
    */
   protected submountFlags(parent: Inode | number, attr: AttrTarget): number {
     if (!this.announceSubmounts || (attr.mode & C.S_IFMT) !== C.S_IFDIR) return 0;
