@@ -21,6 +21,7 @@ import { VhostUserProtocolFeature as PF, bit } from '../host/vhost-user/protocol
 import { native } from '../host/native-loader.js';
 import { startOurs } from './backends.js';
 import type { IoFloor } from './floors.js';
+import { median } from './report.js';
 import { DATA_FILE } from './workloads.js';
 
 const MiB = 1024 * 1024;
@@ -28,12 +29,6 @@ const DAX_SZ = 2 * MiB;
 
 export interface DaxRow { name: string; opsPerSec: number; mbPerSec: number; p50Us: number; p99Us: number; floor: string; floorFraction: number }
 interface DaxSample { opsPerSec: number; mbPerSec: number; p50Us: number; p99Us: number }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** Runs `op` for warmupMs, then durationMs (at least minOps); the clock is read per op (hits never yield). */
 async function timed(op: (i: number) => Promise<unknown>, bytes: number, warmupMs: number, durationMs: number,

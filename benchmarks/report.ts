@@ -20,6 +20,13 @@ export interface Side {
 
 export interface Row { name: string; kind: 'meta' | 'data'; ours: Side; c: Side }
 
+/** The median of `xs` (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 const fmtInt = (x: number): string => (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(1));
 const fmtPct = (x: number): string => `${(x * 100).toFixed(x < 0.1 ? 1 : 0)}%`;
 const fmtUs = (x: number): string => (x >= 1000 ? `${(x / 1000).toFixed(1)}ms` : `${x.toFixed(0)}`);

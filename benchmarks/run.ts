@@ -28,7 +28,7 @@ import { FuseClient } from '../host/frontend/fuse-client.js';
 import { C_VIRTIOFSD, RUNTIMES, startC, startOurs, type Backend, type GcEvent, type RuntimeName } from './backends.js';
 import { privateMemoryKb } from '../host/stats.js';
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
-import { markdownTable, svgChart, textTable, type Row, type Side } from './report.js';
+import { markdownTable, median, svgChart, textTable, type Row, type Side } from './report.js';
 import { BIG_DIR, BIG_DIR_ENTRIES, DATA_FILE, STAT_FILE, runFor, workloads, type Workload } from './workloads.js';
 import { daxBench, daxTable, type DaxRow } from './dax.js';
 
@@ -75,11 +75,6 @@ const outDir = opt('out') ?? fileURLToPath(new URL('../../benchmarks/results/', 
 const IDLE_MS = 2000;
 const log = (...a: unknown[]): void => console.error('[bench]', ...a);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function populate(dir: string): void {
   const chunk = Buffer.alloc(1 << 20);

@@ -26,6 +26,7 @@
  * repetition; the table shows per-row medians, the JSON every run).
  */
 import { STATS_LINE_PREFIX, parseStatsLine } from '../../host/stats.js';
+import { median } from '../report.js';
 import { guestSvgChart } from './chart.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -169,7 +170,12 @@ interface PhaseCounters {
   pollSkips: number;
 }
 
-const COUNTERS = ['requests', 'kicks', 'calls', 'pollHits', 'pollMisses', 'pollSkips'] as const;
+/** Each counter and the QueueStats field it sums. */
+const COUNTERS = {
+  requests: 'served', kicks: 'kicks', calls: 'notifications', pollHits: 'pollHits', pollMisses: 'pollMisses',
+  pollSkips: 'pollSkips',
+} as const;
+const COUNTER_NAMES = Object.keys(COUNTERS) as (keyof typeof COUNTERS)[];
 
 /** The phase a console line ends (`BENCH fio <job>`, `BENCH meta <phase>`; 'start': the workload starts), or null. */
 function phaseEnded(line: string): string | null {
@@ -185,19 +191,13 @@ function phaseEnded(line: string): string | null {
 function phaseCounters(stderr: string, phases: string[]): PhaseCounters[] {
   const lines = stderr.split('\n').filter((l) => l.startsWith(STATS_LINE_PREFIX)).map((l) => parseStatsLine(l)!);
   if (lines.length !== phases.length) return [];
-  const sum = (i: number, k: 'served' | 'kicks' | 'notifications' | 'pollHits' | 'pollMisses' | 'pollSkips'): number =>
-    lines[i]!.queues.filter((q) => q.queue >= 1).reduce((t, q) => t + (q[k] ?? 0), 0);
+  const sum = (i: number, k: (typeof COUNTERS)[keyof typeof COUNTERS]): number =>
+    lines[i]!.queues.filter((q) => q.queue >= 1).reduce((t, q) => t + q[k], 0);
   const out: PhaseCounters[] = [];
   for (let i = 1; i < lines.length; i++) {
-    out.push({
-      phase: phases[i]!,
-      requests: sum(i, 'served') - sum(i - 1, 'served'),
-      kicks: sum(i, 'kicks') - sum(i - 1, 'kicks'),
-      calls: sum(i, 'notifications') - sum(i - 1, 'notifications'),
-      pollHits: sum(i, 'pollHits') - sum(i - 1, 'pollHits'),
-      pollMisses: sum(i, 'pollMisses') - sum(i - 1, 'pollMisses'),
-      pollSkips: sum(i, 'pollSkips') - sum(i - 1, 'pollSkips'),
-    });
+    const c = { phase: phases[i]! } as PhaseCounters;
+    for (const name of COUNTER_NAMES) c[name] = sum(i, COUNTERS[name]) - sum(i - 1, COUNTERS[name]);
+    out.push(c);
   }
   return out;
 }
@@ -600,12 +600,6 @@ function machine(image: GuestImage, loadStart: number[]) {
 
 // ---------------------------------------------------------------------------------------------------
 
-function median(xs: number[]): number {
-  const v = [...xs].sort((a, b) => a - b);
-  const m = v.length >> 1;
-  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
-
 /** One backend's runs as one: every number the median over the runs that have it (a single run: itself). */
 function medianRun(rs: BackendRun[]): BackendRun {
   if (rs.length === 1) return rs[0]!;
@@ -631,7 +625,7 @@ function medianRun(rs: BackendRun[]): BackendRun {
     for (const phase of new Set(rs.flatMap((r) => (r.queueCounters ?? []).map((c) => c.phase)))) {
       const cs = rs.map((r) => r.queueCounters?.find((c) => c.phase === phase)).filter((c): c is PhaseCounters => c !== undefined);
       const c = { phase } as PhaseCounters;
-      for (const k of COUNTERS) c[k] = median(cs.map((x) => x[k]));
+      for (const name of COUNTER_NAMES) c[name] = median(cs.map((x) => x[name]));
       queueCounters.push(c);
     }
   }
