@@ -1,13 +1,15 @@
 /**
  * The dispatch table as assembled from the op families (host/fuse/dispatch.ts, host/fuse/ops/*.ts): every opcode
  * is served by exactly one family (a Map would let a second row silently replace the first), each row carries its
- * opcode's own name, and the opcodes documented as unanswered stay out of the table.
+ * opcode's own name, and the opcodes documented as unanswered stay out of the table. Also the u64 reader the
+ * decoders share.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as P from '../host/fuse/protocol.js';
 import { OPS } from '../host/fuse/dispatch.js';
-import type { OpRow } from '../host/fuse/ops/op.js';
+import type { Args, OpRow } from '../host/fuse/ops/op.js';
+import { u64Big, u64Number } from '../host/fuse/ops/args.js';
 import { sessionOps } from '../host/fuse/ops/session.js';
 import { entryOps } from '../host/fuse/ops/entries.js';
 import { attributeOps } from '../host/fuse/ops/attributes.js';
@@ -49,6 +51,19 @@ test('every other opcode we know by name is answered', () => {
   for (const key of Object.keys(P.OPCODE_NAMES)) {
     const opcode = Number(key);
     if (!unanswered.has(opcode)) assert.ok(OPS.has(opcode), P.OPCODE_NAMES[opcode]);
+  }
+});
+
+test('u64Number is the u64 exactly below 2^53 and Number(u64) above (read as two u32, no BigInt)', () => {
+  const view = new DataView(new ArrayBuffer(16));
+  const args = { view, base: 8, len: 8 } as unknown as Args;
+  const samples = [0n, 1n, 0xffff_ffffn, 0x1_0000_0000n, 0x1_2345_6789n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n,
+    2n ** 53n + 3n, 0x8000_0000_0000_0001n, 2n ** 64n - 1n];
+  for (let i = 0; i < 2000; i++) samples.push(BigInt.asUintN(64, BigInt(Math.floor(Math.random() * 2 ** 53)) << BigInt(i % 12)));
+  for (const v of samples) {
+    view.setBigUint64(8, v, true);
+    assert.is(u64Number(args, 0), Number(v), `0x${v.toString(16)}`);
+    assert.is(u64Big(args, 0), v);
   }
 });
 

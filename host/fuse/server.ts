@@ -7,6 +7,8 @@
  * READ data goes from the file into guest memory by one preadv over the reply's writable segments; WRITE data
  * goes from guest memory to the file by one pwritev; directory names go from getdents64 into the reply by the core.
  */
+// The module's binding, not the global: Node's global `performance` is a lazy getter, run on every access.
+import { performance } from 'node:perf_hooks';
 import { native } from '../native-loader.js';
 import { log } from '../log.js';
 import { ConfigError } from '../errors.js';
@@ -166,6 +168,8 @@ export class FuseServer implements OpContext {
   attr: AttrTarget;
   /** The FileSystem the handlers call: `filesystem` behind the guard (async results, result checks). */
   readonly fs: SettledFileSystem;
+  /** Opcodes of the dispatch table whose FileSystem method `fs` has (or that need none); ENOSYS for the rest. */
+  private readonly served = new Set<number>();
   /** Per-operation counters and latency histograms. */
   readonly stats: OpStats;
   readonly entryTimeout: number;
@@ -255,6 +259,7 @@ export class FuseServer implements OpContext {
       handleIdle: (fh) => this.handleIdle(fh),
     });
     this.fs = this.guard.fs;
+    for (const [opcode, op] of OPS) if (op.method === undefined || this.fs[op.method] !== undefined) this.served.add(opcode);
   }
 
   get initialized(): boolean {
@@ -701,8 +706,7 @@ export class FuseServer implements OpContext {
       let r: number;
       let args: unknown = null;
       if (!this.initialized && opcode !== P.FUSE_INIT) r = -E.EIO;
-      else if (op === undefined) r = -E.ENOSYS;
-      else if (op.method !== undefined && this.fs[op.method] === undefined) r = -E.ENOSYS;
+      else if (op === undefined || !this.served.has(opcode)) r = -E.ENOSYS;
       else {
         args = op.decode(req, this);
         // decode answers a negative errno for malformed args; anything else (even a number) is the args.

@@ -5,13 +5,21 @@
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
-import { fsyncDecoder, need, readDecoder, u32, u64Number, type FsyncArgs, type ReadArgs } from './args.js';
+import { fsyncDecoder, need, u32, u64Big, u64Number, type FsyncArgs } from './args.js';
 import { openOut, replyView, statusReply, undoEntry, undoOpen } from './replies.js';
 import { op, type Args, type OpRow, type OpContext } from './op.js';
 
 const E = native.constants.errno;
 
 interface FhArgs { fh: number }
+interface DirReadArgs { fh: number; cookie: bigint; size: number }
+
+/** fuse_read_in of READDIR and READDIRPLUS: the offset is the cookie of the last entry read, all 64 bits. */
+function dirReadDecoder(a: Args): DirReadArgs | number {
+  const bad = need(a, P.READ_IN.SIZE);
+  if (bad < 0) return bad;
+  return { fh: u64Number(a, P.READ_IN.fh), cookie: u64Big(a, P.READ_IN.offset), size: u32(a, P.READ_IN.size) };
+}
 
 function fhDecoder(a: Args): FhArgs | number {
   const bad = need(a, 8);
@@ -19,7 +27,7 @@ function fhDecoder(a: Args): FhArgs | number {
 }
 
 function readdirHandler(plus: boolean) {
-  return (s: OpContext, d: ReadArgs, req: Args): number => {
+  return (s: OpContext, d: DirReadArgs, req: Args): number => {
     const target = s.dirTarget(d.size, plus);
     const r = plus ? s.fs.readdirplus!(req.ctx, req.nodeId, d.fh, d.cookie, target)
       : s.fs.readdir!(req.ctx, req.nodeId, d.fh, d.cookie, target);
@@ -49,9 +57,9 @@ export const directoryOps: readonly OpRow[] = [
     },
   })],
 
-  [P.FUSE_READDIR, op<ReadArgs>({ name: 'READDIR', method: 'readdir', decode: readDecoder, handle: readdirHandler(false) })],
-  [P.FUSE_READDIRPLUS, op<ReadArgs>({
-    name: 'READDIRPLUS', method: 'readdirplus', decode: readDecoder, handle: readdirHandler(true),
+  [P.FUSE_READDIR, op<DirReadArgs>({ name: 'READDIR', method: 'readdir', decode: dirReadDecoder, handle: readdirHandler(false) })],
+  [P.FUSE_READDIRPLUS, op<DirReadArgs>({
+    name: 'READDIRPLUS', method: 'readdirplus', decode: dirReadDecoder, handle: readdirHandler(true),
     undo: (s, _d, _req, bodyLen) => undoDirentPlus(s, bodyLen),
   })],
 
