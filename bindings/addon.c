@@ -238,6 +238,9 @@ static const struct vfs_constant vfs_constants[] = {
     K(MS_RDONLY), K(MS_NOSUID), K(MS_NODEV), K(MS_NOEXEC), K(MNT_FORCE), K(MNT_DETACH), K(UMOUNT_NOFOLLOW),
     /* seccompInstall's `action` */
     K(SECCOMP_RET_KILL_PROCESS), K(SECCOMP_RET_TRAP), K(SECCOMP_RET_LOG), K(SECCOMP_RET_ALLOW),
+    /* io-pool.c's job kinds and thread limit (common.h) */
+    K(VFS_POOL_READ), K(VFS_POOL_WRITE), K(VFS_POOL_FSYNC), K(VFS_POOL_FDATASYNC), K(VFS_POOL_FALLOCATE),
+    K(VFS_POOL_COPY_FILE_RANGE), K(VFS_POOL_MAX_THREADS),
 };
 
 static const struct vfs_constant vfs_errnos[] = {

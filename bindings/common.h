@@ -98,6 +98,14 @@ bool vfs_get_memory(napi_env env, napi_value v, uint8_t **data, size_t *len);
 /* Most iovecs one preadv/pwritev takes: the kernel's UIO_MAXIOV; more entries -> -EINVAL (as the kernel answers). */
 #define VFS_IOV_MAX 1024
 
+/* io-pool.c's job kinds (ioPoolSubmit: READ, WRITE; ioPoolSubmitCall: the rest) and its most threads; exported
+ * in `constants`, so the host names them instead of repeating the numbers. */
+enum {
+  VFS_POOL_READ = 0, VFS_POOL_WRITE = 1, VFS_POOL_FSYNC = 2, VFS_POOL_FDATASYNC = 3, VFS_POOL_FALLOCATE = 4,
+  VFS_POOL_COPY_FILE_RANGE = 5,
+};
+#define VFS_POOL_MAX_THREADS 64
+
 struct iovec;
 /* The `count` `struct iovec` entries at mem[iov_offset] (process addresses, 8-aligned), or NULL with *err
  * -EINVAL (count outside 0..VFS_IOV_MAX, misaligned) or -EFAULT (the table outside mem). (fsat.c) */

@@ -29,13 +29,9 @@
 #include <unistd.h>
 
 #define VFS_POOL_SLOTS 128
-#define VFS_POOL_MAX_THREADS 64
 
-/* Jobs with iovecs (ioPoolSubmit) and calls on an fd (ioPoolSubmitCall; a0..a3 are the call's arguments). */
-enum {
-  VFS_POOL_READ = 0, VFS_POOL_WRITE = 1, VFS_POOL_FSYNC = 2, VFS_POOL_FDATASYNC = 3, VFS_POOL_FALLOCATE = 4,
-  VFS_POOL_COPY_FILE_RANGE = 5,
-};
+/* Jobs with iovecs (ioPoolSubmit) and calls on an fd (ioPoolSubmitCall; a0..a3 are the call's arguments); the
+ * kinds (VFS_POOL_*) are in common.h. */
 
 struct vfs_pool_job {
   int op, fd, count;

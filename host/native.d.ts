@@ -60,6 +60,9 @@ export interface NativeConstants {
   MNT_DETACH: number; UMOUNT_NOFOLLOW: number;
   // seccompInstall's action
   SECCOMP_RET_KILL_PROCESS: number; SECCOMP_RET_TRAP: number; SECCOMP_RET_LOG: number; SECCOMP_RET_ALLOW: number;
+  // io-pool.c: job kinds (ioPoolSubmit: READ, WRITE; ioPoolSubmitCall: the rest), most threads
+  VFS_POOL_READ: number; VFS_POOL_WRITE: number; VFS_POOL_FSYNC: number; VFS_POOL_FDATASYNC: number;
+  VFS_POOL_FALLOCATE: number; VFS_POOL_COPY_FILE_RANGE: number; VFS_POOL_MAX_THREADS: number;
   /** Host page size (sysconf(_SC_PAGESIZE)). */
   PAGE_SIZE: number;
   /** errno values by name: ENOENT, EIO, EBADF, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST, EXDEV, ENODEV,
@@ -186,18 +189,19 @@ export interface Native {
   /** The completion eventfd (nonblocking; readable while completions wait), or -EBADF once closed. */
   ioPoolEventfd(pool: IoPoolHandle): number;
   /**
-   * Queues preadv (op 0) or pwritev (op 1) on fd at `position` with the `struct iovec` table at mem[iovOffset] as
+   * Queues preadv (op VFS_POOL_READ) or pwritev (VFS_POOL_WRITE) on fd at `position` with the `struct iovec` table at mem[iovOffset] as
    * for preadv below (copied now; the memory its bases point at must stay mapped until the job is reaped).
    * 0, -EAGAIN (all 128 slots busy), -EINVAL, -EFAULT (the table outside mem), -EBADF (closed).
    */
-  ioPoolSubmit(pool: IoPoolHandle, op: 0 | 1, fd: number, mem: Memory, iovOffset: number, iovCount: number,
+  ioPoolSubmit(pool: IoPoolHandle, op: number, fd: number, mem: Memory, iovOffset: number, iovCount: number,
     position: number, tag: number): number;
   /**
-   * Queues a call that takes no memory: fsync(fd) (op 2), fdatasync(fd) (3), fallocate(fd, mode a0, offset a1,
-   * length a2) (4), copy_file_range(fd, offset in a0, fd out a1, offset out a2, length a3) (5). 0 or -errno as
+   * Queues a call that takes no memory: fsync(fd) (op VFS_POOL_FSYNC), fdatasync(fd) (VFS_POOL_FDATASYNC),
+   * fallocate(fd, mode a0, offset a1, length a2) (VFS_POOL_FALLOCATE), copy_file_range(fd, offset in a0, fd out a1,
+   * offset out a2, length a3) (VFS_POOL_COPY_FILE_RANGE). 0 or -errno as
    * ioPoolSubmit; the job's result is the call's (0 or bytes) or -errno.
    */
-  ioPoolSubmitCall(pool: IoPoolHandle, op: 2 | 3 | 4 | 5, fd: number, a0: number, a1: number, a2: number, a3: number,
+  ioPoolSubmitCall(pool: IoPoolHandle, op: number, fd: number, a0: number, a1: number, a2: number, a3: number,
     tag: number): number;
   /** Moves finished jobs into out as (tag, bytes or -errno) pairs; returns the pair count. */
   ioPoolReap(pool: IoPoolHandle, out: Float64Array): number;

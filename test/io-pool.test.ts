@@ -16,6 +16,8 @@ const EAGAIN = native.constants.errno.EAGAIN ?? 11;
 const EFAULT = native.constants.errno.EFAULT ?? 14;
 const EINVAL = native.constants.errno.EINVAL ?? 22;
 const EBADF = native.constants.errno.EBADF ?? 9;
+const { VFS_POOL_READ: READ, VFS_POOL_WRITE: WRITE, VFS_POOL_FSYNC: FSYNC, VFS_POOL_FDATASYNC: FDATASYNC,
+  VFS_POOL_FALLOCATE: FALLOCATE, VFS_POOL_COPY_FILE_RANGE: COPY_FILE_RANGE } = native.constants;
 
 function pattern(n: number, seed: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -82,7 +84,7 @@ test('reads on pool threads land in the memory at the iovecs; each job reports i
         // Job j reads 8 KiB at file offset j * 16 KiB into two 4 KiB pieces at buffers j * 64 KiB (+ 8 KiB).
         const iovAt = 3 * 1024 * 1024 + 64 * j; // above every buffer; 8-aligned
         iovTable(mem, iovAt, [[j * 65536, 4096], [j * 65536 + 8192, 4096]]);
-        assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, iovAt, 2, j * 16384, 1000 + j), 0);
+        assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, iovAt, 2, j * 16384, 1000 + j), 0);
       }
       const results = await reapAll(pool, jobs);
       const file = pattern(1 << 20, 1);
@@ -106,12 +108,12 @@ test('writes from the memory reach the file; errors come back as -errno per job'
     try {
       new Uint8Array(mem.buffer).set(pattern(4096, 9), 0);
       iovTable(mem, 8192, [[0, 4096]]);
-      assert.is(native.ioPoolSubmit(pool, 1, fd, mem.buffer, 8192, 1, 100_000, 1), 0);
-      assert.is(native.ioPoolSubmit(pool, 0, 1_000_000 /* not an fd */, mem.buffer, 8192, 1, 0, 2), 0);
+      assert.is(native.ioPoolSubmit(pool, WRITE, fd, mem.buffer, 8192, 1, 100_000, 1), 0);
+      assert.is(native.ioPoolSubmit(pool, READ, 1_000_000 /* not an fd */, mem.buffer, 8192, 1, 0, 2), 0);
       const v = new DataView(mem.buffer);
       v.setBigUint64(16384, 16n, true); // an unmapped address: the kernel's EFAULT comes back as the job's result
       v.setBigUint64(16392, 4096n, true);
-      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 16384, 1, 0, 3), 0);
+      assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 16384, 1, 0, 3), 0);
       const results = await reapAll(pool, 3);
       assert.is(results.get(1), 4096);
       assert.is(results.get(2), -EBADF);
@@ -127,25 +129,25 @@ test('bad submissions are refused at once; a full pool answers -EAGAIN; a closed
     const pool = createPool(1);
     const mem = new WebAssembly.Memory({ initial: 1 });
     try {
-      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 65_536 - 8, 1, 0, 1), -EFAULT, 'table past the memory');
-      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 4, 1, 0, 1), -EINVAL, 'misaligned table');
-      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 0, 2000, 0, 1), -EINVAL, 'more than UIO_MAXIOV');
-      assert.is(native.ioPoolSubmit(pool, 2 as 0, fd, mem.buffer, 0, 0, 0, 1), -EINVAL, 'unknown op');
+      assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 65_536 - 8, 1, 0, 1), -EFAULT, 'table past the memory');
+      assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 4, 1, 0, 1), -EINVAL, 'misaligned table');
+      assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 0, 2000, 0, 1), -EINVAL, 'more than UIO_MAXIOV');
+      assert.is(native.ioPoolSubmit(pool, FSYNC, fd, mem.buffer, 0, 0, 0, 1), -EINVAL, 'a call kind is not a memory job');
       assert.is(native.ioPoolPending(pool), 0, 'refused jobs hold no slot');
       iovTable(mem, 0, [[4096, 16]]);
       let accepted = 0;
       let rc = 0;
-      while ((rc = native.ioPoolSubmit(pool, 0, fd, mem.buffer, 0, 1, 0, accepted)) === 0) accepted++;
+      while ((rc = native.ioPoolSubmit(pool, READ, fd, mem.buffer, 0, 1, 0, accepted)) === 0) accepted++;
       assert.is(rc, -EAGAIN);
       assert.is(accepted, 128, 'the slot count');
       const results = await reapAll(pool, accepted);
       assert.is(results.size, 128);
-      assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 0, 1, 0, 1), 0, 'reaping freed the slots');
+      assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 0, 1, 0, 1), 0, 'reaping freed the slots');
     } finally {
       native.ioPoolClose(pool);
       native.ioPoolClose(pool);
     }
-    assert.is(native.ioPoolSubmit(pool, 0, fd, mem.buffer, 0, 1, 0, 1), -EBADF);
+    assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 0, 1, 0, 1), -EBADF);
     assert.is(native.ioPoolEventfd(pool), -EBADF);
     assert.is(native.ioPoolCreate(0), -EINVAL);
   }));
@@ -155,12 +157,12 @@ test('calls on pool threads: fsync, fdatasync, fallocate, copy_file_range; an un
     const pool = createPool(2);
     const out = fs.openSync(`${file}.copy`, 'w+');
     try {
-      assert.is(native.ioPoolSubmitCall(pool, 2, fd, 0, 0, 0, 0, 1), 0);
-      assert.is(native.ioPoolSubmitCall(pool, 3, fd, 0, 0, 0, 0, 2), 0);
-      assert.is(native.ioPoolSubmitCall(pool, 4, fd, 0, 0, 2 << 20, 0, 3), 0); // mode 0: the file grows to 2 MiB
-      assert.is(native.ioPoolSubmitCall(pool, 5, fd, 4096, out, 0, 8192, 4), 0); // 8 KiB from offset 4096
-      assert.is(native.ioPoolSubmitCall(pool, 9 as 2, fd, 0, 0, 0, 0, 5), -EINVAL);
-      assert.is(native.ioPoolSubmitCall(pool, 1 as 2, fd, 0, 0, 0, 0, 5), -EINVAL, 'a memory job is not a call');
+      assert.is(native.ioPoolSubmitCall(pool, FSYNC, fd, 0, 0, 0, 0, 1), 0);
+      assert.is(native.ioPoolSubmitCall(pool, FDATASYNC, fd, 0, 0, 0, 0, 2), 0);
+      assert.is(native.ioPoolSubmitCall(pool, FALLOCATE, fd, 0, 0, 2 << 20, 0, 3), 0); // mode 0: the file grows to 2 MiB
+      assert.is(native.ioPoolSubmitCall(pool, COPY_FILE_RANGE, fd, 4096, out, 0, 8192, 4), 0); // 8 KiB from offset 4096
+      assert.is(native.ioPoolSubmitCall(pool, 9, fd, 0, 0, 0, 0, 5), -EINVAL, 'unknown kind');
+      assert.is(native.ioPoolSubmitCall(pool, WRITE, fd, 0, 0, 0, 0, 5), -EINVAL, 'a memory job is not a call');
       const results = await reapAll(pool, 4);
       assert.equal([1, 2, 3, 4].map((t) => results.get(t)), [0, 0, 0, 8192]);
       assert.is(fs.fstatSync(fd).size, 2 << 20);

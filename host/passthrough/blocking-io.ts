@@ -33,16 +33,8 @@ import { HandleTable, type Handle } from './handle-table.js';
 const C = native.constants;
 const E = C.errno;
 
-/** io-pool.c job kinds. */
-const OP_READ = 0;
-const OP_WRITE = 1;
-const OP_FSYNC = 2;
-const OP_FDATASYNC = 3;
-const OP_FALLOCATE = 4;
-const OP_COPY_FILE_RANGE = 5;
-
 /** Most threads io-pool.c starts (a larger --thread-pool-size is clamped to it). */
-export const MAX_POOL_THREADS = 64;
+export const MAX_POOL_THREADS = C.VFS_POOL_MAX_THREADS;
 
 interface Job {
   /** Queues the job (0, or -errno; -EAGAIN: every native slot is busy, retried when one is reaped). */
@@ -104,7 +96,7 @@ export class BlockingIo {
     }
     // What was placed inline is read again with the rest: the answer is written from the private buffer.
     const buf = new BufferData(size);
-    return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, OP_READ, h.fd, buf.memory, 0, 1, position, tag),
+    return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, C.VFS_POOL_READ, h.fd, buf.memory, 0, 1, position, tag),
       (n) => (n <= 0 ? n : target.fromBytes(buf.bytes.subarray(0, n))));
   }
 
@@ -123,24 +115,24 @@ export class BlockingIo {
     }
     const done = Math.max(r, 0);
     const buf = new BufferData(size - done, source.toBytes().subarray(done));
-    return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, OP_WRITE, h.fd, buf.memory, 0, 1, position + done, tag),
+    return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, C.VFS_POOL_WRITE, h.fd, buf.memory, 0, 1, position + done, tag),
       (n) => (n < 0 ? (done > 0 ? done : n) : done + n));
   }
 
   fsync(h: Handle, datasync: boolean): Promise<number> {
-    const op = datasync ? OP_FDATASYNC : OP_FSYNC;
+    const op = datasync ? C.VFS_POOL_FDATASYNC : C.VFS_POOL_FSYNC;
     return this.run([h], (pool, tag) => native.ioPoolSubmitCall(pool, op, h.fd, 0, 0, 0, 0, tag), statusOf);
   }
 
   fallocate(h: Handle, mode: number, offset: number, length: number): Promise<number> {
-    return this.run([h], (pool, tag) => native.ioPoolSubmitCall(pool, OP_FALLOCATE, h.fd, mode, offset, length, 0, tag),
+    return this.run([h], (pool, tag) => native.ioPoolSubmitCall(pool, C.VFS_POOL_FALLOCATE, h.fd, mode, offset, length, 0, tag),
       statusOf);
   }
 
   /** copy_file_range with flags 0 (the only value Linux accepts; others are refused inline). */
   copyFileRange(hin: Handle, offIn: number, hout: Handle, offOut: number, length: number): Promise<number> {
     return this.run([hin, hout], (pool, tag) =>
-      native.ioPoolSubmitCall(pool, OP_COPY_FILE_RANGE, hin.fd, offIn, hout.fd, offOut, length, tag), (n) => n);
+      native.ioPoolSubmitCall(pool, C.VFS_POOL_COPY_FILE_RANGE, hin.fd, offIn, hout.fd, offOut, length, tag), (n) => n);
   }
 
   /**
