@@ -22,7 +22,9 @@
 // stale file left in dist/ by a renamed or deleted test is reported and ignored.
 //
 // Environment: TEST_FILE_TIMEOUT_MS (per file; default 10 min, 20 min for e2e files) after which the
-// file's whole process group (QEMU children included) is SIGKILLed and the file counts as failed.
+// file's whole process group (QEMU children included) is SIGKILLed and the file counts as failed. A file still
+// running EXIT_GRACE_MS after it printed its totals is killed the same way and fails: something it started (a
+// listener, a daemon, a timer) outlived its tests, as after an assertion that skipped a test's cleanup.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -125,6 +127,9 @@ function parseSkips(text) {
 
 let current; // the running child, for signal handling
 
+/** How long a file may keep running after uvu printed its totals. */
+const EXIT_GRACE_MS = 30_000;
+
 function runFile(file) {
   const timeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS) || (isE2e(file) ? 20 : 10) * 60_000;
   return new Promise((resolve) => {
@@ -137,9 +142,17 @@ function runFile(file) {
     });
     current = child;
     let output = '';
+    let lingered = false;
+    let graceTimer;
     child.stdout.on('data', (d) => {
       output += d;
       process.stdout.write(d);
+      if (graceTimer === undefined && String(d).includes('Total:') && parseTotals(output) !== undefined) {
+        graceTimer = setTimeout(() => {
+          lingered = true;
+          killGroup(child);
+        }, EXIT_GRACE_MS);
+      }
     });
     child.stderr.on('data', (d) => {
       output += d;
@@ -152,8 +165,9 @@ function runFile(file) {
     }, timeoutMs);
     const finish = (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(graceTimer);
       current = undefined;
-      resolve({ file, code, signal, timedOut, output, ms: Date.now() - started });
+      resolve({ file, code, signal, timedOut, lingered, output, ms: Date.now() - started });
     };
     child.on('error', (err) => {
       output += `\n${err.stack ?? err}\n`;
@@ -224,9 +238,11 @@ if (files.length === 0) {
       notes.push('no totals');
     }
     if (r.timedOut) notes.push(`timed out after ${Math.round(r.ms / 1000)} s`);
+    if (r.lingered) notes.push(`still running ${EXIT_GRACE_MS / 1000} s after its totals: something it started outlived its tests`);
     if (r.code !== 0) notes.push(r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`);
-    // A crash, a timeout or a non-zero exit with nothing failed in the totals is one failure more.
-    if ((r.code !== 0 || r.timedOut || !totals) && f === 0) f = 1;
+    // A crash, a timeout, a file that would not exit or a non-zero exit with nothing failed in the totals is one
+    // failure more.
+    if ((r.code !== 0 || r.timedOut || r.lingered || !totals) && f === 0) f = 1;
     passed += p;
     failed += f;
     skipped += s;
