@@ -22,7 +22,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseStatsLine, type DaemonStats } from '../../host/stats.js';
 import {
-  GUEST_DIR, ROOT, type GuestImage, checkGuestReport, checkWorkloadOnHost, defaultWorkload, describeRun,
+  GUEST_DIR, ROOT, type GuestImage, type GuestResult, checkGuestReport, checkWorkloadOnHost, defaultWorkload, describeRun,
   ensureGuestImage, missingGuestTools, startBackend, startGuest, tailLines, workloadNeedsRoot,
 } from './guest.js';
 
@@ -79,6 +79,15 @@ function imageFor(g: Guest): GuestImage | string {
   return images.get(g.dir)!;
 }
 
+/**
+ * The guest kernel's crash line when it crashed before its init printed anything: init prints the kernel version
+ * first and loads the virtiofs module after, so the driver had not met the device, and no request had been sent.
+ */
+function kernelCrashBeforeInit(r: GuestResult): string | undefined {
+  if (r.results.length > 0 || Object.keys(r.info).length > 0 || r.done) return undefined;
+  return /^.*\b(Oops: .*|Kernel panic - .*|BUG: .*)$/m.exec(r.console)?.[1]?.trim();
+}
+
 function checkPinnedFiles(sharedDir: string): string[] {
   const problems: string[] = [];
   for (const cpu of [0, 1]) {
@@ -118,7 +127,7 @@ async function run(g: Guest, pollUs: number): Promise<void> {
   let stats: DaemonStats | undefined;
   try {
     let asked = false;
-    const guest = startGuest({
+    const boot = (): Promise<GuestResult> => startGuest({
       socketPath, sharedDir, image, workload: PINNED_WRITERS, timeoutMs: 240_000, idleTimeoutMs: 60_000, backend,
       qemuArgs: ['-smp', '2', '-global', 'vhost-user-fs-pci.num-request-queues=2'],
       onLine: (line) => {
@@ -128,8 +137,16 @@ async function run(g: Guest, pollUs: number): Promise<void> {
           backend.child.kill('SIGUSR2');
         }
       },
-    });
-    const r = await guest.result;
+    }).result;
+    let r = await boot();
+    const crash = kernelCrashBeforeInit(r);
+    if (crash !== undefined) {
+      // Seen once in CI: the 6.12 kernel's int3-based code patching, on 2 vCPUs under TCG, trapped in
+      // sched_clock_cpu 1.5 s into the boot. That says nothing of the daemon: boot once more, and fail if it
+      // happens again.
+      console.log(`e2e: ${g.label}, poll-us=${pollUs}: the guest kernel crashed before its init ran (${crash}); booting again`);
+      r = await boot();
+    }
     stats = parseStatsLine(backend.stderr());
     const report = { ...r, results: r.results.filter((s) => s.name !== 'posix-check') };
     const problems = [
