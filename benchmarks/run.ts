@@ -1,9 +1,10 @@
 /**
  * `npm run bench [-- --quick]`: our daemon beside the C virtiofsd, both driven by the userspace virtio-fs
  * frontend (host/frontend/fuse-client.ts), each a separate process on its own socket, all sharing one directory
- * (one at a time is measured; see `populate` for why one). Per repetition both backends are started fresh and every workload runs on both, alternating which
- * goes first; the table shows medians over repetitions. The machine's floors (page-cache pread/pwrite, an
- * eventfd round trip between two threads) are measured in the same run.
+ * (one at a time is measured; see `populate` for why one). Per repetition both backends are started fresh and
+ * every workload runs on both, alternating which goes first; the table shows medians over repetitions. The
+ * machine's floors (page-cache pread/pwrite, an eventfd round trip between two threads) are measured in the
+ * same run.
  *
  * DAX rows (ours only, benchmarks/dax.ts) follow in their own table; --dax-only runs just them.
  *
@@ -200,7 +201,9 @@ async function main(): Promise<void> {
       const started: Array<[string, Backend]> = [];
       const pairs: Array<[string, Backend, FuseClient]> = [];
       try {
-        for (const v of OURS_VARIANTS) started.push([v.label, await startOurs(work, dir, v.extra, undefined, v.label, v.runtime)]);
+        for (const v of OURS_VARIANTS) {
+          started.push([v.label, await startOurs(work, dir, v.extra, undefined, v.label, v.runtime)]);
+        }
         started.push(['C', await startC(work, dir)]);
         for (const [l, b] of started) {
           commands.set(l, b.command);
@@ -332,9 +335,10 @@ function markdown(date: string, mach: Record<string, string>, rows: Row[], floor
   return `# Benchmark ${date}: virtiofsd-ts beside the C virtiofsd
 
 Produced by \`npm run bench\` (benchmarks/run.ts). Both backends are separate processes on their own socket, serving
-the same temp directory (one measured at a time; its data file is flushed before each measurement), driven by the userspace virtio-fs frontend \`host/frontend/fuse-client.ts\`
-(one request queue, EVENT_IDX, fixed descriptor chains). The command lines are under "Processes"; rows named
-\`[--poll-us=N]\` ran ours with that option added (adaptive polling), beside the same C samples.
+the same temp directory (one measured at a time; its data file is flushed before each measurement), driven by
+the userspace virtio-fs frontend \`host/frontend/fuse-client.ts\` (one request queue, EVENT_IDX, fixed descriptor
+chains). The command lines are under "Processes"; rows named \`[--poll-us=N]\` ran ours with that option added
+(adaptive polling), beside the same C samples.
 C: \`${mach.cVirtiofsd}\` (default thread pool: none, the queue thread serves requests). Per repetition every
 backend is started fresh and each workload runs on each, alternating the order. ${cfg.reps} repetitions x ${cfg.durationMs} ms (after ${cfg.warmupMs} ms warm-up); the table shows
 medians. Data file ${cfg.fileSize >> 20} MiB, in the page cache.

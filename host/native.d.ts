@@ -189,8 +189,9 @@ export interface Native {
   /** The completion eventfd (nonblocking; readable while completions wait), or -EBADF once closed. */
   ioPoolEventfd(pool: IoPoolHandle): number;
   /**
-   * Queues preadv (op VFS_POOL_READ) or pwritev (VFS_POOL_WRITE) on fd at `position` with the `struct iovec` table at mem[iovOffset] as
-   * for preadv below (copied now; the memory its bases point at must stay mapped until the job is reaped).
+   * Queues preadv (op VFS_POOL_READ) or pwritev (VFS_POOL_WRITE) on fd at `position` with the `struct iovec`
+   * table at mem[iovOffset] as for preadv below (copied now; the memory its bases point at must stay mapped until
+   * the job is reaped).
    * 0, -EAGAIN (all 128 slots busy), -EINVAL, -EFAULT (the table outside mem), -EBADF (closed).
    */
   ioPoolSubmit(pool: IoPoolHandle, op: number, fd: number, mem: Memory, iovOffset: number, iovCount: number,
@@ -198,8 +199,8 @@ export interface Native {
   /**
    * Queues a call that takes no memory: fsync(fd) (op VFS_POOL_FSYNC), fdatasync(fd) (VFS_POOL_FDATASYNC),
    * fallocate(fd, mode a0, offset a1, length a2) (VFS_POOL_FALLOCATE), copy_file_range(fd, offset in a0, fd out a1,
-   * offset out a2, length a3) (VFS_POOL_COPY_FILE_RANGE). 0 or -errno as
-   * ioPoolSubmit; the job's result is the call's (0 or bytes) or -errno.
+   * offset out a2, length a3) (VFS_POOL_COPY_FILE_RANGE). 0 or -errno as ioPoolSubmit; the job's result is the
+   * call's (0 or bytes) or -errno.
    */
   ioPoolSubmitCall(pool: IoPoolHandle, op: number, fd: number, a0: number, a1: number, a2: number, a3: number,
     tag: number): number;

@@ -59,7 +59,9 @@ test('u64Number is the u64 exactly below 2^53 and Number(u64) above (read as two
   const args = { view, base: 8, len: 8 } as unknown as Args;
   const samples = [0n, 1n, 0xffff_ffffn, 0x1_0000_0000n, 0x1_2345_6789n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n,
     2n ** 53n + 3n, 0x8000_0000_0000_0001n, 2n ** 64n - 1n];
-  for (let i = 0; i < 2000; i++) samples.push(BigInt.asUintN(64, BigInt(Math.floor(Math.random() * 2 ** 53)) << BigInt(i % 12)));
+  for (let i = 0; i < 2000; i++) {
+    samples.push(BigInt.asUintN(64, BigInt(Math.floor(Math.random() * 2 ** 53)) << BigInt(i % 12)));
+  }
   for (const v of samples) {
     view.setBigUint64(8, v, true);
     assert.is(u64Number(args, 0), Number(v), `0x${v.toString(16)}`);

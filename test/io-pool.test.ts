@@ -132,7 +132,7 @@ test('bad submissions are refused at once; a full pool answers -EAGAIN; a closed
       assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 65_536 - 8, 1, 0, 1), -EFAULT, 'table past the memory');
       assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 4, 1, 0, 1), -EINVAL, 'misaligned table');
       assert.is(native.ioPoolSubmit(pool, READ, fd, mem.buffer, 0, 2000, 0, 1), -EINVAL, 'more than UIO_MAXIOV');
-      assert.is(native.ioPoolSubmit(pool, FSYNC, fd, mem.buffer, 0, 0, 0, 1), -EINVAL, 'a call kind is not a memory job');
+      assert.is(native.ioPoolSubmit(pool, FSYNC, fd, mem.buffer, 0, 0, 0, 1), -EINVAL, 'a call is not a memory job');
       assert.is(native.ioPoolPending(pool), 0, 'refused jobs hold no slot');
       iovTable(mem, 0, [[4096, 16]]);
       let accepted = 0;
@@ -159,7 +159,8 @@ test('calls on pool threads: fsync, fdatasync, fallocate, copy_file_range; an un
     try {
       assert.is(native.ioPoolSubmitCall(pool, FSYNC, fd, 0, 0, 0, 0, 1), 0);
       assert.is(native.ioPoolSubmitCall(pool, FDATASYNC, fd, 0, 0, 0, 0, 2), 0);
-      assert.is(native.ioPoolSubmitCall(pool, FALLOCATE, fd, 0, 0, 2 << 20, 0, 3), 0); // mode 0: the file grows to 2 MiB
+      // mode 0: the file grows to 2 MiB
+      assert.is(native.ioPoolSubmitCall(pool, FALLOCATE, fd, 0, 0, 2 << 20, 0, 3), 0);
       assert.is(native.ioPoolSubmitCall(pool, COPY_FILE_RANGE, fd, 4096, out, 0, 8192, 4), 0); // 8 KiB from offset 4096
       assert.is(native.ioPoolSubmitCall(pool, 9, fd, 0, 0, 0, 0, 5), -EINVAL, 'unknown kind');
       assert.is(native.ioPoolSubmitCall(pool, WRITE, fd, 0, 0, 0, 0, 5), -EINVAL, 'a memory job is not a call');

@@ -238,7 +238,9 @@ if (files.length === 0) {
       notes.push('no totals');
     }
     if (r.timedOut) notes.push(`timed out after ${Math.round(r.ms / 1000)} s`);
-    if (r.lingered) notes.push(`still running ${EXIT_GRACE_MS / 1000} s after its totals: something it started outlived its tests`);
+    if (r.lingered) {
+      notes.push(`still running ${EXIT_GRACE_MS / 1000} s after its totals: something it started outlived its tests`);
+    }
     if (r.code !== 0) notes.push(r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`);
     // A crash, a timeout, a file that would not exit or a non-zero exit with nothing failed in the totals is one
     // failure more.

@@ -259,7 +259,9 @@ export class FuseServer implements OpContext {
       handleIdle: (fh) => this.handleIdle(fh),
     });
     this.fs = this.guard.fs;
-    for (const [opcode, op] of OPS) if (op.method === undefined || this.fs[op.method] !== undefined) this.served.add(opcode);
+    for (const [opcode, op] of OPS) {
+      if (op.method === undefined || this.fs[op.method] !== undefined) this.served.add(opcode);
+    }
   }
 
   get initialized(): boolean {

@@ -96,7 +96,8 @@ export class BlockingIo {
     }
     // What was placed inline is read again with the rest: the answer is written from the private buffer.
     const buf = new BufferData(size);
-    return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, C.VFS_POOL_READ, h.fd, buf.memory, 0, 1, position, tag),
+    return this.run([h], (pool, tag) =>
+      native.ioPoolSubmit(pool, C.VFS_POOL_READ, h.fd, buf.memory, 0, 1, position, tag),
       (n) => (n <= 0 ? n : target.fromBytes(buf.bytes.subarray(0, n))));
   }
 
@@ -115,7 +116,8 @@ export class BlockingIo {
     }
     const done = Math.max(r, 0);
     const buf = new BufferData(size - done, source.toBytes().subarray(done));
-    return this.run([h], (pool, tag) => native.ioPoolSubmit(pool, C.VFS_POOL_WRITE, h.fd, buf.memory, 0, 1, position + done, tag),
+    return this.run([h], (pool, tag) =>
+      native.ioPoolSubmit(pool, C.VFS_POOL_WRITE, h.fd, buf.memory, 0, 1, position + done, tag),
       (n) => (n < 0 ? (done > 0 ? done : n) : done + n));
   }
 
@@ -125,8 +127,8 @@ export class BlockingIo {
   }
 
   fallocate(h: Handle, mode: number, offset: number, length: number): Promise<number> {
-    return this.run([h], (pool, tag) => native.ioPoolSubmitCall(pool, C.VFS_POOL_FALLOCATE, h.fd, mode, offset, length, 0, tag),
-      statusOf);
+    return this.run([h], (pool, tag) =>
+      native.ioPoolSubmitCall(pool, C.VFS_POOL_FALLOCATE, h.fd, mode, offset, length, 0, tag), statusOf);
   }
 
   /** copy_file_range with flags 0 (the only value Linux accepts; others are refused inline). */

@@ -22,8 +22,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseStatsLine, type DaemonStats } from '../../host/stats.js';
 import {
-  GUEST_DIR, ROOT, type GuestImage, type GuestResult, checkGuestReport, checkWorkloadOnHost, defaultWorkload, describeRun,
-  ensureGuestImage, missingGuestTools, startBackend, startGuest, tailLines, workloadNeedsRoot,
+  GUEST_DIR, ROOT, type GuestImage, type GuestResult, checkGuestReport, checkWorkloadOnHost, defaultWorkload,
+  describeRun, ensureGuestImage, missingGuestTools, startBackend, startGuest, tailLines, workloadNeedsRoot,
 } from './guest.js';
 
 const IN_CI = !!process.env.CI;
@@ -144,7 +144,8 @@ async function run(g: Guest, pollUs: number): Promise<void> {
       // Seen once in CI: the 6.12 kernel's int3-based code patching, on 2 vCPUs under TCG, trapped in
       // sched_clock_cpu 1.5 s into the boot. That says nothing of the daemon: boot once more, and fail if it
       // happens again.
-      console.log(`e2e: ${g.label}, poll-us=${pollUs}: the guest kernel crashed before its init ran (${crash}); booting again`);
+      console.log(`e2e: ${g.label}, poll-us=${pollUs}: the guest kernel crashed before its init ran (${crash}); ` +
+        'booting again');
       r = await boot();
     }
     stats = parseStatsLine(backend.stderr());

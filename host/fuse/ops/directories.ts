@@ -57,7 +57,9 @@ export const directoryOps: readonly OpRow[] = [
     },
   })],
 
-  [P.FUSE_READDIR, op<DirReadArgs>({ name: 'READDIR', method: 'readdir', decode: dirReadDecoder, handle: readdirHandler(false) })],
+  [P.FUSE_READDIR, op<DirReadArgs>({
+    name: 'READDIR', method: 'readdir', decode: dirReadDecoder, handle: readdirHandler(false),
+  })],
   [P.FUSE_READDIRPLUS, op<DirReadArgs>({
     name: 'READDIRPLUS', method: 'readdirplus', decode: dirReadDecoder, handle: readdirHandler(true),
     undo: (s, _d, _req, bodyLen) => undoDirentPlus(s, bodyLen),
