@@ -80,9 +80,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /**
  * The shared directory every backend serves. One for all: the page cache keeps a file written in 1 MiB chunks as
  * large folios, and on Linux 6.18's ext4 a 4 KiB pwrite into such a folio takes 8-15 µs against 4 µs for a file
- * written in 4 KiB pages (measured with plain pwrite, no daemon), and the folio sizes a populate
- * gets vary with memory: two backends on files of their own measured the luck of their files' folios as much as
- * themselves (write 4 KiB at depth 16: one run ours 44k/s beside C's 84k/s at 23 and 12 µs of CPU per request).
+ * written in 4 KiB pages (measured with plain pwrite, no daemon), and the folio sizes a populate gets vary with
+ * memory: two backends on files of their own measured the luck of their files' folios as much as themselves
+ * (write 4 KiB at depth 16: one run ours 44k/s beside C's 84k/s at 23 and 12 µs of CPU per request).
  */
 function populate(dir: string): void {
   const chunk = Buffer.alloc(1 << 20);

@@ -21,7 +21,7 @@ import { CLI } from './util/dev-fuse-mount.js';
 import { RUNTIME, unlessRuntime } from './util/runtime.js';
 import { spawnSocketDaemon } from './util/socket-daemon.js';
 import { requireRoot } from './util/prereq.js';
-import { sleep } from './util/wait.js';
+import { until } from './util/wait.js';
 
 const RUNTIME_TS = fileURLToPath(new URL('../host/runtime.js', import.meta.url));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'runtime-test-'));
@@ -56,8 +56,7 @@ test('as root, the sandboxed daemon runs in this runtime with the same flags (na
     assert.is(d.child.exitCode, null, 'serving under --seccomp=kill');
   } finally {
     d.child.kill('SIGTERM');
-    for (let i = 0; i < 250 && d.child.exitCode === null && d.child.signalCode === null; i++) await sleep(20);
-    const stopped = d.child.exitCode !== null || d.child.signalCode !== null;
+    const stopped = await until(() => d.child.exitCode !== null || d.child.signalCode !== null, 5000, 20);
     if (!stopped) d.child.kill('SIGKILL'); // (its stderr pipe would keep this test process alive)
     assert.ok(stopped, 'the sandboxed daemon stopped on SIGTERM');
   }
@@ -77,7 +76,7 @@ unlessRuntime(test, {
         '--cpu-prof-interval=50'], timeoutMs: 20000,
     });
     d.child.kill('SIGTERM');
-    for (let i = 0; i < 250 && d.child.exitCode === null && d.child.signalCode === null; i++) await sleep(20);
+    await until(() => d.child.exitCode !== null || d.child.signalCode !== null, 5000, 20);
     assert.is(d.child.signalCode, null, `not killed by a signal: ${d.stderr()}`);
     assert.is(d.child.exitCode, 0, d.stderr());
     assert.ok(fs.readdirSync(profiles).some((f) => f.endsWith('.cpuprofile')), 'the profile was written at exit');
