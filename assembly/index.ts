@@ -120,6 +120,11 @@ export function queueAvailPending(q: u32): u32 {
   return sq.queueAvailPending(q);
 }
 
+/** The driver's lag behind its used_event: chains made available (used false) or used elements (true) since. */
+export function queueDriverLag(q: u32, used: bool): u32 {
+  return sq.queueDriverLag(q, used);
+}
+
 /** Kicks off (while polling) or on again; on returns the chains pending after re-enabling. */
 export function queueSetKicks(q: u32, on: bool): u32 {
   return sq.queueSetKicks(q, on);

@@ -549,6 +549,25 @@ export function queueAvailPending(q: u32): u32 {
 }
 
 /**
+ * How far the driver is behind, measured from the used_event it last published (EVENT_IDX only): `used` false,
+ * the chains it made available since (avail.idx - used_event); true, the used elements pushed since
+ * (next used - used_event). 0 without EVENT_IDX, when the queue is not ready, or when the distance is more than the
+ * ring holds: used_event then does not describe a position the driver is waiting at (Linux writes 0 there while
+ * its callbacks are off). The host's notification coalescing (queue-processor.ts) decides from these.
+ */
+export function queueDriverLag(q: u32, used: bool): u32 {
+  if (q >= MAX_QUEUES) return 0;
+  const p = qp(q);
+  if ((load<u32>(p, Q_FLAGS) & (QF_BROKEN | QF_EVENT_IDX)) != QF_EVENT_IDX || !ready(p)) return 0;
+  const num = load<u32>(p, Q_NUM);
+  const avail = <usize>load<u32>(p, Q_AVAIL);
+  const usedEvent = readSuppressionAfterFence(avail, num, true);
+  const from = used ? load<u32>(p, Q_NEXT_USED) : availIdxAcquire(avail);
+  const lag = (from - usedEvent) & 0xffff;
+  return lag > num ? 0 : lag;
+}
+
+/**
  * Turns available-buffer notifications (kicks) of queue q off or on while the host polls (§2.7.10).
  * Off: with EVENT_IDX nothing is written — avail_event stays where the last empty pop left it, behind the
  * driver's index, so the driver does not kick; without it VIRTQ_USED_F_NO_NOTIFY is set in used.flags.

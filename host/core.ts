@@ -47,6 +47,7 @@ export interface CoreExports {
   queueNeedsNotify(q: number): number;
   queueAvailPending(q: number): number;
   queueSetKicks(q: number, on: number): number;
+  queueDriverLag(q: number, used: number): number;
   linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
   linearReplyLen(): number;
   linearInPtr(): number;
@@ -676,6 +677,11 @@ export class Core {
   /** Kicks off while polling, or on again: then the chains pending after re-enabling (look once more). */
   queueSetKicks(q: number, on: boolean): number {
     try { return this.e.queueSetKicks(q, on ? 1 : 0); } catch (err) { this.trap(err); }
+  }
+
+  /** EVENT_IDX: chains made available (used false) or used elements pushed (true) since the driver's used_event. */
+  queueDriverLag(q: number, used: boolean): number {
+    try { return this.e.queueDriverLag(q, used ? 1 : 0); } catch (err) { this.trap(err); }
   }
 
   // ---- linear requests (/dev/fuse) ---------------------------------------------------------------------------

@@ -27,6 +27,15 @@
  * found a request (an average over about 8), a drained batch waits for a kick as without polling, and one in 16
  * still polls to notice a driver that has become faster (a guest's deep queue after its synchronous I/O).
  *
+ * Coalescing (polling only, EVENT_IDX): while kicks are off, the call for a completion the driver waits on is
+ * held back until half of the driver's depth is done and unseen, so a deep driver takes several completions per
+ * interrupt while the other half keeps it busy. The depth is the most chains the driver had outstanding past its
+ * used_event, over the last 256 to 512 requests; a driver of depth 3 or less is told at once, as without it. A
+ * window that passes empty, a hold twice the window old, and kicks going on again each release what is held: a
+ * driver that has nothing left to submit is never kept waiting beyond that. (virtio-net's notification coalescing,
+ * VIRTIO_NET_F_NOTF_COAL, is the same idea with driver-set limits; the 6.1 guest under TCG, fio libaio QD16:
+ * 0.45 -> 0.21 calls per request.)
+ *
  * Fairness: one run() serves at most `batch` requests and spins at most once; when the spin found work, run()
  * asks to be called again (returns true) instead of spinning again, so the caller yields to the event loop
  * (other queues, the vhost-user socket, timers) between windows. The loop is held for at most pollUs per run.
@@ -80,6 +89,8 @@ export interface QueueCore {
   queueAvailPending?(q: number): number;
   /** Polling only: kicks off, or on again (then: chains pending after re-arming). */
   queueSetKicks?(q: number, on: boolean): number;
+  /** Coalescing only: the driver's lag behind its used_event, in chains made available or used elements pushed. */
+  queueDriverLag?(q: number, used: boolean): number;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
   reqUnique?(): bigint;
   requestPark?(): number;
@@ -131,6 +142,8 @@ const SPIN_PEEKS = 32;
 /** native.clockUs() wraps at 2^30 µs. */
 const CLOCK_US_MASK = 0x3fffffff;
 const EIO = 5;
+/** Depth samples per epoch: the estimate forgets a deeper past after one to two epochs. */
+const DEPTH_EPOCH = 256;
 
 export class QueueProcessor implements ReplyParking {
   /** Call eventfd (-1: none; the frontend polls). Not owned: the backend closes it. */
@@ -154,6 +167,14 @@ export class QueueProcessor implements ReplyParking {
   /** Drained batches since the last window while backed off. */
   private sinceProbe = 0;
   private lastWarn = 0;
+  /** Coalescing notifications while polling (EVENT_IDX and a core that reports the driver's lag). */
+  private readonly coalesce: boolean;
+  /** A completion's notification is held back since this clockUs() reading (-1: none held). */
+  private heldSince = -1;
+  /** The driver's depth: the most chains it had outstanding in the last two epochs of DEPTH_EPOCH samples. */
+  private depthPeak = 0;
+  private depthPrevPeak = 0;
+  private depthSamples = 0;
   private suppressed = 0;
 
   constructor(
@@ -167,6 +188,7 @@ export class QueueProcessor implements ReplyParking {
     if (!Number.isFinite(pollUs) || pollUs < 0) throw new RangeError(`pollUs must be >= 0, got ${pollUs}`);
     const canPoll = core.queueAvailPending !== undefined && core.queueSetKicks !== undefined;
     this.pollUs = canPoll ? Math.min(Math.round(pollUs), CLOCK_US_MASK >> 1) : 0;
+    this.coalesce = this.pollUs > 0 && core.queueDriverLag !== undefined;
     if (core.requestPark !== undefined && core.queueReplyParked !== undefined && core.reqUnique !== undefined) {
       server.attachParking?.(queue, this);
     }
@@ -176,6 +198,8 @@ export class QueueProcessor implements ReplyParking {
   reset(): void {
     this.halted = false;
     this.kicksOff = false; // a reconfigured ring starts with kicks on (the driver initialises its rings)
+    this.heldSince = -1; // and owes its driver nothing
+    this.depthPeak = this.depthPrevPeak = this.depthSamples = 0;
     this.server.dropParked?.(this.queue);
   }
 
@@ -284,6 +308,7 @@ export class QueueProcessor implements ReplyParking {
       }
       budget--;
       if (known > 0) known--;
+      if (this.kicksOff && this.coalesce) this.sampleDepth();
       const r = core.queuePop(q);
       if (r === POP_REQUEST) {
         this.serveOne();
@@ -297,7 +322,8 @@ export class QueueProcessor implements ReplyParking {
         if (r !== POP_EMPTY) this.halt(r);
         break;
       }
-      this.notifyIfDue(); // after every completion: see the top of the file
+      // After every completion (see the top of the file), unless coalescing holds it back.
+      if (!this.kicksOff || !this.coalesce || this.dueNow()) this.notifyIfDue();
     }
     return budget;
   }
@@ -325,7 +351,11 @@ export class QueueProcessor implements ReplyParking {
     const start = native.clockUs();
     do {
       for (let i = 0; i < SPIN_PEEKS; i++) if (core.queueAvailPending!(q) > 0) return true;
+      if (this.heldSince >= 0 && ((native.clockUs() - this.heldSince) & CLOCK_US_MASK) >= this.pollUs * 2) {
+        this.releaseHeld();
+      }
     } while (((native.clockUs() - start) & CLOCK_US_MASK) < this.pollUs);
+    this.releaseHeld(); // a window passed with nothing new: the driver is waiting for what we hold
     return false;
   }
 
@@ -336,8 +366,42 @@ export class QueueProcessor implements ReplyParking {
 
   /** Kicks on, whatever they were, with avail_event at the ring's position; returns the chains available. */
   private armKicks(): number {
+    this.releaseHeld();
     this.kicksOff = false;
     return this.core.queueSetKicks!(this.queue, true);
+  }
+
+  /** One sample of the driver's depth: the chains it made available since it last looked at the used ring. */
+  private sampleDepth(): void {
+    const outstanding = this.core.queueDriverLag!(this.queue, false);
+    if (outstanding > this.depthPeak) this.depthPeak = outstanding;
+    if (++this.depthSamples === DEPTH_EPOCH) {
+      this.depthSamples = 0;
+      this.depthPrevPeak = this.depthPeak;
+      this.depthPeak = 0;
+    }
+  }
+
+  /**
+   * Whether the completion just pushed is told now: once the driver has half its depth done and unseen, the
+   * other half is what keeps it busy meanwhile. Else the notification is held (released by a window passing
+   * empty, by twice the window's age, or by kicks going on again).
+   */
+  private dueNow(): boolean {
+    const half = Math.max(this.depthPeak, this.depthPrevPeak) >> 1;
+    if (half <= 1 || this.core.queueDriverLag!(this.queue, true) >= half) {
+      this.heldSince = -1;
+      return true;
+    }
+    if (this.heldSince < 0) this.heldSince = native.clockUs();
+    return false;
+  }
+
+  /** Tells the driver what was held back, if it is waiting for it. */
+  private releaseHeld(): void {
+    if (this.heldSince < 0) return;
+    this.heldSince = -1;
+    this.notifyIfDue();
   }
 
   private serveOne(): void {
