@@ -211,8 +211,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     apply: (d, v) => { d.opts.threadPoolSize = integer('--thread-pool-size', v, 0, 65536); } },
   { names: ['--poll-us'], arg: 'N',
     help: 'adaptive polling: after a batch, watch each queue N µs for more requests with guest kicks off before ' +
-      'waiting again, and coalesce a deep guest queue\'s interrupts meanwhile (default: 0, off; costs CPU only ' +
-      'while requests come)',
+      'waiting again (default: 0, off; costs CPU only while requests come)',
     apply: (d, v) => { d.opts.pollUs = integer('--poll-us', v, 0, 1_000_000); } },
   { names: ['--exit-on-disconnect'], help: 'exit when the frontend disconnects instead of waiting for the next one',
     apply: (d) => { d.opts.exitOnDisconnect = true; } },

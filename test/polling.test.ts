@@ -210,18 +210,48 @@ test('polling: a ring whose avail.idx jumps past the queue size still halts the 
   assert.is(p.halted, true, 'a ring already marked broken is seen again (not taken for an empty one)');
 });
 
-test('EVENT_IDX: the call follows the completion the driver asked about, not the end of the batch', async () => {
+test('EVENT_IDX: calls follow completions inside the batch, every half depth; the last held one ends the batch', async () => {
   const { core, driver, submit, served, server } = await rig(true);
   const callFd = native.eventfd(0, native.constants.EFD_NONBLOCK);
   try {
-    for (let i = 0; i < 4; i++) submit();
-    driver.setUsedEvent(0); // "interrupt me at the first completion"
+    for (let i = 0; i < 5; i++) submit();
+    driver.setUsedEvent(0); // "interrupt me at the first completion", with 5 outstanding: half the depth is 2
     const callsSeen: number[] = [];
     const observing: RequestServer = {
       serveCurrent() {
         const calls = native.eventfdRead(callFd); // -EAGAIN (nothing yet) or the count
         callsSeen.push(calls > 0 ? calls : 0);
-        // The driver took what it was told about after the second completion and re-armed for the next one.
+        // The driver takes what it was told about and waits at the next used index (after 2, then after 4).
+        if (served.length === 2 || served.length === 4) driver.setUsedEvent(served.length);
+        server.serveCurrent();
+      },
+    };
+    const p = new QueueProcessor(core, observing, 0);
+    p.callFd = callFd;
+    assert.is(p.run(), false);
+    assert.equal(served, [1n, 2n, 3n, 4n, 5n]);
+    const after = native.eventfdRead(callFd);
+    callsSeen.push(after > 0 ? after : 0);
+    // Calls seen before serving requests 1..5, and after the batch: after request 2 (2 unseen past used_event 0),
+    // after request 4 (2 past 2), and the 5th, held, when the ring was found empty.
+    assert.equal(callsSeen, [0, 0, 1, 0, 1, 1]);
+    assert.is(p.stats.notifications, 3);
+  } finally {
+    native.close(callFd);
+  }
+});
+
+test('EVENT_IDX: a driver of depth 3 or less hears of each completion it waits on at once', async () => {
+  const { core, driver, submit, served, server } = await rig(true);
+  const callFd = native.eventfd(0, native.constants.EFD_NONBLOCK);
+  try {
+    for (let i = 0; i < 3; i++) submit();
+    driver.setUsedEvent(0);
+    const callsSeen: number[] = [];
+    const observing: RequestServer = {
+      serveCurrent() {
+        const calls = native.eventfdRead(callFd);
+        callsSeen.push(calls > 0 ? calls : 0);
         if (served.length === 2) driver.setUsedEvent(2);
         server.serveCurrent();
       },
@@ -229,13 +259,10 @@ test('EVENT_IDX: the call follows the completion the driver asked about, not the
     const p = new QueueProcessor(core, observing, 0);
     p.callFd = callFd;
     assert.is(p.run(), false);
-    assert.equal(served, [1n, 2n, 3n, 4n]);
     const after = native.eventfdRead(callFd);
     callsSeen.push(after > 0 ? after : 0);
-    // Calls seen before serving requests 1..4, and after the batch: one right after request 1 (used_event 0),
-    // one right after request 3 (used_event 2), none at the end (used_event already passed).
-    assert.equal(callsSeen, [0, 1, 0, 1, 0]);
-    assert.is(p.stats.notifications, 2);
+    assert.equal(served, [1n, 2n, 3n]);
+    assert.equal(callsSeen, [0, 1, 0, 1], 'after request 1 (used_event 0) and after request 3 (used_event 2)');
   } finally {
     native.close(callFd);
   }
@@ -259,7 +286,8 @@ test('queueDriverLag: chains made available and used elements pushed since used_
 
 /**
  * Coalescing while polling: a driver that waits at used_event with 8 more chains outstanding hears of them once
- * 4 are done (the other 4 keep it busy meanwhile), and a window passing empty releases what is held.
+ * 4 are done (the other 4 keep it busy meanwhile), and a window passing empty releases what is held (without
+ * polling, the end of the batch does: the test above).
  */
 test('polling (EVENT_IDX): a deep driver hears at half its depth; a window passing empty releases the rest', async () => {
   const { core, driver, submit, served, server } = await rig(true);
@@ -306,13 +334,14 @@ test('polling (EVENT_IDX): a deep driver hears at half its depth; a window passi
     assert.equal(callsSeen, [0, 1, 1, 1, 1, 2, 2, 2, 2]);
     assert.is(readCalls(), 2, 'no call after the batch: the driver was told and has not re-armed');
 
-    // Depth 8 is remembered; 2 requests come and then nothing: held, until the window passes empty.
+    // Depth 8 is remembered: the kicked request and the 2 that come inside its window are held, until a window
+    // passes empty.
     callsSeen.length = 0;
     batch(2);
     assert.is(served.length, 12);
-    assert.equal(callsSeen, [2, 3, 3], 'the 2 completions were held while the window ran');
-    assert.is(readCalls(), 4, 'released by the window that passed empty');
-    assert.is(p.stats.notifications, 4);
+    assert.equal(callsSeen, [2, 2, 2], 'the 3 completions were held while the windows ran');
+    assert.is(readCalls(), 3, 'released by the window that passed empty');
+    assert.is(p.stats.notifications, 3);
   } finally {
     native.close(callFd);
   }

@@ -27,14 +27,14 @@
  * found a request (an average over about 8), a drained batch waits for a kick as without polling, and one in 16
  * still polls to notice a driver that has become faster (a guest's deep queue after its synchronous I/O).
  *
- * Coalescing (polling only, EVENT_IDX): while kicks are off, the call for a completion the driver waits on is
- * held back until half of the driver's depth is done and unseen, so a deep driver takes several completions per
- * interrupt while the other half keeps it busy. The depth is the most chains the driver had outstanding past its
- * used_event, over the last 256 to 512 requests; a driver of depth 3 or less is told at once, as without it. A
- * window that passes empty, a hold twice the window old, and kicks going on again each release what is held: a
- * driver that has nothing left to submit is never kept waiting beyond that. (virtio-net's notification coalescing,
- * VIRTIO_NET_F_NOTF_COAL, is the same idea with driver-set limits; the 6.1 guest under TCG, fio libaio QD16:
- * 0.45 -> 0.21 calls per request.)
+ * Coalescing (EVENT_IDX): the call for a completion the driver waits on is held back until half of the driver's
+ * depth is done and unseen, so a deep driver takes several completions per interrupt while the other half keeps it
+ * busy. The depth is the most chains the driver had outstanding past its used_event, over the last 256 to 512
+ * requests; a driver of depth 3 or less is told at once. What is held is released when the ring is found empty
+ * (without polling), when a window passes empty, when a hold is twice the window old, and when kicks go on again or
+ * the ring stops: a driver that has nothing left to submit is never kept waiting for it. (virtio-net's
+ * VIRTIO_NET_F_NOTF_COAL is the same idea with driver-set limits. The 6.1 guest under TCG, fio libaio QD16,
+ * --poll-us=50: 0.45 -> 0.21 calls per request.)
  *
  * Fairness: one run() serves at most `batch` requests and spins at most once; when the spin found work, run()
  * asks to be called again (returns true) instead of spinning again, so the caller yields to the event loop
@@ -188,7 +188,7 @@ export class QueueProcessor implements ReplyParking {
     if (!Number.isFinite(pollUs) || pollUs < 0) throw new RangeError(`pollUs must be >= 0, got ${pollUs}`);
     const canPoll = core.queueAvailPending !== undefined && core.queueSetKicks !== undefined;
     this.pollUs = canPoll ? Math.min(Math.round(pollUs), CLOCK_US_MASK >> 1) : 0;
-    this.coalesce = this.pollUs > 0 && core.queueDriverLag !== undefined;
+    this.coalesce = core.queueDriverLag !== undefined;
     if (core.requestPark !== undefined && core.queueReplyParked !== undefined && core.reqUnique !== undefined) {
       server.attachParking?.(queue, this);
     }
@@ -208,6 +208,7 @@ export class QueueProcessor implements ReplyParking {
    * a poll in progress ends with kicks on again, so the ring is not left silent for whoever drives it next.
    */
   stopped(): void {
+    this.releaseHeld();
     this.kicksOn();
     this.server.dropParked?.(this.queue);
   }
@@ -258,7 +259,11 @@ export class QueueProcessor implements ReplyParking {
     const q = this.queue;
     const core = this.core;
     let budget = this.batch;
-    if (this.pollUs === 0) return this.drain(budget, -1) === 0 && !this.halted;
+    if (this.pollUs === 0) {
+      if (this.drain(budget, -1) === 0 && !this.halted) return true; // more to serve: what is held can wait
+      this.releaseHeld(); // the ring is empty: the driver waits for what we hold
+      return false;
+    }
     let spun = false;
     for (;;) {
       budget = this.drain(budget, core.queueAvailPending!(q));
@@ -308,7 +313,7 @@ export class QueueProcessor implements ReplyParking {
       }
       budget--;
       if (known > 0) known--;
-      if (this.kicksOff && this.coalesce) this.sampleDepth();
+      if (this.coalesce) this.sampleDepth();
       const r = core.queuePop(q);
       if (r === POP_REQUEST) {
         this.serveOne();
@@ -323,7 +328,7 @@ export class QueueProcessor implements ReplyParking {
         break;
       }
       // After every completion (see the top of the file), unless coalescing holds it back.
-      if (!this.kicksOff || !this.coalesce || this.dueNow()) this.notifyIfDue();
+      if (!this.coalesce || this.dueNow()) this.notifyIfDue();
     }
     return budget;
   }
