@@ -561,7 +561,8 @@ export function queueDriverLag(q: u32, used: bool): u32 {
   if ((load<u32>(p, Q_FLAGS) & (QF_BROKEN | QF_EVENT_IDX)) != QF_EVENT_IDX || !ready(p)) return 0;
   const num = load<u32>(p, Q_NUM);
   const avail = <usize>load<u32>(p, Q_AVAIL);
-  const usedEvent = readSuppressionAfterFence(avail, num, true);
+  // No fence: an estimate for the host's policy; queueNeedsNotify still decides each call with one.
+  const usedEvent = <u32>atomic.load<u16>(avail + RING_ENTRIES + <usize>(num << 1));
   const from = used ? load<u32>(p, Q_NEXT_USED) : availIdxAcquire(avail);
   const lag = (from - usedEvent) & 0xffff;
   return lag > num ? 0 : lag;

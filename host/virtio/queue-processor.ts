@@ -142,7 +142,7 @@ const SPIN_PEEKS = 32;
 /** native.clockUs() wraps at 2^30 µs. */
 const CLOCK_US_MASK = 0x3fffffff;
 const EIO = 5;
-/** Depth samples per epoch: the estimate forgets a deeper past after one to two epochs. */
+/** Depth samples (one per pop) per epoch: the estimate forgets a deeper past after one to two epochs. */
 const DEPTH_EPOCH = 256;
 
 export class QueueProcessor implements ReplyParking {
