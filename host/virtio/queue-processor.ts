@@ -167,7 +167,7 @@ export class QueueProcessor implements ReplyParking {
   /** Drained batches since the last window while backed off. */
   private sinceProbe = 0;
   private lastWarn = 0;
-  /** Coalescing notifications while polling (EVENT_IDX and a core that reports the driver's lag). */
+  /** Coalescing calls: the core reports the driver's lag (always 0 without EVENT_IDX: nothing is held then). */
   private readonly coalesce: boolean;
   /** A completion's notification is held back since this clockUs() reading (-1: none held). */
   private heldSince = -1;
@@ -389,8 +389,8 @@ export class QueueProcessor implements ReplyParking {
 
   /**
    * Whether the completion just pushed is told now: once the driver has half its depth done and unseen, the
-   * other half is what keeps it busy meanwhile. Else the notification is held (released by a window passing
-   * empty, by twice the window's age, or by kicks going on again).
+   * other half is what keeps it busy meanwhile. Else the notification is held (released when the ring is found
+   * empty without polling, by a window passing empty, by twice the window's age, or by kicks going on again).
    */
   private dueNow(): boolean {
     const half = Math.max(this.depthPeak, this.depthPrevPeak) >> 1;
