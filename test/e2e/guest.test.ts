@@ -193,6 +193,9 @@ async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = fals
       };
       g = await bootGuest({ ...env, image, workload: defaultWorkload(), timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend, onLine, memoryArgs });
       timing(`${kind} cache=${cache}`, g);
+      if (kind === 'c' && !g.done && g.timedOut && g.timeoutReason === 'idle') {
+        throw new ReferenceWentSilent(`${describeRun(g, backend, ['the guest went silent'])}`);
+      }
       if (checkerStart !== undefined && checkerEnd !== undefined) {
         console.log(`e2e: ${kind} cache=${cache}: posix-check took ${((checkerEnd - checkerStart) / 1000).toFixed(1)} s`);
       }
@@ -223,10 +226,22 @@ function defaultSandboxProblems(backend: BackendHandle): string[] {
   return [`no process of the daemon's tree runs ${runtimeName} (${process.execPath}) in a mount namespace of its own`];
 }
 
+/** The C virtiofsd's guest stopped printing before the end of its workload (see the reference case below). */
+class ReferenceWentSilent extends Error {}
+
 // The reference, which also proves the host checks can fail. If this fails, the harness or the machine
-// is at fault, not our daemon.
-e2e('C virtiofsd (reference), cache=auto: workload passes, share checks out, checks catch damage',
-  () => fullWorkload('c', 'auto', true), { c: true });
+// is at fault, not our daemon. QEMU 7.2's C virtiofsd sometimes stops answering its guest (the benchmarks see its
+// guest hang in umount in 1 to 2 boots of 3; CI saw it stop in the middle of posix-check once): a guest that went
+// silent is booted once more, with the reason printed, and a second silence fails.
+e2e('C virtiofsd (reference), cache=auto: workload passes, share checks out, checks catch damage', async () => {
+  try {
+    await fullWorkload('c', 'auto', true);
+  } catch (e) {
+    if (!(e instanceof ReferenceWentSilent)) throw e;
+    console.log(`e2e: the C virtiofsd's guest went silent; booting once more. The first run:\n${e.message}`);
+    await fullWorkload('c', 'auto', true);
+  }
+}, { c: true });
 
 for (const cache of ['auto', 'always', 'never'] as const) {
   e2e(`ours, cache=${cache}: workload passes and the share checks out`, () => fullWorkload('ours', cache));
