@@ -149,13 +149,18 @@ function usedIdxRelease(used: usize, idx: u32): void {
   atomic.store<u16>(used, <u16>idx, RING_IDX);
 }
 
+/** The driver's used_event (EVENT_IDX), after the avail ring's `num` entries. No fence of its own. */
+function usedEventOf(avail: usize, num: u32): u32 {
+  return <u32>atomic.load<u16>(avail + RING_ENTRIES + <usize>(num << 1));
+}
+
 /**
  * Full fence between publishing used.idx and reading the driver's suppression state, then that state:
  * used_event (EVENT_IDX) or avail.flags. virtio 1.2 §2.7.7 "Used Buffer Notification Suppression".
  */
 function readSuppressionAfterFence(avail: usize, num: u32, eventIdx: bool): u32 {
   fullFence();
-  if (eventIdx) return <u32>atomic.load<u16>(avail + RING_ENTRIES + <usize>(num << 1));
+  if (eventIdx) return usedEventOf(avail, num);
   return <u32>atomic.load<u16>(avail, RING_FLAGS);
 }
 
@@ -562,7 +567,7 @@ export function queueDriverLag(q: u32, used: bool): u32 {
   const num = load<u32>(p, Q_NUM);
   const avail = <usize>load<u32>(p, Q_AVAIL);
   // No fence: an estimate for the host's policy; queueNeedsNotify still decides each call with one.
-  const usedEvent = <u32>atomic.load<u16>(avail + RING_ENTRIES + <usize>(num << 1));
+  const usedEvent = usedEventOf(avail, num);
   const from = used ? load<u32>(p, Q_NEXT_USED) : availIdxAcquire(avail);
   const lag = (from - usedEvent) & 0xffff;
   return lag > num ? 0 : lag;

@@ -210,62 +210,53 @@ test('polling: a ring whose avail.idx jumps past the queue size still halts the 
   assert.is(p.halted, true, 'a ring already marked broken is seen again (not taken for an empty one)');
 });
 
-test('EVENT_IDX: calls follow completions inside the batch, every half depth; the last held one ends the batch', async () => {
+/**
+ * One batch of `depth` requests on a driver waiting at used_event 0, without polling. The driver takes what it was
+ * told about and waits at the next used index once `rearmAt` requests were served. Returns the calls seen before
+ * serving each request and after the batch, and the processor's notification count.
+ */
+async function callsInOneBatch(depth: number, rearmAt: readonly number[]) {
   const { core, driver, submit, served, server } = await rig(true);
   const callFd = native.eventfd(0, native.constants.EFD_NONBLOCK);
   try {
-    for (let i = 0; i < 5; i++) submit();
-    driver.setUsedEvent(0); // "interrupt me at the first completion", with 5 outstanding: half the depth is 2
+    for (let i = 0; i < depth; i++) submit();
+    driver.setUsedEvent(0); // "interrupt me at the first completion"
     const callsSeen: number[] = [];
+    const callsNow = (): number => {
+      const calls = native.eventfdRead(callFd); // -EAGAIN (nothing yet) or the count
+      return calls > 0 ? calls : 0;
+    };
     const observing: RequestServer = {
       serveCurrent() {
-        const calls = native.eventfdRead(callFd); // -EAGAIN (nothing yet) or the count
-        callsSeen.push(calls > 0 ? calls : 0);
-        // The driver takes what it was told about and waits at the next used index (after 2, then after 4).
-        if (served.length === 2 || served.length === 4) driver.setUsedEvent(served.length);
+        callsSeen.push(callsNow());
+        if (rearmAt.includes(served.length)) driver.setUsedEvent(served.length);
         server.serveCurrent();
       },
     };
     const p = new QueueProcessor(core, observing, 0);
     p.callFd = callFd;
     assert.is(p.run(), false);
-    assert.equal(served, [1n, 2n, 3n, 4n, 5n]);
-    const after = native.eventfdRead(callFd);
-    callsSeen.push(after > 0 ? after : 0);
-    // Calls seen before serving requests 1..5, and after the batch: after request 2 (2 unseen past used_event 0),
-    // after request 4 (2 past 2), and the 5th, held, when the ring was found empty.
-    assert.equal(callsSeen, [0, 0, 1, 0, 1, 1]);
-    assert.is(p.stats.notifications, 3);
+    callsSeen.push(callsNow());
+    return { served, callsSeen, notifications: p.stats.notifications };
   } finally {
     native.close(callFd);
   }
+}
+
+test('EVENT_IDX: calls follow completions inside the batch, every half depth; the last held one ends the batch', async () => {
+  // 5 outstanding past used_event 0: half the depth is 2. The driver re-arms after 2, then after 4.
+  const r = await callsInOneBatch(5, [2, 4]);
+  assert.equal(r.served, [1n, 2n, 3n, 4n, 5n]);
+  // Calls seen before serving requests 1..5, and after the batch: after request 2 (2 unseen past used_event 0),
+  // after request 4 (2 past 2), and the 5th, held, when the ring was found empty.
+  assert.equal(r.callsSeen, [0, 0, 1, 0, 1, 1]);
+  assert.is(r.notifications, 3);
 });
 
 test('EVENT_IDX: a driver of depth 3 or less hears of each completion it waits on at once', async () => {
-  const { core, driver, submit, served, server } = await rig(true);
-  const callFd = native.eventfd(0, native.constants.EFD_NONBLOCK);
-  try {
-    for (let i = 0; i < 3; i++) submit();
-    driver.setUsedEvent(0);
-    const callsSeen: number[] = [];
-    const observing: RequestServer = {
-      serveCurrent() {
-        const calls = native.eventfdRead(callFd);
-        callsSeen.push(calls > 0 ? calls : 0);
-        if (served.length === 2) driver.setUsedEvent(2);
-        server.serveCurrent();
-      },
-    };
-    const p = new QueueProcessor(core, observing, 0);
-    p.callFd = callFd;
-    assert.is(p.run(), false);
-    const after = native.eventfdRead(callFd);
-    callsSeen.push(after > 0 ? after : 0);
-    assert.equal(served, [1n, 2n, 3n]);
-    assert.equal(callsSeen, [0, 1, 0, 1], 'after request 1 (used_event 0) and after request 3 (used_event 2)');
-  } finally {
-    native.close(callFd);
-  }
+  const r = await callsInOneBatch(3, [2]);
+  assert.equal(r.served, [1n, 2n, 3n]);
+  assert.equal(r.callsSeen, [0, 1, 0, 1], 'after request 1 (used_event 0) and after request 3 (used_event 2)');
 });
 
 test('queueDriverLag: chains made available and used elements pushed since used_event (EVENT_IDX only)', async () => {

@@ -194,7 +194,7 @@ async function fullWorkload(kind: BackendKind, cache: CacheMode, selfTest = fals
       g = await bootGuest({ ...env, image, workload: defaultWorkload(), timeoutMs: BOOT_TIMEOUT_MS, idleTimeoutMs: IDLE_TIMEOUT_MS, backend, onLine, memoryArgs });
       timing(`${kind} cache=${cache}`, g);
       if (kind === 'c' && !g.done && g.timedOut && g.timeoutReason === 'idle') {
-        throw new ReferenceWentSilent(`${describeRun(g, backend, ['the guest went silent'])}`);
+        throw new ReferenceWentSilent(describeRun(g, backend, ['the guest went silent']));
       }
       if (checkerStart !== undefined && checkerEnd !== undefined) {
         console.log(`e2e: ${kind} cache=${cache}: posix-check took ${((checkerEnd - checkerStart) / 1000).toFixed(1)} s`);
