@@ -319,6 +319,7 @@ NAPI_MODULE_INIT() {
       FN("pollerRearm", vfs_poller_rearm),
       FN("pollerRemove", vfs_poller_remove),
       FN("pollerClose", vfs_poller_close),
+      FN("loopIdleMetricOff", vfs_loop_idle_metric_off),
       FN("epollCreate", vfs_epoll_create),
       FN("epollCtl", vfs_epoll_ctl),
       FN("epollWait", vfs_epoll_wait),

@@ -171,6 +171,7 @@ VFS_FN(vfs_poller_add);
 VFS_FN(vfs_poller_rearm);
 VFS_FN(vfs_poller_remove);
 VFS_FN(vfs_poller_close);
+VFS_FN(vfs_loop_idle_metric_off);
 VFS_FN(vfs_epoll_create);
 VFS_FN(vfs_epoll_ctl);
 VFS_FN(vfs_epoll_wait);

@@ -375,6 +375,34 @@ VFS_FN(vfs_poller_create_on_loop) {
   return handle;
 }
 
+/*
+ * Stops libuv's idle-time metric on this thread's loop. With it on (Node turns it on for
+ * performance.eventLoopUtilization), every wait of the loop is two epoll_pwait calls: one with timeout 0, then
+ * the real one, so that idle time is measured apart from the I/O it waits for. A daemon woken once per request
+ * pays that syscall on every request; nothing in it reads the metric.
+ *
+ * libuv has no call to turn the metric off. Its flag is bit UV_METRICS_IDLE_TIME of the first field (`unsigned
+ * int flags`) of the struct `loop->internal_fields` points to, the layout of every libuv since 1.39 (where the
+ * metric came). The bit is cleared only when that field holds exactly that bit: another value means a layout we
+ * do not know, and it is left alone. 0 (turned off), 1 (it was off), -ENOSYS (no libuv, or one before 1.39 or
+ * after 1.x), -EPROTO (a flags value we do not know). Node only: Bun's uv_* are stubs that abort, so callers
+ * check the runtime first (as for pollerCreateOnLoop).
+ */
+VFS_FN(vfs_loop_idle_metric_off) {
+  unsigned int (*version)(void) = (unsigned int (*)(void))dlsym(RTLD_DEFAULT, "uv_version");
+  uv_loop_t *loop = NULL;
+  if (version == NULL || !vfs_uv_available() ||
+      napi_get_uv_event_loop(env, (struct uv_loop_s **)&loop) != napi_ok || loop == NULL)
+    return vfs_int(env, -ENOSYS);
+  unsigned int v = version();
+  if ((v >> 16) != 1 || ((v >> 8) & 0xff) < 39 || loop->internal_fields == NULL) return vfs_int(env, -ENOSYS);
+  unsigned int *flags = loop->internal_fields;
+  if (*flags == 0) return vfs_int(env, 1);
+  if (*flags != UV_METRICS_IDLE_TIME) return vfs_int(env, -EPROTO);
+  *flags = 0;
+  return vfs_int(env, 0);
+}
+
 /* The poller behind a handle argument (TypeError for anything else). NULL = exception pending. */
 static struct vfs_poller *vfs_get_poller(napi_env env, napi_value v) {
   napi_valuetype type;

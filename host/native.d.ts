@@ -174,6 +174,13 @@ export interface Native {
   pollerRemove(poller: PollerHandle, fd: number): number;
   /** Stops and joins the thread; pending callbacks are dropped. Idempotent. */
   pollerClose(poller: PollerHandle): void;
+  /**
+   * Turns off libuv's idle-time metric on this thread's loop (performance.eventLoopUtilization stops counting
+   * idle time): each wait of the loop is then one epoll_pwait instead of two. 0 turned off, 1 it was off,
+   * -ENOSYS without libuv, -EPROTO for a libuv whose loop fields we do not recognise (left alone). Node only:
+   * under Bun (libuv stubs) it aborts; check runtimeName first.
+   */
+  loopIdleMetricOff(): number;
   /** Raw epoll for worker threads that may block: epoll_create1(EPOLL_CLOEXEC). */
   epollCreate(): number;
   /** epoll_ctl(epfd, op (1 add, 2 del, 3 mod), fd, {events, data.u32 = token}). */

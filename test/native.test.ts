@@ -855,4 +855,28 @@ test('nothing leaks across a loop of every fd-creating call (and the fd count se
   assert.is(countOpenFds(), base);
 });
 
+// Node's libuv only, as pollerCreateOnLoop (the CLI calls it on Node only).
+if (nodeLoop) test('loopIdleMetricOff: the loop stops counting idle time (one epoll_pwait per wait)', () => {
+  // In a child: the metric cannot be turned on again. Idle time is counted while the loop sleeps in a timer, then
+  // no longer (the counter does not move at all: it is updated only while the flag is set).
+  const r = runChild(`
+    const { performance } = await import('node:perf_hooks');
+    const sleep = () => new Promise((resolve) => setTimeout(resolve, 100));
+    const a = performance.eventLoopUtilization();
+    await sleep();
+    const on = performance.eventLoopUtilization(a).idle;
+    const first = native.loopIdleMetricOff();
+    const second = native.loopIdleMetricOff();
+    const b = performance.eventLoopUtilization();
+    await sleep();
+    console.log(JSON.stringify({ on, first, second, off: performance.eventLoopUtilization(b).idle }));
+  `, 10_000);
+  assert.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { on: number; first: number; second: number; off: number };
+  assert.ok(out.on > 0, `idle time was counted before (${out.on} ms)`);
+  assert.is(out.first, 0);
+  assert.is(out.second, 1);
+  assert.is(out.off, 0);
+});
+
 test.run();
