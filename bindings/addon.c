@@ -339,6 +339,8 @@ NAPI_MODULE_INIT() {
       FN("dup", vfs_dup),
       FN("openat", vfs_openat),
       FN("statx", vfs_statx),
+      FN("statxName", vfs_statx_name),
+      FN("openStatxName", vfs_open_statx_name),
       FN("mkdirat", vfs_mkdirat),
       FN("mknodat", vfs_mknodat),
       FN("symlinkat", vfs_symlinkat),

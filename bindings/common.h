@@ -41,7 +41,7 @@ void vfs_throw_status(napi_env env, napi_status status, const char *what);
 #define NAPI_CALL(env, call) NAPI_CHECK_OR(env, call, NULL)
 
 /* Most functions take at most this many arguments. */
-#define VFS_MAX_ARGS 8
+#define VFS_MAX_ARGS 9
 
 /* Fetches exactly the first n arguments into `argv` (throws TypeError if fewer were passed). */
 #define VFS_ARGS(env, info, n)                                                                               \
@@ -191,6 +191,8 @@ VFS_FN(vfs_close);
 VFS_FN(vfs_dup);
 VFS_FN(vfs_openat);
 VFS_FN(vfs_statx);
+VFS_FN(vfs_statx_name);
+VFS_FN(vfs_open_statx_name);
 VFS_FN(vfs_mkdirat);
 VFS_FN(vfs_mknodat);
 VFS_FN(vfs_symlinkat);

@@ -65,6 +65,85 @@ VFS_FN(vfs_statx) {
   return vfs_int(env, 0);
 }
 
+/*
+ * A name given as bytes in memory (a directory listing's record: no string is made for it), copied to `buf` with
+ * its NUL. 0, or -EINVAL (empty, or holding '/' or NUL: not one name), -ENAMETOOLONG, -EFAULT (outside mem).
+ */
+static int vfs_name_in(const uint8_t *mem, size_t len, int64_t offset, int64_t length, char *buf) {
+  if (!vfs_in_range(len, offset, length)) return -EFAULT;
+  if (length == 0) return -EINVAL;
+  if (length > NAME_MAX) return -ENAMETOOLONG;
+  const uint8_t *name = mem + offset;
+  if (memchr(name, '/', (size_t)length) != NULL || memchr(name, 0, (size_t)length) != NULL) return -EINVAL;
+  memcpy(buf, name, (size_t)length);
+  buf[length] = 0;
+  return 0;
+}
+
+/* The arguments statxName and openStatxName share: (dirfd, nameMem, nameOffset, nameLength) first, then from
+ * argv[at]: (flags, mask, mem, offset). */
+struct vfs_named_statx {
+  int32_t dirfd, flags;
+  uint32_t mask;
+  uint8_t *dst; /* where the struct statx goes */
+  char name[NAME_MAX + 1];
+};
+
+/* 0, -errno for the caller to return as the result, or 1 with an exception pending. */
+static int vfs_get_named_statx(napi_env env, napi_value *argv, int at, struct vfs_named_statx *a) {
+  int64_t name_offset, name_length, offset;
+  uint8_t *name_mem, *mem;
+  size_t name_len, len;
+  if (!vfs_get_i32(env, argv[0], &a->dirfd) || !vfs_get_memory(env, argv[1], &name_mem, &name_len) ||
+      !vfs_get_i64(env, argv[2], &name_offset) || !vfs_get_i64(env, argv[3], &name_length) ||
+      !vfs_get_i32(env, argv[at], &a->flags) || !vfs_get_u32(env, argv[at + 1], &a->mask) ||
+      !vfs_get_memory(env, argv[at + 2], &mem, &len) || !vfs_get_i64(env, argv[at + 3], &offset))
+    return 1;
+  int r = vfs_name_in(name_mem, name_len, name_offset, name_length, a->name);
+  if (r < 0) return r;
+  if (!vfs_in_range(len, offset, sizeof(struct statx))) return -EFAULT;
+  a->dst = mem + offset;
+  return 0;
+}
+
+/* statxName(dirfd, nameMem, nameOffset, nameLength, flags, mask, mem, offset): statx of one name in dirfd. */
+VFS_FN(vfs_statx_name) {
+  VFS_ARGS(env, info, 8);
+  struct vfs_named_statx a;
+  int r = vfs_get_named_statx(env, argv, 4, &a);
+  if (r > 0) return NULL;
+  if (r < 0) return vfs_int(env, r);
+  struct statx stx;
+  if (statx(a.dirfd, a.name, a.flags, a.mask, &stx) < 0) return vfs_errno(env);
+  memcpy(a.dst, &stx, sizeof stx);
+  return vfs_int(env, 0);
+}
+
+/*
+ * openStatxName(dirfd, nameMem, nameOffset, nameLength, openFlags, flags, mask, mem, offset): openat of one name
+ * in dirfd, then statx of the new fd (AT_EMPTY_PATH): a lookup's two syscalls in one call. The fd, or -errno (the
+ * fd is closed again when statx fails).
+ */
+VFS_FN(vfs_open_statx_name) {
+  VFS_ARGS(env, info, 9);
+  int32_t open_flags;
+  struct vfs_named_statx a;
+  if (!vfs_get_i32(env, argv[4], &open_flags)) return NULL;
+  int r = vfs_get_named_statx(env, argv, 5, &a);
+  if (r > 0) return NULL;
+  if (r < 0) return vfs_int(env, r);
+  int fd = openat(a.dirfd, a.name, open_flags | O_CLOEXEC);
+  if (fd < 0) return vfs_errno(env);
+  struct statx stx;
+  if (statx(fd, "", a.flags | AT_EMPTY_PATH, a.mask, &stx) < 0) {
+    int e = errno;
+    close(fd);
+    return vfs_int(env, -e);
+  }
+  memcpy(a.dst, &stx, sizeof stx);
+  return vfs_int(env, fd);
+}
+
 VFS_FN(vfs_mkdirat) {
   VFS_ARGS(env, info, 3);
   int32_t dirfd;

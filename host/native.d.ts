@@ -233,6 +233,18 @@ export interface Native {
   openat(dirfd: number, path: string, flags: number, mode: number): number;
   /** statx(dirfd, path, flags, mask) writing the raw `struct statx` (256 bytes) at mem[offset]. */
   statx(dirfd: number, path: string, flags: number, mask: number, mem: Memory, offset: number): number;
+  /**
+   * statx of one name given as bytes: nameMem[nameOffset, +nameLength) (a listing's record, no string made).
+   * -EINVAL for an empty name or one with '/' or NUL.
+   */
+  statxName(dirfd: number, nameMem: Memory, nameOffset: number, nameLength: number, flags: number, mask: number,
+    mem: Memory, offset: number): number;
+  /**
+   * openat of one name given as bytes, then statx of the new fd (AT_EMPTY_PATH added): a lookup's two syscalls
+   * in one call. The fd (owned by the caller), or -errno (closed again when statx fails).
+   */
+  openStatxName(dirfd: number, nameMem: Memory, nameOffset: number, nameLength: number, openFlags: number,
+    flags: number, mask: number, mem: Memory, offset: number): number;
   mkdirat(dirfd: number, name: string, mode: number): number;
   mknodat(dirfd: number, name: string, mode: number, dev: number): number;
   symlinkat(target: string, dirfd: number, name: string): number;

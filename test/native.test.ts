@@ -194,6 +194,47 @@ test('openat / statx: missing file is -ENOENT; statx reports the file', () => {
   assert.is(native.close(dfd), 0);
 });
 
+test('statxName / openStatxName: one name as bytes; never a path (\'/\' and NUL refused), fd is O_PATH + cloexec', () => {
+  const dir = scratchDir();
+  fs.mkdirSync(join(dir, 'sub'));
+  fs.writeFileSync(join(dir, 'sub', 'f'), 'abc');
+  fs.writeFileSync(join(dir, 'x'), 'hello');
+  const dfd = openDir(dir);
+  // Names at an offset inside a bigger buffer, as a listing's records lie in the core's dirent buffer.
+  const names = bytes('..x.sub/f.');
+  const ino = fs.statSync(join(dir, 'x'), { bigint: true }).ino;
+  const out = new ArrayBuffer(300);
+  const v = new DataView(out);
+  const flags = C.AT_SYMLINK_NOFOLLOW;
+  assert.is(native.statxName(dfd, names, 2, 1, flags, C.STATX_BASIC_STATS, out, 8), 0);
+  assert.is(v.getBigUint64(8 + STX.ino, true), ino);
+
+  const fd = native.openStatxName(dfd, names, 2, 1, C.O_PATH | C.O_NOFOLLOW, flags, C.STATX_BASIC_STATS, out, 16);
+  assert.ok(fd >= 0, `fd ${fd}`);
+  assert.is(v.getBigUint64(16 + STX.ino, true), ino);
+  assert.is(Number(v.getBigUint64(16 + STX.size, true)), 5);
+  const fdFlags = parseInt(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').match(/flags:\s+(\d+)/)![1], 8);
+  assert.ok((fdFlags & C.O_CLOEXEC) !== 0 && (fdFlags & C.O_PATH) !== 0, 'O_PATH | O_CLOEXEC');
+  native.close(fd);
+
+  // "sub/f" names a file two components down: not one name.
+  for (const call of [
+    () => native.statxName(dfd, names, 3, 5, flags, C.STATX_BASIC_STATS, out, 0),
+    () => native.openStatxName(dfd, names, 3, 5, C.O_PATH, flags, C.STATX_BASIC_STATS, out, 0),
+  ]) assert.is(call(), -E.EINVAL);
+  const withNul = new Uint8Array([0x78, 0, 0x79]);
+  assert.is(native.openStatxName(dfd, withNul, 0, 3, C.O_PATH, flags, C.STATX_BASIC_STATS, out, 0), -E.EINVAL);
+  assert.is(native.statxName(dfd, names, 2, 0, flags, C.STATX_BASIC_STATS, out, 0), -E.EINVAL);
+  assert.is(native.statxName(dfd, new Uint8Array(300).fill(0x61), 0, 256, flags, C.STATX_BASIC_STATS, out, 0),
+    -E.ENAMETOOLONG);
+  assert.is(native.statxName(dfd, names, 8, 5, flags, C.STATX_BASIC_STATS, out, 0), -E.EFAULT); // past the name memory
+  assert.is(native.openStatxName(dfd, names, 2, 1, C.O_PATH, flags, C.STATX_BASIC_STATS, out, 100), -E.EFAULT);
+  assert.is(native.openStatxName(dfd, bytes('missing'), 0, 7, C.O_PATH, flags, C.STATX_BASIC_STATS, out, 0),
+    -E.ENOENT);
+  native.close(dfd);
+  fs.rmSync(dir, { recursive: true });
+});
+
 test('names: too long -> -ENAMETOOLONG, embedded NUL -> -EINVAL', () => {
   assert.is(native.openat(C.AT_FDCWD, '/' + 'a'.repeat(5000), C.O_RDONLY, 0), -E.ENAMETOOLONG);
   assert.is(native.openat(C.AT_FDCWD, 'a\0b', C.O_RDONLY, 0), -E.EINVAL);

@@ -326,6 +326,13 @@ export interface DirTarget {
   next(): number;
   /** The current record's name, a byte string (names.ts). */
   name(): string;
+  /**
+   * Where the current record's name lies, for native calls that take a name as bytes (no string is made for it):
+   * `nameLength()` bytes at `nameOffset()` in `nameMemory()`.
+   */
+  nameMemory(): ArrayBuffer;
+  nameOffset(): number;
+  nameLength(): number;
   /** The current record is `.` or `..`. */
   isDotOrDotDot(): boolean;
   /** Appends the current record as a fuse_dirent. */
@@ -668,6 +675,18 @@ export class BufferDirTarget implements DirTarget {
   name(): string {
     const b = this.nameBytes();
     return nameOf(b, 0, b.length);
+  }
+
+  nameMemory(): ArrayBuffer {
+    return this.raw;
+  }
+
+  nameOffset(): number {
+    return this.cur + 19;
+  }
+
+  nameLength(): number {
+    return this.nameBytes().length;
   }
 
   isDotOrDotDot(): boolean {

@@ -908,7 +908,7 @@ interface DirRecord {
 /** getdents64 records walked in JS (a detached DirTarget; the live one walks them in the core). */
 class RawDirents {
   readonly buf = new ArrayBuffer(DIRENT_BUF_SIZE);
-  private readonly v = new DataView(this.buf);
+  readonly view = new DataView(this.buf);
   private end = 0;
   private pos = 0;
   cur = -1;
@@ -923,7 +923,7 @@ class RawDirents {
   next(): number {
     if (this.pos >= this.end) return 0;
     if (this.end - this.pos < 20) return -1;
-    const reclen = this.v.getUint16(this.pos + 16, true);
+    const reclen = this.view.getUint16(this.pos + 16, true);
     if (reclen < 20 || this.pos + reclen > this.end) return -1;
     this.cur = this.pos;
     this.curEnd = this.pos + reclen;
@@ -932,14 +932,20 @@ class RawDirents {
   }
 
   nameBytes(): Uint8Array {
-    const b = new Uint8Array(this.buf, this.cur + 19, this.curEnd - this.cur - 19);
-    const nul = b.indexOf(0);
-    return nul < 0 ? b : b.subarray(0, nul);
+    return new Uint8Array(this.buf, this.cur + 19, this.nameLength());
   }
 
-  get ino(): number { return Number(this.v.getBigUint64(this.cur, true)); }
-  get off(): bigint { return this.v.getBigUint64(this.cur + 8, true); }
-  get type(): number { return this.v.getUint8(this.cur + 18); }
+  /** Bytes of the current name: up to its NUL, or to the record's end. */
+  nameLength(): number {
+    const start = this.cur + 19;
+    let i = start;
+    while (i < this.curEnd && this.view.getUint8(i) !== 0) i++;
+    return i - start;
+  }
+
+  get ino(): number { return Number(this.view.getBigUint64(this.cur, true)); }
+  get off(): bigint { return this.view.getBigUint64(this.cur + 8, true); }
+  get type(): number { return this.view.getUint8(this.cur + 18); }
 }
 
 /** Size of a fuse_dirent (plus: fuse_direntplus) record with a name of `nameLen` bytes. */
@@ -1042,11 +1048,28 @@ class CoreDirTarget implements DirTarget {
     return nameOf(b, 0, b.length);
   }
 
+  nameMemory(): ArrayBuffer {
+    const d = this.detached;
+    return d !== null ? d.raw!.buf : this.s.core.memory.buffer;
+  }
+
+  nameOffset(): number {
+    const d = this.detached;
+    return d !== null ? d.raw!.cur + 19 : this.s.core.direntNamePtr();
+  }
+
+  nameLength(): number {
+    const d = this.detached;
+    return d !== null ? d.raw!.nameLength() : this.s.core.direntNameLen();
+  }
+
   isDotOrDotDot(): boolean {
-    const b = this.nameBytes();
-    const len = b.length;
+    const len = this.nameLength();
     if (len !== 1 && len !== 2) return false;
-    return b[0] === 0x2e && (len === 1 || b[1] === 0x2e);
+    const d = this.detached;
+    const v = d !== null ? d.raw!.view : this.s.view();
+    const at = this.nameOffset();
+    return v.getUint8(at) === 0x2e && (len === 1 || v.getUint8(at + 1) === 0x2e);
   }
 
   emit(): boolean {

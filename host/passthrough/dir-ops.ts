@@ -67,7 +67,7 @@ export abstract class DirOps extends DataOps {
   private emitPlusEntry(nodeId: number, dirFd: number, target: DirTarget): boolean {
     if (target.isDotOrDotDot()) return target.emitPlus(0, 0);
     if (!target.fitsPlus()) return false;
-    const entry = this.lookupListed(dirFd, target.name(), target.attr);
+    const entry = this.lookupListed(dirFd, target);
     // Gone since getdents: a plain entry; the guest looks it up itself.
     if (typeof entry === 'number') return target.emitPlus(0, 0);
     if (entry.nodeId === FUSE_ROOT_ID) {

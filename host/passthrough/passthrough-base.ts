@@ -8,7 +8,7 @@ import { byteString, native } from '../native-loader.js';
 import { ConfigError, SystemError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { log } from '../log.js';
-import { AttrTarget, type Context, type Entry } from '../fuse/filesystem.js';
+import { AttrTarget, type Context, type DirTarget, type Entry } from '../fuse/filesystem.js';
 import { FUSE_ATTR_SUBMOUNT } from '../fuse/protocol.js';
 import { FsCredentials } from './credentials.js';
 import type { IdMap } from './id-map.js';
@@ -78,6 +78,8 @@ export interface PassthroughOptions {
 }
 
 export const STAT_FLAGS = C.AT_EMPTY_PATH | C.AT_SYMLINK_NOFOLLOW;
+/** statx of a name that may be an inode we hold (lookupChild): no automount is triggered by asking. */
+const PROBE_FLAGS = C.AT_SYMLINK_NOFOLLOW | C.AT_NO_AUTOMOUNT;
 
 /** statx scratch for checks that must not touch the reply's attr scratch. */
 export const probe = new DataView(new ArrayBuffer(256));
@@ -188,6 +190,11 @@ export abstract class PassthroughBase {
       native.close(fd);
       return r;
     }
+    return this.acquireStatted(fd, attr);
+  }
+
+  /** acquireFd once `attr` holds the fd's statx, as the guest sees it. */
+  private acquireStatted(fd: number, attr: AttrTarget): Entry | number {
     const inode = this.inodes.acquire(fd, attr);
     if (typeof inode === 'number') return inode; // mandatory file handles and none for this inode
     return { nodeId: inode.nodeId, generation: inode.generation };
@@ -213,34 +220,57 @@ export abstract class PassthroughBase {
    * Looks up `name` (one component, not `.`/`..`) under the directory fd `dirFd`. With an fd per inode, a statx
    * by name first: an inode we already hold (its O_PATH fd pins it, so (st_dev, st_ino) cannot have been reused)
    * costs that one syscall instead of openat + statx + close. A new one is opened and judged by its fd's own
-   * statx, whatever the name points at by then. `probe` false skips the statx by name (lookupListed decides).
+   * statx, whatever the name points at by then.
    */
-  protected lookupChild(dirFd: number, name: string, attr: AttrTarget, probe = true): Entry | number {
-    if (probe && this.inodes.fileHandles === 'never') {
-      const r = native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW | C.AT_NO_AUTOMOUNT, C.STATX_BASIC_STATS,
-        attr.buffer, attr.offset);
+  protected lookupChild(dirFd: number, name: string, attr: AttrTarget): Entry | number {
+    if (this.inodes.fileHandles === 'never') {
+      const r = native.statx(dirFd, name, PROBE_FLAGS, C.STATX_BASIC_STATS, attr.buffer, attr.offset);
       if (r < 0) return r;
-      const known = this.inodes.getByKey(this.inodes.keyOf(attr));
-      if (known !== undefined) {
-        this.creds.attrToGuest(attr);
-        this.inodes.ref(known);
-        return { nodeId: known.nodeId, generation: known.generation };
-      }
+      const known = this.heldEntry(attr);
+      if (known !== null) return known;
     }
     const fd = native.openat(dirFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
     if (fd < 0) return fd;
     return this.acquireFd(fd, attr);
   }
 
+  /** The inode whose statx (by name) is in `attr`, if we hold it: one lookup more, and its attributes as the
+   *  guest sees them. */
+  private heldEntry(attr: AttrTarget): Entry | null {
+    const known = this.inodes.getByKey(this.inodes.keyOf(attr));
+    if (known === undefined) return null;
+    this.creds.attrToGuest(attr);
+    this.inodes.ref(known);
+    return { nodeId: known.nodeId, generation: known.generation };
+  }
+
   /**
-   * lookupChild for an entry a READDIRPLUS lists. A listing meets either inodes the guest holds already (`ls -l`
-   * again) or, mostly, new ones (a first listing). Asking by name first costs one statx for a held inode and one
-   * syscall more than opening first for a new one, so it pays while more than a third are held: `listedHeld` is
-   * that share over the last entries (a moving average; opening first still tells whether the inode was held).
+   * lookupChild for the entry a READDIRPLUS lists now (`target`'s current record, its attributes into
+   * `target.attr`), with the name passed as bytes (a listing makes no string per entry) and openat + statx in one
+   * native call. A listing meets either inodes the guest holds already (`ls -l` again) or, mostly, new ones (a
+   * first listing). Asking by name first costs one statx for a held inode and one syscall more than opening
+   * first for a new one, so it pays while more than a third are held: `listedHeld` is that share over the last
+   * entries (a moving average; opening first still tells whether the inode was held).
    */
-  protected lookupListed(dirFd: number, name: string, attr: AttrTarget): Entry | number {
+  protected lookupListed(dirFd: number, target: DirTarget): Entry | number {
+    const attr = target.attr;
+    const mem = target.nameMemory();
+    const at = target.nameOffset();
+    const len = target.nameLength();
     const before = this.inodes.size;
-    const r = this.lookupChild(dirFd, name, attr, this.listedHeld > 1 / 3);
+    let r: Entry | number | null = null;
+    if (this.listedHeld > 1 / 3 && this.inodes.fileHandles === 'never') {
+      const s = native.statxName(dirFd, mem, at, len, PROBE_FLAGS, C.STATX_BASIC_STATS, attr.buffer, attr.offset);
+      if (s < 0) return s;
+      r = this.heldEntry(attr);
+    }
+    if (r === null) {
+      const fd = native.openStatxName(dirFd, mem, at, len, C.O_PATH | C.O_NOFOLLOW, STAT_FLAGS,
+        C.STATX_BASIC_STATS, attr.buffer, attr.offset);
+      if (fd < 0) return fd;
+      this.creds.attrToGuest(attr); // as statInto does for every attr the guest sees
+      r = this.acquireStatted(fd, attr);
+    }
     if (typeof r !== 'number') this.listedHeld += ((this.inodes.size === before ? 1 : 0) - this.listedHeld) / 8;
     return r;
   }
