@@ -312,6 +312,8 @@ NAPI_MODULE_INIT() {
       FN("eventfd", vfs_eventfd),
       FN("eventfdRead", vfs_eventfd_read),
       FN("eventfdWrite", vfs_eventfd_write),
+      FN("timerfdCreate", vfs_timerfd_create),
+      FN("timerfdArm", vfs_timerfd_arm),
       /* poller.c */
       FN("pollerCreate", vfs_poller_create),
       FN("pollerCreateOnLoop", vfs_poller_create_on_loop),

@@ -163,6 +163,8 @@ VFS_FN(vfs_malloc_trim);
 VFS_FN(vfs_eventfd);
 VFS_FN(vfs_eventfd_read);
 VFS_FN(vfs_eventfd_write);
+VFS_FN(vfs_timerfd_create);
+VFS_FN(vfs_timerfd_arm);
 
 /* poller.c */
 VFS_FN(vfs_poller_create);

@@ -1,7 +1,9 @@
-/* eventfd.c: vhost-user kick/call/err notifiers. */
+/* eventfd.c: vhost-user kick/call/err notifiers, and the timers that end a queue's batch windows. */
 #include "common.h"
 
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 VFS_FN(vfs_eventfd) {
@@ -36,4 +38,21 @@ VFS_FN(vfs_eventfd_write) {
   if (r < 0) return vfs_errno(env);
   if (r != sizeof value) return vfs_int(env, -EIO);
   return vfs_int(env, 0);
+}
+
+/* timerfdCreate(): a one-shot CLOCK_MONOTONIC timer fd, nonblocking and close-on-exec; readable (an 8-byte
+ * expiration count, as an eventfd's counter) once it fires. */
+VFS_FN(vfs_timerfd_create) {
+  (void)info;
+  return vfs_result(env, timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+}
+
+/* timerfdArm(fd, us): fires once `us` µs from now (replacing any earlier arming); 0 disarms. 0 or -errno. */
+VFS_FN(vfs_timerfd_arm) {
+  VFS_ARGS(env, info, 2);
+  int32_t fd;
+  uint32_t us;
+  if (!vfs_get_i32(env, argv[0], &fd) || !vfs_get_u32(env, argv[1], &us)) return NULL;
+  struct itimerspec t = {.it_value = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000}};
+  return vfs_result(env, timerfd_settime(fd, 0, &t, NULL));
 }

@@ -13,6 +13,7 @@ import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
 import { INODE_FILE_HANDLES, type InodeFileHandles } from './passthrough/inode-store.js';
 import { DAX_PROTOCOLS, parseInodeDax, type DaxProtocol } from './dax/dax-device.js';
+import { DEFAULT_BATCH_WINDOW_US } from './virtio/queue-processor.js';
 
 /** What the command line asks of the daemon, plus what only the CLI acts on. */
 export interface CliOptions extends DaemonOptions {
@@ -213,6 +214,10 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'adaptive polling: after a batch, watch each queue N µs for more requests with guest kicks off before ' +
       'waiting again (default: 0, off; costs CPU only while requests come)',
     apply: (d, v) => { d.opts.pollUs = integer('--poll-us', v, 0, 1_000_000); } },
+  { names: ['--batch-window-us'], arg: 'N',
+    help: 'once a queue with 4 or more requests in flight is drained, wait N µs (a timer, no CPU) for the ' +
+      `guest's next burst with its kicks off (default: ${DEFAULT_BATCH_WINDOW_US}; 0: off)`,
+    apply: (d, v) => { d.opts.batchWindowUs = integer('--batch-window-us', v, 0, 1_000_000); } },
   { names: ['--exit-on-disconnect'], help: 'exit when the frontend disconnects instead of waiting for the next one',
     apply: (d) => { d.opts.exitOnDisconnect = true; } },
   { names: ['--xattr'], help: 'serve extended attributes (getxattr/setxattr/listxattr/removexattr)',
@@ -478,6 +483,7 @@ function withDefaults(o: Draft['opts'], sharedDir: string, cache: CacheMode, env
     logLevel: o.logLevel ?? rustLogLevel(env) ?? 'info',
     numRequestQueues: o.numRequestQueues ?? 1,
     pollUs: o.pollUs ?? 0,
+    batchWindowUs: o.batchWindowUs ?? DEFAULT_BATCH_WINDOW_US,
     exitOnDisconnect: o.exitOnDisconnect ?? false,
     xattr: o.xattr ?? false,
     posixAcl: o.posixAcl ?? false,

@@ -21,6 +21,7 @@ import { IdMap } from './passthrough/id-map.js';
 import { XattrMap } from './passthrough/xattr-map.js';
 import type { InodeFileHandles } from './passthrough/inode-store.js';
 import { VhostUserListener } from './vhost-user/listener.js';
+import { DEFAULT_BATCH_WINDOW_US } from './virtio/queue-processor.js';
 import { type SandboxMode, type SeccompMode, enterSandbox, installSeccomp, prepareSandbox } from './sandbox.js';
 import { DevFuseSession, devFuseMaxPages } from './transport/dev-fuse.js';
 
@@ -63,6 +64,11 @@ export interface ServeOptions {
    * again. 0 (default) = never poll. Costs CPU only while requests come; none when idle.
    */
   pollUs?: number;
+  /**
+   * Batch windows: once the ring of a driver with 4 or more requests in flight is drained, wait this many µs (a
+   * timer: no CPU) for its next burst with kicks off. 0 = off. Default DEFAULT_BATCH_WINDOW_US.
+   */
+  batchWindowUs?: number;
   /** Stop after the first frontend disconnects (vhost-user). Default: wait for the next one. */
   exitOnDisconnect?: boolean;
   /** Log threshold, applied process-wide at start (`off`: nothing is printed). Default: unchanged (`info`). */
@@ -161,6 +167,7 @@ async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, ho
     server,
     numRequestQueues: options.numRequestQueues ?? 1,
     pollUs: options.pollUs ?? 0,
+    batchWindowUs: options.batchWindowUs ?? DEFAULT_BATCH_WINDOW_US,
     exitOnDisconnect: options.exitOnDisconnect ?? false,
     ...(hooks.dax !== undefined ? { dax: hooks.dax.device, backendRequestTimeoutMs: hooks.dax.timeoutMs } : {}),
   });
@@ -316,6 +323,11 @@ export interface DaemonOptions {
    * again. 0 (default) = never poll. Costs CPU only while requests come; none when idle.
    */
   pollUs?: number;
+  /**
+   * Batch windows: once the ring of a driver with 4 or more requests in flight is drained, wait this many µs (a
+   * timer: no CPU) for its next burst with kicks off. 0 = off. Default DEFAULT_BATCH_WINDOW_US.
+   */
+  batchWindowUs?: number;
   /** Stop after the first frontend disconnects (virtiofsd's behaviour); default: wait for the next one. */
   exitOnDisconnect?: boolean;
   /** Serve extended attributes (virtiofsd's --xattr). Default false: the xattr requests answer ENOSYS. */
@@ -471,7 +483,7 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
         ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
         ...(options.mountpoint !== undefined ? { mountpoint: options.mountpoint } : {}),
         numRequestQueues: options.numRequestQueues ?? 1, exitOnDisconnect: options.exitOnDisconnect ?? false,
-        pollUs: options.pollUs ?? 0,
+        pollUs: options.pollUs ?? 0, batchWindowUs: options.batchWindowUs ?? DEFAULT_BATCH_WINDOW_US,
       }, {
         sharedDir: options.sharedDir,
         ...(dax !== undefined ? { dax: { device: dax, timeoutMs: options.daxRequestTimeoutMs ?? 5000 } } : {}),

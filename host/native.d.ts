@@ -150,6 +150,13 @@ export interface Native {
   eventfdRead(fd: number): number;
   /** Adds value to the counter. 0 or -errno. */
   eventfdWrite(fd: number, value: number): number;
+  /**
+   * A one-shot CLOCK_MONOTONIC timerfd (nonblocking, cloexec), or -errno. Once fired it is readable as an eventfd
+   * is (eventfdRead gives the expiration count), so FdPoller.addEventfd watches it.
+   */
+  timerfdCreate(): number;
+  /** Arms the timer to fire once, `us` µs from now (replacing an earlier arming); 0 disarms. 0 or -errno. */
+  timerfdArm(fd: number, us: number): number;
 
   // ---- poller.c -------------------------------------------------------------------------------------------
   /**

@@ -15,6 +15,12 @@ import { fuseRequest } from './util/fuse-request.js';
 import { parseCommandLine } from '../host/cli-options.js';
 import { ConfigError } from '../host/errors.js';
 import { unlessRuntime } from './util/runtime.js';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { VirtiofsDaemon } from '../host/daemon.js';
+import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
+import { connectWhenListening } from './util/socket-daemon.js';
 
 const GPA = 0x4000_0000n;
 const UVA = 0x7f00_0000_0000n;
@@ -335,6 +341,109 @@ test('polling (EVENT_IDX): a deep driver hears at half its depth; a window passi
     assert.is(p.stats.notifications, 3);
   } finally {
     native.close(callFd);
+  }
+});
+
+/**
+ * Batch windows: a processor whose owner arms a timer (here: recorded, and "fired" by calling windowEnded + run).
+ * `depth` requests are made available at used_event 0 and served; the driver then re-arms at what it was told.
+ */
+async function windowRig(eventIdx: boolean, depth: number) {
+  const r = await rig(eventIdx);
+  const callFd = native.eventfd(0, native.constants.EFD_NONBLOCK);
+  const armed: number[] = [];
+  const p = new QueueProcessor(r.core, r.server, 0, { batchWindowUs: 100, armWindow: (us) => armed.push(us) });
+  p.callFd = callFd;
+  for (let i = 0; i < depth; i++) r.submit();
+  r.driver.setUsedEvent(0);
+  const calls = (): number => Math.max(0, native.eventfdRead(callFd));
+  return { ...r, p, armed, calls, close: () => native.close(callFd) };
+}
+
+test('batch window: a deep driver\'s drained ring waits for the timer with kicks off; a burst inside costs no kick', async () => {
+  const w = await windowRig(true, 8);
+  try {
+    assert.is(w.p.run(), false, 'drained: the queue sleeps until the timer');
+    assert.equal(w.armed, [100]);
+    assert.is(w.served.length, 8);
+    w.calls();
+    w.driver.pollUsed();
+    w.driver.setUsedEvent(8);
+    for (let i = 0; i < 3; i++) w.submit();
+    assert.is(w.driver.kickNeeded(), false, 'kicks are off during the window');
+    w.p.windowEnded();
+    assert.is(w.p.run(), false);
+    assert.is(w.served.length, 11, 'the burst was served when the timer fired');
+    assert.is(w.p.stats.windowHits, 1);
+    assert.equal(w.armed, [100, 100], 'and the next window began');
+    assert.is(w.calls(), 0, 'the 3 completions are held (fewer than half of 8)');
+
+    w.p.windowEnded();
+    assert.is(w.p.run(), false, 'an empty window: back to waiting for kicks');
+    assert.is(w.p.stats.windowMisses, 1);
+    assert.is(w.calls(), 1, 'what was held goes out when a window passes empty');
+    w.driver.pollUsed();
+    w.submit();
+    assert.is(w.driver.kickNeeded(), true, 'kicks are on again');
+    w.p.windowEnded(); // a timer firing late finds no window open: run() is as after a kick
+    assert.is(w.p.run(), false);
+    assert.is(w.served.length, 12);
+    assert.is(w.p.stats.windowMisses, 1, 'not counted');
+  } finally {
+    w.close();
+  }
+});
+
+test('batch window: a driver of depth 3 or less, or without EVENT_IDX, never gets one (kicks on at once)', async () => {
+  for (const [eventIdx, depth] of [[true, 3], [false, 8]] as const) {
+    const w = await windowRig(eventIdx, depth);
+    try {
+      assert.is(w.p.run(), false);
+      assert.is(w.served.length, depth);
+      assert.equal(w.armed, [], `eventIdx ${eventIdx}, depth ${depth}`);
+      w.driver.pollUsed();
+      w.submit();
+      assert.is(w.driver.kickNeeded(), true);
+    } finally {
+      w.close();
+    }
+  }
+});
+
+test('batch window: stopped() ends it with kicks on, and a reset ring starts without one', async () => {
+  const w = await windowRig(true, 8);
+  try {
+    w.p.run();
+    assert.equal(w.armed, [100]);
+    w.p.stopped();
+    w.driver.pollUsed();
+    w.submit();
+    assert.is(w.driver.kickNeeded(), true, 'no silent ring is left behind');
+    w.p.windowEnded();
+    w.p.run();
+    assert.is(w.p.stats.windowHits + w.p.stats.windowMisses, 0, 'the window was over');
+  } finally {
+    w.close();
+  }
+});
+
+test('batch windows on the daemon: its timer serves the bursts a deep driver sends without kicking', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'batch-window-'));
+  const daemon = await VirtiofsDaemon.start({ socketPath: path.join(dir, 's.sock'), sharedDir: dir, cache: 'never',
+    logLevel: 'error', batchWindowUs: 200 });
+  const fc = await connectWhenListening(path.join(dir, 's.sock'), { queues: 1, depth: 16, timeoutMs: 5000 });
+  try {
+    await fc.init();
+    const bursts = 100;
+    for (let i = 0; i < bursts; i++) await Promise.all(Array.from({ length: 8 }, () => fc.getattr(FUSE_ROOT_ID)));
+    const st = daemon.listener!.backend!.queueStats(1)!;
+    assert.is(st.served, bursts * 8 + 1, 'every request answered (INIT too): none waited for a kick that never came');
+    assert.ok(st.windowHits > bursts / 2, `bursts served by the timer: ${JSON.stringify(st)}`);
+    assert.ok(st.kicks < bursts / 2, `the driver seldom kicked: ${JSON.stringify(st)}`);
+  } finally {
+    fc.close();
+    await daemon.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

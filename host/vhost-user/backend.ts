@@ -78,6 +78,8 @@ export interface VhostUserBackendOptions {
   backendRequestTimeoutMs?: number;
   /** Adaptive polling window per queue in µs (host/virtio/queue-processor.ts); 0 = off. */
   pollUs?: number;
+  /** Batch window per queue in µs for deep drivers (host/virtio/queue-processor.ts); 0 = off. Default 0. */
+  batchWindowUs?: number;
 }
 
 /** Status sent in a REPLY_ACK on failure (any non-zero value means failure to the frontend). */
@@ -95,6 +97,9 @@ class Vring {
   enabled = false;
   /** A continuation run is queued with setImmediate. */
   scheduled = false;
+  /** The timerfd that ends the queue's batch windows (made at the first window; -2: none could be), its token. */
+  windowTimer = -1;
+  windowToken = 0;
   constructor(readonly index: number, readonly processor: QueueProcessor) {}
 }
 
@@ -162,7 +167,13 @@ export class VhostUserBackend {
         (this.dax.protocol === 'shmem' ? bit(PF.SHMEM) : 0n);
     }
     for (let q = 0; q < this.numQueues; q++) {
-      this.vrings.push(new Vring(q, new QueueProcessor(core, server, q, { batch: options.batch, pollUs: options.pollUs })));
+      let v!: Vring;
+      const processor = new QueueProcessor(core, server, q, {
+        batch: options.batch, pollUs: options.pollUs, batchWindowUs: options.batchWindowUs,
+        armWindow: (us) => this.armWindow(v, us),
+      });
+      v = new Vring(q, processor);
+      this.vrings.push(v);
       core.queueReset(q);
     }
   }
@@ -202,7 +213,14 @@ export class VhostUserBackend {
   close(reason: Error | null = null): void {
     if (this.closed) return;
     this.closed = true;
-    for (const v of this.vrings) this.stopRing(v, true);
+    for (const v of this.vrings) {
+      this.stopRing(v, true);
+      if (v.windowTimer >= 0) {
+        this.poller.remove(v.windowToken);
+        native.close(v.windowTimer);
+        v.windowTimer = -1;
+      }
+    }
     try {
       for (const v of this.vrings) this.core.queueReset(v.index);
     } catch (err) {
@@ -690,6 +708,7 @@ export class VhostUserBackend {
   private stopRing(v: Vring, dropFds: boolean): void {
     v.started = false;
     v.processor.stopped();
+    if (v.windowTimer >= 0) native.timerfdArm(v.windowTimer, 0);
     if (v.kickFd >= 0) this.closeKick(v);
     if (dropFds) {
       if (v.callFd >= 0) native.close(v.callFd);
@@ -710,6 +729,33 @@ export class VhostUserBackend {
     if (this.closed || v.kickFd < 0) return;
     v.processor.stats.kicks++;
     this.runQueue(v); // the poller drains and re-arms where its backend needs it (addEventfd)
+  }
+
+  /**
+   * The processor waits for a deep driver's next burst with kicks off: the queue runs again when the window's timer
+   * fires. Without a timer (it could not be made) the window ends at once.
+   */
+  private armWindow(v: Vring, us: number): void {
+    if (v.windowTimer < 0) {
+      const fd = v.windowTimer === -1 ? native.timerfdCreate() : v.windowTimer;
+      if (fd >= 0) {
+        v.windowTimer = fd;
+        v.windowToken = this.poller.addEventfd(fd, () => this.onWindowEnd(v));
+      } else if (v.windowTimer === -1) {
+        v.windowTimer = -2; // not asked again: each window of this queue ends at once
+        log.warn(`vhost-user: queue ${v.index}: no timer for batch windows: ${native.strerror(-fd)}`);
+      }
+    }
+    if (v.windowTimer < 0 || native.timerfdArm(v.windowTimer, us) < 0) {
+      v.processor.windowEnded();
+      this.schedule(v);
+    }
+  }
+
+  private onWindowEnd(v: Vring): void {
+    if (this.closed) return;
+    v.processor.windowEnded();
+    this.runQueue(v);
   }
 
   private runQueue(v: Vring): void {

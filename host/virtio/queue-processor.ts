@@ -31,10 +31,19 @@
  * depth is done and unseen, so a deep driver takes several completions per interrupt while the other half keeps it
  * busy. The depth is the most chains the driver had outstanding past its used_event, over the last 256 to 512
  * requests; a driver of depth 3 or less is told at once. What is held is released when the ring is found empty
- * (without polling), when a window passes empty, when a hold is twice the window old, and when kicks go on again or
- * the ring stops: a driver that has nothing left to submit is never kept waiting for it. (virtio-net's
+ * (without polling or a batch window), when a window of either kind passes empty, when a hold is twice the window
+ * old, and when kicks go on again or the ring stops: a driver that has nothing left to submit is kept waiting for
+ * it at most one window. (virtio-net's
  * VIRTIO_NET_F_NOTF_COAL is the same idea with driver-set limits. The 6.1 guest under TCG, fio libaio QD16,
  * --poll-us=50: 0.46-0.57 -> 0.20-0.23 calls per request.)
+ *
+ * Batch windows (`batchWindowUs`, with a timer the owner arms: `armWindow`): a deep driver's requests come in
+ * bursts (it gets several completions per interrupt, above, and resubmits as many), and under TCG each kick costs
+ * the guest an exit. So once the ring of a driver with 4 or more requests in flight is drained, kicks stay off and
+ * the processor sleeps (run() returns false; no CPU is spent, unlike polling) until the timer ends the window; the
+ * burst that came meanwhile is served in one wake-up. A window that passes empty releases what is held and turns
+ * kicks on again. Windows back off as polling windows do. A driver of depth 3 or less never gets one (its next
+ * request is usually waiting for our reply). (6.1 guest under TCG, fio libaio QD16: see DESIGN.md.)
  *
  * Fairness: one run() serves at most `batch` requests and spins at most once; when the spin found work, run()
  * asks to be called again (returns true) instead of spinning again, so the caller yields to the event loop
@@ -117,6 +126,10 @@ export interface QueueStats {
   pollMisses: number;
   /** Drained batches that did not poll because recent windows had mostly passed empty (see POLL_HIT_FLOOR). */
   pollSkips: number;
+  /** Batch windows whose timer found requests waiting (each served a burst with no kick). */
+  windowHits: number;
+  /** Batch windows that passed empty (kicks went on again). */
+  windowMisses: number;
 }
 
 export interface QueueProcessorOptions {
@@ -124,6 +137,13 @@ export interface QueueProcessorOptions {
   batch?: number;
   /** Adaptive polling window in µs after a drained batch (0: off, wait for kicks). Default 0. */
   pollUs?: number;
+  /** Batch window in µs for a deep driver's drained ring (0: off). Used only with `armWindow`. Default 0. */
+  batchWindowUs?: number;
+  /**
+   * Arms the owner's timer for a batch window: when it fires, the owner calls `windowEnded()` and then `run()`.
+   * Without it there are no batch windows.
+   */
+  armWindow?: (us: number) => void;
 }
 
 const WARN_INTERVAL_MS = 1000;
@@ -144,6 +164,10 @@ const CLOCK_US_MASK = 0x3fffffff;
 const EIO = 5;
 /** Depth samples (one per pop) per epoch: the estimate forgets a deeper past after one to two epochs. */
 const DEPTH_EPOCH = 256;
+/** The batch window of the CLI and the daemon unless told otherwise (µs). */
+export const DEFAULT_BATCH_WINDOW_US = 100;
+/** A driver with at least this many requests in flight is deep: its calls are coalesced, its bursts windowed. */
+const DEEP_DRIVER = 4;
 
 export class QueueProcessor implements ReplyParking {
   /** Call eventfd (-1: none; the frontend polls). Not owned: the backend closes it. */
@@ -154,7 +178,7 @@ export class QueueProcessor implements ReplyParking {
   halted = false;
   readonly stats: QueueStats = {
     served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, kicks: 0,
-    pollHits: 0, pollMisses: 0, pollSkips: 0,
+    pollHits: 0, pollMisses: 0, pollSkips: 0, windowHits: 0, windowMisses: 0,
   };
 
   private readonly batch: number;
@@ -167,6 +191,18 @@ export class QueueProcessor implements ReplyParking {
   /** Drained batches since the last window while backed off. */
   private sinceProbe = 0;
   private lastWarn = 0;
+  /** Batch window length in µs; 0 = no windows. */
+  private readonly windowUs: number;
+  private readonly armWindow: ((us: number) => void) | undefined;
+  /** Whether run() looks at the ring without popping (polling or windows): else an empty pop re-arms kicks. */
+  private readonly peeking: boolean;
+  /** A batch window is armed (kicks off until it ends). */
+  private windowOpen = false;
+  /** The window's timer fired: the next run() tells whether it paid. */
+  private windowDone = false;
+  /** Share of recent batch windows that found requests, and the drained batches since the last, backed off. */
+  private windowShare = 1;
+  private sinceWindowProbe = 0;
   /** Coalescing calls: the core reports the driver's lag (always 0 without EVENT_IDX: nothing is held then). */
   private readonly coalesce: boolean;
   /** A completion's notification is held back since this clockUs() reading (-1: none held). */
@@ -189,6 +225,12 @@ export class QueueProcessor implements ReplyParking {
     const canPoll = core.queueAvailPending !== undefined && core.queueSetKicks !== undefined;
     this.pollUs = canPoll ? Math.min(Math.round(pollUs), CLOCK_US_MASK >> 1) : 0;
     this.coalesce = core.queueDriverLag !== undefined;
+    const windowUs = options.batchWindowUs ?? 0;
+    if (!Number.isFinite(windowUs) || windowUs < 0) throw new RangeError(`batchWindowUs must be >= 0, got ${windowUs}`);
+    const canWindow = canPoll && this.coalesce && options.armWindow !== undefined;
+    this.windowUs = canWindow ? Math.min(Math.round(windowUs), CLOCK_US_MASK >> 1) : 0;
+    this.armWindow = this.windowUs > 0 ? options.armWindow : undefined;
+    this.peeking = this.pollUs > 0 || this.windowUs > 0;
     if (core.requestPark !== undefined && core.queueReplyParked !== undefined && core.reqUnique !== undefined) {
       server.attachParking?.(queue, this);
     }
@@ -199,6 +241,7 @@ export class QueueProcessor implements ReplyParking {
     this.halted = false;
     this.kicksOff = false; // a reconfigured ring starts with kicks on (the driver initialises its rings)
     this.heldSince = -1; // and owes its driver nothing
+    this.windowOpen = this.windowDone = false;
     this.depthPeak = this.depthPrevPeak = this.depthSamples = 0;
     this.server.dropParked?.(this.queue);
   }
@@ -210,7 +253,15 @@ export class QueueProcessor implements ReplyParking {
   stopped(): void {
     this.releaseHeld();
     this.kicksOn();
+    this.windowOpen = this.windowDone = false;
     this.server.dropParked?.(this.queue);
+  }
+
+  /** The owner's timer for the batch window fired; the owner calls run() next. */
+  windowEnded(): void {
+    if (!this.windowOpen) return; // a window a kick or a reset already ended
+    this.windowOpen = false;
+    this.windowDone = true;
   }
 
   /** ReplyParking: detaches the request the core is serving (called from inside serveCurrent). */
@@ -252,23 +303,58 @@ export class QueueProcessor implements ReplyParking {
   /**
    * Processes available requests. Returns true when the caller should run it again soon (the batch was used up,
    * or a polling window found work: either way more may be waiting and kicks may be off), false when the ring
-   * is empty with kicks on, or halted.
+   * is empty with kicks on, when a batch window was armed (the owner's timer runs it again), or halted.
    */
   run(): boolean {
     if (this.halted) return false;
     const q = this.queue;
     const core = this.core;
     let budget = this.batch;
-    if (this.pollUs === 0) {
+    if (!this.peeking) {
       if (this.drain(budget, -1) === 0 && !this.halted) return true; // more to serve: what is held can wait
       this.releaseHeld(); // the ring is empty: the driver waits for what we hold
       return false;
     }
+    let windowEnded = this.windowDone;
+    this.windowDone = false;
+    let windowed = false; // a window passed empty in this run: no new one before kicks were on
     let spun = false;
     for (;;) {
+      const before = budget;
       budget = this.drain(budget, core.queueAvailPending!(q));
       if (this.halted) return false; // kicks stay as they are: the ring is dead until reset
+      if (windowEnded) {
+        windowEnded = false;
+        const hit = budget < before;
+        this.windowShare += ((hit ? 1 : 0) - this.windowShare) * POLL_SHARE_WEIGHT;
+        if (hit) {
+          this.stats.windowHits++;
+        } else {
+          this.stats.windowMisses++;
+          windowed = true;
+          if (this.armKicks() === 0) return false; // releases what is held: the driver waits for it
+          continue;
+        }
+      }
       if (budget === 0 || spun) return true;
+      if (!windowed && this.batchWindowDue()) {
+        if (!this.kicksOff) {
+          core.queueSetKicks!(q, false);
+          this.kicksOff = true;
+        }
+        // A hold as old as two windows goes out now (the burst being waited for may be smaller than half).
+        if (this.heldSince >= 0 && ((native.clockUs() - this.heldSince) & CLOCK_US_MASK) >= this.windowUs * 2) {
+          this.releaseHeld();
+        }
+        this.windowOpen = true;
+        this.armWindow!(this.windowUs);
+        return false;
+      }
+      if (this.pollUs === 0) {
+        // As without peeking: kicks on (avail_event at the ring's position), one more look.
+        if (this.armKicks() === 0) return false;
+        continue;
+      }
       if (!this.windowDue()) {
         this.stats.pollSkips++;
         // As without polling: kicks on (avail_event at the ring's position, which peeking never published), one
@@ -287,6 +373,18 @@ export class QueueProcessor implements ReplyParking {
       this.stats.pollMisses++;
       if (this.kicksOn() === 0) return false;
     }
+  }
+
+  /**
+   * Whether a drained ring gets a batch window: only a deep driver's, and while windows pay (or as the periodic
+   * probe when backed off).
+   */
+  private batchWindowDue(): boolean {
+    if (this.windowUs === 0 || Math.max(this.depthPeak, this.depthPrevPeak) < DEEP_DRIVER) return false;
+    if (this.windowShare >= POLL_HIT_FLOOR) return true;
+    if (++this.sinceWindowProbe < POLL_PROBE_EVERY) return false;
+    this.sinceWindowProbe = 0;
+    return true;
   }
 
   /** Whether a drained batch gets a polling window: while windows pay, or as the periodic probe when backed off. */
@@ -373,6 +471,7 @@ export class QueueProcessor implements ReplyParking {
   private armKicks(): number {
     this.releaseHeld();
     this.kicksOff = false;
+    this.windowOpen = false; // kicks wake us from now on: a window's timer that still fires finds nothing owed
     return this.core.queueSetKicks!(this.queue, true);
   }
 
@@ -390,11 +489,12 @@ export class QueueProcessor implements ReplyParking {
   /**
    * Whether the completion just pushed is told now: once the driver has half its depth done and unseen, the
    * other half is what keeps it busy meanwhile. Else the notification is held (released when the ring is found
-   * empty without polling, by a window passing empty, by twice the window's age, or by kicks going on again).
+   * empty without a window, by a window passing empty, by twice the window's age, or by kicks going on again).
    */
   private dueNow(): boolean {
-    const half = Math.max(this.depthPeak, this.depthPrevPeak) >> 1;
-    if (half <= 1 || this.core.queueDriverLag!(this.queue, true) >= half) {
+    const depth = Math.max(this.depthPeak, this.depthPrevPeak);
+    const half = depth >> 1;
+    if (depth < DEEP_DRIVER || this.core.queueDriverLag!(this.queue, true) >= half) {
       this.heldSince = -1;
       return true;
     }
