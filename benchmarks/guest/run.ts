@@ -23,7 +23,8 @@
  * default the 6.1 e2e guest), --queues=N (request queues of ours' device, `num-request-queues`; the C virtiofsd
  * of QEMU 7.2 serves one, so its runs keep 1), --numjobs=N (fio threads per job; with --smp and --queues > 1 they
  * spread over the queues), --reps=N (default 1: each backend boots N times, the order reversed every other
- * repetition; the table shows per-row medians, the JSON every run).
+ * repetition; the table shows per-row medians, the JSON every run), --ours-args="..." (more options for both of
+ * ours' backends, space-separated, e.g. "--batch-window-us=0" for a before/after comparison).
  */
 import { STATS_LINE_PREFIX, parseStatsLine } from '../../host/stats.js';
 import { median } from '../report.js';
@@ -66,6 +67,7 @@ const cfg = {
   kernel: opt('kernel') ?? '6.1',
   queues: num('queues', 1),
   numjobs: num('numjobs', 1),
+  oursArgs: (opt('ours-args') ?? '').split(' ').filter(Boolean),
   reps: num('reps', 1),
 };
 if (cfg.kernel !== '6.1' && cfg.kernel !== '6.12') throw new Error(`bench:guest: --kernel=${cfg.kernel}: 6.1 or 6.12`);
@@ -361,6 +363,7 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
       extraArgs: [
         ...(kind === 'ours-poll' ? [`--poll-us=${cfg.pollUs}`] : []),
         ...(ours && cfg.queues > 1 ? [`--num-request-queues=${cfg.queues}`] : []),
+        ...(ours ? cfg.oursArgs : []),
       ],
     });
     command = backend.command;

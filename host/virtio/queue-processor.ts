@@ -165,7 +165,7 @@ const EIO = 5;
 /** Depth samples (one per pop) per epoch: the estimate forgets a deeper past after one to two epochs. */
 const DEPTH_EPOCH = 256;
 /** The batch window of the CLI and the daemon unless told otherwise (µs). */
-export const DEFAULT_BATCH_WINDOW_US = 100;
+export const DEFAULT_BATCH_WINDOW_US = 50;
 /** A driver with at least this many requests in flight is deep: its calls are coalesced, its bursts windowed. */
 const DEEP_DRIVER = 4;
 
