@@ -194,7 +194,7 @@ test('openat / statx: missing file is -ENOENT; statx reports the file', () => {
   assert.is(native.close(dfd), 0);
 });
 
-test('statxName / openStatxName: one name as bytes; never a path (\'/\' and NUL refused), fd is O_PATH + cloexec', () => {
+test('statxName / openStatxName: one name as bytes, never a path (\'/\', NUL refused); fd O_PATH + cloexec', () => {
   const dir = scratchDir();
   fs.mkdirSync(join(dir, 'sub'));
   fs.writeFileSync(join(dir, 'sub', 'f'), 'abc');

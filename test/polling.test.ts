@@ -360,7 +360,8 @@ async function windowRig(eventIdx: boolean, depth: number) {
   return { ...r, p, armed, calls, close: () => native.close(callFd) };
 }
 
-test('batch window: a deep driver\'s drained ring waits for the timer with kicks off; a burst inside costs no kick', async () => {
+test('batch window: a deep driver\'s drained ring waits for the timer, kicks off; a burst inside costs no kick',
+  async () => {
   const w = await windowRig(true, 8);
   try {
     assert.is(w.p.run(), false, 'drained: the queue sleeps until the timer');
@@ -408,6 +409,40 @@ test('batch window: a driver of depth 3 or less, or without EVENT_IDX, never get
       w.close();
     }
   }
+});
+
+test('batch window: a driver that refills the ring as fast as a burst is served gets no more windows', async () => {
+  const r = await rig(true);
+  let refill = 0;
+  const server: RequestServer = {
+    serveCurrent() {
+      r.server.serveCurrent();
+      if (refill > 0) { // the driver takes each completion at once and sends a new request
+        refill--;
+        r.driver.pollUsed();
+        r.submit();
+      }
+    },
+  };
+  const armed: number[] = [];
+  const p = new QueueProcessor(r.core, server, 0, { batchWindowUs: 50, armWindow: (us) => armed.push(us) });
+  for (let i = 0; i < 8; i++) r.submit();
+  r.driver.setUsedEvent(0);
+  p.run();
+  assert.is(armed.length, 1, 'a window for the deep driver');
+  for (let w = 0; w < 12 && armed.length === w + 1; w++) {
+    r.driver.pollUsed();
+    r.submit();
+    refill = 40; // while the window's burst is served, 41 requests in all: more than twice any depth a 16-ring shows
+    p.windowEnded();
+    p.run();
+  }
+  assert.ok(p.stats.windowHits >= 8 && p.stats.windowHits <= 12, `windows backed off: ${JSON.stringify(p.stats)}`);
+  assert.is(p.stats.windowMisses, 0);
+  assert.ok(armed.length < 13, `no window once the share fell: ${armed.length} armed`);
+  r.driver.pollUsed();
+  r.submit();
+  assert.is(r.driver.kickNeeded(), true, 'kicks on: the driver kicks as before');
 });
 
 test('batch window: stopped() ends it with kicks on, and a reset ring starts without one', async () => {

@@ -42,8 +42,9 @@
  * the guest an exit. So once the ring of a driver with 4 or more requests in flight is drained, kicks stay off and
  * the processor sleeps (run() returns false; no CPU is spent, unlike polling) until the timer ends the window; the
  * burst that came meanwhile is served in one wake-up. A window that passes empty releases what is held and turns
- * kicks on again. Windows back off as polling windows do. A driver of depth 3 or less never gets one (its next
- * request is usually waiting for our reply). (6.1 guest under TCG, fio libaio QD16: see DESIGN.md.)
+ * kicks on again. Windows back off as polling windows do; one after which the driver kept the ring filling for
+ * twice its depth counts as unpaid (that driver is as fast as we are: it was waiting for our window). A driver of
+ * depth 3 or less never gets one (its next request usually waits for our reply).
  *
  * Fairness: one run() serves at most `batch` requests and spins at most once; when the spin found work, run()
  * asks to be called again (returns true) instead of spinning again, so the caller yields to the event loop
@@ -128,6 +129,8 @@ export interface QueueStats {
   pollSkips: number;
   /** Batch windows whose timer found requests waiting (each served a burst with no kick). */
   windowHits: number;
+  /** Requests those windows served when their timer fired (the bursts' sizes, summed). */
+  windowServed: number;
   /** Batch windows that passed empty (kicks went on again). */
   windowMisses: number;
 }
@@ -178,7 +181,7 @@ export class QueueProcessor implements ReplyParking {
   halted = false;
   readonly stats: QueueStats = {
     served: 0, badChains: 0, badMessages: 0, serverExceptions: 0, notifications: 0, kicks: 0,
-    pollHits: 0, pollMisses: 0, pollSkips: 0, windowHits: 0, windowMisses: 0,
+    pollHits: 0, pollMisses: 0, pollSkips: 0, windowHits: 0, windowServed: 0, windowMisses: 0,
   };
 
   private readonly batch: number;
@@ -326,9 +329,14 @@ export class QueueProcessor implements ReplyParking {
       if (windowEnded) {
         windowEnded = false;
         const hit = budget < before;
-        this.windowShare += ((hit ? 1 : 0) - this.windowShare) * POLL_SHARE_WEIGHT;
+        // A window pays when it gathers a burst. A driver that kept the ring filling for twice its depth while we
+        // served is as fast as we are: a kick costs it little, and it was waiting for our window (windows back off
+        // as if empty, though this one found work).
+        const paid = hit && before - budget <= 2 * Math.max(this.depthPeak, this.depthPrevPeak);
+        this.windowShare += ((paid ? 1 : 0) - this.windowShare) * POLL_SHARE_WEIGHT;
         if (hit) {
           this.stats.windowHits++;
+          this.stats.windowServed += before - budget;
         } else {
           this.stats.windowMisses++;
           windowed = true;
