@@ -348,11 +348,14 @@ test('polling (EVENT_IDX): a deep driver hears at half its depth; a window passi
  * Batch windows: a processor whose owner arms a timer (here: recorded, and "fired" by calling windowEnded + run).
  * `depth` requests are made available at used_event 0 and served; the driver then re-arms at what it was told.
  */
+const WINDOW_US = 10_000_000;
+
 async function windowRig(eventIdx: boolean, depth: number) {
   const r = await rig(eventIdx);
   const callFd = native.eventfd(0, native.constants.EFD_NONBLOCK);
   const armed: number[] = [];
-  const p = new QueueProcessor(r.core, r.server, 0, { batchWindowUs: 100, armWindow: (us) => armed.push(us) });
+  // A window far longer than the test: its "hold as old as two windows" release never fires here.
+  const p = new QueueProcessor(r.core, r.server, 0, { batchWindowUs: WINDOW_US, armWindow: (us) => armed.push(us) });
   p.callFd = callFd;
   for (let i = 0; i < depth; i++) r.submit();
   r.driver.setUsedEvent(0);
@@ -365,7 +368,7 @@ test('batch window: a deep driver\'s drained ring waits for the timer, kicks off
   const w = await windowRig(true, 8);
   try {
     assert.is(w.p.run(), false, 'drained: the queue sleeps until the timer');
-    assert.equal(w.armed, [100]);
+    assert.equal(w.armed, [WINDOW_US]);
     assert.is(w.served.length, 8);
     w.calls();
     w.driver.pollUsed();
@@ -376,7 +379,7 @@ test('batch window: a deep driver\'s drained ring waits for the timer, kicks off
     assert.is(w.p.run(), false);
     assert.is(w.served.length, 11, 'the burst was served when the timer fired');
     assert.is(w.p.stats.windowHits, 1);
-    assert.equal(w.armed, [100, 100], 'and the next window began');
+    assert.equal(w.armed, [WINDOW_US, WINDOW_US], 'and the next window began');
     assert.is(w.calls(), 0, 'the 3 completions are held (fewer than half of 8)');
 
     w.p.windowEnded();
@@ -449,7 +452,7 @@ test('batch window: stopped() ends it with kicks on, and a reset ring starts wit
   const w = await windowRig(true, 8);
   try {
     w.p.run();
-    assert.equal(w.armed, [100]);
+    assert.equal(w.armed, [WINDOW_US]);
     w.p.stopped();
     w.driver.pollUsed();
     w.submit();
@@ -465,7 +468,7 @@ test('batch window: stopped() ends it with kicks on, and a reset ring starts wit
 test('batch windows on the daemon: its timer serves the bursts a deep driver sends without kicking', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'batch-window-'));
   const daemon = await VirtiofsDaemon.start({ socketPath: path.join(dir, 's.sock'), sharedDir: dir, cache: 'never',
-    logLevel: 'error', batchWindowUs: 200 });
+    logLevel: 'error', batchWindowUs: 2000 }); // long enough that a slow runtime's burst comes inside it
   const fc = await connectWhenListening(path.join(dir, 's.sock'), { queues: 1, depth: 16, timeoutMs: 5000 });
   try {
     await fc.init();
