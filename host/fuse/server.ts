@@ -931,10 +931,6 @@ class RawDirents {
     return 1;
   }
 
-  nameBytes(): Uint8Array {
-    return new Uint8Array(this.buf, this.cur + 19, this.nameLength());
-  }
-
   /** Bytes of the current name: up to its NUL, or to the record's end. */
   nameLength(): number {
     const start = this.cur + 19;
@@ -1037,10 +1033,7 @@ class CoreDirTarget implements DirTarget {
   }
 
   private nameBytes(): Uint8Array {
-    const d = this.detached;
-    if (d !== null) return d.raw!.nameBytes();
-    const c = this.s.core;
-    return new Uint8Array(c.memory.buffer, c.direntNamePtr(), c.direntNameLen());
+    return new Uint8Array(this.nameMemory(), this.nameOffset(), this.nameLength());
   }
 
   name(): string {
@@ -1083,7 +1076,7 @@ class CoreDirTarget implements DirTarget {
   }
 
   fitsPlus(): boolean {
-    if (this.detached !== null) return this.used + direntRecordSize(true, this.nameBytes().length) <= this.size;
+    if (this.detached !== null) return this.used + direntRecordSize(true, this.nameLength()) <= this.size;
     return this.used + this.s.core.direntPlusSize() <= this.size;
   }
 

@@ -736,12 +736,12 @@ export class VhostUserBackend {
    * fires. Without a timer (it could not be made) the window ends at once.
    */
   private armWindow(v: Vring, us: number): void {
-    if (v.windowTimer < 0) {
-      const fd = v.windowTimer === -1 ? native.timerfdCreate() : v.windowTimer;
+    if (v.windowTimer === -1) {
+      const fd = native.timerfdCreate();
       if (fd >= 0) {
         v.windowTimer = fd;
         v.windowToken = this.poller.addEventfd(fd, () => this.onWindowEnd(v));
-      } else if (v.windowTimer === -1) {
+      } else {
         v.windowTimer = -2; // not asked again: each window of this queue ends at once
         log.warn(`vhost-user: queue ${v.index}: no timer for batch windows: ${native.strerror(-fd)}`);
       }

@@ -33,9 +33,8 @@
  * requests; a driver of depth 3 or less is told at once. What is held is released when the ring is found empty
  * (without polling or a batch window), when a window of either kind passes empty, when a hold is twice the window
  * old, and when kicks go on again or the ring stops: a driver that has nothing left to submit is kept waiting for
- * it at most one window. (virtio-net's
- * VIRTIO_NET_F_NOTF_COAL is the same idea with driver-set limits. The 6.1 guest under TCG, fio libaio QD16,
- * --poll-us=50: 0.46-0.57 -> 0.20-0.23 calls per request.)
+ * it at most one window. (virtio-net's VIRTIO_NET_F_NOTF_COAL is the same idea with driver-set limits. The 6.1
+ * guest under TCG, fio libaio QD16, --poll-us=50: 0.46-0.57 -> 0.20-0.23 calls per request.)
  *
  * Batch windows (`batchWindowUs`, with a timer the owner arms: `armWindow`): a deep driver's requests come in
  * bursts (it gets several completions per interrupt, above, and resubmits as many), and under TCG each kick costs
@@ -172,6 +171,26 @@ export const DEFAULT_BATCH_WINDOW_US = 50;
 /** A driver with at least this many requests in flight is deep: its calls are coalesced, its bursts windowed. */
 const DEEP_DRIVER = 4;
 
+/** Whether windows of one kind pay: the share of recent ones that did, and the probe while backed off. */
+class WindowPayoff {
+  /** Starts at 1: windows are tried first. */
+  private share = 1;
+  /** Drained batches without a window while backed off. */
+  private sinceProbe = 0;
+
+  record(paid: boolean): void {
+    this.share += ((paid ? 1 : 0) - this.share) * POLL_SHARE_WEIGHT;
+  }
+
+  /** While windows pay, or one drained batch in POLL_PROBE_EVERY when backed off. */
+  due(): boolean {
+    if (this.share >= POLL_HIT_FLOOR) return true;
+    if (++this.sinceProbe < POLL_PROBE_EVERY) return false;
+    this.sinceProbe = 0;
+    return true;
+  }
+}
+
 export class QueueProcessor implements ReplyParking {
   /** Call eventfd (-1: none; the frontend polls). Not owned: the backend closes it. */
   callFd = -1;
@@ -189,10 +208,8 @@ export class QueueProcessor implements ReplyParking {
   private readonly pollUs: number;
   /** Kicks are off because this processor is polling (must go on again before it stops watching). */
   private kicksOff = false;
-  /** Share of recent polling windows that found a request (starts at 1: polling is tried first). */
-  private hitShare = 1;
-  /** Drained batches since the last window while backed off. */
-  private sinceProbe = 0;
+  /** Whether polling windows find requests. */
+  private readonly pollPayoff = new WindowPayoff();
   private lastWarn = 0;
   /** Batch window length in µs; 0 = no windows. */
   private readonly windowUs: number;
@@ -203,9 +220,8 @@ export class QueueProcessor implements ReplyParking {
   private windowOpen = false;
   /** The window's timer fired: the next run() tells whether it paid. */
   private windowDone = false;
-  /** Share of recent batch windows that found requests, and the drained batches since the last, backed off. */
-  private windowShare = 1;
-  private sinceWindowProbe = 0;
+  /** Whether batch windows gather bursts. */
+  private readonly windowPayoff = new WindowPayoff();
   /** Coalescing calls: the core reports the driver's lag (always 0 without EVENT_IDX: nothing is held then). */
   private readonly coalesce: boolean;
   /** A completion's notification is held back since this clockUs() reading (-1: none held). */
@@ -332,8 +348,7 @@ export class QueueProcessor implements ReplyParking {
         // A window pays when it gathers a burst. A driver that kept the ring filling for twice its depth while we
         // served is as fast as we are: a kick costs it little, and it was waiting for our window (windows back off
         // as if empty, though this one found work).
-        const paid = hit && before - budget <= 2 * Math.max(this.depthPeak, this.depthPrevPeak);
-        this.windowShare += ((paid ? 1 : 0) - this.windowShare) * POLL_SHARE_WEIGHT;
+        this.windowPayoff.record(hit && before - budget <= 2 * this.driverDepth());
         if (hit) {
           this.stats.windowHits++;
           this.stats.windowServed += before - budget;
@@ -351,9 +366,7 @@ export class QueueProcessor implements ReplyParking {
           this.kicksOff = true;
         }
         // A hold as old as two windows goes out now (the burst being waited for may be smaller than half).
-        if (this.heldSince >= 0 && ((native.clockUs() - this.heldSince) & CLOCK_US_MASK) >= this.windowUs * 2) {
-          this.releaseHeld();
-        }
+        this.releaseHeldOlderThan(this.windowUs * 2);
         this.windowOpen = true;
         this.armWindow!(this.windowUs);
         return false;
@@ -363,7 +376,7 @@ export class QueueProcessor implements ReplyParking {
         if (this.armKicks() === 0) return false;
         continue;
       }
-      if (!this.windowDue()) {
+      if (!this.pollPayoff.due()) {
         this.stats.pollSkips++;
         // As without polling: kicks on (avail_event at the ring's position, which peeking never published), one
         // more look.
@@ -376,7 +389,7 @@ export class QueueProcessor implements ReplyParking {
       }
       spun = true;
       const hit = this.spin();
-      this.hitShare += ((hit ? 1 : 0) - this.hitShare) * POLL_SHARE_WEIGHT;
+      this.pollPayoff.record(hit);
       if (hit) { this.stats.pollHits++; continue; }
       this.stats.pollMisses++;
       if (this.kicksOn() === 0) return false;
@@ -388,19 +401,7 @@ export class QueueProcessor implements ReplyParking {
    * probe when backed off).
    */
   private batchWindowDue(): boolean {
-    if (this.windowUs === 0 || Math.max(this.depthPeak, this.depthPrevPeak) < DEEP_DRIVER) return false;
-    if (this.windowShare >= POLL_HIT_FLOOR) return true;
-    if (++this.sinceWindowProbe < POLL_PROBE_EVERY) return false;
-    this.sinceWindowProbe = 0;
-    return true;
-  }
-
-  /** Whether a drained batch gets a polling window: while windows pay, or as the periodic probe when backed off. */
-  private windowDue(): boolean {
-    if (this.hitShare >= POLL_HIT_FLOOR) return true;
-    if (++this.sinceProbe < POLL_PROBE_EVERY) return false;
-    this.sinceProbe = 0;
-    return true;
+    return this.windowUs > 0 && this.driverDepth() >= DEEP_DRIVER && this.windowPayoff.due();
   }
 
   /**
@@ -462,9 +463,7 @@ export class QueueProcessor implements ReplyParking {
     const start = native.clockUs();
     do {
       for (let i = 0; i < SPIN_PEEKS; i++) if (core.queueAvailPending!(q) > 0) return true;
-      if (this.heldSince >= 0 && ((native.clockUs() - this.heldSince) & CLOCK_US_MASK) >= this.pollUs * 2) {
-        this.releaseHeld();
-      }
+      this.releaseHeldOlderThan(this.pollUs * 2);
     } while (((native.clockUs() - start) & CLOCK_US_MASK) < this.pollUs);
     this.releaseHeld(); // a window passed with nothing new: the driver is waiting for what we hold
     return false;
@@ -481,6 +480,11 @@ export class QueueProcessor implements ReplyParking {
     this.kicksOff = false;
     this.windowOpen = false; // kicks wake us from now on: a window's timer that still fires finds nothing owed
     return this.core.queueSetKicks!(this.queue, true);
+  }
+
+  /** The driver's depth: the most chains it had outstanding in the last one to two epochs of samples. */
+  private driverDepth(): number {
+    return Math.max(this.depthPeak, this.depthPrevPeak);
   }
 
   /** One sample of the driver's depth: the chains it made available since it last looked at the used ring. */
@@ -500,7 +504,7 @@ export class QueueProcessor implements ReplyParking {
    * empty without a window, by a window passing empty, by twice the window's age, or by kicks going on again).
    */
   private dueNow(): boolean {
-    const depth = Math.max(this.depthPeak, this.depthPrevPeak);
+    const depth = this.driverDepth();
     const half = depth >> 1;
     if (depth < DEEP_DRIVER || this.core.queueDriverLag!(this.queue, true) >= half) {
       this.heldSince = -1;
@@ -508,6 +512,11 @@ export class QueueProcessor implements ReplyParking {
     }
     if (this.heldSince < 0) this.heldSince = native.clockUs();
     return false;
+  }
+
+  /** releaseHeld once the hold is at least `us` µs old. */
+  private releaseHeldOlderThan(us: number): void {
+    if (this.heldSince >= 0 && ((native.clockUs() - this.heldSince) & CLOCK_US_MASK) >= us) this.releaseHeld();
   }
 
   /** Tells the driver what was held back, if it is waiting for it. */
