@@ -3,6 +3,7 @@
  * reused (so a stale fh from the guest can never reach another file).
  */
 import { native } from '../native-loader.js';
+import { NumberMap } from './number-map.js';
 
 export interface Handle {
   readonly fh: number;
@@ -22,7 +23,7 @@ export interface Handle {
 }
 
 export class HandleTable {
-  private readonly handles = new Map<number, Handle>();
+  private readonly handles = new NumberMap<Handle>();
   private nextFh = 1;
 
   get size(): number {
@@ -56,7 +57,7 @@ export class HandleTable {
   }
 
   clear(): void {
-    for (const h of this.handles.values()) HandleTable.closeWhenFree(h);
+    this.handles.forEach((h) => HandleTable.closeWhenFree(h));
     this.handles.clear();
   }
 

@@ -29,6 +29,7 @@ import { native } from '../native-loader.js';
 import { SystemError } from '../errors.js';
 import { log } from '../log.js';
 import { STATX, type AttrTarget } from '../fuse/filesystem.js';
+import { NumberMap } from './number-map.js';
 
 const C = native.constants;
 const E = C.errno;
@@ -112,8 +113,10 @@ export class Inode {
 }
 
 export class InodeStore {
-  private readonly byId = new Map<number, Inode>();
-  private readonly byKey = new Map<InodeKey, Inode>();
+  private readonly byId = new NumberMap<Inode>();
+  /** Entries with a Number key (every common case), and the rest (string keys: see InodeKey). */
+  private readonly byNumberKey = new NumberMap<Inode>();
+  private readonly byStringKey = new Map<string, Inode>();
   /** devNumber -> the index it has in Number keys (the first NUMERIC_DEVS filesystems met). */
   private readonly devIndex = new Map<number, number>();
   private nextId = 2;
@@ -162,7 +165,7 @@ export class InodeStore {
     // LOOKUP of `..` below it maps back to node 1.
     this.root = new Inode(this, 1, key, dev, rootType, rootFd, null, null);
     this.byId.set(1, this.root);
-    this.byKey.set(key, this.root);
+    this.setByKey(key, this.root);
   }
 
   get size(): number {
@@ -179,7 +182,18 @@ export class InodeStore {
   }
 
   getByKey(key: InodeKey): Inode | undefined {
-    return this.byKey.get(key);
+    return typeof key === 'number' ? this.byNumberKey.get(key) : this.byStringKey.get(key);
+  }
+
+  private setByKey(key: InodeKey, inode: Inode): void {
+    if (typeof key === 'number') this.byNumberKey.set(key, inode);
+    else this.byStringKey.set(key, inode);
+  }
+
+  private deleteByKey(inode: Inode): void {
+    if (this.getByKey(inode.key) !== inode) return;
+    if (typeof inode.key === 'number') this.byNumberKey.delete(inode.key);
+    else this.byStringKey.delete(inode.key);
   }
 
   /**
@@ -235,7 +249,7 @@ export class InodeStore {
     if (this.fileHandles !== 'never' && !this.handlesOff) {
       const h = this.handleOf(fd, dev, type);
       if (typeof h !== 'number') {
-        const known = this.byKey.get(h.key);
+        const known = this.byStringKey.get(h.key);
         if (known !== undefined) {
           if (known.handle !== null && !this.fdCache.has(known)) this.cacheFd(known, fd);
           else if (known.pathFd !== fd) native.close(fd);
@@ -244,7 +258,7 @@ export class InodeStore {
         }
         const inode = new Inode(this, this.nextId++, h.key, dev, type, -1, h.handle, h.mount);
         this.byId.set(inode.nodeId, inode);
-        this.byKey.set(h.key, inode);
+        this.byStringKey.set(h.key, inode);
         this.cacheFd(inode, fd); // the op that looked it up usually uses it next
         return inode;
       }
@@ -254,7 +268,7 @@ export class InodeStore {
       }
     }
     const key = this.keyOf(attr);
-    const known = this.byKey.get(key);
+    const known = this.getByKey(key);
     if (known !== undefined) {
       if (known.pathFd !== fd) native.close(fd);
       known.lookups += 1;
@@ -262,7 +276,7 @@ export class InodeStore {
     }
     const inode = new Inode(this, this.nextId++, key, dev, type, fd, null, null);
     this.byId.set(inode.nodeId, inode);
-    this.byKey.set(key, inode);
+    this.setByKey(key, inode);
     return inode;
   }
 
@@ -279,7 +293,7 @@ export class InodeStore {
     inode.lookups = Math.max(0, inode.lookups - n);
     if (inode.lookups > 0 || inode === this.root) return;
     this.byId.delete(nodeId);
-    if (this.byKey.get(inode.key) === inode) this.byKey.delete(inode.key);
+    this.deleteByKey(inode);
     if (inode.handle === null) {
       native.close(inode.pathFd);
       return;
@@ -294,17 +308,17 @@ export class InodeStore {
 
   /** Forgets every node except the root (DESTROY, or a new INIT after a reset). */
   clear(): void {
-    for (const inode of this.byId.values()) {
-      if (inode === this.root || inode.handle !== null) continue;
-      native.close(inode.pathFd);
-    }
+    this.byId.forEach((inode) => {
+      if (inode !== this.root && inode.handle === null) native.close(inode.pathFd);
+    });
     for (const fd of this.fdCache.values()) native.close(fd);
     this.fdCache.clear();
     this.closeRetired();
     this.byId.clear();
-    this.byKey.clear();
+    this.byNumberKey.clear();
+    this.byStringKey.clear();
     this.byId.set(1, this.root);
-    this.byKey.set(this.root.key, this.root);
+    this.setByKey(this.root.key, this.root);
     this.root.lookups = 1;
   }
 
@@ -316,7 +330,8 @@ export class InodeStore {
     native.close(this.root.pathFd);
     this.closeMounts();
     this.byId.clear();
-    this.byKey.clear();
+    this.byNumberKey.clear();
+    this.byStringKey.clear();
   }
 
   // ---- file handles -------------------------------------------------------------------------------------------
