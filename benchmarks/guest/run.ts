@@ -20,9 +20,10 @@
  * 500 files: a smoke run, saves nothing unless --save), --no-save, --out=DIR, --poll-us=N (default 50: the
  * backend `ours-poll` is ours with --poll-us=N, in its own column beside the defaults; 0 leaves it out),
  * --kernel=6.12 (the Debian 6.12 backport guest, .cache/guest-6.12, whose virtio_fs uses several request queues;
- * default the 6.1 e2e guest), --queues=N (request queues of ours' device, `num-request-queues`; the C virtiofsd
- * of QEMU 7.2 serves one, so its runs keep 1), --numjobs=N (fio threads per job; with --smp and --queues > 1 they
- * spread over the queues), --reps=N (default 1: each backend boots N times, the order reversed every other
+ * default the 6.1 e2e guest; a run with another kernel, --smp or --queues than the default is saved as
+ * guest-<date>[-6.12][-<N>cpu][-<N>q].*, apart from the default run's), --queues=N (request queues of ours'
+ * device, `num-request-queues`; the C virtiofsd of QEMU 7.2 serves one, so its runs keep 1), --numjobs=N (fio
+ * threads per job; with --smp and --queues > 1 they spread over the queues), --reps=N (default 1: each backend boots N times, the order reversed every other
  * repetition; the table shows per-row medians, the JSON every run), --ours-args="..." (more options for both of
  * ours' backends, space-separated, e.g. "--batch-window-us=0" for a before/after comparison).
  */
@@ -690,6 +691,11 @@ async function main(): Promise<number> {
   if (save) {
     const date = started.toISOString().slice(0, 10);
     fs.mkdirSync(outDir, { recursive: true });
+    // A run of another shape than the default one (6.12 guest, several vCPUs or queues) is named apart, so it
+    // does not overwrite the day's default run.
+    const shape = [cfg.kernel === '6.1' ? '' : cfg.kernel, cfg.smp > 1 ? `${cfg.smp}cpu` : '',
+      cfg.queues > 1 ? `${cfg.queues}q` : ''].filter((x) => x !== '').join('-');
+    const resultName = `guest-${date}${shape === '' ? '' : `-${shape}`}`;
     const json = {
       date: started.toISOString(),
       elapsedS,
@@ -708,7 +714,7 @@ async function main(): Promise<number> {
         oursPollOverC: ratio(row.values['ours-poll'], row.values.c),
       })),
     };
-    const jsonFile = path.join(outDir, `guest-${date}.json`);
+    const jsonFile = path.join(outDir, `${resultName}.json`);
     fs.writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
     const latRows = rows.filter((r) => r.latencyUs && Object.keys(r.latencyUs).length);
     const md = [
@@ -761,9 +767,9 @@ async function main(): Promise<number> {
       `- whole run: ${elapsedS} s`,
       '',
     ].join('\n');
-    const svgFile = path.join(outDir, `guest-${date}.svg`);
+    const svgFile = path.join(outDir, `${resultName}.svg`);
     fs.writeFileSync(svgFile, guestSvgChart(json.table, kinds, `Guest benchmark ${date}: ours vs C virtiofsd vs virtio-9p`));
-    const mdFile = path.join(outDir, `guest-${date}.md`);
+    const mdFile = path.join(outDir, `${resultName}.md`);
     fs.writeFileSync(mdFile, md);
     log(`saved ${path.relative(ROOT, mdFile)} and ${path.relative(ROOT, jsonFile)}`);
   }
