@@ -23,9 +23,10 @@
  * default the 6.1 e2e guest; a run with another kernel, --smp or --queues than the default is saved as
  * guest-<date>[-6.12][-<N>cpu][-<N>q].*, apart from the default run's), --queues=N (request queues of ours'
  * device, `num-request-queues`; the C virtiofsd of QEMU 7.2 serves one, so its runs keep 1), --numjobs=N (fio
- * threads per job; with --smp and --queues > 1 they spread over the queues), --reps=N (default 1: each backend boots N times, the order reversed every other
- * repetition; the table shows per-row medians, the JSON every run), --ours-args="..." (more options for both of
- * ours' backends, space-separated, e.g. "--batch-window-us=0" for a before/after comparison).
+ * threads per job; with --smp and --queues > 1 they spread over the queues), --reps=N (default 1: each backend
+ * boots N times, the order reversed every other repetition; the table shows per-row medians, the JSON every
+ * run), --ours-args="..." (more options for both of ours' backends, space-separated, e.g. "--batch-window-us=0"
+ * for a before/after comparison).
  */
 import { STATS_LINE_PREFIX, parseStatsLine } from '../../host/stats.js';
 import { median } from '../report.js';
