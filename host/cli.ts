@@ -131,7 +131,8 @@ export async function main(argv: string[]): Promise<number> {
     const r = native.loopIdleMetricOff();
     if (r < 0) log.debug(`event loop idle metric left on: ${native.strerror(-r)}`);
   }
-  const stopShrinking = shrinkWhenIdle(() => daemon.stats().reduce((n, s) => n + s.count, 0));
+  const stopShrinking = shrinkWhenIdle(() => daemon.stats().reduce((n, s) => n + s.count, 0),
+    () => daemon.fs.compactTables());
   log.info(`${opts.mountpoint !== undefined ? `mounted at ${opts.mountpoint}`
     : `listening on ${opts.socketPath ?? `fd ${opts.listenFd}`}`}, ` +
     `sharing ${opts.sharedDir} (cache=${opts.cache})`);

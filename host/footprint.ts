@@ -10,7 +10,8 @@
  *   malloc arenas are trimmed (also once after start-up). Garbage that outlived the young generation (a big
  *   READDIRPLUS listing's names and entries) would otherwise hold old-space pages until V8's next major GC, and
  *   the engine's helper threads (compilers, GC) leave megabytes free in malloc arenas, which glibc does not give
- *   back by itself. A full GC of the daemon's heap takes a few ms, spent while nothing is waiting.
+ *   back by itself. A full GC of the daemon's heap takes a few ms, spent while nothing is waiting. Before it, the
+ *   inode and handle tables shrink to what they hold (they keep the size of a big listing while serving).
  *
  * The young-generation limit and the idle GC are for Node only (Bun's engine has no such flags; Deno's V8 flags
  * are its own business); trimming is glibc's and applies under every runtime.
@@ -50,10 +51,11 @@ function fullGc(): (() => void) | null {
 }
 
 /**
- * Trims malloc arenas now; then, each time `served()` stops moving for IDLE_CHECK_MS after it moved, collects the
- * heap in full and trims again. Returns the function that stops it. The timer does not keep the process alive.
+ * Trims malloc arenas now; then, each time `served()` stops moving for IDLE_CHECK_MS after it moved, calls `compact`
+ * (the filesystem's tables give back what a big listing grew them to), collects the heap in full and trims again.
+ * Returns the function that stops it. The timer does not keep the process alive.
  */
-export function shrinkWhenIdle(served: () => number): () => void {
+export function shrinkWhenIdle(served: () => number, compact?: () => void): () => void {
   const gc = fullGc();
   native.mallocTrim();
   let last = served();
@@ -64,6 +66,7 @@ export function shrinkWhenIdle(served: () => number): () => void {
       last = now;
       trimmed = false;
     } else if (!trimmed) {
+      compact?.();
       gc?.();
       native.mallocTrim();
       trimmed = true;

@@ -45,7 +45,7 @@ console.log(v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space'
   assert.ok(limited <= 2 * initial, `with the limit it stays: ${initial} -> ${limited}`);
 });
 
-nodeOnly('shrinkWhenIdle: a daemon gone idle after serving gets a full GC; a busy or never-served one does not', () => {
+nodeOnly('shrinkWhenIdle: a daemon gone idle after serving gets its tables compacted and a full GC; a busy or never-served one does not', () => {
   const out = inNode(`
 const { PerformanceObserver, constants } = await import('node:perf_hooks');
 let majors = 0;
@@ -53,9 +53,11 @@ new PerformanceObserver((l) => { for (const e of l.getEntries()) if (e.detail?.k
   .observe({ entryTypes: ['gc'] });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let served = 0;
-const stop = f.shrinkWhenIdle(() => served);
+let compactions = 0;
+const stop = f.shrinkWhenIdle(() => served, () => { compactions++; });
 await sleep(2500);
 const neverServed = majors;
+const compactedNeverServed = compactions;
 const busy = setInterval(() => { served++; }, 50);
 await sleep(2500);
 const whileBusy = majors - neverServed;
@@ -63,10 +65,10 @@ clearInterval(busy);
 await sleep(2500);
 const afterIdle = majors - neverServed - whileBusy;
 stop();
-console.log(JSON.stringify({ neverServed, whileBusy, afterIdle }));
+console.log(JSON.stringify({ neverServed, whileBusy, afterIdle, compactedNeverServed, compactions }));
 `);
-  const r = JSON.parse(out) as { neverServed: number; whileBusy: number; afterIdle: number };
-  assert.equal(r, { neverServed: 0, whileBusy: 0, afterIdle: 1 }, out);
+  const r = JSON.parse(out) as Record<string, number>;
+  assert.equal(r, { neverServed: 0, whileBusy: 0, afterIdle: 1, compactedNeverServed: 0, compactions: 1 }, out);
 });
 
 /**

@@ -1,6 +1,7 @@
 /**
  * NumberMap (the inode and handle tables' index): the same answers as a Map under random sets and deletes over
- * clustered and spread keys, through growth, with backward-shift deletion keeping every remaining key findable.
+ * clustered and spread keys, through growth, with backward-shift deletion keeping every remaining key findable;
+ * the size kept through deletes and given back by compact.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -60,6 +61,24 @@ test('a key is replaced in place; keys that are not safe non-negative integers a
   assert.not.ok(map.has(8));
   for (const bad of [-1, 1.5, 2 ** 53, NaN, Infinity]) assert.throws(() => map.set(bad, { n: 0 }), RangeError);
   assert.is(map.delete(8), false);
+});
+
+test('the table keeps its largest size through deletes; compact gives it back and keeps the entries', () => {
+  const map = new NumberMap<Box>();
+  for (let k = 0; k < 5000; k++) map.set(k * 3, { n: k });
+  const grown = map.capacity;
+  assert.ok(grown >= 10_000, `grown to ${grown}`);
+  for (let k = 10; k < 5000; k++) map.delete(k * 3);
+  assert.is(map.capacity, grown, 'deletes do not shrink it');
+  map.compact();
+  assert.is(map.capacity, 64, 'compacted');
+  assert.is(map.size, 10);
+  for (let k = 0; k < 10; k++) assert.is(map.get(k * 3)!.n, k);
+  assert.is(map.get(30), undefined);
+  for (let k = 0; k < 40; k++) map.set(1000 + k, { n: k });
+  const small = map.capacity;
+  map.compact();
+  assert.is(map.capacity, small, 'a table not 4 times too large stays');
 });
 
 test.run();

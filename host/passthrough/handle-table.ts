@@ -56,6 +56,11 @@ export class HandleTable {
     return true;
   }
 
+  /** Gives back the memory the table kept from its largest size. */
+  compact(): void {
+    this.handles.compact();
+  }
+
   clear(): void {
     this.handles.forEach((h) => HandleTable.closeWhenFree(h));
     this.handles.clear();

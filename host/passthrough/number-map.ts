@@ -6,8 +6,9 @@
  * Why not a Map: a READDIRPLUS listing of 10,000 entries adds 10,000 inodes and the guest's BATCH_FORGET removes
  * them again; a Map grows through every power of two on the way up and shrinks back on the way down, allocating
  * each table anew (large-object pages, a GC's work), listing after listing. This table grows and never shrinks
- * (until `clear`), so from the second listing on an entry costs a probe and two stores. Deletion shifts the
- * following entries back rather than leaving tombstones, so lookups never slow down with churn.
+ * (until `clear` or `compact`, which the CLI daemon calls once it has gone idle), so from the second listing on an
+ * entry costs a probe and two stores. Deletion shifts the following entries back rather than leaving tombstones,
+ * so lookups never slow down with churn.
  */
 const MIN_CAPACITY = 64;
 
@@ -27,6 +28,11 @@ export class NumberMap<V extends object> {
 
   get size(): number {
     return this.count;
+  }
+
+  /** Slots allocated now (a power of two, at least twice `size`). */
+  get capacity(): number {
+    return this.mask + 1;
   }
 
   get(key: number): V | undefined {
@@ -113,6 +119,12 @@ export class NumberMap<V extends object> {
     this.values = new Array<V | undefined>(slots).fill(undefined);
     this.mask = slots - 1;
     this.count = 0;
+  }
+
+  /** Gives back the memory of a table at least 4 times larger than its entries need (entries kept). */
+  compact(): void {
+    const slots = slotsFor(this.count);
+    if (slots * 4 <= this.mask + 1) this.resize(slots);
   }
 
   private resize(slots: number): void {

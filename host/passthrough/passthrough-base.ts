@@ -162,6 +162,15 @@ export abstract class PassthroughBase {
     }
   }
 
+  /**
+   * Gives back the memory the inode and handle tables kept from their largest size (they keep it while busy, so a
+   * guest listing a big directory again does not regrow them): for an owner that knows the filesystem is idle.
+   */
+  compactTables(): void {
+    this.inodes.compact();
+    this.handles.compact();
+  }
+
   /** Closes every fd (nodes, handles, the root, /proc/self/fd). Idempotent; the filesystem is unusable after. */
   close(): void {
     if (this.closed) return;
