@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../host/native-loader.js';
-import { countOpenFds, memfdsNamed } from './util/fds.js';
+import { fdsOpenedSince, memfdsNamed, openFds } from './util/fds.js';
 import { VhostUserListener } from '../host/vhost-user/listener.js';
 import type { BackendCore, GuestRegion, VhostUserBackend } from '../host/vhost-user/backend.js';
 import type { RequestServer } from '../host/virtio/queue-processor.js';
@@ -373,7 +373,7 @@ test('fd count stays flat over 50 connect/disconnect cycles', async () => {
   // Warm-up (poller thread, lazily created fds).
   (await session(r, mem)).close();
   await until(() => r.listener.backend === null);
-  const before = countOpenFds();
+  const before = openFds();
   for (let i = 0; i < 50; i++) {
     const fe = await session(r, mem);
     const errFd = native.eventfd(0, 0);
@@ -384,7 +384,7 @@ test('fd count stays flat over 50 connect/disconnect cycles', async () => {
     fe.close();
   }
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(countOpenFds(), before);
+  assert.equal(fdsOpenedSince(before), []);
   assert.is(r.listener.connections, 51);
   mem.close();
   r.listener.close();
@@ -434,12 +434,12 @@ test('malformed: unknown request -> error ack with need-reply, ignored without',
   assert.ok(ack);
   assert.is.not(decodeU64(new DataView(ack!.payload.buffer)), 0n, 'non-zero status');
   // Also a known-but-unsupported one, with an fd: the fd is closed, the session continues.
-  const before = countOpenFds();
+  const before = openFds();
   const efd = native.eventfd(0, 0);
   const ack2 = await fe.sendRaw(R.SET_LOG_FD, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, new Uint8Array(0), [efd], { expectReply: true });
   assert.is.not(decodeU64(new DataView(ack2!.payload.buffer)), 0n);
   native.close(efd);
-  assert.is(countOpenFds(), before, 'fd attached to an unsupported message closed');
+  assert.equal(fdsOpenedSince(before), [], 'fd attached to an unsupported message closed');
   assert.is(await fe.getQueueNum(), 2, 'still serving');
   fe.close();
   r.listener.close();
@@ -526,7 +526,7 @@ test('malformed: more than 8 fds on one message closes the connection without le
   await fe0.getFeatures();
   fe0.close();
   await until(() => r.listener.backend === null);
-  const before = countOpenFds();
+  const before = openFds();
   const fe = await VhostUserFrontend.connect(r.path, { timeoutMs: 1000 });
   const fds = Array.from({ length: 12 }, () => native.eventfd(0, 0));
   await fe.sendRaw(R.SET_OWNER, VHOST_USER_VERSION, new Uint8Array(0), fds);
@@ -534,7 +534,7 @@ test('malformed: more than 8 fds on one message closes the connection without le
   assert.ok(await fe.waitClosed());
   fe.close();
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(countOpenFds(), before);
+  assert.equal(fdsOpenedSince(before), []);
   r.listener.close();
 });
 
@@ -559,7 +559,7 @@ test('random messages never crash the daemon; the next frontend is served; no fd
   const r = rig();
   (await VhostUserFrontend.connect(r.path)).close();
   await until(() => r.listener.backend === null);
-  const before = countOpenFds();
+  const before = openFds();
   let seed = 12345;
   const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
   for (let c = 0; c < 20; c++) {
@@ -583,7 +583,7 @@ test('random messages never crash the daemon; the next frontend is served; no fd
   assert.is(await fe.getFeatures(), FS_DEVICE_FEATURES);
   fe.close();
   assert.ok(await until(() => r.listener.backend === null));
-  assert.is(countOpenFds(), before);
+  assert.equal(fdsOpenedSince(before), []);
   r.listener.close();
 });
 
@@ -773,9 +773,9 @@ test('real core: reconnect maps the new guest memory; fds flat', async () => {
     await until(() => r.listener.backend === null);
   };
   await run();
-  const before = countOpenFds();
+  const before = openFds();
   for (let i = 0; i < 10; i++) await run();
-  assert.is(countOpenFds(), before);
+  assert.equal(fdsOpenedSince(before), []);
   r.listener.close();
 });
 
