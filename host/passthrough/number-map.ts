@@ -10,7 +10,8 @@
  * entry costs a probe and two stores. Deletion shifts the following entries back rather than leaving tombstones,
  * so lookups never slow down with churn.
  */
-const MIN_CAPACITY = 64;
+/** The fewest slots a table has. */
+const MIN_SLOTS = 64;
 
 export class NumberMap<V extends object> {
   private keys: Float64Array;
@@ -19,8 +20,9 @@ export class NumberMap<V extends object> {
   private mask: number;
   private count = 0;
 
-  constructor(capacity = MIN_CAPACITY) {
-    const slots = slotsFor(capacity);
+  /** `entries`: how many the table should hold before it first grows. */
+  constructor(entries = 0) {
+    const slots = slotsFor(entries);
     this.keys = new Float64Array(slots);
     this.values = new Array<V | undefined>(slots).fill(undefined);
     this.mask = slots - 1;
@@ -105,16 +107,9 @@ export class NumberMap<V extends object> {
     }
   }
 
-  /** The values, in no particular order (a copy: the map may change while the caller walks it). */
-  valuesArray(): V[] {
-    const out: V[] = [];
-    this.forEach((v) => out.push(v));
-    return out;
-  }
-
   /** Empties the map and gives back the memory a large table held. */
   clear(): void {
-    const slots = slotsFor(MIN_CAPACITY);
+    const slots = MIN_SLOTS;
     this.keys = new Float64Array(slots);
     this.values = new Array<V | undefined>(slots).fill(undefined);
     this.mask = slots - 1;
@@ -141,10 +136,10 @@ export class NumberMap<V extends object> {
   }
 }
 
-/** A power of two at least twice `capacity`. */
-function slotsFor(capacity: number): number {
-  let slots = MIN_CAPACITY;
-  while (slots < capacity * 2) slots *= 2;
+/** The slots for `entries`: a power of two, at least twice `entries` and at least MIN_SLOTS. */
+function slotsFor(entries: number): number {
+  let slots = MIN_SLOTS;
+  while (slots < entries * 2) slots *= 2;
   return slots;
 }
 
