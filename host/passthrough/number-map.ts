@@ -14,18 +14,15 @@
 const MIN_SLOTS = 64;
 
 export class NumberMap<V extends object> {
-  private keys: Float64Array;
+  private keys!: Float64Array;
   /** `undefined` marks an empty slot (values are objects, never undefined). */
-  private values: Array<V | undefined>;
-  private mask: number;
+  private values!: Array<V | undefined>;
+  private mask!: number;
   private count = 0;
 
   /** `entries`: how many the table should hold before it first grows. */
   constructor(entries = 0) {
-    const slots = slotsFor(entries);
-    this.keys = new Float64Array(slots);
-    this.values = new Array<V | undefined>(slots).fill(undefined);
-    this.mask = slots - 1;
+    this.allocate(slotsFor(entries));
   }
 
   get size(): number {
@@ -55,21 +52,8 @@ export class NumberMap<V extends object> {
   set(key: number, value: V): this {
     if (!(Number.isSafeInteger(key) && key >= 0)) throw new RangeError(`NumberMap key ${key}`);
     if ((this.count + 1) * 2 > this.mask + 1) this.resize((this.mask + 1) * 2);
-    const keys = this.keys;
-    const values = this.values;
-    const mask = this.mask;
-    for (let i = home(key, mask); ; i = (i + 1) & mask) {
-      if (values[i] === undefined) {
-        keys[i] = key;
-        values[i] = value;
-        this.count++;
-        return this;
-      }
-      if (keys[i] === key) {
-        values[i] = value;
-        return this;
-      }
-    }
+    this.insert(key, value);
+    return this;
   }
 
   delete(key: number): boolean {
@@ -109,11 +93,7 @@ export class NumberMap<V extends object> {
 
   /** Empties the map and gives back the memory a large table held. */
   clear(): void {
-    const slots = MIN_SLOTS;
-    this.keys = new Float64Array(slots);
-    this.values = new Array<V | undefined>(slots).fill(undefined);
-    this.mask = slots - 1;
-    this.count = 0;
+    this.allocate(MIN_SLOTS);
   }
 
   /** Gives back the memory of a table at least 4 times larger than its entries need (entries kept). */
@@ -122,16 +102,41 @@ export class NumberMap<V extends object> {
     if (slots * 4 <= this.mask + 1) this.resize(slots);
   }
 
+  /** Moves every entry into a table of `slots` (their keys were checked when they were set). */
   private resize(slots: number): void {
     const oldKeys = this.keys;
     const oldValues = this.values;
+    this.allocate(slots);
+    for (let i = 0; i < oldValues.length; i++) {
+      const v = oldValues[i];
+      if (v !== undefined) this.insert(oldKeys[i]!, v);
+    }
+  }
+
+  /** An empty table of `slots` slots. */
+  private allocate(slots: number): void {
     this.keys = new Float64Array(slots);
     this.values = new Array<V | undefined>(slots).fill(undefined);
     this.mask = slots - 1;
     this.count = 0;
-    for (let i = 0; i < oldValues.length; i++) {
-      const v = oldValues[i];
-      if (v !== undefined) this.set(oldKeys[i]!, v);
+  }
+
+  /** Puts `key` in its slot, or replaces its value; the table has room (set grew it first). */
+  private insert(key: number, value: V): void {
+    const keys = this.keys;
+    const values = this.values;
+    const mask = this.mask;
+    for (let i = home(key, mask); ; i = (i + 1) & mask) {
+      if (values[i] === undefined) {
+        keys[i] = key;
+        values[i] = value;
+        this.count++;
+        return;
+      }
+      if (keys[i] === key) {
+        values[i] = value;
+        return;
+      }
     }
   }
 }
