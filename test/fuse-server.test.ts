@@ -421,7 +421,9 @@ test('hostile arguments: bad nanoseconds, a directory handle used for READ, unkn
 test('unknown and unimplemented opcodes are answered ENOSYS (IOCTL: ENOTTY); xattrs are ENOSYS unless enabled', async () => {
   await setup();
   init();
-  assert.is(rig.request(999, 1, new Uint8Array(8)).error, -E.ENOSYS);
+  for (const opcode of [999, 4095, 4097, 70000]) { // inside the opcode table's range (unused), and past it
+    assert.is(rig.request(opcode, 1, new Uint8Array(8)).error, -E.ENOSYS, String(opcode));
+  }
   assert.is(rig.request(P.FUSE_GETXATTR, 1, struct(8, () => {}, cstr('user.x'))).error, -E.ENOSYS);
   assert.is(rig.request(P.FUSE_LISTXATTR, 1, new Uint8Array(8)).error, -E.ENOSYS);
   for (const opcode of [P.FUSE_GETLK, P.FUSE_SETLK, P.FUSE_SETLKW, P.FUSE_POLL, P.FUSE_BMAP, P.FUSE_SETUPMAPPING,

@@ -1,6 +1,7 @@
 /**
  * `logLevel` and `logger` of the library's options are applied (process-wide) when a daemon starts: the lines a
- * daemon writes while it starts and stops reach the logger exactly down to the level asked for.
+ * daemon writes while it starts and stops reach the logger exactly down to the level asked for; `log.enabled`
+ * agrees with the threshold for every level.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -8,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { serve, VirtiofsDaemon, setLogger, setLogLevel, type LogLevel } from '../host/index.js';
+import { log } from '../host/log.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'log-level-test-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -42,6 +44,16 @@ test('serve(): logLevel off prints nothing; info prints the listening line', asy
     await d.close();
     assert.is(lines.join('\n').includes(LISTENING), info, `${level}:\n${lines.join('\n')}`);
     if (level === 'off') assert.equal(lines, []);
+  }
+});
+
+test('log.enabled: a level is on from the threshold up (every pair of levels)', () => {
+  const levels: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'off'];
+  for (const [t, threshold] of levels.entries()) {
+    setLogLevel(threshold);
+    for (const [i, level] of levels.slice(0, -1).entries()) {
+      assert.is(log.enabled(level), i >= t, `threshold ${threshold}, ${level}`);
+    }
   }
 });
 
