@@ -18,7 +18,8 @@
  *
  * Besides ops/s: daemon CPU seconds per million requests (/proc/PID/stat), CPU while connected but idle, private
  * memory (smaps_rollup Private_Clean + Private_Dirty) of ours, the C virtiofsd and a bare node process, and our GCs
- * (--trace-gc; the mark-compacts are the major ones).
+ * (--trace-gc; the mark-compacts are the major ones): per workload, and over a million requests after a warm-up
+ * (benchmarks/gc-soak.ts; --quick: 200,000).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -32,6 +33,7 @@ import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors
 import { markdownTable, median, svgChart, textTable, type Row, type Side } from './report.js';
 import { BIG_DIR, BIG_DIR_ENTRIES, DATA_FILE, STAT_FILE, runFor, workloads, type Workload } from './workloads.js';
 import { daxBench, daxTable, type DaxRow } from './dax.js';
+import { gcSoak, gcSoakLine, type GcSoak } from './gc-soak.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
@@ -181,6 +183,7 @@ async function main(): Promise<void> {
   let floors: IoFloor[] = [];
   let rtt: RttFloor;
   let daxRows: DaxRow[] = [];
+  let soak: GcSoak | null = null;
   try {
     log(`config: ${JSON.stringify(cfg)}; work dir ${work}`);
     fs.mkdirSync(dir);
@@ -230,6 +233,7 @@ async function main(): Promise<void> {
         for (const [, b] of started) await b.stop();
       }
     }
+    if (!daxOnly) soak = await gcSoak(work, dir, quick ? 200_000 : 1_000_000, cfg.fileSize, log);
     daxRows = await daxBench(work, dir, cfg, floors, log);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
@@ -284,6 +288,7 @@ async function main(): Promise<void> {
       `${median(idleCpu.get(l)!).toFixed(2)}%; private memory ${fmtKb(median(privKb.get(l)!))}`),
     `bare node (\`node -e "setInterval(() => {}, 1e6)"\`): private memory ${fmtKb(bareNodeKb)}`,
   ];
+  const soakLine = soak === null ? 'not measured' : gcSoakLine(soak);
 
   const table = textTable(rows);
   const mach = machine(os.tmpdir());
@@ -297,6 +302,7 @@ async function main(): Promise<void> {
   if (!daxOnly) {
     console.log(table);
     console.log('\nprocesses (rows named [opts] ran ours with those options added):\n  ' + processLines.join('\n  '));
+    console.log(`\nmajor GCs on the request path: ${soakLine}`);
   }
   console.log(`\n${daxTable(daxRows)}`);
   console.log('\nfloors:\n  ' + floorLines.join('\n  '));
@@ -311,11 +317,12 @@ async function main(): Promise<void> {
     }]));
     const result = {
       date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows, processes, bareNodeKb,
-      dax: daxRows,
+      dax: daxRows, gcSoak: soak,
     };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
     fs.writeFileSync(`${base}.svg`, svgChart(rows, `virtiofsd-ts vs C virtiofsd — ops/s (${date})`));
-    fs.writeFileSync(`${base}.md`, markdown(date, mach, rows, floorLines, processLines, path.basename(`${base}.svg`)));
+    const md = markdown(date, mach, rows, floorLines, processLines, soakLine, path.basename(`${base}.svg`));
+    fs.writeFileSync(`${base}.md`, md);
     log(`wrote ${base}.{json,svg,md}`);
   }
 }
@@ -331,7 +338,7 @@ async function bareNodePrivateKb(): Promise<number> {
 }
 
 function markdown(date: string, mach: Record<string, string>, rows: Row[], floorLines: string[], processLines: string[],
-  svg: string): string {
+  soakLine: string, svg: string): string {
   return `# Benchmark ${date}: virtiofsd-ts beside the C virtiofsd
 
 Produced by \`npm run bench\` (benchmarks/run.ts). Both backends are separate processes on their own socket, serving
@@ -378,6 +385,10 @@ ${processLines.map((l) => `- ${l}`).join('\n')}
 
 The machine is shared: figures are noisy; compare rows of one run, not runs.
 
+## Major GCs on the request path
+
+${soakLine} (benchmarks/gc-soak.ts: a fresh daemon, its \`--trace-gc\` lines counted while it serves).
+
 ## Floors (same run)
 
 ${floorLines.map((l) => `- ${l}`).join('\n')}
@@ -386,10 +397,11 @@ ${floorLines.map((l) => `- ${l}`).join('\n')}
 
 The B/req column is measured (JS heap growth between collections in the daemon, per request). Where it comes from
 (read from the code): every request builds an \`Args\` object and a \`ctx\` object in \`FuseServer.serveCurrent\`
-(host/fuse/server.ts), and its opcode's \`decode\` returns a fresh args object (host/fuse/ops/*.ts); READ's
-decoder also makes a BigInt \`cookie\` that only READDIR uses. Names (LOOKUP, CREATE, UNLINK...) become JS strings,
-and LOOKUP/CREATE/READDIRPLUS return entry objects from the passthrough filesystem; READDIRPLUS decodes every
-directory entry's name to a string, hence the large per-request figure for 64 KiB listings. READ/WRITE data never
+(host/fuse/server.ts), and its opcode's \`decode\` returns a fresh args object (host/fuse/ops/*.ts). Names
+(LOOKUP, CREATE, UNLINK...) become JS strings, and LOOKUP/CREATE/READDIRPLUS return entry objects from the
+passthrough filesystem; a READDIRPLUS listing adds an inode-table entry (an \`Inode\` object) per new directory
+entry, hence the large per-request figure for 64 KiB listings (the entries' names go to the kernel as bytes, no
+string each). READ/WRITE data never
 passes through the JS heap (preadv/pwritev straight into guest memory), so data rows allocate only the
 per-request objects. The Wasm core allocates nothing per request. A workload that triggered no collection in its
 window shows 0 B/req (the estimate only sees heap growth up to the last collection), not a proof of zero.
