@@ -18,6 +18,11 @@ const CLI_ROOT = `${path.resolve(path.dirname(CLI), '..', '..')}/`;
 
 export interface GcEvent { kind: string; beforeMb: number; afterMb: number; pauseMs: number }
 
+/** A young-generation collection (scavenge, minor mark-compact/sweep); the others are major. */
+export function isMinorGc(e: GcEvent): boolean {
+  return e.kind.startsWith('Scavenge') || e.kind.startsWith('Minor');
+}
+
 export interface Backend {
   readonly name: 'ours' | 'C';
   readonly socket: string;

@@ -10,7 +10,7 @@
  * (a second after the last request) is not on the request path and must not fall inside the window.
  */
 import { FuseClient } from '../host/frontend/fuse-client.js';
-import { startOurs } from './backends.js';
+import { isMinorGc, startOurs } from './backends.js';
 import { runFor, workloads, type Workload } from './workloads.js';
 
 export interface GcSoak {
@@ -36,7 +36,8 @@ const SOAK_WORKLOADS = [
 
 export async function gcSoak(work: string, dir: string, requests: number, fileSize: number,
   log: (...a: unknown[]) => void): Promise<GcSoak> {
-  const list: Workload[] = SOAK_WORKLOADS.map((n) => workloads().find((w) => w.name === n)!);
+  const all = workloads();
+  const list: Workload[] = SOAK_WORKLOADS.map((n) => all.find((w) => w.name === n)!);
   const b = await startOurs(work, dir, [], undefined, 'ours (GC soak)');
   try {
     const fc = await FuseClient.connect(b.socket, { queues: 1, depth: 64, timeoutMs: 30000 });
@@ -57,10 +58,9 @@ export async function gcSoak(work: string, dir: string, requests: number, fileSi
       await new Promise((r) => setTimeout(r, 50)); // the window's trace-gc lines come through a pipe
       const gc = b.gc.slice(gc0);
       for (const ctx of ctxs) await ctx.teardown();
-      const minor = (k: string): boolean => k.startsWith('Scavenge') || k.startsWith('Minor');
       const soak: GcSoak = {
-        requests: sent, seconds, markCompacts: gc.filter((e) => !minor(e.kind)).length,
-        scavenges: gc.filter((e) => minor(e.kind)).length, longestPauseMs: Math.max(0, ...gc.map((e) => e.pauseMs)),
+        requests: sent, seconds, markCompacts: gc.filter((e) => !isMinorGc(e)).length,
+        scavenges: gc.filter(isMinorGc).length, longestPauseMs: Math.max(0, ...gc.map((e) => e.pauseMs)),
         workloads: SOAK_WORKLOADS, command: b.command,
       };
       log(`GC soak: ${sent} requests in ${seconds.toFixed(1)} s: ${soak.markCompacts} mark-compacts, ` +

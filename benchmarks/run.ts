@@ -27,7 +27,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseClient } from '../host/frontend/fuse-client.js';
-import { C_VIRTIOFSD, RUNTIMES, startC, startOurs, type Backend, type GcEvent, type RuntimeName } from './backends.js';
+import {
+  C_VIRTIOFSD, RUNTIMES, isMinorGc, startC, startOurs, type Backend, type GcEvent, type RuntimeName,
+} from './backends.js';
 import { privateMemoryKb } from '../host/stats.js';
 import { eventfdRoundTrip, ioFloor, type IoFloor, type RttFloor } from './floors.js';
 import { markdownTable, median, svgChart, textTable, type Row, type Side } from './report.js';
@@ -263,7 +265,7 @@ async function main(): Promise<void> {
           if (prev > 0) alloc += Math.max(0, e.beforeMb - prev);
           prev = e.afterMb;
           pause += e.pauseMs;
-          if (e.kind.startsWith('Scavenge') || e.kind.startsWith('Minor')) scav++;
+          if (isMinorGc(e)) scav++;
           else mc++;
         }
       }
