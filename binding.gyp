@@ -9,6 +9,7 @@
         "bindings/eventfd.c",
         "bindings/poller.c",
         "bindings/io-pool.c",
+        "bindings/closer.c",
         "bindings/fsat.c",
         "bindings/handle.c",
         "bindings/creds.c",

@@ -65,6 +65,22 @@ bool vfs_get_i64(napi_env env, napi_value v, int64_t *out) {
   return true;
 }
 
+void *vfs_get_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const char *what) {
+  napi_valuetype type;
+  bool tagged = false;
+  void *data = NULL;
+  NAPI_CALL(env, napi_typeof(env, v, &type));
+  if (type == napi_external) NAPI_CALL(env, napi_check_object_type_tag(env, v, tag, &tagged));
+  if (!tagged) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "virtiofsd-ts native: expected %s", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return NULL;
+  }
+  NAPI_CALL(env, napi_get_value_external(env, v, &data));
+  return data;
+}
+
 bool vfs_get_bool(napi_env env, napi_value v, bool *out) {
   NAPI_CHECK_OR(env, napi_get_value_bool(env, v, out), false);
   return true;
@@ -334,6 +350,13 @@ NAPI_MODULE_INIT() {
       FN("ioPoolReap", vfs_io_pool_reap),
       FN("ioPoolPending", vfs_io_pool_pending),
       FN("ioPoolClose", vfs_io_pool_close),
+      /* closer.c */
+      FN("closerCreate", vfs_closer_create),
+      FN("closerAdd", vfs_closer_add),
+      FN("closerWake", vfs_closer_wake),
+      FN("closerFlush", vfs_closer_flush),
+      FN("closerStats", vfs_closer_stats),
+      FN("closerClose", vfs_closer_close),
       /* fsat.c */
       FN("preadvNowait", vfs_preadv_nowait),
       FN("pwritevNowait", vfs_pwritev_nowait),

@@ -60,6 +60,8 @@ bool vfs_get_i32(napi_env env, napi_value v, int32_t *out);
 bool vfs_get_u32(napi_env env, napi_value v, uint32_t *out);
 bool vfs_get_i64(napi_env env, napi_value v, int64_t *out);
 bool vfs_get_bool(napi_env env, napi_value v, bool *out);
+/* The data of an external carrying `tag` (a handle this addon made); else a TypeError naming `what`, and NULL. */
+void *vfs_get_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const char *what);
 
 /*
  * Copies a JS string as UTF-8 into buf (of VFS_NAME_BUF bytes, on the caller's stack).
@@ -187,6 +189,13 @@ VFS_FN(vfs_io_pool_submit_call);
 VFS_FN(vfs_io_pool_reap);
 VFS_FN(vfs_io_pool_pending);
 VFS_FN(vfs_io_pool_close);
+/* closer.c */
+VFS_FN(vfs_closer_create);
+VFS_FN(vfs_closer_add);
+VFS_FN(vfs_closer_wake);
+VFS_FN(vfs_closer_flush);
+VFS_FN(vfs_closer_stats);
+VFS_FN(vfs_closer_close);
 
 /* fsat.c */
 VFS_FN(vfs_close);

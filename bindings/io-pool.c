@@ -131,17 +131,7 @@ static void vfs_pool_finalize(napi_env env, void *data, void *hint) {
 }
 
 static struct vfs_pool *vfs_get_pool(napi_env env, napi_value v) {
-  napi_valuetype type;
-  bool tagged = false;
-  void *p = NULL;
-  NAPI_CALL(env, napi_typeof(env, v, &type));
-  if (type == napi_external) NAPI_CALL(env, napi_check_object_type_tag(env, v, &vfs_pool_tag, &tagged));
-  if (!tagged) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: expected an IoPoolHandle");
-    return NULL;
-  }
-  NAPI_CALL(env, napi_get_value_external(env, v, &p));
-  return p;
+  return vfs_get_tagged(env, v, &vfs_pool_tag, "an IoPoolHandle");
 }
 
 /* ioPoolCreate(threads) -> handle, or -errno (EINVAL for a thread count outside 1..64). */

@@ -405,17 +405,7 @@ VFS_FN(vfs_loop_idle_metric_off) {
 
 /* The poller behind a handle argument (TypeError for anything else). NULL = exception pending. */
 static struct vfs_poller *vfs_get_poller(napi_env env, napi_value v) {
-  napi_valuetype type;
-  bool tagged = false;
-  void *p = NULL;
-  NAPI_CALL(env, napi_typeof(env, v, &type));
-  if (type == napi_external) NAPI_CALL(env, napi_check_object_type_tag(env, v, &vfs_poller_tag, &tagged));
-  if (!tagged) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "virtiofsd-ts native: expected a PollerHandle");
-    return NULL;
-  }
-  NAPI_CALL(env, napi_get_value_external(env, v, &p));
-  return p;
+  return vfs_get_tagged(env, v, &vfs_poller_tag, "a PollerHandle");
 }
 
 static napi_value vfs_poller_ctl(napi_env env, napi_callback_info info, int op) {

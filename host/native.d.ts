@@ -17,6 +17,7 @@ export type Memory = ArrayBuffer | ArrayBufferView;
 
 /** Opaque handle of an I/O thread pool (bindings/io-pool.c). */
 export interface IoPoolHandle { readonly __ioPool: unique symbol }
+export interface CloserHandle { readonly __closer: unique symbol }
 /** Opaque handle of a poller thread. */
 export interface PollerHandle { readonly __poller: unique symbol }
 
@@ -224,6 +225,24 @@ export interface Native {
   ioPoolPending(pool: IoPoolHandle): number;
   /** Joins the threads (running jobs finish; queued ones are dropped) and closes the eventfd. Idempotent. */
   ioPoolClose(pool: IoPoolHandle): void;
+
+  // ---- closer.c (fds closed on a thread: an inode's eviction may wait for the disk) -------------------------
+  /** Starts the closer's thread; -ENOMEM/-errno on failure. */
+  closerCreate(): CloserHandle | number;
+  /**
+   * Queues `fd` for the closer's thread, which closes it after the next closerWake; nothing may use `fd`
+   * afterwards. 0 queued; with the ring (4,096 fds) full or the closer closed, closes it inline: close's 0 or
+   * -errno. -EBADF for a negative fd.
+   */
+  closerAdd(closer: CloserHandle, fd: number): number;
+  /** Wakes the thread to close what is queued (once per batch of closerAdd: a wake-up costs an interrupt). */
+  closerWake(closer: CloserHandle): void;
+  /** Wakes the thread and returns once every fd queued before the call is closed. */
+  closerFlush(closer: CloserHandle): void;
+  /** [fds handed to the thread so far, fds it has closed so far]. */
+  closerStats(closer: CloserHandle): [number, number];
+  /** Closes what is queued and joins the thread; later closerAdd calls close inline. Idempotent. */
+  closerClose(closer: CloserHandle): void;
   /** preadv2(RWF_NOWAIT) with iovecs as for preadv (fsat.c): bytes, or -EAGAIN when the data is not cached. */
   preadvNowait(fd: number, mem: Memory, iovOffset: number, iovCount: number, position: number): number;
   /**

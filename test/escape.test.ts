@@ -370,6 +370,7 @@ function assertNeverOpened(names: string[]): void {
     assert.is(pfs.getattr(ctx, e.nodeId, undefined, attr), 0, 'its attributes are fine');
     pfs.forget(e.nodeId, 1);
   }
+  pfs.waitForCloses();
   assert.is(countOpenFds(), fds, 'no fd of a special file was kept');
 }
 

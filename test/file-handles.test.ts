@@ -212,10 +212,12 @@ test('fd count: grows with held nodes with fds (never), stays bounded with handl
     assert.type(o, 'object');
     p.release(ctx, ids[5], (o as { fh: number }).fh, 0, 0);
     await settle();
+    p.waitForCloses();
     growth[mode] = countOpenFds() - before;
     if (mode === 'prefer') assert.ok(p.inodes.cachedFds <= 64, 'the cache is bounded');
     for (const id of ids) p.forget(id, 1);
     await settle();
+    p.waitForCloses();
     assert.is(countOpenFds(), before, `${mode}: FORGET gives every fd back`);
     p.close();
     pfs = undefined;

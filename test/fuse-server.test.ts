@@ -475,6 +475,7 @@ test('a reply that does not fit the guest buffer becomes an EIO header', async (
   assert.is(rdp.error, -E.EIO);
   assert.is(pfs.inodes.size, nodes, 'READDIRPLUS entries the guest never saw are forgotten');
   rig.request(P.FUSE_RELEASEDIR, 1, struct(P.RELEASE_IN.SIZE, (v) => v.setBigUint64(0, BigInt(fh), true)));
+  pfs.waitForCloses();
   assert.is(countOpenFds(), fds);
 });
 

@@ -95,7 +95,10 @@ test('lookup counts: one node per inode, FORGET to zero closes the O_PATH fd', (
   pfs.forget(e1.nodeId, 1);
   assert.is(countOpenFds(), before + 1);
   assert.is(pfs.getattr(ctx, e1.nodeId, undefined, attr), 0);
+  const [handed] = pfs.closerCounts();
   pfs.forget(e1.nodeId, 1);
+  assert.is(pfs.closerCounts()[0], handed + 1, 'the fd went to the closer thread, not closed on this one');
+  pfs.waitForCloses();
   assert.is(countOpenFds(), before, 'fd closed at zero');
   assert.is(pfs.getattr(ctx, e1.nodeId, undefined, attr), -E.ENOENT);
   const e3 = entry(pfs.lookup(ctx, 1, 'a', attr));
@@ -330,6 +333,7 @@ test('create + write + read round trip, O_TRUNC and O_APPEND, release closes the
   assert.is(fs.readFileSync(path.join(dir, 'new'), 'utf8'), 'abcdef', 'O_APPEND honoured');
   pfs.release(ctx, c.nodeId, ap.fh, 0, 0);
   pfs.forget(c.nodeId, 2);
+  pfs.waitForCloses();
   assert.is(countOpenFds(), fds, 'no fd left behind');
 });
 
@@ -454,6 +458,7 @@ test('readdirplus: a lookup count only for entries that were sent, none for . an
   for (const e of withNode) pfs.forget(e.nodeId, 1);
   pfs.releasedir(ctx, 1, d.fh);
   assert.is(pfs.inodes.size, base);
+  pfs.waitForCloses();
   assert.is(countOpenFds(), fds);
 });
 
@@ -491,6 +496,7 @@ test('readdirplus: a fresh listing, then the same names held, then new again: on
   for (const id of [...third, ...second, ...first]) pfs.forget(id, 1);
   assert.is(pfs.inodes.size, base);
   await Promise.resolve(); // with file handles, fds the cache evicted are closed in a microtask (inode-store.ts)
+  pfs.waitForCloses(); // ... by the closer thread
   assert.is(countOpenFds(), fds, 'every fd opened or probed for was closed or kept by a node that is gone now');
 });
 

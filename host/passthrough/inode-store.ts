@@ -42,6 +42,11 @@ export interface InodeStoreOptions {
   fileHandles?: InodeFileHandles;
   /** Open fds kept for handle entries (LRU). Default 64. */
   fdCacheSize?: number;
+  /**
+   * Closes the fd of a node the guest forgot, or a cached fd evicted, off the JS thread (PassthroughFs: the
+   * native closer). The last fd of an unlinked inode evicts it, which may wait for the disk. Default: close now.
+   */
+  closeLater?: (fd: number) => void;
 }
 
 /** struct file_handle: 8-byte header + up to MAX_HANDLE_SZ bytes. */
@@ -135,6 +140,7 @@ export class InodeStore {
   /** The syscall behind the last handleOf failure (for the start-up error). */
   private handleSyscall = 'name_to_handle_at';
   private closed = false;
+  private readonly closeLater: (fd: number) => void;
 
   /**
    * Takes ownership of `rootFd` (closed here if the constructor throws), whose statx is in `rootAttr`. With
@@ -143,6 +149,7 @@ export class InodeStore {
   constructor(rootFd: number, rootAttr: AttrTarget, options: InodeStoreOptions = {}) {
     this.fileHandles = options.fileHandles ?? 'never';
     this.fdCacheSize = Math.max(1, options.fdCacheSize ?? 64);
+    this.closeLater = options.closeLater ?? ((fd) => { native.close(fd); });
     const dev = devNumber(rootAttr);
     const rootType = rootAttr.mode & C.S_IFMT;
     let key = this.keyOf(rootAttr);
@@ -294,15 +301,15 @@ export class InodeStore {
     if (inode.lookups > 0 || inode === this.root) return;
     this.byId.delete(nodeId);
     this.deleteByKey(inode);
+    // A forgotten node's fd goes now (to the closer): an operation never uses a node after forgetting it.
     if (inode.handle === null) {
-      native.close(inode.pathFd);
+      this.closeLater(inode.pathFd);
       return;
     }
-    // A forgotten node's fd goes now: an operation never uses a node after forgetting it.
     const cached = this.fdCache.get(inode);
     if (cached !== undefined) {
       this.fdCache.delete(inode);
-      native.close(cached);
+      this.closeLater(cached);
     }
   }
 
@@ -410,6 +417,6 @@ export class InodeStore {
     const fds = this.retired;
     if (fds.length === 0) return;
     this.retired = [];
-    for (const fd of fds) native.close(fd);
+    for (const fd of fds) this.closeLater(fd);
   }
 }

@@ -5,6 +5,7 @@
  * are subclasses of it, stacked in passthrough-fs.ts, which also states the safety rules they all keep.
  */
 import { byteString, native } from '../native-loader.js';
+import type { CloserHandle } from '../native.js';
 import { ConfigError, SystemError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { log } from '../log.js';
@@ -117,6 +118,8 @@ export abstract class PassthroughBase {
   private closed = false;
   /** See lookupListed: the share of recently listed entries whose inode was held already. */
   private listedHeld = 1;
+  /** The thread that closes forgotten nodes' fds (InodeStore's closeLater), or null: they close inline. */
+  protected readonly closer: CloserHandle | null;
   /** The thread pool for blocking data I/O, or null (threadPoolSize 0). */
   protected readonly blocking: BlockingIo | null;
 
@@ -129,7 +132,20 @@ export abstract class PassthroughBase {
       native.close(rootFd);
       throw new SystemError('statx', -r, native.strerror(-r), options.root);
     }
-    this.inodes = new InodeStore(rootFd, rootAttr, { fileHandles: options.inodeFileHandles ?? 'never' });
+    const closer = native.closerCreate();
+    if (typeof closer === 'number') {
+      log.warn(`passthrough: no closer thread (${native.strerror(-closer)}); forgotten nodes' fds close inline`);
+    }
+    this.closer = typeof closer === 'number' ? null : closer;
+    try {
+      this.inodes = new InodeStore(rootFd, rootAttr, {
+        fileHandles: options.inodeFileHandles ?? 'never',
+        closeLater: this.closer === null ? undefined : closeOn(this.closer),
+      });
+    } catch (e) {
+      if (this.closer !== null) native.closerClose(this.closer);
+      throw e;
+    }
     this.procFd = native.openat(C.AT_FDCWD, '/proc/self/fd', C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (this.procFd < 0) {
       this.inodes.close();
@@ -171,6 +187,16 @@ export abstract class PassthroughBase {
     this.handles.compact();
   }
 
+  /** Returns once every fd handed to the closer thread is closed (for a caller that counts its open fds). */
+  waitForCloses(): void {
+    if (this.closer !== null && !this.closed) native.closerFlush(this.closer);
+  }
+
+  /** [fds handed to the closer thread so far, of them closed]; [0, 0] without one. */
+  closerCounts(): [number, number] {
+    return this.closer === null ? [0, 0] : native.closerStats(this.closer);
+  }
+
   /** Closes every fd (nodes, handles, the root, /proc/self/fd). Idempotent; the filesystem is unusable after. */
   close(): void {
     if (this.closed) return;
@@ -179,6 +205,7 @@ export abstract class PassthroughBase {
     this.dropLocks();
     this.handles.clear();
     this.inodes.close();
+    if (this.closer !== null) native.closerClose(this.closer); // closes what the inode table handed it
     native.close(this.procFd);
   }
 
@@ -434,4 +461,24 @@ function processUmask(): number {
     // fall through
   }
   return process.umask();
+}
+
+/**
+ * InodeStore's closeLater over the native closer (an inline close when its ring is full). The thread is woken
+ * once per batch, from a microtask: after the replies of the callback that forgot the nodes, off the path from a
+ * kick to its call.
+ */
+function closeOn(closer: CloserHandle): (fd: number) => void {
+  let wakeQueued = false;
+  const wake = (): void => {
+    wakeQueued = false;
+    native.closerWake(closer);
+  };
+  return (fd) => {
+    native.closerAdd(closer, fd);
+    if (!wakeQueued) {
+      wakeQueued = true;
+      queueMicrotask(wake);
+    }
+  };
 }
