@@ -5,6 +5,7 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -79,6 +80,15 @@ void *vfs_get_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const
   }
   NAPI_CALL(env, napi_get_value_external(env, v, &data));
   return data;
+}
+
+int vfs_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int e = pthread_create(thread, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return e;
 }
 
 bool vfs_get_bool(napi_env env, napi_value v, bool *out) {

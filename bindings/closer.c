@@ -23,7 +23,6 @@
 #include "common.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -104,12 +103,7 @@ VFS_FN(vfs_closer_create) {
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->work, NULL);
   pthread_cond_init(&c->idle, NULL);
-  /* The thread takes no signals: they stay with the JS thread (libuv's handlers). */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int e = pthread_create(&c->thread, NULL, vfs_closer_main, c);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int e = vfs_thread_start(&c->thread, vfs_closer_main, c);
   if (e != 0) {
     vfs_closer_free(c);
     return vfs_int(env, -e);

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <node_api.h>
+#include <pthread.h>
 
 /* Throws (unless an exception is already pending) a TypeError/Error describing the failed Node-API call. */
 void vfs_throw_status(napi_env env, napi_status status, const char *what);
@@ -62,6 +63,9 @@ bool vfs_get_i64(napi_env env, napi_value v, int64_t *out);
 bool vfs_get_bool(napi_env env, napi_value v, bool *out);
 /* The data of an external carrying `tag` (a handle this addon made); else a TypeError naming `what`, and NULL. */
 void *vfs_get_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const char *what);
+/* pthread_create with every signal blocked in the new thread: signals stay with the JS thread (libuv's handlers).
+ * 0 or the error number. */
+int vfs_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /*
  * Copies a JS string as UTF-8 into buf (of VFS_NAME_BUF bytes, on the caller's stack).

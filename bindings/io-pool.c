@@ -20,7 +20,6 @@
 #include "common.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -156,16 +155,11 @@ VFS_FN(vfs_io_pool_create) {
     vfs_pool_free(p);
     return vfs_int(env, -e);
   }
-  /* The threads take no signals: they stay with the JS thread (libuv's handlers). */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
   int e = 0;
   for (; p->nthreads < n; p->nthreads++) {
-    e = pthread_create(&p->threads[p->nthreads], NULL, vfs_pool_main, p);
+    e = vfs_thread_start(&p->threads[p->nthreads], vfs_pool_main, p);
     if (e != 0) break;
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e != 0) {
     vfs_pool_stop(p);
     vfs_pool_free(p);

@@ -25,7 +25,6 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
-#include <signal.h>
 #include <uv.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,12 +204,7 @@ VFS_FN(vfs_poller_create) {
   /* From here the tsfn finalizer owns one reference; the handle gets the other. */
   p->refs = 2;
 
-  /* The thread takes no signals: they stay with the JS thread (libuv's handlers). */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int e = pthread_create(&p->thread, NULL, vfs_poller_main, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int e = vfs_thread_start(&p->thread, vfs_poller_main, p);
   if (e != 0) {
     p->closed = p->stopped = true;
     close(p->epfd);

@@ -218,6 +218,8 @@ export class AttrTarget {
   get uid(): number { return this.view.getUint32(this.offset + STATX.uid, true); }
   get gid(): number { return this.view.getUint32(this.offset + STATX.gid, true); }
   get size(): number { return Number(this.view.getBigUint64(this.offset + STATX.size, true)); }
+  /** 512-byte blocks allocated. */
+  get blocks(): number { return Number(this.view.getBigUint64(this.offset + STATX.blocks, true)); }
   get rdevMajor(): number { return this.view.getUint32(this.offset + STATX.rdevMajor, true); }
   get rdevMinor(): number { return this.view.getUint32(this.offset + STATX.rdevMinor, true); }
   /** The exact 64-bit inode number. */

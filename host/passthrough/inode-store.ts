@@ -19,8 +19,9 @@
  *
  * Ops borrow fds through `Inode.fd` (one accessor: `fdOf`). Handle entries keep their fds in a bounded LRU cache;
  * an fd evicted from it is closed from a microtask, so an fd borrowed by the current (synchronous) operation stays
- * open until that operation has returned, however many other nodes it touches. (A forgotten node's fd is closed at
- * once: no operation uses a node after forgetting it.)
+ * open until that operation has returned, however many other nodes it touches. (A forgotten node's fd is given
+ * up at once: no operation uses a node after forgetting it. Either goes through `closeLater`, which PassthroughFs
+ * points at its closer thread, since the last close of an unlinked inode may wait for the disk.)
  *
  * While a host inode is looked up it keeps the same node id (a second LOOKUP of the same file, or of a hard link
  * to it, finds the existing entry). FORGET decrements; at zero the entry goes with its fd or handle.
@@ -301,7 +302,7 @@ export class InodeStore {
     if (inode.lookups > 0 || inode === this.root) return;
     this.byId.delete(nodeId);
     this.deleteByKey(inode);
-    // A forgotten node's fd goes now (to the closer): an operation never uses a node after forgetting it.
+    // A forgotten node's fd is given up now: an operation never uses a node after forgetting it.
     if (inode.handle === null) {
       this.closeLater(inode.pathFd);
       return;

@@ -9,7 +9,7 @@ import type { CloserHandle } from '../native.js';
 import { ConfigError, SystemError } from '../errors.js';
 import { readFileSync } from 'node:fs';
 import { log } from '../log.js';
-import { AttrTarget, STATX, type Context, type DirTarget, type Entry } from '../fuse/filesystem.js';
+import { AttrTarget, type Context, type DirTarget, type Entry } from '../fuse/filesystem.js';
 import { FUSE_ATTR_SUBMOUNT } from '../fuse/protocol.js';
 import { FsCredentials } from './credentials.js';
 import type { IdMap } from './id-map.js';
@@ -482,8 +482,7 @@ const CLOSER_BATCH = 8;
  */
 class ForgottenFds {
   private pending: number[] = [];
-  private readonly stat = new ArrayBuffer(STATX.SIZE);
-  private readonly view = new DataView(this.stat);
+  private readonly attr = AttrTarget.standalone();
 
   constructor(readonly closer: CloserHandle) {}
 
@@ -513,9 +512,8 @@ class ForgottenFds {
 
   /** Whether the inode behind `fd` is unlinked and has blocks: its last close evicts it and frees them. */
   private mayEvictSlowly(fd: number): boolean {
-    const v = this.view;
-    return native.statx(fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, this.stat, 0) === 0 &&
-      v.getUint32(STATX.nlink, true) === 0 &&
-      (v.getUint32(STATX.blocks, true) !== 0 || v.getUint32(STATX.blocks + 4, true) !== 0);
+    const a = this.attr;
+    return native.statx(fd, '', STAT_FLAGS, C.STATX_BASIC_STATS, a.buffer, a.offset) === 0 && a.nlink === 0 &&
+      a.blocks !== 0;
   }
 }
