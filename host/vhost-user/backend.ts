@@ -25,7 +25,8 @@
 import { native } from '../native-loader.js';
 import { VhostUserError } from '../errors.js';
 import { log } from '../log.js';
-import { QueueProcessor, type QueueCore, type RequestServer } from '../virtio/queue-processor.js';
+import type { QueueStats, RequestServer } from '../virtio/queue-processor.js';
+import { LocalQueue, type QueueEngine, type RingCore } from '../virtio/local-queue.js';
 import type { GuestRegion } from '../core.js';
 import type { FdPoller } from './fd-poller.js';
 import { BackendChannel } from '../dax/backend-channel.js';
@@ -42,7 +43,7 @@ import {
 export type { GuestRegion };
 
 /** What the backend needs from the core (`host/core.ts` `Core` satisfies it structurally). */
-export interface BackendCore extends QueueCore {
+export interface BackendCore extends RingCore {
   /**
    * Replaces the guest memory table: maps every region's fd into the core (the fds stay owned by the backend).
    * Throws on failure, leaving no table registered.
@@ -52,12 +53,6 @@ export interface BackendCore extends QueueCore {
   unmapGuestRegions(): void;
   /** Set when guest RAM is reached through a window (host/core.ts), for logs. */
   readonly window?: { slots: number };
-  queueReset(q: number): void;
-  queueSetNum(q: number, num: number): number;
-  queueSetAddr(q: number, descUva: bigint, usedUva: bigint, availUva: bigint): number;
-  queueSetBase(q: number, lastAvailIdx: number): void;
-  queueGetBase(q: number): number;
-  queueSetFeatures(q: number, eventIdx: boolean, indirect: boolean): void;
 }
 
 export interface VhostUserBackendOptions {
@@ -80,6 +75,17 @@ export interface VhostUserBackendOptions {
   pollUs?: number;
   /** Batch window per queue in µs for deep drivers (host/virtio/queue-processor.ts); 0 = off. Default 0. */
   batchWindowUs?: number;
+  /**
+   * Request queue q (1..numRequestQueues) served on thread q - 1 of these (host/virtio/queue-thread.ts) instead of
+   * this thread; the hiprio queue stays here. Given, there must be one per request queue.
+   */
+  queueThreads?: readonly QueueThreadEngine[];
+}
+
+/** A queue served on a thread of its own, with its own core: it maps guest memory itself. */
+export interface QueueThreadEngine extends QueueEngine {
+  mapGuestRegions(regions: GuestRegion[]): void;
+  unmapGuestRegions(): void;
 }
 
 /** Status sent in a REPLY_ACK on failure (any non-zero value means failure to the frontend). */
@@ -89,18 +95,12 @@ class Vring {
   num = 0;
   addr: VringAddr | null = null;
   kickFd = -1;
-  kickToken = 0;
   callFd = -1;
   errFd = -1;
   /** Started by SET_VRING_KICK, stopped by GET_VRING_BASE. */
   started = false;
   enabled = false;
-  /** A continuation run is queued with setImmediate. */
-  scheduled = false;
-  /** The timerfd that ends the queue's batch windows (made at the first window; -2: none could be), its token. */
-  windowTimer = -1;
-  windowToken = 0;
-  constructor(readonly index: number, readonly processor: QueueProcessor) {}
+  constructor(readonly index: number, readonly engine: QueueEngine) {}
 }
 
 /** Message receive progress (header, then payload), kept across readable events. */
@@ -122,6 +122,8 @@ export class VhostUserBackend {
   private featuresSet = false;
   private owner = false;
   private readonly vrings: Vring[] = [];
+  /** The request queues' threads (empty: every queue is served on this thread). */
+  private readonly threads: readonly QueueThreadEngine[];
   private regions: GuestRegion[] = [];
   private readonly dax: DaxDevice | undefined;
   private readonly backendRequestTimeoutMs: number;
@@ -166,15 +168,18 @@ export class VhostUserBackend {
       this.offeredProtocolFeatures |= bit(PF.BACKEND_REQ) | bit(PF.BACKEND_SEND_FD) |
         (this.dax.protocol === 'shmem' ? bit(PF.SHMEM) : 0n);
     }
+    const threads = options.queueThreads ?? [];
+    if (threads.length !== 0 && threads.length < nrq) {
+      throw new VhostUserError('VU_ERR_CONFIG', `${threads.length} queue threads for ${nrq} request queues`,
+        { reconnect: false });
+    }
+    this.threads = threads.slice(0, nrq);
     for (let q = 0; q < this.numQueues; q++) {
-      let v!: Vring;
-      const processor = new QueueProcessor(core, server, q, {
-        batch: options.batch, pollUs: options.pollUs, batchWindowUs: options.batchWindowUs,
-        armWindow: (us) => this.armWindow(v, us),
-      });
-      v = new Vring(q, processor);
-      this.vrings.push(v);
-      core.queueReset(q);
+      const thread = q >= 1 ? this.threads[q - 1] : undefined;
+      if (thread !== undefined) thread.ringReset();
+      const engine = thread ?? new LocalQueue(core, server, q, poller,
+        { batch: options.batch, pollUs: options.pollUs, batchWindowUs: options.batchWindowUs });
+      this.vrings.push(new Vring(q, engine));
     }
   }
 
@@ -196,14 +201,14 @@ export class VhostUserBackend {
   }
 
   /** Per-queue processing counters. */
-  queueStats(q: number): QueueProcessor['stats'] | undefined {
-    return this.vrings[q]?.processor.stats;
+  queueStats(q: number): QueueStats | undefined {
+    return this.vrings[q]?.engine.stats;
   }
 
   /** Ring state for tests and logs. */
   vringState(q: number): { started: boolean; enabled: boolean; halted: boolean } | undefined {
     const v = this.vrings[q];
-    return v && { started: v.started, enabled: v.enabled, halted: v.processor.halted };
+    return v && { started: v.started, enabled: v.enabled, halted: v.engine.halted };
   }
 
   /**
@@ -215,14 +220,10 @@ export class VhostUserBackend {
     this.closed = true;
     for (const v of this.vrings) {
       this.stopRing(v, true);
-      if (v.windowTimer >= 0) {
-        this.poller.remove(v.windowToken);
-        native.close(v.windowTimer);
-        v.windowTimer = -1;
-      }
+      v.engine.close();
     }
     try {
-      for (const v of this.vrings) this.core.queueReset(v.index);
+      for (const v of this.vrings) v.engine.ringReset();
     } catch (err) {
       log.error('vhost-user: queueReset failed:', err);
     }
@@ -449,8 +450,8 @@ export class VhostUserBackend {
       v.enabled = false;
       v.num = 0;
       v.addr = null;
-      v.processor.reset();
-      this.core.queueReset(v.index);
+      v.engine.reset();
+      v.engine.ringReset();
     }
     this.ackedFeatures = 0n;
     this.featuresSet = false;
@@ -502,7 +503,7 @@ export class VhostUserBackend {
   setVringNum(s: { index: number; num: number }): HandlerResult {
     const v = this.vring(s.index, 'SET_VRING_NUM');
     if (v === null) return 'error';
-    const rc = this.core.queueSetNum(v.index, s.num);
+    const rc = v.engine.ringSetNum(s.num);
     if (rc < 0) {
       log.warn(`vhost-user: SET_VRING_NUM queue ${v.index} num ${s.num} rejected (${rc})`);
       return 'error';
@@ -515,7 +516,10 @@ export class VhostUserBackend {
     const v = this.vring(a.index, 'SET_VRING_ADDR');
     if (v === null) return 'error';
     v.addr = a;
-    if (this.applyAddr(v)) return 'ok';
+    if (this.applyAddr(v)) {
+      this.refreshRunnable(v);
+      return 'ok';
+    }
     log.warn(`vhost-user: SET_VRING_ADDR queue ${v.index}: rings not inside guest memory`);
     return 'error';
   }
@@ -527,7 +531,7 @@ export class VhostUserBackend {
       log.warn(`vhost-user: SET_VRING_BASE queue ${v.index} base ${s.num} is not a split-ring index`);
       return 'error';
     }
-    this.core.queueSetBase(v.index, s.num);
+    v.engine.ringSetBase(s.num);
     return 'ok';
   }
 
@@ -541,7 +545,7 @@ export class VhostUserBackend {
     // The kick fd goes (the ring is stopped); call and err stay until replaced: QEMU sends SET_VRING_ERR only
     // once, at device init, and SET_VRING_CALL again on every start.
     this.stopRing(v, false);
-    const base = this.core.queueGetBase(v.index);
+    const base = v.engine.ringGetBase();
     this.sendVringStateReply(R.GET_VRING_BASE, v.index, base);
     return 'replied';
   }
@@ -552,9 +556,8 @@ export class VhostUserBackend {
     const fd = this.adoptOptionalFd(u, fds);
     if (v.kickFd >= 0) this.closeKick(v);
     if (fd >= 0) {
-      native.setNonblocking(fd, true); // a kick handler must never block the daemon, whatever fd we were sent
       try {
-        v.kickToken = this.poller.addEventfd(fd, () => this.onKick(v));
+        v.engine.setKick(fd);
       } catch (err) {
         log.warn(`vhost-user: queue ${v.index}: kick fd cannot be polled: ${(err as Error).message}`);
         native.close(fd);
@@ -566,10 +569,10 @@ export class VhostUserBackend {
         'the ring is only looked at when it is started or enabled');
     }
     v.started = true;
-    v.processor.reset();
+    v.engine.reset();
     this.applyQueueFeatures(v);
     // Requests may already be waiting (a restarted ring): look once.
-    this.schedule(v);
+    this.refreshRunnable(v);
     return 'ok';
   }
 
@@ -577,9 +580,9 @@ export class VhostUserBackend {
     const v = this.vringFdMessage(u, fds, 'SET_VRING_CALL');
     if (v === null) return 'error';
     const fd = this.adoptOptionalFd(u, fds);
+    v.engine.setCall(fd); // before the old one is closed: a queue thread may be signalling it
     if (v.callFd >= 0) native.close(v.callFd);
     v.callFd = fd;
-    v.processor.callFd = fd;
     return 'ok';
   }
 
@@ -587,9 +590,9 @@ export class VhostUserBackend {
     const v = this.vringFdMessage(u, fds, 'SET_VRING_ERR');
     if (v === null) return 'error';
     const fd = this.adoptOptionalFd(u, fds);
+    v.engine.setErr(fd);
     if (v.errFd >= 0) native.close(v.errFd);
     v.errFd = fd;
-    v.processor.errFd = fd;
     return 'ok';
   }
 
@@ -683,11 +686,11 @@ export class VhostUserBackend {
 
   private setEnabled(v: Vring, on: boolean): void {
     v.enabled = on;
-    if (on) this.schedule(v);
+    this.refreshRunnable(v);
   }
 
   private applyQueueFeatures(v: Vring): void {
-    this.core.queueSetFeatures(v.index,
+    v.engine.ringSetFeatures(
       (this.ackedFeatures & bit(VIRTIO_RING_F_EVENT_IDX)) !== 0n,
       (this.ackedFeatures & bit(VIRTIO_RING_F_INDIRECT_DESC)) !== 0n);
   }
@@ -695,7 +698,7 @@ export class VhostUserBackend {
   /** Translates the ring addresses through the current memory table. */
   private applyAddr(v: Vring): boolean {
     if (v.addr === null) return true;
-    const rc = this.core.queueSetAddr(v.index, v.addr.desc, v.addr.used, v.addr.avail);
+    const rc = v.engine.ringSetAddr(v.addr.desc, v.addr.used, v.addr.avail);
     if (rc < 0) {
       (v.started ? log.warn : log.debug)(`vhost-user: queue ${v.index}: ring addresses desc=0x${v.addr.desc.toString(16)} ` +
         `used=0x${v.addr.used.toString(16)} avail=0x${v.addr.avail.toString(16)} not in guest memory (${rc})`);
@@ -707,79 +710,31 @@ export class VhostUserBackend {
   /** Stops processing and closes the kick fd; with `dropFds` also call/err (RESET_DEVICE, close). */
   private stopRing(v: Vring, dropFds: boolean): void {
     v.started = false;
-    v.processor.stopped();
-    if (v.windowTimer >= 0) native.timerfdArm(v.windowTimer, 0);
+    v.engine.setRunnable(false);
+    v.engine.stopped();
     if (v.kickFd >= 0) this.closeKick(v);
     if (dropFds) {
+      // The engine lets go of them first: a queue thread may be signalling them.
+      v.engine.setCall(-1);
+      v.engine.setErr(-1);
       if (v.callFd >= 0) native.close(v.callFd);
       if (v.errFd >= 0) native.close(v.errFd);
       v.callFd = v.errFd = -1;
-      v.processor.callFd = v.processor.errFd = -1;
     }
   }
 
   private closeKick(v: Vring): void {
-    this.poller.remove(v.kickToken);
+    v.engine.setKick(-1);
     native.close(v.kickFd);
     v.kickFd = -1;
-    v.kickToken = 0;
-  }
-
-  private onKick(v: Vring): void {
-    if (this.closed || v.kickFd < 0) return;
-    v.processor.stats.kicks++;
-    this.runQueue(v); // the poller drains and re-arms where its backend needs it (addEventfd)
   }
 
   /**
-   * The processor waits for a deep driver's next burst with kicks off: the queue runs again when the window's timer
-   * fires. Without a timer (it could not be made) the window ends at once.
+   * Requests of the queue are served while it is started, enabled, has rings and guest memory is mapped; called
+   * whenever one of these changes (turning on looks at the ring once: requests may be waiting).
    */
-  private armWindow(v: Vring, us: number): void {
-    if (v.windowTimer === -1) {
-      const fd = native.timerfdCreate();
-      if (fd >= 0) {
-        v.windowTimer = fd;
-        v.windowToken = this.poller.addEventfd(fd, () => this.onWindowEnd(v));
-      } else {
-        v.windowTimer = -2; // not asked again: each window of this queue ends at once
-        log.warn(`vhost-user: queue ${v.index}: no timer for batch windows: ${native.strerror(-fd)}`);
-      }
-    }
-    if (v.windowTimer < 0 || native.timerfdArm(v.windowTimer, us) < 0) {
-      v.processor.windowEnded();
-      this.schedule(v);
-    }
-  }
-
-  private onWindowEnd(v: Vring): void {
-    if (this.closed) return;
-    v.processor.windowEnded();
-    this.runQueue(v);
-  }
-
-  private runQueue(v: Vring): void {
-    if (this.closed || !v.started || !v.enabled || v.addr === null || this.regions.length === 0) return;
-    let more: boolean;
-    try {
-      more = v.processor.run();
-    } catch (err) {
-      // The core trapped (internal corruption, never guest input): stop this queue, keep the daemon.
-      v.processor.halted = true;
-      log.error(`vhost-user: queue ${v.index} halted after an internal error:`, err);
-      return;
-    }
-    if (more) this.schedule(v);
-  }
-
-  /** Runs the queue on the next turn of the event loop (after the current control message is finished). */
-  private schedule(v: Vring): void {
-    if (v.scheduled || !v.started || !v.enabled) return;
-    v.scheduled = true;
-    setImmediate(() => {
-      v.scheduled = false;
-      this.runQueue(v);
-    });
+  private refreshRunnable(v: Vring): void {
+    v.engine.setRunnable(!this.closed && v.started && v.enabled && v.addr !== null && this.regions.length > 0);
   }
 
   // ---- memory -----------------------------------------------------------------------------------------------
@@ -799,13 +754,13 @@ export class VhostUserBackend {
       return 'error';
     }
     try {
-      this.core.mapGuestRegions(next);
+      this.mapEverywhere(next);
     } catch (err) {
       log.warn(`vhost-user: guest memory table rejected: ${(err as Error).message}`);
       for (const r of next) if (!owned.has(r.fd)) native.close(r.fd);
       try {
-        if (this.regions.length > 0) this.core.mapGuestRegions(this.regions);
-        else this.core.unmapGuestRegions();
+        if (this.regions.length > 0) this.mapEverywhere(this.regions);
+        else this.unmapEverywhere();
       } catch (err2) {
         log.error('vhost-user: cannot restore the previous memory table:', err2);
         for (const r of this.regions) native.close(r.fd);
@@ -814,11 +769,15 @@ export class VhostUserBackend {
       for (const v of this.vrings) this.applyAddr(v);
       return 'error';
     }
+    // Every core has mapped the new table (the mappings hold the memory, not the fds): retired fds can go.
     for (const r of retired) native.close(r.fd);
     this.regions = next;
     // Re-translate configured rings through the new table. A ring the new table does not cover is not an error
     // of this message (a stopped ring may keep stale addresses until its next SET_VRING_ADDR).
-    for (const v of this.vrings) this.applyAddr(v);
+    for (const v of this.vrings) {
+      this.applyAddr(v);
+      this.refreshRunnable(v);
+    }
     if (log.enabled('info')) {
       const total = next.reduce((n, r) => n + r.size, 0n);
       const w = this.core.window;
@@ -836,12 +795,24 @@ export class VhostUserBackend {
 
   private dropRegions(): void {
     try {
-      this.core.unmapGuestRegions();
+      this.unmapEverywhere();
     } catch (err) {
       log.error('vhost-user: unmapGuestRegions failed:', err);
     }
     for (const r of this.regions) native.close(r.fd);
     this.regions = [];
+    for (const v of this.vrings) this.refreshRunnable(v);
+  }
+
+  /** The table into this thread's core and each queue thread's (each maps the fds itself). Throws on failure. */
+  private mapEverywhere(regions: GuestRegion[]): void {
+    this.core.mapGuestRegions(regions);
+    for (const t of this.threads) t.mapGuestRegions(regions);
+  }
+
+  private unmapEverywhere(): void {
+    this.core.unmapGuestRegions();
+    for (const t of this.threads) t.unmapGuestRegions();
   }
 
   // ---- replies ----------------------------------------------------------------------------------------------
