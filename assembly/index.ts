@@ -150,6 +150,11 @@ export function linearBufSize(): u32 {
   return rq.LINEAR_BUF_SIZE;
 }
 
+/** The current request as /dev/fuse bytes at dst (header, args, WRITE payload): its length, or 0. See request.ts. */
+export function requestCopy(dst: usize, cap: u32): u32 {
+  return rq.requestCopy(dst, cap);
+}
+
 // ---- the current request ----------------------------------------------------------------------------------------
 
 export function reqQueue(): u32 {

@@ -286,6 +286,22 @@ export function payloadGather(dst: usize, skip: u32, len: u32): u32 {
   return gather(dst, FUSE_IN_HEADER_SIZE + skip, len) ? len : 0;
 }
 
+/**
+ * The current request as one read(2) of /dev/fuse would give it, at dst: the fuse_in_header and args as validated
+ * at pop (IN_HEADER, ARGS), and for WRITE its payload gathered from the chain. What a queue thread hands the main
+ * thread (host/virtio/queue-thread.ts), which serves it with linearPop. Bytes written (fuse_in_header.len); 0 when
+ * no request is current, cap is short, or the window had no slot for the payload.
+ */
+export function requestCopy(dst: usize, cap: u32): u32 {
+  if (!active || reqLen > cap) return 0;
+  memory.copy(dst, IN_HEADER, FUSE_IN_HEADER_SIZE);
+  const copied = reqOpcode == FUSE_WRITE ? FUSE_WRITE_IN_SIZE : reqArgsLen;
+  memory.copy(dst + FUSE_IN_HEADER_SIZE, ARGS, copied);
+  const rest = reqArgsLen - copied;
+  if (rest != 0 && !gather(dst + FUSE_IN_HEADER_SIZE + copied, FUSE_IN_HEADER_SIZE + copied, rest)) return 0;
+  return reqLen;
+}
+
 /** No reply (FORGET, BATCH_FORGET, INTERRUPT): the chain goes back with used len 0. */
 export function replyNone(): void {
   if (!active) return;

@@ -49,6 +49,7 @@ export interface CoreExports {
   queueSetKicks(q: number, on: number): number;
   queueDriverLag(q: number, used: number): number;
   linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
+  requestCopy(dst: number, cap: number): number;
   linearReplyLen(): number;
   linearInPtr(): number;
   linearOutPtr(): number;
@@ -693,6 +694,14 @@ export class Core {
    */
   linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number {
     try { return this.e.linearPop(inPtr, inLen, outPtr, outCap); } catch (err) { this.trap(err); }
+  }
+
+  /**
+   * The current request as /dev/fuse bytes (fuse_in_header, args, a WRITE's payload) at dst: its length, or 0 (no
+   * request current, cap short, no window slot). A queue thread forwards these to the main thread.
+   */
+  requestCopy(dst: number, cap: number): number {
+    try { return this.e.requestCopy(dst, cap) >>> 0; } catch (err) { this.trap(err); }
   }
 
   /** Bytes of the last linear request's reply at its outPtr (0: nothing to write, e.g. FORGET). */

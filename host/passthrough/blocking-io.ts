@@ -223,7 +223,7 @@ const LOCAL_FS_MAGIC: ReadonlySet<number> = new Set([0xef53, 0x58465342, 0x91236
   0x858458f6, 0x794c7630]);
 
 /** What to do with data I/O on `fd` when its filesystem refuses RWF_NOWAIT. */
-function withoutNowait(fd: number): 'inline' | 'pool' {
+export function withoutNowait(fd: number): 'inline' | 'pool' {
   return LOCAL_FS_MAGIC.has(native.fstatfsType(fd)) ? 'inline' : 'pool';
 }
 

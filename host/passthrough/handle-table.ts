@@ -4,6 +4,7 @@
  */
 import { native } from '../native-loader.js';
 import { NumberMap } from './number-map.js';
+import type { SharedFiles } from './shared-files.js';
 
 export interface Handle {
   readonly fh: number;
@@ -25,15 +26,24 @@ export interface Handle {
 export class HandleTable {
   private readonly handles = new NumberMap<Handle>();
   private nextFh = 1;
+  /** Queue threads' view of the open files (published on add, withdrawn on remove), or null without threads. */
+  private shared: SharedFiles | null = null;
 
   get size(): number {
     return this.handles.size;
+  }
+
+  /** From now on, file handles are published to queue threads (host/passthrough/shared-files.ts). */
+  shareWith(shared: SharedFiles): void {
+    this.shared = shared;
+    this.handles.forEach((h) => { if (!h.dir) shared.publish(h.fh, h.nodeId, h.fd); });
   }
 
   /** Takes ownership of `fd`. */
   add(nodeId: number, fd: number, dir: boolean): Handle {
     const h: Handle = { fh: this.nextFh++, nodeId, fd, dir, dirPos: dir ? 0n : null, holds: 0, closing: false };
     this.handles.set(h.fh, h);
+    if (!dir) this.shared?.publish(h.fh, nodeId, fd);
     return h;
   }
 
@@ -52,7 +62,7 @@ export class HandleTable {
     const h = this.handles.get(fh);
     if (h === undefined) return false;
     this.handles.delete(fh);
-    HandleTable.closeWhenFree(h);
+    this.closeWhenFree(h);
     return true;
   }
 
@@ -62,7 +72,7 @@ export class HandleTable {
   }
 
   clear(): void {
-    this.handles.forEach((h) => HandleTable.closeWhenFree(h));
+    this.handles.forEach((h) => this.closeWhenFree(h));
     this.handles.clear();
   }
 
@@ -79,8 +89,16 @@ export class HandleTable {
     }
   }
 
-  /** A removed handle's fd: closed now, or by the last unhold (never under a running job, never twice). */
-  private static closeWhenFree(h: Handle): void {
+  /**
+   * A removed handle's fd: closed now, by the last unhold, or once no queue thread is in a syscall on it (never
+   * under a running job or a thread's preadv, never twice).
+   */
+  private closeWhenFree(h: Handle): void {
+    const shared = this.shared;
+    if (shared !== null && !h.dir && !shared.withdraw(h.fh)) {
+      h.holds++; // the threads' use counts as one more hold
+      shared.whenFree(h.fh, () => HandleTable.unhold(h));
+    }
     if (h.holds > 0) h.closing = true;
     else native.close(h.fd);
   }

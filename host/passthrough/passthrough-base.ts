@@ -16,6 +16,7 @@ import type { IdMap } from './id-map.js';
 import type { XattrMap } from './xattr-map.js';
 import { HandleTable, type Handle } from './handle-table.js';
 import { BlockingIo } from './blocking-io.js';
+import { SHARED_NOWAIT, type SharedFiles } from './shared-files.js';
 import { InodeStore, devNumber, type Inode, type InodeFileHandles } from './inode-store.js';
 
 const C = native.constants;
@@ -419,6 +420,15 @@ export abstract class PassthroughBase {
     if ((mode & C.S_ISGID) !== 0 && ((mode & C.S_IXGRP) !== 0 || writerGid !== fileGid)) kill |= C.S_ISGID;
     if (kill === 0) return 0;
     return native.fchmodat(this.procFd, String(fd), mode & 0o7777 & ~kill);
+  }
+
+  /**
+   * Queue threads (host/virtio/queue-thread.ts) serve READ and WRITE of the files opened from now on straight
+   * from their fds; with a thread pool they try RWF_NOWAIT and hand what would block back to this thread.
+   */
+  shareFiles(shared: SharedFiles): void {
+    shared.setFlag(SHARED_NOWAIT, this.blocking !== null);
+    this.handles.shareWith(shared);
   }
 
   protected fileHandle(nodeId: number, fh: number): Handle | number {

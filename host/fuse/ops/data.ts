@@ -19,12 +19,18 @@ interface CopyArgs { fhIn: number; offIn: number; nodeOut: number; fhOut: number
 /** Largest COPY_FILE_RANGE we do in one request: the reply's size field is a u32 (kept page-aligned). */
 const COPY_MAX = 0xffff_f000;
 
-/** fuse_write_out { size, padding }: the reply of WRITE and COPY_FILE_RANGE. Returns its length. */
-function writeOutReply(s: OpContext, written: number): number {
-  const v = replyView(s);
-  v.setUint32(s.core.replyPtr + P.WRITE_OUT.size, written, true);
-  v.setUint32(s.core.replyPtr + P.WRITE_OUT.padding, 0, true);
+/**
+ * fuse_write_out { size, padding } at `at`: the reply body of WRITE and COPY_FILE_RANGE (also written by a queue
+ * thread's WRITE, host/virtio/queue-thread-worker.ts). Returns its length.
+ */
+export function encodeWriteOut(v: DataView, at: number, written: number): number {
+  v.setUint32(at + P.WRITE_OUT.size, written, true);
+  v.setUint32(at + P.WRITE_OUT.padding, 0, true);
   return P.WRITE_OUT.SIZE;
+}
+
+function writeOutReply(s: OpContext, written: number): number {
+  return encodeWriteOut(replyView(s), s.core.replyPtr, written);
 }
 
 export const dataOps: readonly OpRow[] = [
