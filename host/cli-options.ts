@@ -208,6 +208,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     apply: (d, v) => { d.opts.tag = v; } },
   { names: ['--num-request-queues'], arg: 'N', help: 'request queues offered to the frontend (default: 1, max: 63)',
     apply: (d, v) => { d.opts.numRequestQueues = integer('--num-request-queues', v, 1, 63); } },
+  { names: ['--queue-threads'], help: 'serve each request queue on a thread of its own (its ring and its ' +
+    'READ/WRITE there; other requests on the main thread)', apply: (d) => { d.opts.queueThreads = true; } },
   { names: ['--thread-pool-size'], arg: 'N', help: THREAD_POOL_HELP,
     apply: (d, v) => { d.opts.threadPoolSize = integer('--thread-pool-size', v, 0, 65536); } },
   { names: ['--poll-us'], arg: 'N',

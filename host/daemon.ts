@@ -22,6 +22,8 @@ import { XattrMap } from './passthrough/xattr-map.js';
 import type { InodeFileHandles } from './passthrough/inode-store.js';
 import { VhostUserListener } from './vhost-user/listener.js';
 import { DEFAULT_BATCH_WINDOW_US } from './virtio/queue-processor.js';
+import { ForwardedRequests, QueueThread } from './virtio/queue-thread.js';
+import { SHARED_WRITES, SharedFiles } from './passthrough/shared-files.js';
 import { type SandboxMode, type SeccompMode, enterSandbox, installSeccomp, prepareSandbox } from './sandbox.js';
 import { DevFuseSession, devFuseMaxPages } from './transport/dev-fuse.js';
 
@@ -59,6 +61,12 @@ export interface ServeOptions {
   flockLocks?: boolean;
   /** Request queues offered to the guest besides the hiprio queue (vhost-user; default 1). */
   numRequestQueues?: number;
+  /**
+   * Serve each request queue on a thread of its own (host/virtio/queue-thread.ts): its ring, and READ/WRITE of a
+   * filesystem that shares its open files (the passthrough), run there; other requests still reach the
+   * FileSystem on the main thread. vhost-user only. Default false.
+   */
+  queueThreads?: boolean;
   /**
    * Adaptive polling: after a drained batch, watch the ring this many µs (kicks off) before waiting for a kick
    * again. 0 (default) = never poll. Costs CPU only while requests come; none when idle.
@@ -106,6 +114,8 @@ interface Parts<F extends FileSystem> {
   server: FuseServer;
   listener: VhostUserListener | null;
   devFuse: DevFuseSession | null;
+  /** The request queues' threads (queueThreads), ended with the daemon. */
+  threads: QueueThread[];
 }
 
 declare const layers: unique symbol;
@@ -122,6 +132,8 @@ interface StartHooks {
   sharedDir?: string;
   /** After the socket listens / the mount is up; a throw undoes the start. */
   ready?(): void;
+  /** With queueThreads: the FileSystem shares its open files with the threads (PassthroughFs.shareFiles). */
+  shareFiles?(shared: SharedFiles): void;
 }
 
 async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, hooks: StartHooks): Promise<Parts<F>> {
@@ -158,8 +170,10 @@ async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, ho
       await session.close();
       throw e;
     }
-    return { fs, core, server, listener: null, devFuse: session };
+    return { fs, core, server, listener: null, devFuse: session, threads: [] };
   }
+  const threads = options.queueThreads === true
+    ? await startQueueThreads(core, server, options, hooks) : [];
   const listener = new VhostUserListener({
     ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : { socketPath: options.socketPath! }),
     ...(options.socketGroup !== undefined ? { socketGroup: options.socketGroup } : {}),
@@ -170,7 +184,9 @@ async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, ho
     batchWindowUs: options.batchWindowUs ?? DEFAULT_BATCH_WINDOW_US,
     exitOnDisconnect: options.exitOnDisconnect ?? false,
     ...(hooks.dax !== undefined ? { dax: hooks.dax.device, backendRequestTimeoutMs: hooks.dax.timeoutMs } : {}),
+    ...(threads.length > 0 ? { queueThreads: threads } : {}),
   });
+  listener.once('close', () => { for (const t of threads) void t.terminate(); });
   try {
     listener.listen();
     hooks.ready?.();
@@ -178,7 +194,35 @@ async function buildParts<F extends FileSystem>(fs: F, options: ServeOptions, ho
     listener.close();
     throw e;
   }
-  return { fs, core, server, listener, devFuse: null };
+  return { fs, core, server, listener, devFuse: null, threads };
+}
+
+/**
+ * One thread per request queue, started before the sandbox is entered (each loads the core and its own module
+ * from the package). A FileSystem that shares its open files gets READ/WRITE served on the threads.
+ */
+async function startQueueThreads(core: Core, server: FuseServer, options: ServeOptions,
+  hooks: StartHooks): Promise<QueueThread[]> {
+  let shared: SharedFiles | null = null;
+  if (hooks.shareFiles !== undefined) {
+    shared = new SharedFiles();
+    // A DAX window must hear of a WRITE's size change, which the main thread's WRITE tells it.
+    shared.setFlag(SHARED_WRITES, !(options.readonly ?? false) && hooks.dax === undefined);
+    hooks.shareFiles(shared);
+  }
+  const forwarded = new ForwardedRequests(core, server, shared);
+  const started = await Promise.allSettled(Array.from({ length: options.numRequestQueues ?? 1 }, (_, i) =>
+    QueueThread.start({
+      queue: i + 1, maxWrite: server.maxWrite, pollUs: options.pollUs ?? 0,
+      batchWindowUs: options.batchWindowUs ?? DEFAULT_BATCH_WINDOW_US,
+    }, forwarded)));
+  const threads = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.all(threads.map((t) => t.terminate()));
+    throw new ConfigError(`queue threads: ${(failed.reason as Error)?.message ?? failed.reason}`);
+  }
+  return threads;
 }
 
 /**
@@ -231,7 +275,7 @@ export class FileSystemDaemon<F extends FileSystem = FileSystem> extends EventEm
 
   /** Builds the layers for a subclass's constructor. */
   protected static async layers<F extends FileSystem>(fs: F, options: ServeOptions,
-    hooks: { sharedDir?: string; ready?(): void; server?: object; dax?: StartHooks['dax'] }): Promise<DaemonLayers> {
+    hooks: Omit<StartHooks, 'server'> & { server?: object }): Promise<DaemonLayers> {
     return await buildParts(fs, options, hooks as StartHooks) as unknown as DaemonLayers;
   }
 
@@ -265,6 +309,7 @@ export class FileSystemDaemon<F extends FileSystem = FileSystem> extends EventEm
     this.parts.listener?.close();
     await this.parts.devFuse?.close();
     this.parts.server.endSession();
+    await Promise.all(this.parts.threads.map((t) => t.terminate()));
     await this.closed;
   }
 }
@@ -318,6 +363,8 @@ export interface DaemonOptions {
   tag?: string;
   /** Request queues offered besides the hiprio queue (default 1). */
   numRequestQueues?: number;
+  /** Serve each request queue on a thread of its own (see ServeOptions.queueThreads). Default false. */
+  queueThreads?: boolean;
   /**
    * Adaptive polling: after a drained batch, watch the ring this many µs (kicks off) before waiting for a kick
    * again. 0 (default) = never poll. Costs CPU only while requests come; none when idle.
@@ -484,8 +531,10 @@ export class VirtiofsDaemon extends FileSystemDaemon<PassthroughFs> {
         ...(options.mountpoint !== undefined ? { mountpoint: options.mountpoint } : {}),
         numRequestQueues: options.numRequestQueues ?? 1, exitOnDisconnect: options.exitOnDisconnect ?? false,
         pollUs: options.pollUs ?? 0, batchWindowUs: options.batchWindowUs ?? DEFAULT_BATCH_WINDOW_US,
+        queueThreads: options.queueThreads ?? false,
       }, {
         sharedDir: options.sharedDir,
+        shareFiles: (shared) => fs.shareFiles(shared),
         ...(dax !== undefined ? { dax: { device: dax, timeoutMs: options.daxRequestTimeoutMs ?? 5000 } } : {}),
         server: {
           cache: options.cache ?? 'auto', writeback: options.writeback ?? false, readonly: options.readonly ?? false,

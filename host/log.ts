@@ -40,6 +40,11 @@ export function setLogLevel(level: LogLevel): void {
   threshold = RANK[level] ?? -1; // (an unknown level from plain JS: everything, as before)
 }
 
+/** The threshold now (what a worker thread is started with). */
+export function logLevel(): LogLevel {
+  return LOG_LEVELS.find((l) => RANK[l] === threshold) ?? 'trace';
+}
+
 /** Sends log lines to `logger` instead of syslog/stderr (process-wide); null restores those. */
 export function setLogger(logger: Logger | null): void {
   custom = logger;

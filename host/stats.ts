@@ -28,8 +28,11 @@ export interface GcCounts {
 }
 
 export interface DaemonStats {
-  /** Per-queue counters of the current connection (none while no frontend is connected). */
-  queues: (QueueStats & { queue: number })[];
+  /**
+   * Per-queue counters of the current connection (none while no frontend is connected); a queue served on a thread
+   * of its own (--queue-threads) also says how many READ/WRITE requests that thread served itself.
+   */
+  queues: (QueueStats & { queue: number; servedOnThread?: number })[];
   gc: GcCounts;
   /** process.cpuUsage() since start, seconds. */
   cpu: { user: number; system: number };

@@ -12,84 +12,19 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import type { FuseClient } from '../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../host/fuse/protocol.js';
 import { missingDevFuse, skipIf } from './util/prereq.js';
-import { connectWhenListening, spawnSocketDaemon, type SocketDaemon } from './util/socket-daemon.js';
-import { mountSlowShare, slowContent, type SlowShare } from './util/slow-share.js';
+import { connectWhenListening, spawnSocketDaemon } from './util/socket-daemon.js';
+import { slowContent } from './util/slow-share.js';
+import {
+  CHUNK, GETATTRS, READS, fdLinks, fdsOnSlow, openSlow, removeRigTmp, rigSocketPath, rigTmpDir, slowRig,
+  startMetadata, startReads,
+} from './util/slow-rig.js';
 import { waitFor } from './util/wait.js';
 import { signalChild } from './util/runtime.js';
 
-const READS = 8;
-const GETATTRS = 24;
-const CHUNK = 4096;
-const O_RDONLY = 0;
-
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vfsd-blocking-'));
-let seq = 0;
-
-interface Rig {
-  share: SlowShare;
-  daemon: SocketDaemon;
-  fc: FuseClient;
-  close(): Promise<void>;
-}
-
-async function rig(poolSize: number): Promise<Rig> {
-  const share = await mountSlowShare();
-  const socket = path.join(tmp, `d${seq++}.sock`);
-  let daemon: SocketDaemon | undefined;
-  try {
-    daemon = await spawnSocketDaemon(share.dir, socket,
-      { args: [`--thread-pool-size=${poolSize}`, '--cache=never', '--log-level=warn'] });
-    const fc = await connectWhenListening(socket, { depth: 64, timeoutMs: 60_000 });
-    await fc.init();
-    const d = daemon;
-    return {
-      share, daemon: d, fc,
-      async close() {
-        share.open();
-        fc.close();
-        const exited = new Promise((r) => d.child.once('exit', r));
-        signalChild(d.child, 'SIGTERM');
-        await exited;
-        await share.close();
-      },
-    };
-  } catch (e) {
-    if (daemon !== undefined) daemon.child.kill('SIGKILL');
-    await share.close();
-    throw e;
-  }
-}
-
-async function openSlow(fc: FuseClient): Promise<{ node: number; fh: number }> {
-  const node = (await fc.lookup(FUSE_ROOT_ID, 'slow')).nodeid;
-  return { node, fh: (await fc.open(node, O_RDONLY)).fh };
-}
-
-/** Observed at once: a test that failed early closes the client, which rejects what is still in flight. */
-function observed<T>(ps: Promise<T>[]): Promise<T>[] {
-  for (const p of ps) p.catch(() => undefined);
-  return ps;
-}
-
-/** READs of 4 KiB at offsets i * 8 KiB (i < READS), checked against the file when they complete. */
-function startReads(fc: FuseClient, node: number, fh: number, done: { reads: number }): Promise<void>[] {
-  const want = slowContent();
-  return observed(Array.from({ length: READS }, (_, i) => fc.read(node, fh, i * 2 * CHUNK, CHUNK).then((got) => {
-    done.reads++;
-    assert.equal(got, want.subarray(i * 2 * CHUNK, i * 2 * CHUNK + CHUNK), `READ ${i} data`);
-  })));
-}
-
-/** GETATTRs of the root and LOOKUPs of `fast`, counted as they complete. */
-function startMetadata(fc: FuseClient, done: { meta: number }): Promise<void>[] {
-  return observed(Array.from({ length: GETATTRS }, (_, i) =>
-    (i % 2 === 0 ? fc.getattr(FUSE_ROOT_ID) : fc.lookup(FUSE_ROOT_ID, 'fast')).then(() => { done.meta++; })));
-}
+const rig = (poolSize: number) => slowRig([`--thread-pool-size=${poolSize}`]);
 
 test('pool on: 8 READs held in the host at once while GETATTR/LOOKUP on the same queue complete; data right', async () => {
   if (skipIf(missingDevFuse())) return;
@@ -162,30 +97,6 @@ test('RELEASE of a handle whose pooled READ is in flight waits for it; the READ 
   }
 });
 
-/** The process and its descendants (the CLI may run the daemon in a child of its own). */
-function processTree(pid: number): number[] {
-  const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  return [pid, ...kids.flatMap(processTree)];
-}
-
-/** What the fds of the daemon's processes point at. */
-function fdLinks(pid: number): string[] {
-  return processTree(pid).flatMap((p) => fs.readdirSync(`/proc/${p}/fd`).map((fd) => {
-    try {
-      return fs.readlinkSync(`/proc/${p}/fd/${fd}`);
-    } catch {
-      return '?'; // closed meanwhile
-    }
-  }));
-}
-
-/** How many fds the daemon holds on the share's `slow` (its inode's O_PATH fd, open handles). */
-function fdsOnSlow(pid: number, share: SlowShare): number {
-  // Sandboxed, the daemon sees the share as its root.
-  const names = new Set([path.join(share.dir, 'slow'), '/slow']);
-  return fdLinks(pid).filter((l) => names.has(l)).length;
-}
-
 test('disconnect with pooled READs in flight: their fd stays open until they finish; the next frontend is served', async () => {
   if (skipIf(missingDevFuse())) return;
   const r = await rig(8);
@@ -222,8 +133,8 @@ test('disconnect with pooled READs in flight: their fd stays open until they fin
 });
 
 test('pool on, a plain directory: WRITEs (inline on a local filesystem), FSYNC and FDATASYNC (pooled), then READs see the data', async () => {
-  const dir = fs.mkdtempSync(path.join(tmp, 'plain-'));
-  const socket = path.join(tmp, `d${seq++}.sock`);
+  const dir = rigTmpDir('plain-');
+  const socket = rigSocketPath();
   const daemon = await spawnSocketDaemon(dir, socket, { args: ['--thread-pool-size=2', '--cache=never', '--log-level=warn'] });
   const fc = await connectWhenListening(socket, { depth: 16, timeoutMs: 60_000 });
   try {
@@ -248,6 +159,6 @@ test('pool on, a plain directory: WRITEs (inline on a local filesystem), FSYNC a
   }
 });
 
-test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+test.after(removeRigTmp);
 
 test.run();

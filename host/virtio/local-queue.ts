@@ -44,7 +44,7 @@ export interface QueueEngine {
   reset(): void;
   /** The ring stopped (GET_VRING_BASE, RESET_DEVICE, disconnect). */
   stopped(): void;
-  /** Frees the queue's timer; the engine is not used again. */
+  /** The connection is done with the queue: kicks unwatched, timer freed (a new connection sets it up again). */
   close(): void;
 }
 
@@ -59,7 +59,6 @@ export class LocalQueue implements QueueEngine {
   private runnable = false;
   /** A continuation run is queued with setImmediate. */
   private scheduled = false;
-  private closed = false;
   /** The timerfd that ends batch windows (made at the first window; -2: none could be), and its token. */
   private windowTimer = -1;
   private windowToken = 0;
@@ -115,7 +114,6 @@ export class LocalQueue implements QueueEngine {
   }
 
   close(): void {
-    this.closed = true;
     this.runnable = false;
     this.setKick(-1);
     if (this.windowTimer >= 0) {
@@ -126,7 +124,6 @@ export class LocalQueue implements QueueEngine {
   }
 
   private onKick(): void {
-    if (this.closed) return;
     this.processor.stats.kicks++;
     this.run(); // the poller drains and re-arms where its backend needs it (addEventfd)
   }
@@ -153,13 +150,12 @@ export class LocalQueue implements QueueEngine {
   }
 
   private onWindowEnd(): void {
-    if (this.closed) return;
     this.processor.windowEnded();
     this.run();
   }
 
   private run(): void {
-    if (this.closed || !this.runnable) return;
+    if (!this.runnable) return;
     let more: boolean;
     try {
       more = this.processor.run();

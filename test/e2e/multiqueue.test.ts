@@ -9,7 +9,9 @@
  * and which queues served requests, from the daemon's stats line (SIGUSR2, host/stats.ts) sent while the guest
  * is still connected: 6.12 must have served on queue 1 and queue 2, 6.1 on queue 1 only. The 6.12 guest runs
  * once more with --poll-us=50 (polling on two queues at once is the case where a spinning queue could starve
- * the other).
+ * the other), and once with --queue-threads and 6 GiB of RAM: each request queue on a thread of its own, whose
+ * core maps the guest's RAM through its own window; there both threads must also have served READ or WRITE
+ * requests themselves (`servedOnThread` in the stats line), and the others through the main thread.
  *
  * The 6.12 guest lives in .cache/guest-6.12 (scripts/fetch-guest-kernel.sh with GUEST_KERNEL_SERIES=6.12 fetches
  * it on first use); the 6.1 guest is the default .cache/guest. In CI a missing prerequisite fails; elsewhere it is
@@ -60,6 +62,10 @@ sh "$MNT/.e2e/default-workload.sh" "$MNT"
 `;
 
 interface Guest { label: string; dir: string; fetchEnv: Record<string, string>; wantQueues: number[] }
+/** How the daemon serves the queues in one boot. */
+interface Mode { pollUs: number; threads: boolean }
+/** RAM of a --queue-threads guest: more than a core's 4 GiB, so each thread's core maps it windowed. */
+const THREADS_MEM_MIB = 6144;
 
 const GUESTS: Guest[] = [
   { label: 'Linux 6.12', dir: GUEST_612_DIR, fetchEnv: { GUEST_KERNEL_SERIES: '6.12' }, wantQueues: [1, 2] },
@@ -109,7 +115,8 @@ function checkPinnedFiles(sharedDir: string): string[] {
   return problems;
 }
 
-async function run(g: Guest, pollUs: number): Promise<void> {
+async function run(g: Guest, mode: Mode): Promise<void> {
+  const { pollUs, threads } = mode;
   const image = imageFor(g);
   if (typeof image === 'string') {
     assert.unreachable(`guest image: ${image}`);
@@ -122,13 +129,15 @@ async function run(g: Guest, pollUs: number): Promise<void> {
   fs.writeFileSync(path.join(sharedDir, '.e2e', 'default-workload.sh'), defaultWorkload(), { mode: 0o755 });
   const backend = await startBackend('ours', {
     sharedDir, socketPath, cache: 'auto', logLevel: 'warn',
-    extraArgs: ['--num-request-queues=2', `--poll-us=${pollUs}`, '--allow-mknod-devices'],
+    extraArgs: ['--num-request-queues=2', `--poll-us=${pollUs}`, '--allow-mknod-devices',
+      ...(threads ? ['--queue-threads'] : [])],
   });
   let stats: DaemonStats | undefined;
   try {
     let asked = false;
     const boot = (): Promise<GuestResult> => startGuest({
       socketPath, sharedDir, image, workload: PINNED_WRITERS, timeoutMs: 240_000, idleTimeoutMs: 60_000, backend,
+      ...(threads ? { memMiB: THREADS_MEM_MIB } : {}),
       qemuArgs: ['-smp', '2', '-global', 'vhost-user-fs-pci.num-request-queues=2'],
       onLine: (line) => {
         // The writers are done and the guest is still connected (the usual workload follows): ask for stats.
@@ -158,14 +167,19 @@ async function run(g: Guest, pollUs: number): Promise<void> {
     if (stats === undefined) {
       problems.push(`no stats line from the daemon after SIGUSR2:\n${tailLines(backend.stderr(), 10)}`);
     } else {
-      const served = (q: number) => stats!.queues.find((s) => s.queue === q)?.served ?? 0;
-      console.log(`e2e: ${g.label}, poll-us=${pollUs}: requests served per queue: ` +
-        stats.queues.map((s) => `q${s.queue} ${s.served}${pollUs > 0 ? ` (poll hits ${s.pollHits}, misses ${s.pollMisses})` : ''}`).join(', ') +
+      const of = (q: number) => stats!.queues.find((s) => s.queue === q);
+      const served = (q: number) => of(q)?.served ?? 0;
+      console.log(`e2e: ${g.label}, ${describeMode(mode)}: requests served per queue: ` +
+        stats.queues.map((s) => `q${s.queue} ${s.served}${pollUs > 0 ? ` (poll hits ${s.pollHits}, misses ${s.pollMisses})` : ''}` +
+          (s.servedOnThread !== undefined ? ` (READ/WRITE on its thread ${s.servedOnThread})` : '')).join(', ') +
         `; daemon GCs major ${stats.gc.major}, minor ${stats.gc.minor}`);
       for (const q of [1, 2]) {
         const want = g.wantQueues.includes(q);
         if (want && served(q) === 0) problems.push(`queue ${q} served no request`);
         if (!want && served(q) !== 0) problems.push(`queue ${q} served ${served(q)} requests; this guest should not use it`);
+        const onThread = of(q)?.servedOnThread;
+        if (threads && want && !(onThread! > 0)) problems.push(`queue ${q}'s thread served no READ or WRITE itself (${onThread})`);
+        if (!threads && onThread !== undefined) problems.push(`queue ${q} reports a thread without --queue-threads`);
       }
     }
     // A dead share makes every file missing: the first lines say enough.
@@ -178,10 +192,19 @@ async function run(g: Guest, pollUs: number): Promise<void> {
   }
 }
 
+function describeMode(m: Mode): string {
+  return [m.pollUs > 0 ? `--poll-us=${m.pollUs}` : '', m.threads ? `--queue-threads, ${THREADS_MEM_MIB / 1024} GiB` : '']
+    .filter((x) => x !== '').join(', ') || 'defaults';
+}
+
 for (const g of GUESTS) {
-  // Polling on two queues at once is the case worth a guest boot; the 6.1 guest runs with the defaults.
-  for (const pollUs of g.wantQueues.length === 2 ? [0, 50] : [0]) {
-    const name = `ours, ${g.label}, 2 vCPUs, 2 request queues${pollUs > 0 ? `, --poll-us=${pollUs}` : ''}: ` +
+  // Polling and threads on two queues at once are the cases worth a guest boot; the 6.1 guest runs with the defaults.
+  const modes: Mode[] = g.wantQueues.length === 2
+    ? [{ pollUs: 0, threads: false }, { pollUs: 50, threads: false }, { pollUs: 0, threads: true }]
+    : [{ pollUs: 0, threads: false }];
+  for (const mode of modes) {
+    const extra = describeMode(mode);
+    const name = `ours, ${g.label}, 2 vCPUs, 2 request queues${extra !== 'defaults' ? `, ${extra}` : ''}: ` +
       `${g.wantQueues.length === 2 ? 'both queues serve' : 'the first queue serves'} and the workload passes`;
     if (ONLY && !name.includes(ONLY)) continue;
     const image = IN_CI ? undefined : workloadNeedsRoot() ?? imageFor(g);
@@ -190,7 +213,7 @@ for (const g of GUESTS) {
       test.skip(name, () => {});
       continue;
     }
-    test(name, () => run(g, pollUs));
+    test(name, () => run(g, mode));
   }
 }
 

@@ -1,0 +1,241 @@
+/**
+ * The worker thread of one request queue (started by host/virtio/queue-thread.ts, which describes the whole).
+ * Here: a core instance of its own, a poller on this thread's event loop, a LocalQueue serving the ring, and
+ * ThreadRequestServer, which serves READ and WRITE of the main thread's shared open files in place and hands every
+ * other request to the main thread.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { native } from '../native-loader.js';
+import { setLogLevel, setLogger } from '../log.js';
+import { Core, FUSE_OUT_HEADER_SIZE } from '../core.js';
+import { FdPoller } from '../vhost-user/fd-poller.js';
+import * as P from '../fuse/protocol.js';
+import { encodeWriteOut } from '../fuse/ops/data.js';
+import { SHARED_LIVE, SHARED_NOWAIT, SHARED_WRITES, SharedFiles } from '../passthrough/shared-files.js';
+import { withoutNowait } from '../passthrough/blocking-io.js';
+import { LocalQueue } from './local-queue.js';
+import type { ParkedRequest, ReplyParking, RequestServer } from './queue-processor.js';
+import {
+  CTL_DONE, CTL_HALTED, CTL_RESULT, CTL_SERVED_HERE, STAT_KEYS, type FromThread, type QueueThreadInit, type ToThread,
+} from './queue-thread.js';
+
+const E = native.constants.errno;
+/** Files whose filesystem refused RWF_NOWAIT, remembered per fh (bounded: cleared when it grows past this). */
+const NOWAIT_MEMO_MAX = 1024;
+
+const port = parentPort!;
+const init = workerData as QueueThreadInit;
+const post = (m: FromThread, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
+
+/**
+ * Serves the requests this thread's queue pops: READ and WRITE of a published open file here, straight between
+ * the file and guest memory; anything else (and those when the file is not published, the session is not up,
+ * a WRITE must drop set-id bits, or RWF_NOWAIT says the call would block and the main thread has a pool for it)
+ * is forwarded as bytes, its chain parked until the reply comes back.
+ */
+class ThreadRequestServer implements RequestServer {
+  private parking: ReplyParking | null = null;
+  /** Bumped when the ring is reset or stops: replies to chains parked before belong to a ring that is gone. */
+  private epoch = 0;
+  private readonly nowaitMemo = new Map<number, 'inline' | 'pool'>();
+
+  constructor(private readonly core: Core, private readonly queue: number, private readonly files: SharedFiles | null,
+    private readonly maxWrite: number, private readonly control: Int32Array) {}
+
+  attachParking(_queue: number, parking: ReplyParking): void {
+    this.parking = parking;
+  }
+
+  dropParked(): void {
+    this.epoch++;
+  }
+
+  serveCurrent(): void {
+    const op = this.core.reqOpcode();
+    if (this.files !== null && this.files.flag(SHARED_LIVE) &&
+      (op === P.FUSE_READ ? this.readHere() : op === P.FUSE_WRITE ? this.writeHere() : false)) {
+      Atomics.add(this.control, CTL_SERVED_HERE, 1);
+      return;
+    }
+    this.forward(op);
+  }
+
+  /** The reply to a forwarded request: its chain current again, the reply written, the call if due. */
+  replied(m: Extract<ToThread, { t: 'reply' }>): void {
+    if (m.epoch !== this.epoch || this.parking === null) return;
+    const p: ParkedRequest = { queue: this.queue, head: m.head, unique: m.unique };
+    if (this.parking.resume!(p, m.opcode) !== 1) return; // the chain is gone or malformed now (returned empty)
+    const c = this.core;
+    const body = m.bytes.byteLength - FUSE_OUT_HEADER_SIZE;
+    if (body > 0) c.bytes().set(new Uint8Array(m.bytes, FUSE_OUT_HEADER_SIZE), c.replyPtr);
+    c.replySend(new DataView(m.bytes).getInt32(P.OUT_HEADER.error, true), Math.max(body, 0), 0);
+    this.parking.delivered!(p);
+  }
+
+  private forward(op: number): void {
+    const c = this.core;
+    const n = c.requestCopy(c.linearInPtr, c.linearBufSize);
+    if (n === 0) {
+      c.replySend(-E.EIO, 0, 0); // no window slot for a WRITE's payload: as a reply that could not be placed
+      return;
+    }
+    const bytes = c.memory.buffer.slice(c.linearInPtr, c.linearInPtr + n);
+    const noReply = op === P.FUSE_FORGET || op === P.FUSE_BATCH_FORGET || op === P.FUSE_INTERRUPT;
+    let head = 0;
+    let unique = 0n;
+    if (noReply || this.parking === null) {
+      c.replyNone();
+    } else {
+      const p = this.parking.park();
+      head = p.head;
+      unique = p.unique;
+    }
+    post({ t: 'req', queue: this.queue, head, unique, epoch: this.epoch, opcode: op, noReply, bytes }, [bytes]);
+  }
+
+  /** fuse_read_in at the args; true when answered here. */
+  private readHere(): boolean {
+    const c = this.core;
+    if (c.reqArgsLen() < P.READ_IN.SIZE) return false;
+    const a = c.view();
+    const at = c.argsPtr;
+    const fh = u64(a, at + P.READ_IN.fh);
+    const offset = u64(a, at + P.READ_IN.offset);
+    const size = a.getUint32(at + P.READ_IN.size, true);
+    const fd = this.files!.acquire(fh, c.reqNodeId());
+    if (fd < 0) return false;
+    try {
+      const n = size === 0 ? 0 : c.payloadReadIov(FUSE_OUT_HEADER_SIZE, size);
+      let r = 0;
+      if (n > 0) {
+        r = this.nowait(fh) ? native.preadvNowait(fd, c.memory.buffer, c.iovPtr, n, offset) : -E.EOPNOTSUPP;
+        if (r === -E.EOPNOTSUPP && this.fallback(fh, fd) === 'inline') {
+          r = native.preadv(fd, c.memory.buffer, c.iovPtr, n, offset);
+        } else if (r === -E.EAGAIN || r === -E.EOPNOTSUPP || (r >= 0 && r < size)) {
+          return false; // may block, or short (EOF or not): the main thread decides, with its pool
+        }
+      }
+      c.replySend(r < 0 ? r : 0, 0, r < 0 ? 0 : Math.min(r, size));
+      return true;
+    } finally {
+      this.files!.release(fh);
+    }
+  }
+
+  /** fuse_write_in at the args, the payload in the chain; true when answered here. */
+  private writeHere(): boolean {
+    const c = this.core;
+    const files = this.files!;
+    if (!files.flag(SHARED_WRITES) || c.reqArgsLen() < P.WRITE_IN.SIZE) return false;
+    const a = c.view();
+    const at = c.argsPtr;
+    const size = a.getUint32(at + P.WRITE_IN.size, true);
+    if (size > c.reqArgsLen() - P.WRITE_IN.SIZE || size > this.maxWrite) return false; // the main thread refuses it
+    if ((a.getUint32(at + P.WRITE_IN.writeFlags, true) & P.FUSE_WRITE_KILL_SUIDGID) !== 0) return false;
+    const fh = u64(a, at + P.WRITE_IN.fh);
+    const offset = u64(a, at + P.WRITE_IN.offset);
+    const fd = files.acquire(fh, c.reqNodeId());
+    if (fd < 0) return false;
+    try {
+      const n = size === 0 ? 0 : c.payloadWriteIov(P.WRITE_IN.SIZE, size);
+      let r = 0;
+      if (n > 0) {
+        r = this.nowait(fh) ? native.pwritevNowait(fd, c.memory.buffer, c.iovPtr, n, offset) : -E.EOPNOTSUPP;
+        if (r === -E.EOPNOTSUPP && this.fallback(fh, fd) === 'inline') {
+          r = native.pwritev(fd, c.memory.buffer, c.iovPtr, n, offset);
+        } else if (r === -E.EAGAIN || r === -E.EOPNOTSUPP) {
+          return false;
+        }
+      }
+      if (r < 0) c.replySend(r, 0, 0);
+      else c.replySend(0, encodeWriteOut(a, c.replyPtr, r), 0);
+      return true;
+    } finally {
+      files.release(fh);
+    }
+  }
+
+  /** Whether to try RWF_NOWAIT first: with the main thread's pool, and unless the file's filesystem refused it. */
+  private nowait(fh: number): boolean {
+    return this.files!.flag(SHARED_NOWAIT) && !this.nowaitMemo.has(fh);
+  }
+
+  /**
+   * Without a pool, every call runs here (this thread is the queue's own: a call that blocks holds up only its
+   * queue). With one, a file whose filesystem refuses RWF_NOWAIT runs here when it is local, and goes to the pool
+   * otherwise (the rule of host/passthrough/blocking-io.ts).
+   */
+  private fallback(fh: number, fd: number): 'inline' | 'pool' {
+    if (!this.files!.flag(SHARED_NOWAIT)) return 'inline';
+    let w = this.nowaitMemo.get(fh);
+    if (w === undefined) {
+      if (this.nowaitMemo.size >= NOWAIT_MEMO_MAX) this.nowaitMemo.clear();
+      this.nowaitMemo.set(fh, w = withoutNowait(fd));
+    }
+    return w;
+  }
+}
+
+/** A u64 of the args as a number (two u32 reads, as the main thread's decoders). */
+function u64(v: DataView, at: number): number {
+  return v.getUint32(at + 4, true) * 0x1_0000_0000 + v.getUint32(at, true);
+}
+
+async function main(): Promise<void> {
+  setLogLevel(init.logLevel);
+  setLogger((level, text) => post({ t: 'log', level, text }));
+  const control = new Int32Array(init.control);
+  const statValues = new Float64Array(init.stats);
+  const core = await Core.create(init.wasmPath !== undefined ? { wasmPath: init.wasmPath } : {});
+  const poller = new FdPoller();
+  const files = init.sharedFiles !== null ? new SharedFiles(init.sharedFiles) : null;
+  const server = new ThreadRequestServer(core, init.queue, files, init.maxWrite, control);
+  let engine: LocalQueue;
+  const mirror = (): void => {
+    const s = engine.stats;
+    for (let i = 0; i < STAT_KEYS.length; i++) statValues[i] = s[STAT_KEYS[i]!];
+    Atomics.store(control, CTL_HALTED, engine.halted ? 1 : 0);
+  };
+  engine = new LocalQueue(core, server, init.queue, poller, {
+    batch: init.batch, pollUs: init.pollUs, batchWindowUs: init.batchWindowUs, afterRun: mirror,
+  });
+  const calls: Record<string, (...a: never[]) => number | void> = {
+    mapGuestRegions: (regions: Parameters<Core['mapGuestRegions']>[0]) => core.mapGuestRegions(regions),
+    unmapGuestRegions: () => core.unmapGuestRegions(),
+    ringReset: () => engine.ringReset(),
+    ringSetNum: (num: number) => engine.ringSetNum(num),
+    ringSetAddr: (d: bigint, u: bigint, a: bigint) => engine.ringSetAddr(d, u, a),
+    ringSetBase: (b: number) => engine.ringSetBase(b),
+    ringGetBase: () => engine.ringGetBase(),
+    ringSetFeatures: (e: boolean, i: boolean) => engine.ringSetFeatures(e, i),
+    setKick: (fd: number) => engine.setKick(fd),
+    setCall: (fd: number) => engine.setCall(fd),
+    setErr: (fd: number) => engine.setErr(fd),
+    setRunnable: (on: boolean) => engine.setRunnable(on),
+    reset: () => engine.reset(),
+    stopped: () => engine.stopped(),
+    close: () => engine.close(),
+  };
+  port.on('message', (m: ToThread) => {
+    if (m.t === 'reply') {
+      server.replied(m);
+      mirror();
+      return;
+    }
+    let result = 0;
+    try {
+      const r = calls[m.op]!(...(m.args as never[]));
+      if (typeof r === 'number') result = r;
+    } catch (err) {
+      post({ t: 'log', level: 'warn', text: `${m.op}: ${(err as Error).message}` });
+      result = -E.EINVAL;
+    }
+    mirror();
+    Atomics.store(control, CTL_RESULT, result);
+    Atomics.store(control, CTL_DONE, m.seq);
+    Atomics.notify(control, CTL_DONE);
+  });
+  post({ t: 'ready' });
+}
+
+main().catch((err: unknown) => post({ t: 'failed', message: (err as Error)?.stack ?? String(err) }));
