@@ -12,7 +12,9 @@
  * benchmarks/results; the full run saves <date>.json/.md/.svg there, --quick saves nothing unless --save),
  * --poll-us=N (default 50): ours runs a second time with --poll-us=N, its rows beside the defaults (0: no such
  * rows). --thread-pool-size=N (default 8): the same for the blocking-I/O pool (0: no such rows); GETATTR latency
- * with blocking READs in flight is benchmarks/blocking.ts. Every row names the options that produced it; the command lines are printed with the table.
+ * with blocking READs in flight is benchmarks/blocking.ts. --queue-threads: ours runs once more with that option
+ * (the frontend's one request queue served by a thread of its own; off by default). Every row names the options
+ * that produced it; the command lines are printed with the table.
  * --runtimes=node,bun,deno (default node): every variant of ours runs under each listed runtime (Bun and Deno
  * from the devDependencies), in the same repetitions, beside the same C samples; its rows say which runtime.
  *
@@ -54,6 +56,7 @@ const cfg = {
   queues: 1,
   pollUs: Number(opt('poll-us') ?? 50),
   threadPoolSize: Number(opt('thread-pool-size') ?? 8),
+  queueThreads: flag('queue-threads'),
 };
 const runtimes = (opt('runtimes') ?? 'node').split(',').map((r) => r.trim()).filter(Boolean) as RuntimeName[];
 for (const r of runtimes) {
@@ -71,6 +74,7 @@ const OURS_VARIANTS: { label: string; extra: string[]; runtime: RuntimeName }[] 
     ...(cfg.pollUs > 0 ? [{ label: `ours --poll-us=${cfg.pollUs}${tag}`, extra: [`--poll-us=${cfg.pollUs}`], runtime }] : []),
     ...(cfg.threadPoolSize > 0 ? [{ label: `ours --thread-pool-size=${cfg.threadPoolSize}${tag}`,
       extra: [`--thread-pool-size=${cfg.threadPoolSize}`], runtime }] : []),
+    ...(cfg.queueThreads ? [{ label: `ours --queue-threads${tag}`, extra: ['--queue-threads'], runtime }] : []),
   ];
 });
 const save = quick ? flag('save') : !flag('no-save');

@@ -3,6 +3,7 @@
  * backend for the same host directory, one after another:
  *   ours  `node dist/host/cli.js --cache=auto`          vhost-user-fs, mounted `-t virtiofs`
  *   ours-poll  the same with --poll-us=N               (adaptive polling; see --poll-us below)
+ *   ours-threads  the same with --queue-threads       (each request queue on a thread of its own; not by default)
  *   c     QEMU's C virtiofsd `-o cache=auto`            vhost-user-fs, mounted `-t virtiofs`
  *   9p    QEMU's own virtio-9p (`-virtfs local,...`)    mounted `-t 9p -o trans=virtio,version=9p2000.L,msize=...`
  * The workload (benchmarks/guest/workload.sh, in the bench initramfs built by build-initramfs.sh): fio
@@ -74,13 +75,18 @@ const cfg = {
 };
 if (cfg.kernel !== '6.1' && cfg.kernel !== '6.12') throw new Error(`bench:guest: --kernel=${cfg.kernel}: 6.1 or 6.12`);
 if (cfg.queues < 1 || cfg.numjobs < 1 || cfg.reps < 1) throw new Error('bench:guest: --queues, --numjobs and --reps start at 1');
-type Kind = 'ours' | 'ours-poll' | 'c' | '9p';
-const ALL_KINDS: Kind[] = ['ours', 'ours-poll', 'c', '9p'];
-const kinds = (opt('backends') ?? ALL_KINDS.filter((k) => k !== 'ours-poll' || cfg.pollUs > 0).join(',')).split(',').map((k) => {
+type Kind = 'ours' | 'ours-poll' | 'ours-threads' | 'c' | '9p';
+const ALL_KINDS: Kind[] = ['ours', 'ours-poll', 'ours-threads', 'c', '9p'];
+const DEFAULT_KINDS = ALL_KINDS.filter((k) => k !== 'ours-threads' && (k !== 'ours-poll' || cfg.pollUs > 0));
+const kinds = (opt('backends') ?? DEFAULT_KINDS.join(',')).split(',').map((k) => {
   if (!ALL_KINDS.includes(k as Kind)) throw new Error(`bench:guest: unknown backend '${k}' (${ALL_KINDS.join(', ')})`);
   if (k === 'ours-poll' && cfg.pollUs === 0) throw new Error('bench:guest: ours-poll needs --poll-us > 0');
   return k as Kind;
 });
+/** Our daemon, in any of its configurations. */
+function isOurs(k: Kind): boolean {
+  return k === 'ours' || k === 'ours-poll' || k === 'ours-threads';
+}
 const save = quick ? flag('save') : !flag('no-save');
 const outDir = opt('out') ?? path.join(ROOT, 'benchmarks', 'results');
 
@@ -351,7 +357,7 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     ...(cfg.ninepCache ? [`bench_9p_cache=${cfg.ninepCache}`] : []),
   ].join(' ');
   const qemuArgs = ['-smp', String(cfg.smp)];
-  const oursKind = kind === 'ours' || kind === 'ours-poll';
+  const oursKind = isOurs(kind);
   if (oursKind && cfg.queues > 1) qemuArgs.push('-global', `vhost-user-fs-pci.num-request-queues=${cfg.queues}`);
   let command: string[];
   if (kind === '9p') {
@@ -359,11 +365,12 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     qemuArgs.push('-virtfs', virtfs);
     command = [QEMU, '-virtfs', virtfs];
   } else {
-    const ours = kind === 'ours' || kind === 'ours-poll';
+    const ours = isOurs(kind);
     backend = await startBackend(ours ? 'ours' : 'c', {
       socketPath, sharedDir: share, cache: 'auto', logLevel: ours ? 'warn' : undefined,
       extraArgs: [
         ...(kind === 'ours-poll' ? [`--poll-us=${cfg.pollUs}`] : []),
+        ...(kind === 'ours-threads' ? ['--queue-threads'] : []),
         ...(ours && cfg.queues > 1 ? [`--num-request-queues=${cfg.queues}`] : []),
         ...(ours ? cfg.oursArgs : []),
       ],
@@ -497,7 +504,8 @@ function fmtRatio(v: number | undefined): string {
 }
 
 const KIND_NAMES: Record<Kind, string> = {
-  ours: 'ours', 'ours-poll': `ours --poll-us=${cfg.pollUs}`, c: 'C virtiofsd', '9p': 'virtio-9p',
+  ours: 'ours', 'ours-poll': `ours --poll-us=${cfg.pollUs}`, 'ours-threads': 'ours --queue-threads', c: 'C virtiofsd',
+  '9p': 'virtio-9p',
 };
 
 function tableCells(rows: Row[]): string[][] {
@@ -505,8 +513,10 @@ function tableCells(rows: Row[]): string[][] {
   const withC = kinds.includes('ours') && kinds.includes('c');
   const with9p = kinds.includes('ours') && kinds.includes('9p');
   const pollWithC = kinds.includes('ours-poll') && kinds.includes('c');
+  const threadsWithC = kinds.includes('ours-threads') && kinds.includes('c');
   if (withC) header.push('ours/C');
   if (pollWithC) header.push(`${KIND_NAMES['ours-poll']}/C`);
+  if (threadsWithC) header.push(`${KIND_NAMES['ours-threads']}/C`);
   if (with9p) header.push('ours/9p');
   const out = [header];
   for (const row of rows) {
@@ -514,6 +524,7 @@ function tableCells(rows: Row[]): string[][] {
     const cells = [row.metric.label, unit, ...kinds.map((k) => fmtValue(row.values[k], row.metric.unit))];
     if (withC) cells.push(fmtRatio(ratio(row.values.ours, row.values.c)));
     if (pollWithC) cells.push(fmtRatio(ratio(row.values['ours-poll'], row.values.c)));
+    if (threadsWithC) cells.push(fmtRatio(ratio(row.values['ours-threads'], row.values.c)));
     if (with9p) cells.push(fmtRatio(ratio(row.values.ours, row.values['9p'])));
     out.push(cells);
   }
@@ -713,6 +724,7 @@ async function main(): Promise<number> {
         values: row.values, clatMeanUs: row.latencyUs,
         oursOverC: ratio(row.values.ours, row.values.c), oursOver9p: ratio(row.values.ours, row.values['9p']),
         oursPollOverC: ratio(row.values['ours-poll'], row.values.c),
+        oursThreadsOverC: ratio(row.values['ours-threads'], row.values.c),
       })),
     };
     const jsonFile = path.join(outDir, `${resultName}.json`);
@@ -722,7 +734,8 @@ async function main(): Promise<number> {
       `# Guest benchmark, ${date}`,
       '',
       'One Linux guest under QEMU runs the same workload on a share served by each backend in turn: our daemon (with its',
-      `defaults, and as \`${KIND_NAMES['ours-poll']}\` with that option added${kinds.includes('ours-poll') ? '' : ' — not in this run'}), the C virtiofsd`,
+      `defaults, and as \`${KIND_NAMES['ours-poll']}\` with that option added${kinds.includes('ours-poll') ? '' : ' — not in this run'}` +
+        `${kinds.includes('ours-threads') ? `, and as \`${KIND_NAMES['ours-threads']}\`` : ''}), the C virtiofsd`,
       '(all vhost-user-fs, `cache=auto`, mounted `-t virtiofs`) and QEMU\'s built-in virtio-9p. Produced by',
       '`npm run bench:guest` (benchmarks/guest/); each backend gets a fresh shared directory on the same host filesystem.',
       '',

@@ -80,13 +80,15 @@ class ThreadRequestServer implements RequestServer {
       return;
     }
     const bytes = c.memory.buffer.slice(c.linearInPtr, c.linearInPtr + n);
-    const noReply = op === P.FUSE_FORGET || op === P.FUSE_BATCH_FORGET || op === P.FUSE_INTERRUPT;
+    // FORGET, BATCH_FORGET, INTERRUPT: the chain goes back now (nothing is written into it).
+    const noReply = op === P.FUSE_FORGET || op === P.FUSE_BATCH_FORGET || op === P.FUSE_INTERRUPT ||
+      this.parking === null;
     let head = 0;
     let unique = 0n;
-    if (noReply || this.parking === null) {
+    if (noReply) {
       c.replyNone();
     } else {
-      const p = this.parking.park();
+      const p = this.parking!.park();
       head = p.head;
       unique = p.unique;
     }

@@ -30,7 +30,7 @@ import type { ParkedRequest, QueueStats, ReplyParking } from './queue-processor.
 export const CTL_DONE = 0; // sequence number of the last call the thread finished
 export const CTL_RESULT = 1; // its result
 export const CTL_HALTED = 2; // the queue halted (ring broken)
-export const CTL_SERVED_HERE = 3; // READ/WRITE served on the thread (mod 2^31)
+export const CTL_SERVED_HERE = 3; // READ/WRITE served on the thread (mod 2^32)
 export const CTL_WORDS = 4;
 /** QueueStats in the order they are mirrored (Float64Array over a SharedArrayBuffer). */
 export const STAT_KEYS: readonly (keyof QueueStats)[] = ['served', 'badChains', 'badMessages', 'serverExceptions',
@@ -147,7 +147,7 @@ export class QueueThread implements QueueThreadEngine {
 
   /** READ and WRITE requests the thread served itself (its other requests came to the main thread). */
   get servedHere(): number {
-    return Atomics.load(this.control, CTL_SERVED_HERE);
+    return Atomics.load(this.control, CTL_SERVED_HERE) >>> 0;
   }
 
   get stats(): QueueStats & { servedOnThread: number } {
