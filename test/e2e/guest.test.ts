@@ -251,6 +251,11 @@ for (const cache of ['auto', 'always', 'never'] as const) {
 e2e('ours, cache=auto, --thread-pool-size=4: workload passes and the share checks out',
   () => fullWorkload('ours', 'auto', false, undefined, ['--thread-pool-size=4']));
 
+// Every request through a queue thread: READ/WRITE served there, the rest (locks parked on the main thread among
+// them) forwarded as bytes and answered back through it: same workload, same checks, posix-check included.
+e2e('ours, cache=auto, --queue-threads: workload passes and the share checks out',
+  () => fullWorkload('ours', 'auto', false, undefined, ['--queue-threads']));
+
 // ---- guests of more RAM than the core's 4 GiB (the windowed core) -------------------------------------------------
 
 /** `-m <gib>G` backed by one memfd (QEMU splits it below/above 4 GiB: two regions of one fd). */
