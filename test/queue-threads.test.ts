@@ -40,7 +40,8 @@ async function readFast(fc: Awaited<ReturnType<typeof slowRig>>['fc'], q: number
   return got;
 }
 
-test('threads, no pool: a READ held on queue 1\'s thread; queue 2 serves GETATTR, LOOKUP and READ meanwhile', async () => {
+test('threads, no pool: a READ held on queue 1\'s thread; queue 2 serves GETATTR, LOOKUP and READ meanwhile',
+  async () => {
   if (skipIf(missingDevFuse())) return;
   const r = await slowRig([...THREADS, '--thread-pool-size=0'], 2);
   try {
@@ -85,7 +86,8 @@ test('no threads (protection removed): the same held READ on queue 1 stalls queu
   }
 });
 
-test('RELEASE on queue 2 of the handle queue 1\'s thread is reading: answered, the fd closed only after the READ', async () => {
+test('RELEASE on queue 2 of the handle queue 1\'s thread is reading: answered, the fd closed only after the READ',
+  async () => {
   if (skipIf(missingDevFuse())) return;
   const r = await slowRig([...THREADS, '--thread-pool-size=0'], 2);
   try {
@@ -105,7 +107,8 @@ test('RELEASE on queue 2 of the handle queue 1\'s thread is reading: answered, t
   }
 });
 
-test('threads with a pool: READs that would block go to the main thread\'s pool; 8 held while both queues serve', async () => {
+test('threads with a pool: READs that would block go to the main thread\'s pool; 8 held while both queues serve',
+  async () => {
   if (skipIf(missingDevFuse())) return;
   const r = await slowRig([...THREADS, '--thread-pool-size=8'], 2);
   try {
@@ -124,7 +127,8 @@ test('threads with a pool: READs that would block go to the main thread\'s pool;
   }
 });
 
-test('threads: a frontend gone while the main thread holds its queue\'s READs; the next frontend is served', async () => {
+test('threads: a frontend gone while the main thread holds its queue\'s READs; the next frontend is served',
+  async () => {
   if (skipIf(missingDevFuse())) return;
   const r = await slowRig([...THREADS, '--thread-pool-size=8'], 2);
   try {
@@ -153,7 +157,8 @@ test('threads: a frontend gone while the main thread holds its queue\'s READs; t
 });
 
 for (const pool of [0, 2]) {
-  test(`threads, pool ${pool}, a plain directory: WRITE, FSYNC, READ on both queues; READ/WRITE served on the threads`, async () => {
+  test(`threads, pool ${pool}, a plain directory: WRITE, FSYNC, READ on both queues; READ/WRITE served on the threads`,
+    async () => {
     const dir = rigTmpDir('plain-');
     const socket = rigSocketPath();
     const daemon = await spawnSocketDaemon(dir, socket, { args: [...THREADS, `--thread-pool-size=${pool}`,
@@ -167,7 +172,8 @@ for (const pool of [0, 2]) {
         const c = await fc.create(FUSE_ROOT_ID, `data${q}`, 0o2 /* O_RDWR */, 0o644, q);
         const node = c.entry.nodeid;
         const chunks = [0, 1, 2, 3];
-        const n = await Promise.all(chunks.map((k) => fc.write(node, c.fh, k * 65536, want.subarray(k * 65536, (k + 1) * 65536), q)));
+        const n = await Promise.all(chunks.map((k) =>
+          fc.write(node, c.fh, k * 65536, want.subarray(k * 65536, (k + 1) * 65536), q)));
         assert.equal(n, [65536, 65536, 65536, 65536]);
         await fc.fsync(node, c.fh, false, q);
         // Read back on the other queue: a handle opened through the main thread serves on either thread.

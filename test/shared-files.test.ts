@@ -41,7 +41,8 @@ test('flags are shared through the buffer: another view (a thread) sees them', (
   assert.ok(t.flag(SHARED_WRITES));
 });
 
-test('withdraw while a reader holds the slot: not free; whenFree runs once the reader released, and the slot waits', async () => {
+test('withdraw while a reader holds the slot: not free; whenFree runs once the reader released, and the slot waits',
+  async () => {
   const s = new SharedFiles();
   const reader = new SharedFiles(s.buffer);
   s.publish(9, 2, 50);
@@ -57,7 +58,8 @@ test('withdraw while a reader holds the slot: not free; whenFree runs once the r
   assert.ok(s.publish(9 + 4096, 2, 51));
 });
 
-test('HandleTable: RELEASE while a thread reads keeps the fd open until the read is done, then closes it once', async () => {
+test('HandleTable: RELEASE while a thread reads keeps the fd open until the read is done, then closes it once',
+  async () => {
   const table = new HandleTable();
   const shared = new SharedFiles();
   table.shareWith(shared);

@@ -83,7 +83,8 @@ export function observed<T>(ps: Promise<T>[]): Promise<T>[] {
 }
 
 /** READs of 4 KiB at offsets i * 8 KiB (i < READS), checked against the file when they complete. */
-export function startReads(fc: FuseClient, node: number, fh: number, done: { reads: number }, q?: number): Promise<void>[] {
+export function startReads(fc: FuseClient, node: number, fh: number, done: { reads: number },
+  q?: number): Promise<void>[] {
   const want = slowContent();
   return observed(Array.from({ length: READS }, (_, i) => fc.read(node, fh, i * 2 * CHUNK, CHUNK, q).then((got) => {
     done.reads++;
@@ -94,12 +95,14 @@ export function startReads(fc: FuseClient, node: number, fh: number, done: { rea
 /** GETATTRs of the root and LOOKUPs of `fast`, counted as they complete. */
 export function startMetadata(fc: FuseClient, done: { meta: number }, q?: number): Promise<void>[] {
   return observed(Array.from({ length: GETATTRS }, (_, i) =>
-    (i % 2 === 0 ? fc.getattr(FUSE_ROOT_ID, undefined, q) : fc.lookup(FUSE_ROOT_ID, 'fast', q)).then(() => { done.meta++; })));
+    (i % 2 === 0 ? fc.getattr(FUSE_ROOT_ID, undefined, q) : fc.lookup(FUSE_ROOT_ID, 'fast', q))
+      .then(() => { done.meta++; })));
 }
 
 /** The process and its descendants (the CLI may run the daemon in a child of its own). */
 function processTree(pid: number): number[] {
-  const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
+    .map(Number);
   return [pid, ...kids.flatMap(processTree)];
 }
 
