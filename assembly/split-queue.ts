@@ -574,6 +574,21 @@ export function queueDriverLag(q: u32, used: bool): u32 {
 }
 
 /**
+ * EVENT_IDX only: asks the driver for one kick once `n` (>= 1) more chains are available than were consumed:
+ * avail_event = last_avail + n - 1, then a full fence (virtio 1.2, 2.7.10: the driver notifies when avail.idx
+ * moves past avail_event). A batch window ends at its burst's last chain instead of at its timer. Returns the
+ * chains pending after the fence (serve now when they are already n); 0 without EVENT_IDX or on a dead ring.
+ */
+export function queueKickAfter(q: u32, n: u32): u32 {
+  if (q >= MAX_QUEUES || n == 0) return 0;
+  const p = qp(q);
+  if ((load<u32>(p, Q_FLAGS) & QF_BROKEN) != 0 || !ready(p)) return 0;
+  if ((load<u32>(p, Q_FLAGS) & QF_EVENT_IDX) == 0) return 0;
+  publishAvailEvent(<usize>load<u32>(p, Q_USED), load<u32>(p, Q_NUM), load<u32>(p, Q_LAST_AVAIL) + n - 1);
+  return queueAvailPending(q);
+}
+
+/**
  * Turns available-buffer notifications (kicks) of queue q off or on while the host polls (§2.7.10).
  * Off: with EVENT_IDX nothing is written — avail_event stays where the last empty pop left it, behind the
  * driver's index, so the driver does not kick; without it VIRTQ_USED_F_NO_NOTIFY is set in used.flags.

@@ -47,6 +47,7 @@ export interface CoreExports {
   queueNeedsNotify(q: number): number;
   queueAvailPending(q: number): number;
   queueSetKicks(q: number, on: number): number;
+  queueKickAfter(q: number, n: number): number;
   queueDriverLag(q: number, used: number): number;
   linearPop(inPtr: number, inLen: number, outPtr: number, outCap: number): number;
   requestCopy(dst: number, cap: number): number;
@@ -676,6 +677,11 @@ export class Core {
   }
 
   /** Kicks off while polling, or on again: then the chains pending after re-enabling (look once more). */
+  /** EVENT_IDX: kicks off until n more chains are available, then one; returns the chains pending now. */
+  queueKickAfter(q: number, n: number): number {
+    try { return this.e.queueKickAfter(q, n); } catch (err) { this.trap(err); }
+  }
+
   queueSetKicks(q: number, on: boolean): number {
     try { return this.e.queueSetKicks(q, on ? 1 : 0); } catch (err) { this.trap(err); }
   }

@@ -124,7 +124,8 @@ export class LocalQueue implements QueueEngine {
   }
 
   private onKick(): void {
-    this.processor.stats.kicks++;
+    // A window its burst ended needs no timer any more (a late one would only cost a wake-up).
+    if (this.processor.kicked() && this.windowTimer >= 0) native.timerfdArm(this.windowTimer, 0);
     this.run(); // the poller drains and re-arms where its backend needs it (addEventfd)
   }
 

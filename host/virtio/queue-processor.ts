@@ -38,9 +38,11 @@
  *
  * Batch windows (`batchWindowUs`, with a timer the owner arms: `armWindow`): a deep driver's requests come in
  * bursts (it gets several completions per interrupt, above, and resubmits as many), and under TCG each kick costs
- * the guest an exit. So once the ring of a driver with 4 or more requests in flight is drained, kicks stay off and
- * the processor sleeps (run() returns false; no CPU is spent, unlike polling) until the timer ends the window; the
- * burst that came meanwhile is served in one wake-up. A window that passes empty releases what is held and turns
+ * the guest an exit. So once the ring of a driver with 4 or more requests in flight is drained, the processor
+ * sleeps (run() returns false; no CPU is spent, unlike polling) with kicks off until half the driver's depth has
+ * come (EVENT_IDX avail_event that far ahead, `queueKickAfter`: one kick for the whole burst) or the timer ends
+ * the window; the burst is served in one wake-up. A driver quicker than the window (the standalone frontend)
+ * then does not wait for the timer. A window that passes empty releases what is held and turns
  * kicks on again. Windows back off as polling windows do; one after which the driver kept the ring filling for
  * twice its depth counts as unpaid (that driver is as fast as we are: it was waiting for our window). A driver of
  * depth 3 or less never gets one (its next request usually waits for our reply).
@@ -98,6 +100,8 @@ export interface QueueCore {
   queueAvailPending?(q: number): number;
   /** Polling only: kicks off, or on again (then: chains pending after re-arming). */
   queueSetKicks?(q: number, on: boolean): number;
+  /** Batch windows: kicks off until n more chains are available, then one (EVENT_IDX); the chains pending now. */
+  queueKickAfter?(q: number, n: number): number;
   /** Coalescing only: the driver's lag behind its used_event, in chains made available or used elements pushed. */
   queueDriverLag?(q: number, used: boolean): number;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
@@ -283,6 +287,17 @@ export class QueueProcessor implements ReplyParking {
     this.windowDone = true;
   }
 
+  /**
+   * A kick woke the queue: an open batch window ends here (its burst came whole, queueKickAfter). True when one
+   * did, so the owner can disarm its timer.
+   */
+  kicked(): boolean {
+    this.stats.kicks++;
+    if (!this.windowOpen) return false;
+    this.windowEnded();
+    return true;
+  }
+
   /** ReplyParking: detaches the request the core is serving (called from inside serveCurrent). */
   park(): ParkedRequest {
     const unique = this.core.reqUnique!();
@@ -361,7 +376,13 @@ export class QueueProcessor implements ReplyParking {
       }
       if (budget === 0 || spun) return true;
       if (!windowed && this.batchWindowDue()) {
-        if (!this.kicksOff) {
+        // One kick when the burst is whole (half the depth: what a coalesced call lets the driver resubmit), so a
+        // driver quicker than the window does not wait for its timer; the timer ends a smaller burst.
+        const burst = Math.max(1, this.driverDepth() >> 1);
+        if (core.queueKickAfter !== undefined) {
+          this.kicksOff = true;
+          if (core.queueKickAfter(q, burst) >= burst) continue; // already here: serve it now
+        } else if (!this.kicksOff) {
           core.queueSetKicks!(q, false);
           this.kicksOff = true;
         }
