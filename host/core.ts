@@ -676,12 +676,12 @@ export class Core {
     try { return this.e.queueAvailPending(q); } catch (err) { this.trap(err); }
   }
 
-  /** Kicks off while polling, or on again: then the chains pending after re-enabling (look once more). */
   /** EVENT_IDX: kicks off until n more chains are available, then one; returns the chains pending now. */
   queueKickAfter(q: number, n: number): number {
     try { return this.e.queueKickAfter(q, n); } catch (err) { this.trap(err); }
   }
 
+  /** Kicks off while polling, or on again: then the chains pending after re-enabling (look once more). */
   queueSetKicks(q: number, on: boolean): number {
     try { return this.e.queueSetKicks(q, on ? 1 : 0); } catch (err) { this.trap(err); }
   }

@@ -10,7 +10,8 @@ import { setLogLevel, setLogger } from '../log.js';
 import { Core, FUSE_OUT_HEADER_SIZE } from '../core.js';
 import { FdPoller } from '../vhost-user/fd-poller.js';
 import * as P from '../fuse/protocol.js';
-import { encodeWriteOut } from '../fuse/ops/data.js';
+import { encodeWriteOut, writeDecoder } from '../fuse/ops/data.js';
+import { readDecoder, type ArgBytes } from '../fuse/ops/args.js';
 import { SHARED_LIVE, SHARED_NOWAIT, SHARED_WRITES, SharedFiles } from '../passthrough/shared-files.js';
 import { withoutNowait } from '../passthrough/blocking-io.js';
 import { LocalQueue } from './local-queue.js';
@@ -98,29 +99,18 @@ class ThreadRequestServer implements RequestServer {
   /** fuse_read_in at the args; true when answered here. */
   private readHere(): boolean {
     const c = this.core;
-    if (c.reqArgsLen() < P.READ_IN.SIZE) return false;
-    const a = c.view();
-    const at = c.argsPtr;
-    const fh = u64(a, at + P.READ_IN.fh);
-    const offset = u64(a, at + P.READ_IN.offset);
-    const size = a.getUint32(at + P.READ_IN.size, true);
-    const fd = this.files!.acquire(fh, c.reqNodeId());
+    const d = readDecoder(this.argBytes());
+    if (typeof d === 'number') return false; // malformed: the main thread answers it
+    const fd = this.files!.acquire(d.fh, c.reqNodeId());
     if (fd < 0) return false;
     try {
-      const n = size === 0 ? 0 : c.payloadReadIov(FUSE_OUT_HEADER_SIZE, size);
-      let r = 0;
-      if (n > 0) {
-        r = this.nowait(fh) ? native.preadvNowait(fd, c.memory.buffer, c.iovPtr, n, offset) : -E.EOPNOTSUPP;
-        if (r === -E.EOPNOTSUPP && this.fallback(fh, fd) === 'inline') {
-          r = native.preadv(fd, c.memory.buffer, c.iovPtr, n, offset);
-        } else if (r === -E.EAGAIN || r === -E.EOPNOTSUPP || (r >= 0 && r < size)) {
-          return false; // may block, or short (EOF or not): the main thread decides, with its pool
-        }
-      }
-      c.replySend(r < 0 ? r : 0, 0, r < 0 ? 0 : Math.min(r, size));
+      const n = d.size === 0 ? 0 : c.payloadReadIov(FUSE_OUT_HEADER_SIZE, d.size);
+      const r = n > 0 ? this.transfer(d.fh, fd, n, d.offset, d.size, false) : 0;
+      if (r === null) return false;
+      c.replySend(r < 0 ? r : 0, 0, r < 0 ? 0 : Math.min(r, d.size));
       return true;
     } finally {
-      this.files!.release(fh);
+      this.files!.release(d.fh);
     }
   }
 
@@ -128,33 +118,47 @@ class ThreadRequestServer implements RequestServer {
   private writeHere(): boolean {
     const c = this.core;
     const files = this.files!;
-    if (!files.flag(SHARED_WRITES) || c.reqArgsLen() < P.WRITE_IN.SIZE) return false;
-    const a = c.view();
-    const at = c.argsPtr;
-    const size = a.getUint32(at + P.WRITE_IN.size, true);
-    if (size > c.reqArgsLen() - P.WRITE_IN.SIZE || size > this.maxWrite) return false; // the main thread refuses it
-    if ((a.getUint32(at + P.WRITE_IN.writeFlags, true) & P.FUSE_WRITE_KILL_SUIDGID) !== 0) return false;
-    const fh = u64(a, at + P.WRITE_IN.fh);
-    const offset = u64(a, at + P.WRITE_IN.offset);
-    const fd = files.acquire(fh, c.reqNodeId());
+    if (!files.flag(SHARED_WRITES)) return false;
+    const d = writeDecoder(this.argBytes());
+    // Malformed, larger than max_write (refused there), or set-id bits to drop: the main thread's.
+    if (typeof d === 'number' || d.size > this.maxWrite || (d.writeFlags & P.FUSE_WRITE_KILL_SUIDGID) !== 0) {
+      return false;
+    }
+    const fd = files.acquire(d.fh, c.reqNodeId());
     if (fd < 0) return false;
     try {
-      const n = size === 0 ? 0 : c.payloadWriteIov(P.WRITE_IN.SIZE, size);
-      let r = 0;
-      if (n > 0) {
-        r = this.nowait(fh) ? native.pwritevNowait(fd, c.memory.buffer, c.iovPtr, n, offset) : -E.EOPNOTSUPP;
-        if (r === -E.EOPNOTSUPP && this.fallback(fh, fd) === 'inline') {
-          r = native.pwritev(fd, c.memory.buffer, c.iovPtr, n, offset);
-        } else if (r === -E.EAGAIN || r === -E.EOPNOTSUPP) {
-          return false;
-        }
-      }
+      const n = d.size === 0 ? 0 : c.payloadWriteIov(P.WRITE_IN.SIZE, d.size);
+      const r = n > 0 ? this.transfer(d.fh, fd, n, d.offset, d.size, true) : 0;
+      if (r === null) return false;
       if (r < 0) c.replySend(r, 0, 0);
-      else c.replySend(0, encodeWriteOut(a, c.replyPtr, r), 0);
+      else c.replySend(0, encodeWriteOut(c.view(), c.replyPtr, r), 0);
       return true;
     } finally {
-      files.release(fh);
+      files.release(d.fh);
     }
+  }
+
+  /** The current request's args where the decoders read them. */
+  private argBytes(): ArgBytes {
+    const c = this.core;
+    return { view: c.view(), base: c.argsPtr, len: c.reqArgsLen() };
+  }
+
+  /**
+   * preadv (or pwritev) over the `n` iovecs the core built, here: bytes or -errno; null when the main thread should
+   * take the request instead (RWF_NOWAIT says it would block, or its filesystem refuses NOWAIT and is not local;
+   * a READ that came back short, EOF or not, is for the main thread to tell).
+   */
+  private transfer(fh: number, fd: number, n: number, offset: number, size: number, write: boolean): number | null {
+    const mem = this.core.memory.buffer;
+    const iov = this.core.iovPtr;
+    if (this.nowait(fh)) {
+      const r = write ? native.pwritevNowait(fd, mem, iov, n, offset) : native.preadvNowait(fd, mem, iov, n, offset);
+      if (r === -E.EAGAIN || (!write && r >= 0 && r < size)) return null;
+      if (r !== -E.EOPNOTSUPP) return r;
+    }
+    if (this.fallback(fh, fd) === 'pool') return null;
+    return write ? native.pwritev(fd, mem, iov, n, offset) : native.preadv(fd, mem, iov, n, offset);
   }
 
   /** Whether to try RWF_NOWAIT first: with the main thread's pool, and unless the file's filesystem refused it. */
@@ -176,11 +180,6 @@ class ThreadRequestServer implements RequestServer {
     }
     return w;
   }
-}
-
-/** A u64 of the args as a number (two u32 reads, as the main thread's decoders). */
-function u64(v: DataView, at: number): number {
-  return v.getUint32(at + 4, true) * 0x1_0000_0000 + v.getUint32(at, true);
 }
 
 async function main(): Promise<void> {

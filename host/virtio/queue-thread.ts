@@ -266,7 +266,7 @@ export class ForwardedRequests implements ReplyParking {
 
   answer(p: ParkedRequest, error: number): void {
     const t = this.threads.get(p.queue);
-    if (t !== undefined) this.sendParked(t, p as ForwardedParked, this.headerOnly(p.unique, error));
+    if (t !== undefined) this.send(t, p as ForwardedParked, this.headerOnly(p.unique, error));
   }
 
   resume(p: ParkedRequest, opcode: number): number {
@@ -279,15 +279,13 @@ export class ForwardedRequests implements ReplyParking {
     const t = this.threads.get(p.queue);
     const len = c.linearReplyLen();
     if (t === undefined || len < 16) return;
-    this.sendParked(t, p as ForwardedParked, c.memory.buffer.slice(c.linearOutPtr, c.linearOutPtr + len));
+    this.send(t, p as ForwardedParked, c.memory.buffer.slice(c.linearOutPtr, c.linearOutPtr + len));
   }
 
-  private send(t: QueueThread, m: ForwardedRequest, bytes: ArrayBuffer): void {
-    t.reply({ t: 'reply', head: m.head, unique: m.unique, epoch: m.epoch, opcode: m.opcode, bytes });
-  }
-
-  private sendParked(t: QueueThread, p: ForwardedParked, bytes: ArrayBuffer): void {
-    t.reply({ t: 'reply', head: p.head, unique: p.unique, epoch: p.epoch, opcode: p.opcode, bytes });
+  /** The reply to a request as its thread parked it (a forwarded request, or one parked here since). */
+  private send(t: QueueThread, r: Pick<ForwardedRequest, 'head' | 'unique' | 'epoch' | 'opcode'>,
+    bytes: ArrayBuffer): void {
+    t.reply({ t: 'reply', head: r.head, unique: r.unique, epoch: r.epoch, opcode: r.opcode, bytes });
   }
 
   private headerOnly(unique: bigint, error: number): ArrayBuffer {

@@ -9,12 +9,15 @@ import type { Args } from './op.js';
 
 const E = native.constants.errno;
 
-export const u32 = (a: Args, off: number): number => a.view.getUint32(a.base + off, true);
+/** Where a request's args are: enough for the decoders (a queue thread has no Args of its own). */
+export type ArgBytes = Pick<Args, 'view' | 'base' | 'len'>;
+
+export const u32 = (a: ArgBytes, off: number): number => a.view.getUint32(a.base + off, true);
 /**
  * A u64 as a number (file handles, node ids, offsets, sizes: all below 2^53 in practice; larger -> rounded, as
  * Number(bigint) would). Two u32 reads: no BigInt is made on the request path.
  */
-export const u64Number = (a: Args, off: number): number =>
+export const u64Number = (a: ArgBytes, off: number): number =>
   a.view.getUint32(a.base + off + 4, true) * 0x1_0000_0000 + a.view.getUint32(a.base + off, true);
 /** A u64 exactly (directory cookies, lock ranges, DAX offsets, INIT flags: all 64 bits matter). */
 export const u64Big = (a: Args, off: number): bigint => a.view.getBigUint64(a.base + off, true);
@@ -35,7 +38,7 @@ export function cstrings(a: Args, off: number, count: number): string[] | number
 }
 
 /** -EINVAL when the args are shorter than `size`, else 0. */
-export function need(a: Args, size: number): number {
+export function need(a: ArgBytes, size: number): number {
   return a.len < size ? -E.EINVAL : 0;
 }
 
@@ -53,7 +56,7 @@ export function nameDecoder(a: Args): NameArgs | number {
 export interface ReadArgs { fh: number; offset: number; size: number; flags: number }
 
 /** fuse_read_in of READ (the directory reads have their own: their offset is a cookie). */
-export function readDecoder(a: Args): ReadArgs | number {
+export function readDecoder(a: ArgBytes): ReadArgs | number {
   const bad = need(a, P.READ_IN.SIZE);
   if (bad < 0) return bad;
   return {

@@ -5,7 +5,9 @@
  */
 import { native } from '../../native-loader.js';
 import * as P from '../protocol.js';
-import { fsyncDecoder, need, noArgs, readDecoder, u32, u64Big, u64Number, type FsyncArgs, type ReadArgs } from './args.js';
+import {
+  fsyncDecoder, need, noArgs, readDecoder, u32, u64Big, u64Number, type ArgBytes, type FsyncArgs, type ReadArgs,
+} from './args.js';
 import { daxSizeChanged, openOut, replyView, statusReply, undoOpen } from './replies.js';
 import { op, type OpRow, type OpContext } from './op.js';
 
@@ -15,6 +17,19 @@ const E = C.errno;
 interface FallocateArgs { fh: number; offset: number; length: number; mode: number }
 interface LseekArgs { fh: number; offset: bigint; whence: number }
 interface CopyArgs { fhIn: number; offIn: number; nodeOut: number; fhOut: number; offOut: number; len: number; flags: number }
+
+export interface WriteArgs { fh: number; offset: number; size: number; writeFlags: number }
+
+/** fuse_write_in (WRITE; also a queue thread's, host/virtio/queue-thread-worker.ts). */
+export function writeDecoder(a: ArgBytes): WriteArgs | number {
+  const bad = need(a, P.WRITE_IN.SIZE);
+  if (bad < 0) return bad;
+  const size = u32(a, P.WRITE_IN.size);
+  // The payload must really be there (fuse_in_header.len covers it).
+  if (size > a.len - P.WRITE_IN.SIZE) return -E.EINVAL;
+  return { fh: u64Number(a, P.WRITE_IN.fh), offset: u64Number(a, P.WRITE_IN.offset), size,
+    writeFlags: u32(a, P.WRITE_IN.writeFlags) };
+}
 
 /** Largest COPY_FILE_RANGE we do in one request: the reply's size field is a u32 (kept page-aligned). */
 const COPY_MAX = 0xffff_f000;
@@ -57,17 +72,8 @@ export const dataOps: readonly OpRow[] = [
     },
   })],
 
-  [P.FUSE_WRITE, op<{ fh: number; offset: number; size: number; writeFlags: number }>({
-    name: 'WRITE', method: 'write', modifies: true,
-    decode: (a) => {
-      const bad = need(a, P.WRITE_IN.SIZE);
-      if (bad < 0) return bad;
-      const size = u32(a, P.WRITE_IN.size);
-      // The payload must really be there (fuse_in_header.len covers it).
-      if (size > a.len - P.WRITE_IN.SIZE) return -E.EINVAL;
-      return { fh: u64Number(a, P.WRITE_IN.fh), offset: u64Number(a, P.WRITE_IN.offset), size,
-        writeFlags: u32(a, P.WRITE_IN.writeFlags) };
-    },
+  [P.FUSE_WRITE, op<WriteArgs>({
+    name: 'WRITE', method: 'write', modifies: true, decode: writeDecoder,
     handle: (s, d, req) => {
       // The guest agreed to max_write at INIT; a larger WRITE is refused rather than carried out.
       if (d.size > s.maxWrite) return -E.EINVAL;
