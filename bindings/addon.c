@@ -82,6 +82,16 @@ void *vfs_get_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const
   return data;
 }
 
+napi_value vfs_new_tagged(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, bool *owned) {
+  napi_value handle;
+  *owned = false;
+  napi_status s = napi_create_external(env, data, finalize, NULL, &handle);
+  if (s != napi_ok) NAPI_CALL(env, s);
+  *owned = true; /* from here the external's finalizer frees data, whatever happens next */
+  NAPI_CALL(env, napi_type_tag_object(env, handle, tag));
+  return handle;
+}
+
 int vfs_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
   sigset_t all, old;
   sigfillset(&all);

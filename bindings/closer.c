@@ -108,13 +108,11 @@ VFS_FN(vfs_closer_create) {
     vfs_closer_free(c);
     return vfs_int(env, -e);
   }
-  napi_value handle;
-  napi_status s = napi_create_external(env, c, vfs_closer_finalize, NULL, &handle);
-  if (s == napi_ok) s = napi_type_tag_object(env, handle, &vfs_closer_tag);
-  if (s != napi_ok) {
+  bool owned;
+  napi_value handle = vfs_new_tagged(env, c, vfs_closer_finalize, &vfs_closer_tag, &owned);
+  if (handle == NULL && !owned) {
     vfs_closer_stop(c);
     vfs_closer_free(c);
-    NAPI_CALL(env, s);
   }
   return handle;
 }

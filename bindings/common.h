@@ -63,6 +63,10 @@ bool vfs_get_i64(napi_env env, napi_value v, int64_t *out);
 bool vfs_get_bool(napi_env env, napi_value v, bool *out);
 /* The data of an external carrying `tag` (a handle this addon made); else a TypeError naming `what`, and NULL. */
 void *vfs_get_tagged(napi_env env, napi_value v, const napi_type_tag *tag, const char *what);
+/* A handle for `data`: an external carrying `tag`, whose finalizer `finalize` frees data. NULL with an exception
+ * pending on failure; *owned says who frees data then: true, the external was made (its finalizer will, at GC),
+ * false, the caller. */
+napi_value vfs_new_tagged(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, bool *owned);
 /* pthread_create with every signal blocked in the new thread: signals stay with the JS thread (libuv's handlers).
  * 0 or the error number. */
 int vfs_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);

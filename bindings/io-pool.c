@@ -165,13 +165,11 @@ VFS_FN(vfs_io_pool_create) {
     vfs_pool_free(p);
     return vfs_int(env, -e);
   }
-  napi_value handle;
-  napi_status s = napi_create_external(env, p, vfs_pool_finalize, NULL, &handle);
-  if (s == napi_ok) s = napi_type_tag_object(env, handle, &vfs_pool_tag);
-  if (s != napi_ok) {
+  bool owned;
+  napi_value handle = vfs_new_tagged(env, p, vfs_pool_finalize, &vfs_pool_tag, &owned);
+  if (handle == NULL && !owned) {
     vfs_pool_stop(p);
     vfs_pool_free(p);
-    NAPI_CALL(env, s);
   }
   return handle;
 }

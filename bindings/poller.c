@@ -214,15 +214,15 @@ VFS_FN(vfs_poller_create) {
     return vfs_throw_errno(env, "pollerCreate: pthread_create", e);
   }
 
-  napi_value handle;
-  napi_status hs = napi_create_external(env, p, vfs_poller_external_finalize, NULL, &handle);
-  if (hs == napi_ok) hs = napi_type_tag_object(env, handle, &vfs_poller_tag);
-  if (hs != napi_ok) {
-    /* A handle that could not be made: close the poller now (the external, if any, drops its ref later). */
+  bool owned;
+  napi_value handle = vfs_new_tagged(env, p, vfs_poller_external_finalize, &vfs_poller_tag, &owned);
+  if (handle == NULL) {
+    /* A handle that could not be made: close the poller now; the handle's reference goes with the external,
+     * or here when none was made. */
     p->closed = true;
     vfs_poller_stop(p);
+    if (!owned) p->refs--; /* the tsfn's stays: its finalizer, after the release below, frees p */
     napi_release_threadsafe_function(p->tsfn, napi_tsfn_abort);
-    NAPI_CALL(env, hs);
   }
   return handle;
 }
@@ -355,16 +355,15 @@ VFS_FN(vfs_poller_create_on_loop) {
   p->poll->data = p;
   p->refs = 2; /* the external + the loop's watch (dropped by vfs_poller_loop_stop) */
   rc = vfs_uv.poll_start(p->poll, UV_READABLE, vfs_poller_on_loop_ready);
-  napi_value handle;
-  napi_status hs = rc == 0 ? napi_create_external(env, p, vfs_poller_external_finalize, NULL, &handle) : napi_ok;
-  if (hs == napi_ok && rc == 0) hs = napi_type_tag_object(env, handle, &vfs_poller_tag);
-  if (hs == napi_ok && rc == 0) hs = napi_add_env_cleanup_hook(env, vfs_poller_env_cleanup, p);
-  if (rc != 0 || hs != napi_ok) {
+  bool owned = false;
+  napi_value handle = rc == 0 ? vfs_new_tagged(env, p, vfs_poller_external_finalize, &vfs_poller_tag, &owned) : NULL;
+  napi_status hs = handle != NULL ? napi_add_env_cleanup_hook(env, vfs_poller_env_cleanup, p) : napi_ok;
+  if (handle == NULL || hs != napi_ok) {
     p->closed = true;
-    if (rc != 0) p->refs = 1; /* no external was made */
+    if (!owned) p->refs = 1; /* no external was made: only the loop's watch holds p */
     vfs_poller_loop_stop(p);
     if (hs != napi_ok) NAPI_CALL(env, hs);
-    return vfs_int(env, rc);
+    return rc != 0 ? vfs_int(env, rc) : NULL; /* rc == 0: vfs_new_tagged left an exception pending */
   }
   return handle;
 }
