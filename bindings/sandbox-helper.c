@@ -27,9 +27,9 @@
  *            or 'S' + NUL: the daemon handles the forwarded signals from now on (see below)
  *   reply:   an int, 0 or the errno
  *
- * The helper stays as the parent: it forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR2 to the child (the util-linux
- * `unshare --fork` ignores them, so a VMM's SIGTERM would never reach the daemon), and exits with the child's
- * status (re-raising a fatal signal). The child gets SIGKILL if the helper dies (PR_SET_PDEATHSIG). Without
+ * The helper stays as the parent: it forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the child (the
+ * util-linux `unshare --fork` ignores them, so a VMM's SIGTERM would never reach the daemon), and exits with the
+ * child's status (re-raising a fatal signal). The child gets SIGKILL if the helper dies (PR_SET_PDEATHSIG). Without
  * --namespaces the helper execs the command in place (no parent stays).
  * The child is PID 1 of its namespace, and the kernel drops a signal sent to a PID 1 that has no handler for it
  * (even node's own SIGTERM handler re-raises, and that is dropped too): a SIGTERM in the child's first moments
@@ -200,6 +200,7 @@ int main(int argc, char **argv) {
   sigaddset(&fwd, SIGTERM);
   sigaddset(&fwd, SIGHUP);
   sigaddset(&fwd, SIGQUIT);
+  sigaddset(&fwd, SIGUSR1); /* the daemon's operation stats (host/cli.ts): not the helper's default death */
   sigaddset(&fwd, SIGUSR2); /* the daemon's stats request (host/stats.ts) */
   sigprocmask(SIG_BLOCK, &fwd, &old);
 
@@ -236,6 +237,7 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
   sigaction(SIGQUIT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
   sigaction(SIGUSR2, &sa, NULL);
   sigprocmask(SIG_SETMASK, &old, NULL);
 

@@ -114,6 +114,11 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // SIGUSR1 prints the operation stats once the daemon is up (below). Its listener is in place from here, before the
+  // helper forwards signals: without one, a SIGUSR1 would open Node's inspector instead.
+  let printStats = (): void => {};
+  const onStatsSignal = (): void => printStats();
+  process.on('SIGUSR1', onStatsSignal);
   if (insideNamespaceSandbox()) handleSignalsFromHelper();
   let daemon: VirtiofsDaemon;
   try {
@@ -138,13 +143,12 @@ export async function main(argv: string[]): Promise<number> {
     `sharing ${opts.sharedDir} (cache=${opts.cache})`);
   // Per-operation counts and latencies, on demand (as the C virtiofsd has none, ours goes to stderr whatever the
   // log level: it was asked for).
-  const printStats = (): void => void process.stderr.write(`virtiofsd-ts: operation stats\n${daemon.formatStats()}\n`);
-  process.on('SIGUSR1', printStats);
+  printStats = (): void => void process.stderr.write(`virtiofsd-ts: operation stats\n${daemon.formatStats()}\n`);
   const uninstallStats = installStatsSignal(daemon.listener); // SIGUSR2: one stats line on stderr (host/stats.ts)
   await daemon.closed;
   stopShrinking();
   uninstallStats();
-  process.removeListener('SIGUSR1', printStats);
+  process.removeListener('SIGUSR1', onStatsSignal);
   return 0;
 }
 
