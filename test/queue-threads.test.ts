@@ -194,6 +194,15 @@ for (const pool of [0, 2]) {
         assert.ok((s?.servedOnThread ?? 0) >= 8, `queue ${q}: READ/WRITE on its thread: ${s?.servedOnThread}`);
         assert.ok((s?.served ?? 0) > (s?.servedOnThread ?? 0), `queue ${q}: the rest through the main thread`);
       }
+      // The per-operation stats count the READs and WRITEs the threads served (8 of each, 4 per queue).
+      const at = daemon.stderr().length;
+      signalChild(daemon.child, 'SIGUSR1');
+      const countOf = (name: string): number | undefined => {
+        const row = new RegExp(`^${name} +(\\d+) `, 'm').exec(daemon.stderr().slice(at));
+        return row === null ? undefined : Number(row[1]);
+      };
+      await waitFor(() => /^pending requests: /m.test(daemon.stderr().slice(at)), 'the operation stats', 30_000);
+      assert.ok(countOf('READ')! >= 8 && countOf('WRITE')! >= 8, `READ ${countOf('READ')}, WRITE ${countOf('WRITE')}`);
     } finally {
       fc.close();
       const exited = new Promise((res) => daemon.child.once('exit', res));

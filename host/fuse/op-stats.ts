@@ -3,6 +3,9 @@
  * how many with an error, how many went asynchronous, and how long they took (from the server taking the request
  * to its reply), in power-of-two microsecond buckets. Recording costs two `performance.now()` reads and a few
  * array writes per request; nothing is allocated after an opcode's first request.
+ *
+ * Requests served on another thread (a queue thread's own READ and WRITE, host/virtio/queue-thread.ts) are recorded
+ * there into SharedOpCounters, which the server's OpStats includes in its snapshots.
  */
 import { OPCODE_NAMES } from './protocol.js';
 
@@ -47,6 +50,7 @@ export function bucketLimitUs(b: number): number {
 
 export class OpStats {
   private readonly byOpcode = new Map<number, Counter>();
+  private readonly shared: SharedOpCounters[] = [];
 
   private counter(opcode: number): Counter {
     let c = this.byOpcode.get(opcode);
@@ -69,8 +73,12 @@ export class OpStats {
     const us = ms * 1000;
     c.totalUs += us;
     if (us > c.maxUs) c.maxUs = us;
-    const b = us < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, 32 - Math.clz32(us));
-    c.latency[b]++;
+    c.latency[bucketOf(us)]++;
+  }
+
+  /** Counts recorded on another thread, added to every snapshot from now on. */
+  include(shared: SharedOpCounters): void {
+    this.shared.push(shared);
   }
 
   /** A request of `opcode` went asynchronous (recorded when it is answered or dropped). */
@@ -85,10 +93,88 @@ export class OpStats {
 
   /** A snapshot, one entry per opcode seen, by opcode. */
   snapshot(): OperationStats[] {
-    return [...this.byOpcode.entries()].sort((a, b) => a[0] - b[0]).map(([opcode, c]) => ({
+    const all = new Map<number, Counter>();
+    const into = (opcode: number): Counter => {
+      let c = all.get(opcode);
+      if (c === undefined) all.set(opcode, c = new Counter());
+      return c;
+    };
+    for (const [opcode, c] of this.byOpcode) {
+      const t = into(opcode);
+      t.count = c.count;
+      t.errors = c.errors;
+      t.async = c.async;
+      t.pending = c.pending;
+      t.totalUs = c.totalUs;
+      t.maxUs = c.maxUs;
+      for (let b = 0; b < LATENCY_BUCKETS; b++) t.latency[b] = c.latency[b]!;
+    }
+    for (const shared of this.shared) {
+      shared.forEachRow((opcode, row) => {
+        const t = into(opcode);
+        t.count += row[ROW_COUNT]!;
+        t.errors += row[ROW_ERRORS]!;
+        t.totalUs += row[ROW_TOTAL_US]!;
+        t.maxUs = Math.max(t.maxUs, row[ROW_MAX_US]!);
+        for (let b = 0; b < LATENCY_BUCKETS; b++) t.latency[b] += row[ROW_LATENCY + b]!;
+      });
+    }
+    return [...all.entries()].sort((a, b) => a[0] - b[0]).map(([opcode, c]) => ({
       name: OPCODE_NAMES[opcode] ?? `OPCODE_${opcode}`, opcode, count: c.count, errors: c.errors, async: c.async,
       pending: c.pending, totalUs: Math.round(c.totalUs), maxUs: Math.round(c.maxUs), latency: [...c.latency],
     }));
+  }
+}
+
+function bucketOf(us: number): number {
+  return us < 1 ? 0 : Math.min(LATENCY_BUCKETS - 1, 32 - Math.clz32(us));
+}
+
+/** A SharedOpCounters row: count, errors, total and largest latency (us), then the histogram. */
+const ROW_COUNT = 0;
+const ROW_ERRORS = 1;
+const ROW_TOTAL_US = 2;
+const ROW_MAX_US = 3;
+const ROW_LATENCY = 4;
+const ROW_SIZE = ROW_LATENCY + LATENCY_BUCKETS;
+
+/**
+ * The figures of a fixed set of opcodes in a SharedArrayBuffer: one thread records (synchronous requests only),
+ * another reads them for snapshots. Reads are not atomic with the writes: a snapshot taken during a record may
+ * see a request in one field before another, as the figures of a live daemon are anyway.
+ */
+export class SharedOpCounters {
+  private readonly values: Float64Array;
+
+  /** `buffer` from `SharedOpCounters.create(opcodes).buffer`, with the same opcodes, on the other thread. */
+  constructor(readonly buffer: SharedArrayBuffer, private readonly opcodes: readonly number[]) {
+    this.values = new Float64Array(buffer);
+    if (this.values.length !== opcodes.length * ROW_SIZE) throw new RangeError('SharedOpCounters: buffer size');
+  }
+
+  static create(opcodes: readonly number[]): SharedOpCounters {
+    return new SharedOpCounters(new SharedArrayBuffer(opcodes.length * ROW_SIZE * 8), opcodes);
+  }
+
+  /** A request of `opcode` (one of the set) answered after `ms` milliseconds. */
+  record(opcode: number, error: boolean, ms: number): void {
+    const at = this.opcodes.indexOf(opcode) * ROW_SIZE;
+    if (at < 0) return;
+    const v = this.values;
+    const us = ms * 1000;
+    v[at + ROW_COUNT]++;
+    if (error) v[at + ROW_ERRORS]++;
+    v[at + ROW_TOTAL_US] += us;
+    if (us > v[at + ROW_MAX_US]!) v[at + ROW_MAX_US] = us;
+    v[at + ROW_LATENCY + bucketOf(us)]++;
+  }
+
+  /** Each opcode with at least one request, and its row. */
+  forEachRow(fn: (opcode: number, row: Float64Array) => void): void {
+    this.opcodes.forEach((opcode, i) => {
+      const row = this.values.subarray(i * ROW_SIZE, (i + 1) * ROW_SIZE);
+      if (row[ROW_COUNT]! > 0) fn(opcode, row);
+    });
   }
 }
 

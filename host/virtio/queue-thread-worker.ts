@@ -17,8 +17,10 @@ import { withoutNowait } from '../passthrough/blocking-io.js';
 import { LocalQueue } from './local-queue.js';
 import type { ParkedRequest, ReplyParking, RequestServer } from './queue-processor.js';
 import {
-  CTL_DONE, CTL_HALTED, CTL_RESULT, CTL_SERVED_HERE, STAT_KEYS, type FromThread, type QueueThreadInit, type ToThread,
+  CTL_DONE, CTL_HALTED, CTL_RESULT, CTL_SERVED_HERE, SERVED_ON_THREAD, STAT_KEYS, type FromThread, type QueueThreadInit,
+  type ToThread,
 } from './queue-thread.js';
+import { SharedOpCounters } from '../fuse/op-stats.js';
 
 const E = native.constants.errno;
 /** Files whose filesystem refused RWF_NOWAIT, remembered per fh (bounded: cleared when it grows past this). */
@@ -41,7 +43,8 @@ class ThreadRequestServer implements RequestServer {
   private readonly nowaitMemo = new Map<number, 'inline' | 'pool'>();
 
   constructor(private readonly core: Core, private readonly queue: number, private readonly files: SharedFiles | null,
-    private readonly maxWrite: number, private readonly control: Int32Array) {}
+    private readonly maxWrite: number, private readonly control: Int32Array,
+    private readonly opCounters: SharedOpCounters) {}
 
   attachParking(_queue: number, parking: ReplyParking): void {
     this.parking = parking;
@@ -52,13 +55,16 @@ class ThreadRequestServer implements RequestServer {
   }
 
   serveCurrent(): void {
+    const start = performance.now();
     const op = this.core.reqOpcode();
-    if (this.files !== null && this.files.flag(SHARED_LIVE) &&
-      (op === P.FUSE_READ ? this.readHere() : op === P.FUSE_WRITE ? this.writeHere() : false)) {
-      Atomics.add(this.control, CTL_SERVED_HERE, 1);
+    const r = this.files === null || !this.files.flag(SHARED_LIVE) ? null
+      : op === P.FUSE_READ ? this.readHere() : op === P.FUSE_WRITE ? this.writeHere() : null;
+    if (r === null) {
+      this.forward(op);
       return;
     }
-    this.forward(op);
+    Atomics.add(this.control, CTL_SERVED_HERE, 1);
+    this.opCounters.record(op, r < 0, performance.now() - start);
   }
 
   /** The reply to a forwarded request: its chain current again, the reply written, the call if due. */
@@ -96,43 +102,43 @@ class ThreadRequestServer implements RequestServer {
     post({ t: 'req', queue: this.queue, head, unique, epoch: this.epoch, opcode: op, noReply, bytes }, [bytes]);
   }
 
-  /** fuse_read_in at the args; true when answered here. */
-  private readHere(): boolean {
+  /** fuse_read_in at the args: the result answered here (bytes or -errno), or null for the main thread. */
+  private readHere(): number | null {
     const c = this.core;
     const d = readDecoder(this.argBytes());
-    if (typeof d === 'number') return false; // malformed: the main thread answers it
+    if (typeof d === 'number') return null; // malformed: the main thread answers it
     const fd = this.files!.acquire(d.fh, c.reqNodeId());
-    if (fd < 0) return false;
+    if (fd < 0) return null;
     try {
       const n = d.size === 0 ? 0 : c.payloadReadIov(FUSE_OUT_HEADER_SIZE, d.size);
       const r = n > 0 ? this.transfer(d.fh, fd, n, d.offset, d.size, false) : 0;
-      if (r === null) return false;
+      if (r === null) return null;
       c.replySend(r < 0 ? r : 0, 0, r < 0 ? 0 : Math.min(r, d.size));
-      return true;
+      return r;
     } finally {
       this.files!.release(d.fh);
     }
   }
 
-  /** fuse_write_in at the args, the payload in the chain; true when answered here. */
-  private writeHere(): boolean {
+  /** fuse_write_in at the args, the payload in the chain: as readHere. */
+  private writeHere(): number | null {
     const c = this.core;
     const files = this.files!;
-    if (!files.flag(SHARED_WRITES)) return false;
+    if (!files.flag(SHARED_WRITES)) return null;
     const d = writeDecoder(this.argBytes());
     // Malformed, larger than max_write (refused there), or set-id bits to drop: the main thread's.
     if (typeof d === 'number' || d.size > this.maxWrite || (d.writeFlags & P.FUSE_WRITE_KILL_SUIDGID) !== 0) {
-      return false;
+      return null;
     }
     const fd = files.acquire(d.fh, c.reqNodeId());
-    if (fd < 0) return false;
+    if (fd < 0) return null;
     try {
       const n = d.size === 0 ? 0 : c.payloadWriteIov(P.WRITE_IN.SIZE, d.size);
       const r = n > 0 ? this.transfer(d.fh, fd, n, d.offset, d.size, true) : 0;
-      if (r === null) return false;
+      if (r === null) return null;
       if (r < 0) c.replySend(r, 0, 0);
       else c.replySend(0, encodeWriteOut(c.view(), c.replyPtr, r), 0);
-      return true;
+      return r;
     } finally {
       files.release(d.fh);
     }
@@ -190,7 +196,8 @@ async function main(): Promise<void> {
   const core = await Core.create(init.wasmPath !== undefined ? { wasmPath: init.wasmPath } : {});
   const poller = new FdPoller();
   const files = init.sharedFiles !== null ? new SharedFiles(init.sharedFiles) : null;
-  const server = new ThreadRequestServer(core, init.queue, files, init.maxWrite, control);
+  const server = new ThreadRequestServer(core, init.queue, files, init.maxWrite, control,
+    new SharedOpCounters(init.opCounters, SERVED_ON_THREAD));
   let engine: LocalQueue;
   const mirror = (): void => {
     const s = engine.stats;

@@ -16,12 +16,15 @@
  * Control: the vhost-user backend calls a QueueThread as it calls a LocalQueue (QueueEngine), synchronously: a
  * message to the thread, then Atomics.wait on a shared word until the thread has done it between two runs of its
  * queue (a thread stuck in a syscall on a hung filesystem holds the caller until it returns, as the C virtiofsd's
- * queue threads do). The thread's counters are mirrored into shared memory after each run.
+ * queue threads do). The thread's counters are mirrored into shared memory after each run; the READs and WRITEs
+ * it serves itself are recorded there too (SharedOpCounters), in the server's per-operation stats.
  */
 import { Worker } from 'node:worker_threads';
 import { log, logLevel, type LogLevel } from '../log.js';
 import { LINEAR_QUEUE, POP_REQUEST, type Core, type GuestRegion } from '../core.js';
 import type { FuseServer } from '../fuse/server.js';
+import * as P from '../fuse/protocol.js';
+import { SharedOpCounters } from '../fuse/op-stats.js';
 import { SHARED_LIVE, type SharedFiles } from '../passthrough/shared-files.js';
 import type { QueueThreadEngine } from '../vhost-user/backend.js';
 import type { ParkedRequest, QueueStats, ReplyParking } from './queue-processor.js';
@@ -35,6 +38,8 @@ export const CTL_WORDS = 4;
 /** QueueStats in the order they are mirrored (Float64Array over a SharedArrayBuffer). */
 export const STAT_KEYS: readonly (keyof QueueStats)[] = ['served', 'badChains', 'badMessages', 'serverExceptions',
   'notifications', 'kicks', 'pollHits', 'pollMisses', 'pollSkips', 'windowHits', 'windowServed', 'windowMisses'];
+/** The operations a thread serves itself (its SharedOpCounters rows). */
+export const SERVED_ON_THREAD: readonly number[] = [P.FUSE_READ, P.FUSE_WRITE];
 /** How long a control call waits for the thread before it is reported (and waited for again). */
 const CALL_REPORT_MS = 5000;
 
@@ -43,6 +48,8 @@ export interface QueueThreadInit {
   queue: number;
   control: SharedArrayBuffer;
   stats: SharedArrayBuffer;
+  /** SharedOpCounters of SERVED_ON_THREAD. */
+  opCounters: SharedArrayBuffer;
   sharedFiles: SharedArrayBuffer | null;
   maxWrite: number;
   batch?: number;
@@ -107,14 +114,16 @@ export class QueueThread implements QueueThreadEngine {
   static start(options: QueueThreadOptions, forwarded: ForwardedRequests): Promise<QueueThread> {
     const control = new SharedArrayBuffer(CTL_WORDS * 4);
     const stats = new SharedArrayBuffer(STAT_KEYS.length * 8);
+    const opCounters = SharedOpCounters.create(SERVED_ON_THREAD);
     const init: QueueThreadInit = {
-      queue: options.queue, control, stats, sharedFiles: forwarded.sharedFiles?.buffer ?? null,
+      queue: options.queue, control, stats, opCounters: opCounters.buffer,
+      sharedFiles: forwarded.sharedFiles?.buffer ?? null,
       maxWrite: options.maxWrite, batch: options.batch, pollUs: options.pollUs, batchWindowUs: options.batchWindowUs,
       wasmPath: options.wasmPath, logLevel: logLevel(),
     };
     const worker = new Worker(new URL('./queue-thread-worker.js', import.meta.url), { workerData: init });
     const thread = new QueueThread(worker, options.queue, control, stats);
-    forwarded.add(thread);
+    forwarded.add(thread, opCounters);
     return new Promise((resolve, reject) => {
       worker.on('message', (m: FromThread) => {
         if (m.t === 'req') forwarded.serve(thread, m);
@@ -230,8 +239,10 @@ export class ForwardedRequests implements ReplyParking {
     server.attachParking(LINEAR_QUEUE, this);
   }
 
-  add(thread: QueueThread): void {
+  /** A thread to answer, and the counters of what it serves itself (in the server's stats from now on). */
+  add(thread: QueueThread, opCounters: SharedOpCounters): void {
     this.threads.set(thread.queue, thread);
+    this.server.stats.include(opCounters);
   }
 
   /** Serves one forwarded request now and sends its reply (unless it was parked or needs none). */
