@@ -22,7 +22,7 @@ import {
   startMetadata, startReads,
 } from './util/slow-rig.js';
 import { waitFor } from './util/wait.js';
-import { signalChild } from './util/runtime.js';
+import { terminateChild } from './util/runtime.js';
 
 const rig = (poolSize: number) => slowRig([`--thread-pool-size=${poolSize}`]);
 
@@ -153,9 +153,7 @@ test('pool on, a plain directory: WRITEs (inline on a local filesystem), FSYNC a
     await fc.release(node, c.fh);
   } finally {
     fc.close();
-    const exited = new Promise((r) => daemon.child.once('exit', r));
-    signalChild(daemon.child, 'SIGTERM');
-    await exited;
+    await terminateChild(daemon.child);
   }
 });
 

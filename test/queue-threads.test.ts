@@ -24,7 +24,7 @@ import {
   startReads,
 } from './util/slow-rig.js';
 import { waitFor } from './util/wait.js';
-import { signalChild } from './util/runtime.js';
+import { signalChild, terminateChild } from './util/runtime.js';
 
 const THREADS = ['--queue-threads', '--num-request-queues=2'];
 /** The client's request queues: index 0 is the device's queue 1. */
@@ -205,9 +205,7 @@ for (const pool of [0, 2]) {
       assert.ok(countOf('READ')! >= 8 && countOf('WRITE')! >= 8, `READ ${countOf('READ')}, WRITE ${countOf('WRITE')}`);
     } finally {
       fc.close();
-      const exited = new Promise((res) => daemon.child.once('exit', res));
-      signalChild(daemon.child, 'SIGTERM');
-      await exited;
+      await terminateChild(daemon.child);
     }
   });
 }

@@ -58,6 +58,18 @@ export function signalChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTE
   }
 }
 
+/**
+ * SIGTERM to a child (signalChild), resolved once it has exited; at once when it already had (waiting for an
+ * 'exit' that came before would never end, and the test runner would stop with "exiting early" instead of
+ * reporting the test's failure).
+ */
+export function terminateChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  signalChild(child, 'SIGTERM');
+  return exited;
+}
+
 type TestFn = (name: string, fn: () => void | Promise<void>) => void;
 
 const DIST_TEST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -11,7 +11,7 @@ import type { FuseClient } from '../../host/frontend/fuse-client.js';
 import { FUSE_ROOT_ID } from '../../host/fuse/protocol.js';
 import { connectWhenListening, spawnSocketDaemon, type SocketDaemon } from './socket-daemon.js';
 import { mountSlowShare, slowContent, type SlowShare } from './slow-share.js';
-import { signalChild } from './runtime.js';
+import { terminateChild } from './runtime.js';
 
 export const READS = 8;
 export const GETATTRS = 24;
@@ -43,9 +43,7 @@ export async function slowRig(args: string[], queues = 1): Promise<SlowRig> {
       async close() {
         share.open();
         fc.close();
-        const exited = new Promise((r) => d.child.once('exit', r));
-        signalChild(d.child, 'SIGTERM');
-        await exited;
+        await terminateChild(d.child);
         await share.close();
       },
     };
