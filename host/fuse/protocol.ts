@@ -159,6 +159,14 @@ export const IN_HEADER = { len: 0, opcode: 4, unique: 8, nodeid: 16, uid: 24, gi
 /** struct fuse_out_header (written by the core's replySend). */
 export const OUT_HEADER = { len: 0, error: 4, unique: 8, SIZE: 16 } as const;
 
+/** A reply that is only a fuse_out_header (an error, or a parked request's answer) at the start of `v`; its length. */
+export function encodeOutHeader(v: DataView, error: number, unique: bigint): number {
+  v.setUint32(OUT_HEADER.len, OUT_HEADER.SIZE, true);
+  v.setInt32(OUT_HEADER.error, error, true);
+  v.setBigUint64(OUT_HEADER.unique, unique, true);
+  return OUT_HEADER.SIZE;
+}
+
 // ---- request argument structs (offsets from the start of the args, i.e. after fuse_in_header) --------------------
 export const INIT_IN = { major: 0, minor: 4, maxReadahead: 8, flags: 12, flags2: 16, unused: 20, SIZE: 64, COMPAT_SIZE: 16 } as const;
 export const FORGET_IN = { nlookup: 0, SIZE: 8 } as const;

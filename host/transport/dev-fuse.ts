@@ -34,6 +34,7 @@ import { log } from '../log.js';
 import { Core, LINEAR_QUEUE, POP_REQUEST } from '../core.js';
 import { FdPoller } from '../vhost-user/fd-poller.js';
 import type { FuseServer } from '../fuse/server.js';
+import { OUT_HEADER, encodeOutHeader } from '../fuse/protocol.js';
 import type { ParkedRequest, ReplyParking } from '../virtio/queue-processor.js';
 
 const C = native.constants;
@@ -108,7 +109,7 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
   requests = 0;
   badMessages = 0;
   /** fuse_out_header of a parked request's answer. */
-  private readonly parkedReply = new DataView(new ArrayBuffer(16));
+  private readonly parkedReply = new DataView(new ArrayBuffer(OUT_HEADER.SIZE));
 
   private constructor(private readonly core: Core, private readonly server: FuseServer,
     private readonly options: DevFuseOptions) {
@@ -144,10 +145,7 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
   answer(p: ParkedRequest, error: number): void {
     if (this.ended) return;
     const v = this.parkedReply;
-    v.setUint32(0, 16, true);
-    v.setInt32(4, error, true);
-    v.setBigUint64(8, p.unique, true);
-    const w = native.write(this.fd, v, 0, 16);
+    const w = native.write(this.fd, v, 0, encodeOutHeader(v, error, p.unique));
     if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply to a parked request refused: ${native.strerror(-w)}`);
   }
 

@@ -231,7 +231,7 @@ export class ForwardedRequests implements ReplyParking {
   private readonly threads = new Map<number, QueueThread>();
   private current: ForwardedRequest | null = null;
   private parkedCurrent = false;
-  private readonly header = new DataView(new ArrayBuffer(16));
+  private readonly header = new DataView(new ArrayBuffer(P.OUT_HEADER.SIZE));
 
   /** @param sharedFiles the FileSystem's open files, when it shares them with the threads. */
   constructor(private readonly core: Core, private readonly server: FuseServer,
@@ -262,7 +262,7 @@ export class ForwardedRequests implements ReplyParking {
     this.sharedFiles?.setFlag(SHARED_LIVE, this.server.initialized);
     if (m.noReply || this.parkedCurrent) return;
     const len = c.linearReplyLen();
-    if (len >= 16) this.send(from, m, c.memory.buffer.slice(c.linearOutPtr, c.linearOutPtr + len));
+    if (len >= P.OUT_HEADER.SIZE) this.send(from, m, c.memory.buffer.slice(c.linearOutPtr, c.linearOutPtr + len));
     else this.send(from, m, this.headerOnly(m.unique, -5)); // EIO: the main core refused the bytes
   }
 
@@ -289,7 +289,7 @@ export class ForwardedRequests implements ReplyParking {
     const c = this.core;
     const t = this.threads.get(p.queue);
     const len = c.linearReplyLen();
-    if (t === undefined || len < 16) return;
+    if (t === undefined || len < P.OUT_HEADER.SIZE) return;
     this.send(t, p as ForwardedParked, c.memory.buffer.slice(c.linearOutPtr, c.linearOutPtr + len));
   }
 
@@ -300,10 +300,7 @@ export class ForwardedRequests implements ReplyParking {
   }
 
   private headerOnly(unique: bigint, error: number): ArrayBuffer {
-    const v = this.header;
-    v.setUint32(0, 16, true);
-    v.setInt32(4, error, true);
-    v.setBigUint64(8, unique, true);
-    return v.buffer.slice(0);
+    P.encodeOutHeader(this.header, error, unique);
+    return this.header.buffer.slice(0);
   }
 }
