@@ -125,12 +125,12 @@ export function queueDriverLag(q: u32, used: bool): u32 {
   return sq.queueDriverLag(q, used);
 }
 
-/** Kicks off (while polling) or on again; on returns the chains pending after re-enabling. */
 /** EVENT_IDX: one kick once n more chains are available; returns the chains pending. See split-queue.ts. */
 export function queueKickAfter(q: u32, n: u32): u32 {
   return sq.queueKickAfter(q, n);
 }
 
+/** Kicks off (while polling) or on again; on returns the chains pending after re-enabling. */
 export function queueSetKicks(q: u32, on: bool): u32 {
   return sq.queueSetKicks(q, on);
 }

@@ -365,14 +365,13 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     qemuArgs.push('-virtfs', virtfs);
     command = [QEMU, '-virtfs', virtfs];
   } else {
-    const ours = isOurs(kind);
-    backend = await startBackend(ours ? 'ours' : 'c', {
-      socketPath, sharedDir: share, cache: 'auto', logLevel: ours ? 'warn' : undefined,
+    backend = await startBackend(oursKind ? 'ours' : 'c', {
+      socketPath, sharedDir: share, cache: 'auto', logLevel: oursKind ? 'warn' : undefined,
       extraArgs: [
         ...(kind === 'ours-poll' ? [`--poll-us=${cfg.pollUs}`] : []),
         ...(kind === 'ours-threads' ? ['--queue-threads'] : []),
-        ...(ours && cfg.queues > 1 ? [`--num-request-queues=${cfg.queues}`] : []),
-        ...(ours ? cfg.oursArgs : []),
+        ...(oursKind && cfg.queues > 1 ? [`--num-request-queues=${cfg.queues}`] : []),
+        ...(oursKind ? cfg.oursArgs : []),
       ],
     });
     command = backend.command;

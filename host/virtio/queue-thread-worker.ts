@@ -55,16 +55,17 @@ class ThreadRequestServer implements RequestServer {
   }
 
   serveCurrent(): void {
-    const start = performance.now();
     const op = this.core.reqOpcode();
-    const r = this.files === null || !this.files.flag(SHARED_LIVE) ? null
-      : op === P.FUSE_READ ? this.readHere() : op === P.FUSE_WRITE ? this.writeHere() : null;
-    if (r === null) {
-      this.forward(op);
-      return;
+    if ((op === P.FUSE_READ || op === P.FUSE_WRITE) && this.files !== null && this.files.flag(SHARED_LIVE)) {
+      const start = performance.now();
+      const r = op === P.FUSE_READ ? this.readHere() : this.writeHere();
+      if (r !== null) {
+        Atomics.add(this.control, CTL_SERVED_HERE, 1);
+        this.opCounters.record(op, r < 0, performance.now() - start);
+        return;
+      }
     }
-    Atomics.add(this.control, CTL_SERVED_HERE, 1);
-    this.opCounters.record(op, r < 0, performance.now() - start);
+    this.forward(op);
   }
 
   /** The reply to a forwarded request: its chain current again, the reply written, the call if due. */
