@@ -203,6 +203,10 @@ export function reqWritable(): u32 {
 export function argsPtr(): usize {
   return rq.ARGS;
 }
+/** The popped request's fuse_in_header (valid from a pop that returned a request; a resume does not write it). */
+export function inHeaderPtr(): usize {
+  return rq.IN_HEADER;
+}
 export function replyPtr(): usize {
   return rq.REPLY;
 }

@@ -42,7 +42,8 @@ export const ARGS: usize = memory.data(<i32>ARGS_MAX, 16);
 const REPLY_AREA: usize = memory.data(<i32>(FUSE_OUT_HEADER_SIZE + REPLY_MAX), 16);
 export const REPLY: usize = REPLY_AREA + FUSE_OUT_HEADER_SIZE;
 export const IOV: usize = memory.data(<i32>(IOV_MAX * IOVEC_SIZE), 16);
-const IN_HEADER: usize = memory.data(<i32>FUSE_IN_HEADER_SIZE, 16);
+/** The current request's fuse_in_header as popped (the host reads its fields here: no call per field). */
+export const IN_HEADER: usize = memory.data(<i32>FUSE_IN_HEADER_SIZE, 16);
 
 /**
  * The /dev/fuse transport's buffers. The kernel refuses a read(2) smaller than

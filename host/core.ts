@@ -68,6 +68,7 @@ export interface CoreExports {
   reqReadable(): number;
   reqWritable(): number;
   argsPtr(): number;
+  inHeaderPtr(): number;
   replyPtr(): number;
   iovPtr(): number;
   statxPtr(): number;
@@ -202,6 +203,8 @@ export class Core {
   readonly memory: WebAssembly.Memory;
   /** Scratch addresses in linear memory (fixed for the life of the instance). */
   readonly argsPtr: number;
+  /** The popped request's fuse_in_header (IN_HEADER offsets): serveCurrent reads it through view(). */
+  readonly inHeaderPtr: number;
   readonly replyPtr: number;
   readonly statxPtr: number;
   readonly direntBufPtr: number;
@@ -241,6 +244,7 @@ export class Core {
     this.dataView = new DataView(this.buffer);
     this.u8 = new Uint8Array(this.buffer);
     this.argsPtr = this.e.argsPtr();
+    this.inHeaderPtr = this.e.inHeaderPtr();
     this.replyPtr = this.e.replyPtr();
     this.statxPtr = this.e.statxPtr();
     this.direntBufPtr = this.e.direntBufPtr();
@@ -316,15 +320,24 @@ export class Core {
     }
   }
 
-  /** A DataView over the whole linear memory (a new one after memory grew). */
+  /**
+   * A DataView over the whole linear memory (a new one after memory grew). Growing detaches the old buffer, so
+   * its length, read inline, tells; `memory.buffer` is a call into the runtime on every request.
+   */
   view(): DataView {
-    if (this.memory.buffer !== this.buffer) this.refresh();
+    if (this.buffer.byteLength === 0) this.refresh();
     return this.dataView;
+  }
+
+  /** `memory.buffer` as last seen (renewed after memory grew), without the runtime call `memory.buffer` makes. */
+  memoryBuffer(): ArrayBuffer {
+    if (this.buffer.byteLength === 0) this.refresh();
+    return this.buffer;
   }
 
   /** A Uint8Array over the whole linear memory (a new one after memory grew). */
   bytes(): Uint8Array {
-    if (this.memory.buffer !== this.buffer) this.refresh();
+    if (this.buffer.byteLength === 0) this.refresh();
     return this.u8;
   }
 

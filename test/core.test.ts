@@ -164,6 +164,8 @@ test('single readable + single writable descriptor: header fields, args, reply',
   assert.is(c.reqArgsLen(), 16);
   assert.is(c.reqReadable(), 56);
   assert.is(c.reqWritable(), 120);
+  assert.equal(new Uint8Array(c.memoryBuffer(), c.inHeaderPtr, 40), req.subarray(0, 40),
+    'the fuse_in_header the server reads its fields from');
   assert.is(c.view().getBigUint64(c.argsPtr + 8, true), 99n, 'fuse_getattr_in.fh copied to ARGS');
   c.bytes().fill(0xab, c.replyPtr, c.replyPtr + 104);
   assert.is(c.replySend(0, 104, 0), 0);
@@ -763,6 +765,18 @@ test('buffers straddling two adjacent regions are split into two segments', asyn
   out.set(core.bytes().subarray(offB, offB + 18), 8);
   assert.equal(outHeader(out), { len: 26, error: 0, unique: 1n });
   assert.ok(out.subarray(16).every((b) => b === 0x5a));
+});
+
+test('view(), bytes() and memoryBuffer() are renewed when linear memory grows', async () => {
+  const rig = await CoreQueue.create();
+  const c = rig.core;
+  const before = c.view();
+  assert.is(c.memoryBuffer(), c.memory.buffer);
+  c.addTestRegion(0x9000_0000n, UVA + 0x2000_0000n, 8 << 20); // grows linear memory
+  assert.is(before.buffer.byteLength, 0, 'growing detached the old buffer');
+  assert.is(c.memoryBuffer(), c.memory.buffer);
+  assert.is(c.view().buffer, c.memory.buffer);
+  assert.is(c.bytes().buffer, c.memory.buffer);
 });
 
 test('a region added after the rings, in memory that moves as it grows: the kernel still reads the guest payload', async () => {

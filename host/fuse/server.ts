@@ -252,7 +252,7 @@ export class FuseServer implements OpContext {
 
     this.session = options.session ?? new FuseSessionState();
     this.stats = options.stats ?? new OpStats();
-    this.attr = new AttrTarget(() => core.memory.buffer, core.statxPtr);
+    this.attr = new AttrTarget(() => core.memoryBuffer(), core.statxPtr);
     this.readSink = new CoreDataTarget(core);
     this.writeSrc = new CoreDataSource(core);
     this.dirSink = new CoreDirTarget(this);
@@ -434,7 +434,7 @@ export class FuseServer implements OpContext {
     // Detach what the method may still write to, while the request is current (placed data is read back).
     const attr = this.attr;
     attr.detach();
-    this.attr = new AttrTarget(() => core.memory.buffer, core.statxPtr);
+    this.attr = new AttrTarget(() => core.memoryBuffer(), core.statxPtr);
     let read: CoreDataTarget | null = null;
     let dir: CoreDirTarget | null = null;
     let bytes: CoreByteTarget | null = null;
@@ -570,7 +570,7 @@ export class FuseServer implements OpContext {
   private replay(a: AsyncRequest, v: unknown, req: Args): number {
     const core = this.core;
     const guard = this.guard;
-    new Uint8Array(core.memory.buffer, core.statxPtr, STATX_SIZE).set(a.attr.bytes());
+    new Uint8Array(core.memoryBuffer(), core.statxPtr, STATX_SIZE).set(a.attr.bytes());
     this.replayOf = a;
     this.handed = 0;
     this.payloadLen = 0;
@@ -702,15 +702,22 @@ export class FuseServer implements OpContext {
     let opcode = 0;
     let noReply = false;
     try {
-      opcode = core.reqOpcode();
+      const v = this.view();
+      const h = core.inHeaderPtr;
+      opcode = v.getUint32(h + P.IN_HEADER.opcode, true);
       this.currentOpcode = opcode;
       const op = opcode < this.opAt.length ? this.opAt[opcode] : undefined;
       noReply = op?.noReply === true;
       this.payloadLen = 0;
       this.handed = 0;
       const req: Args = {
-        view: this.view(), base: core.argsPtr, len: core.reqArgsLen(), nodeId: core.reqNodeId(),
-        ctx: { uid: core.reqUid(), gid: core.reqGid(), pid: core.reqPid() },
+        view: v, base: core.argsPtr, len: v.getUint32(h + P.IN_HEADER.len, true) - P.IN_HEADER.SIZE,
+        nodeId: v.getUint32(h + P.IN_HEADER.nodeid + 4, true) * 0x1_0000_0000 +
+          v.getUint32(h + P.IN_HEADER.nodeid, true),
+        ctx: {
+          uid: v.getUint32(h + P.IN_HEADER.uid, true), gid: v.getUint32(h + P.IN_HEADER.gid, true),
+          pid: v.getUint32(h + P.IN_HEADER.pid, true),
+        },
       };
       let r: number;
       let args: unknown = null;
@@ -805,7 +812,7 @@ class CoreDataTarget implements DataTarget {
     const c = this.core;
     const n = c.payloadReadIov(P.OUT_HEADER.SIZE, this.size);
     if (n <= 0) return 0;
-    return this.placedNow(native.preadv(fd, c.memory.buffer, c.iovPtr, n, position));
+    return this.placedNow(native.preadv(fd, c.memoryBuffer(), c.iovPtr, n, position));
   }
 
   /** Not counted as placed: a request that goes asynchronous after it is answered from its own buffer. */
@@ -814,7 +821,7 @@ class CoreDataTarget implements DataTarget {
     const c = this.core;
     const n = c.payloadReadIov(P.OUT_HEADER.SIZE, this.size);
     if (n <= 0) return 0;
-    return native.preadvNowait(fd, c.memory.buffer, c.iovPtr, n, position);
+    return native.preadvNowait(fd, c.memoryBuffer(), c.iovPtr, n, position);
   }
 
   /**
@@ -826,7 +833,7 @@ class CoreDataTarget implements DataTarget {
     const c = this.core;
     const n = Math.min(this.size, bytes.length, REPLY_MAX);
     if (n === 0) return 0;
-    new Uint8Array(c.memory.buffer, c.replyPtr, n).set(bytes.subarray(0, n));
+    new Uint8Array(c.memoryBuffer(), c.replyPtr, n).set(bytes.subarray(0, n));
     return this.placedNow(c.payloadScatter(c.replyPtr, P.OUT_HEADER.SIZE, n));
   }
 
@@ -846,7 +853,7 @@ class CoreDataTarget implements DataTarget {
     const linearOut = (c as { linearOutPtr?: number }).linearOutPtr;
     if (this.placed > 0) {
       if (c.reqQueue() === LINEAR_QUEUE && linearOut !== undefined) {
-        own.bytes.set(new Uint8Array(c.memory.buffer, linearOut + P.OUT_HEADER.SIZE, this.placed));
+        own.bytes.set(new Uint8Array(c.memoryBuffer(), linearOut + P.OUT_HEADER.SIZE, this.placed));
       } else {
         this.keptInGuest = true;
       }
@@ -878,7 +885,7 @@ class CoreDataSource implements DataSource {
     const c = this.core;
     const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
     if (n <= 0) return 0;
-    return native.pwritev(fd, c.memory.buffer, c.iovPtr, n, position);
+    return native.pwritev(fd, c.memoryBuffer(), c.iovPtr, n, position);
   }
 
   toFdNowait(fd: number, position: number): number {
@@ -886,7 +893,7 @@ class CoreDataSource implements DataSource {
     const c = this.core;
     const n = c.payloadWriteIov(P.WRITE_IN.SIZE, this.size);
     if (n <= 0) return 0;
-    return native.pwritevNowait(fd, c.memory.buffer, c.iovPtr, n, position);
+    return native.pwritevNowait(fd, c.memoryBuffer(), c.iovPtr, n, position);
   }
 
   /** Through the reply scratch (a WRITE's body, write_out, is encoded only after the filesystem returned). */
@@ -896,7 +903,7 @@ class CoreDataSource implements DataSource {
     const n = Math.min(this.size, REPLY_MAX);
     if (n === 0) return new Uint8Array(0);
     const got = c.payloadGather(c.replyPtr, P.WRITE_IN.SIZE, n);
-    return new Uint8Array(c.memory.buffer, c.replyPtr, got).slice();
+    return new Uint8Array(c.memoryBuffer(), c.replyPtr, got).slice();
   }
 }
 
@@ -988,7 +995,7 @@ class CoreDirTarget implements DirTarget {
   detach(attr: AttrTarget): void {
     const c = this.s.core;
     this.detached = {
-      prefix: new Uint8Array(c.memory.buffer, c.replyPtr, this.used).slice(), prefixCookie: this.lastCookie(),
+      prefix: new Uint8Array(c.memoryBuffer(), c.replyPtr, this.used).slice(), prefixCookie: this.lastCookie(),
       records: [], attr, raw: null,
     };
   }
@@ -998,7 +1005,7 @@ class CoreDirTarget implements DirTarget {
     const d = this.detached;
     if (d === null) return;
     const c = this.s.core;
-    new Uint8Array(c.memory.buffer, c.replyPtr, d.prefix.length).set(d.prefix);
+    new Uint8Array(c.memoryBuffer(), c.replyPtr, d.prefix.length).set(d.prefix);
     live.used = d.prefix.length;
     live.lastDirent = -1;
     if (d.prefixCookie !== null) {
@@ -1011,7 +1018,7 @@ class CoreDirTarget implements DirTarget {
       }
     }
     for (const r of d.records) {
-      if (r.attr !== null) new Uint8Array(c.memory.buffer, c.statxPtr, STATX_SIZE).set(r.attr);
+      if (r.attr !== null) new Uint8Array(c.memoryBuffer(), c.statxPtr, STATX_SIZE).set(r.attr);
       live.add(r.ino, r.cookie, r.type, r.name, r.entry);
     }
   }
@@ -1028,7 +1035,7 @@ class CoreDirTarget implements DirTarget {
       return n;
     }
     const c = this.s.core;
-    const n = native.getdents64(fd, c.memory.buffer, c.direntBufPtr, len);
+    const n = native.getdents64(fd, c.memoryBuffer(), c.direntBufPtr, len);
     if (n > 0) c.direntsBegin(n);
     return n;
   }
@@ -1050,7 +1057,7 @@ class CoreDirTarget implements DirTarget {
 
   nameMemory(): ArrayBuffer {
     const d = this.detached;
-    return d !== null ? d.raw!.buf : this.s.core.memory.buffer;
+    return d !== null ? d.raw!.buf : this.s.core.memoryBuffer();
   }
 
   nameOffset(): number {
@@ -1156,7 +1163,7 @@ class CoreByteTarget implements ByteTarget {
   constructor(private readonly core: FuseCore) {}
 
   get buffer(): ArrayBuffer {
-    return this.own ?? this.core.memory.buffer;
+    return this.own ?? this.core.memoryBuffer();
   }
 
   get offset(): number {
@@ -1165,12 +1172,12 @@ class CoreByteTarget implements ByteTarget {
 
   detach(): void {
     const own = new ArrayBuffer(Math.max(1, this.size));
-    new Uint8Array(own).set(new Uint8Array(this.core.memory.buffer, this.core.replyPtr, this.size));
+    new Uint8Array(own).set(new Uint8Array(this.core.memoryBuffer(), this.core.replyPtr, this.size));
     this.own = own;
   }
 
   copyInto(live: CoreByteTarget): void {
     if (this.own === null) return;
-    new Uint8Array(this.core.memory.buffer, this.core.replyPtr, live.size).set(new Uint8Array(this.own, 0, Math.min(live.size, this.size)));
+    new Uint8Array(this.core.memoryBuffer(), this.core.replyPtr, live.size).set(new Uint8Array(this.own, 0, Math.min(live.size, this.size)));
   }
 }

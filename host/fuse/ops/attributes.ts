@@ -86,7 +86,7 @@ export const attributeOps: readonly OpRow[] = [
       if (typeof r === 'number') return r;
       const c = s.core;
       if (r.length > REPLY_MAX) return -E.ENAMETOOLONG;
-      return putName(r, new Uint8Array(c.memory.buffer, c.replyPtr, r.length));
+      return putName(r, new Uint8Array(c.memoryBuffer(), c.replyPtr, r.length));
     },
   })],
 

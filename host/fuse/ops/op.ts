@@ -21,17 +21,15 @@ export interface FuseCore {
   readonly memory: WebAssembly.Memory;
   /** A DataView over the current memory buffer. */
   view(): DataView;
+  /** The current memory buffer (cached: `memory.buffer` is a runtime call). */
+  memoryBuffer(): ArrayBuffer;
   readonly argsPtr: number;
   readonly replyPtr: number;
   readonly iovPtr: number;
   readonly statxPtr: number;
   readonly direntBufPtr: number;
-  reqOpcode(): number;
-  reqNodeId(): number;
-  reqUid(): number;
-  reqGid(): number;
-  reqPid(): number;
-  reqArgsLen(): number;
+  /** The popped request's fuse_in_header (protocol.ts IN_HEADER offsets). */
+  readonly inHeaderPtr: number;
   reqQueue(): number;
   reqUnique(): bigint;
   replySend(error: number, bodyLen: number, payloadLen: number): number;
