@@ -2,10 +2,12 @@
  * The machine's floors, measured in the same run as the backends:
  * - pread/pwrite from/to the page cache (native.pread into a reused buffer): what moving the bytes costs with no
  *   FUSE, no rings, no notification;
- * - an eventfd round trip between two threads blocked in epoll_wait: what one request's notifications (kick +
- *   call) cost at the very least.
+ * - an eventfd round trip between this thread and another process, both blocked in epoll_wait: what one request's
+ *   notifications (kick + call) cost at the very least; and the same with the other process woken through its
+ *   Node event loop, as our daemon is: the difference is what the runtime adds to every wake-up, before any
+ *   request is served.
  */
-import { Worker } from 'node:worker_threads';
+import { fork } from 'node:child_process';
 import { native } from '../host/native-loader.js';
 
 export interface IoFloor { name: string; blockSize: number; opsPerSec: number; mbPerSec: number }
@@ -48,17 +50,25 @@ export function ioFloor(path: string, fileSize: number, bs: number, pattern: 'ra
   };
 }
 
-export interface RttFloor { roundTrips: number; usPerRoundTrip: number; p50Us: number; p99Us: number }
+export interface RttFloor {
+  roundTrips: number; usPerRoundTrip: number; p50Us: number; p99Us: number;
+  /** CPU time of the answering process per round trip (its wait, wake-up, read and write). */
+  peerCpuUs: number;
+}
 
-/** Eventfd ping-pong between this thread and a worker thread, both blocking in epoll_wait. */
-export async function eventfdRoundTrip(durationMs: number): Promise<RttFloor> {
+/**
+ * Eventfd ping-pong between this thread, blocking in epoll_wait, and a child process that waits in epoll_wait
+ * (`epoll`) or in its Node event loop (`loop`, eventfd-peer.ts).
+ */
+export async function eventfdRoundTrip(durationMs: number, peer: 'epoll' | 'loop' = 'epoll'): Promise<RttFloor> {
   const c = native.constants;
   const ping = native.eventfd(0, c.EFD_NONBLOCK);
   const pong = native.eventfd(0, c.EFD_NONBLOCK);
-  const worker = new Worker(new URL('./eventfd-peer.js', import.meta.url), { workerData: { ping, pong } });
+  const child = fork(new URL('./eventfd-peer.js', import.meta.url), [peer],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc', ping, pong] });
   await new Promise<void>((resolve, reject) => {
-    worker.once('message', () => resolve());
-    worker.once('error', reject);
+    child.once('message', () => resolve());
+    child.once('error', reject);
   });
   const ep = native.epollCreate();
   native.epollCtl(ep, 1, pong, c.EPOLLIN, 1);
@@ -76,8 +86,11 @@ export async function eventfdRoundTrip(durationMs: number): Promise<RttFloor> {
     now = performance.now();
     lat[n++] = now - s;
   }
+  const peerCpu = new Promise<number>((r) => child.once('message', (v) => r(Number(v))));
+  const exited = new Promise((r) => child.once('exit', r));
   native.eventfdWrite(ping, 2);
-  await new Promise((r) => worker.once('exit', r));
+  const peerCpuUs = await peerCpu;
+  await exited;
   native.close(ep);
   native.close(ping);
   native.close(pong);
@@ -85,5 +98,6 @@ export async function eventfdRoundTrip(durationMs: number): Promise<RttFloor> {
   return {
     roundTrips: n, usPerRoundTrip: ((now - t0) * 1000) / n,
     p50Us: sorted[Math.floor(n * 0.5)]! * 1000, p99Us: sorted[Math.floor(n * 0.99)]! * 1000,
+    peerCpuUs: peerCpuUs / n,
   };
 }

@@ -3,7 +3,7 @@
  * frontend (host/frontend/fuse-client.ts), each a separate process on its own socket, all sharing one directory
  * (one at a time is measured; see `populate` for why one). Per repetition both backends are started fresh and
  * every workload runs on both, alternating which goes first; the table shows medians over repetitions. The
- * machine's floors (page-cache pread/pwrite, an eventfd round trip between two threads) are measured in the
+ * machine's floors (page-cache pread/pwrite, eventfd round trips to another process) are measured in the
  * same run.
  *
  * DAX rows (ours only, benchmarks/dax.ts) follow in their own table; --dax-only runs just them.
@@ -188,6 +188,7 @@ async function main(): Promise<void> {
   let bareNodeKb = -1;
   let floors: IoFloor[] = [];
   let rtt: RttFloor;
+  let rttLoop: RttFloor;
   let daxRows: DaxRow[] = [];
   let soak: GcSoak | null = null;
   try {
@@ -203,7 +204,9 @@ async function main(): Promise<void> {
       ioFloor(f, cfg.fileSize, 4096, 'rand', true, fd), ioFloor(f, cfg.fileSize, 128 * 1024, 'seq', true, fd),
     ];
     rtt = await eventfdRoundTrip(fd);
-    log(`floors: ${floors.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} MB/s`).join(', ')}; eventfd RTT ${rtt.usPerRoundTrip.toFixed(1)} µs`);
+    rttLoop = await eventfdRoundTrip(fd, 'loop');
+    log(`floors: ${floors.map((x) => `${x.name} ${x.mbPerSec.toFixed(0)} MB/s`).join(', ')}; eventfd RTT ` +
+      `${rtt.usPerRoundTrip.toFixed(1)} µs, through a Node loop ${rttLoop.usPerRoundTrip.toFixed(1)} µs`);
     bareNodeKb = await bareNodePrivateKb();
 
     for (let rep = 0; rep < (daxOnly ? 0 : cfg.reps); rep++) {
@@ -302,7 +305,10 @@ async function main(): Promise<void> {
   mach.load = `load average (1 min) ${loadBefore.toFixed(2)} at start, ${os.loadavg()[0]!.toFixed(2)} at end`;
   const floorLines = [
     ...floors.map((x) => `${x.name}: ${Math.round(x.opsPerSec).toLocaleString('en-US')} ops/s, ${x.mbPerSec.toFixed(0)} MB/s`),
-    `eventfd round trip (two threads in epoll_wait): ${rtt.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rtt.p50Us.toFixed(1)} µs, p99 ${rtt.p99Us.toFixed(1)} µs => ${Math.round(floorRate).toLocaleString('en-US')} round trips/s`,
+    `eventfd round trip (two processes in epoll_wait): ${rtt.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rtt.p50Us.toFixed(1)} µs, p99 ${rtt.p99Us.toFixed(1)} µs => ${Math.round(floorRate).toLocaleString('en-US')} round trips/s; answering process's CPU ${rtt.peerCpuUs.toFixed(1)} µs per round trip`,
+    `eventfd round trip, the answering process woken through its Node event loop (as our daemon is by a kick): ` +
+      `${rttLoop!.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rttLoop!.p50Us.toFixed(1)} µs, p99 ${rttLoop!.p99Us.toFixed(1)} µs; ` +
+      `answering process's CPU ${rttLoop!.peerCpuUs.toFixed(1)} µs per round trip`,
   ];
   console.log(`\nvirtiofsd-ts vs C virtiofsd (${quick ? 'quick' : 'full'} run: ${cfg.reps} repetitions x ${cfg.durationMs} ms, file ${cfg.fileSize >> 20} MiB, medians)\n`);
   if (!daxOnly) {
@@ -322,7 +328,7 @@ async function main(): Promise<void> {
       command: commands.get(l), idleCpuPercent: median(idleCpu.get(l)!), privateKb: median(privKb.get(l)!),
     }]));
     const result = {
-      date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, rows, processes, bareNodeKb,
+      date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, eventfdRoundTripLoop: rttLoop!, rows, processes, bareNodeKb,
       dax: daxRows, gcSoak: soak,
     };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');
