@@ -640,6 +640,32 @@ export class Core {
     this.placed.push({ fd: t.fd, fileOffset: 0, mapping: 0n, mappingLength: 0 });
   }
 
+  /**
+   * Unmaps what addTestRegion and the window mapped into linear memory and closes the test regions' memfds; the
+   * core has no regions afterwards. A test calls it before dropping a windowed core: the runtime frees a dropped
+   * core's memory and reuses it (Bun: a later Buffer landed on those pages), and a memfd still mapped there, the
+   * same chunk in a slot and in the view, would alias that memory.
+   */
+  dropTestRegions(): void {
+    let failure: unknown;
+    try {
+      this.unmapGuestRegions(); // the window's slots (a trapped core's memReset may throw: the views still go)
+    } catch (err) {
+      failure = err;
+    }
+    const views = this.testRegions.filter((t) => t.fd >= 0);
+    this.testRegions = [];
+    if (views.length > 0) {
+      const native = this.nativeOrThrow();
+      for (const t of views) {
+        const rc = native.unmapFrom(this.memory.buffer, t.offset, Math.ceil(t.size / WASM_PAGE) * WASM_PAGE);
+        native.close(t.fd);
+        if (rc < 0 && failure === undefined) failure = new SystemError('mmap', -rc, native.strerror(-rc));
+      }
+    }
+    if (failure !== undefined) throw failure;
+  }
+
   /** A fresh memory table of the same test regions (as a new SET_MEM_TABLE would give): tests, fuzzing. */
   reAddTestRegions(): void {
     this.unmapGuestRegions();

@@ -51,6 +51,9 @@ async function expectFindingAsync(invariant: string, fn: () => Promise<void>): P
   assert.unreachable(`expected a ${invariant} finding`);
 }
 
+// A dropped windowed rig must not leave memfds mapped in memory the runtime reuses (Core.dropTestRegions).
+test.after.each(() => FuzzRig.dropAll());
+
 test('harness: a guest-memory change the model did not make is a finding', async () => {
   const rig = await FuzzRig.create(wasmPath);
   rig.reset();

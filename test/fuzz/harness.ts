@@ -45,6 +45,9 @@ export function hit(key: string): void {
   coverage[key] = (coverage[key] ?? 0) + 1;
 }
 
+/** Rigs not yet dropped (FuzzRig.dropAll). */
+const liveRigs: FuzzRig[] = [];
+
 export class FuzzRig {
   readonly regions: RegionModel[];
   readonly base: number;
@@ -65,7 +68,17 @@ export class FuzzRig {
     const regions = REGION_SPECS.map((s) => ({
       gpa: s.gpa, uva: s.gpa + UVA_DELTA, size: s.size, lin: core.addTestRegion(s.gpa, s.gpa + UVA_DELTA, s.size),
     }));
-    return new FuzzRig(core, regions);
+    const rig = new FuzzRig(core, regions);
+    liveRigs.push(rig);
+    return rig;
+  }
+
+  /**
+   * Unmaps what every rig made so far mapped into its core's memory (windowed: memfds), before the rigs are
+   * dropped: see Core.dropTestRegions. Tests call it after each test, runs after each case that replaced a rig.
+   */
+  static dropAll(): void {
+    for (const rig of liveRigs.splice(0)) rig.core.dropTestRegions();
   }
 
   /** The guest regions' linear span as a live view. */

@@ -47,6 +47,8 @@ async function popWithIds(ids: { unique: bigint; uid: number; gid: number; pid: 
 // the core's u32 getters (reqUid/reqGid/reqPid/reqOpcode/reqLen/...) and u64 reqUnique as the raw wasm i32/i64,
 // so any value >= 2^31 (>= 2^63) reaches JS negative: uid 4294967294 arrives as -2 in the FileSystem's ctx
 // (host/fuse/server.ts). The core is right; the wrapper needs `>>> 0` / `BigInt.asUintN(64, ...)`.
+test.after.each(() => FuzzRig.dropAll()); // see Core.dropTestRegions
+
 test('finding codec-2415650901: uid/gid/pid/unique >= 2^31 (2^63) reach the host unsigned', async () => {
   const { c } = await popWithIds({ unique: 0xfedc_ba98_7654_3210n, uid: 0xffff_fffe, gid: 0x8000_0000, pid: 0xffff_ffff });
   assert.is(c.reqUid(), 0xffff_fffe, 'reqUid');

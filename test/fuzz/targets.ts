@@ -690,9 +690,11 @@ export async function runTarget(target: TargetName, runSeed: number, budgetMs: n
       const f = err instanceof Finding ? err : new Finding('harness', (err as Error).stack ?? String(err));
       findings.push({ target, caseSeed: seed, runSeed, index: i, invariant: f.invariant, message: f.message,
         detail: f.detail });
+      FuzzRig.dropAll();
       rig = await FuzzRig.create(wasmPath);
     }
   }
+  FuzzRig.dropAll();
   return { target, executions: i, ms: Date.now() - started, findings };
 }
 
@@ -700,5 +702,9 @@ export async function runTarget(target: TargetName, runSeed: number, budgetMs: n
 export async function replayCase(target: TargetName, seed: number, wasmPath?: string): Promise<void> {
   if (target === 'vhost-user') return replayVhostUser(seed);
   const rig = await FuzzRig.create(wasmPath);
-  RUN[target](rig, seed);
+  try {
+    RUN[target](rig, seed);
+  } finally {
+    FuzzRig.dropAll();
+  }
 }
