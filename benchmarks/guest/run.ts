@@ -99,6 +99,8 @@ const BENCH_GUEST_DIR = process.env.BENCH_GUEST_DIR ??
   path.join(ROOT, '.cache', cfg.kernel === '6.12' ? 'guest-bench-6.12' : 'guest-bench');
 const BENCH_INITRD = path.join(BENCH_GUEST_DIR, 'initramfs-bench.img');
 const TAG = 'bench';
+/** How long a guest may take to unmount and power off after its workload ended (seconds, in practice). */
+const UNMOUNT_DEADLINE_MS = 90_000;
 
 const log = (...a: unknown[]): void => console.error('[bench:guest]', ...a);
 
@@ -381,6 +383,11 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
   const timeoutMs = (120 + jobs * (cfg.runtimeS + 15) + Math.ceil(cfg.files / 10) + 300) * 1000;
   const t0 = Date.now();
   const phases: string[] = [];
+  // The workload's figures are in once it has exited; a guest whose unmount then hangs (the C virtiofsd's did:
+  // `task umount blocked for more than 600 seconds`) would hold the bench until the total timeout, since the
+  // hung-task reports keep the console from going idle.
+  let unmountTimer: NodeJS.Timeout | undefined;
+  let unmountHung = false;
   const run = startGuest({
     socketPath: kind === '9p' ? '' : socketPath,
     tag: TAG,
@@ -393,6 +400,12 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     append,
     onLine: (line) => {
       if (/^(BENCH |E2E-RESULT \S+ fail)/.test(line)) log(`${kind}: ${line}`);
+      if (line.startsWith('E2E-RESULT workload-exit ') && unmountTimer === undefined) {
+        unmountTimer = setTimeout(() => {
+          unmountHung = true;
+          if (run.pid !== undefined) process.kill(run.pid, 'SIGKILL');
+        }, UNMOUNT_DEADLINE_MS);
+      }
       const phase = oursKind && backend !== undefined ? phaseEnded(line) : null;
       // A job with reads and writes prints two lines: one snapshot.
       if (phase !== null && phases.at(-1) !== phase && backend!.running()) {
@@ -416,6 +429,7 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
     daemonCpuS = sample(backend?.pid) ?? daemonCpuS;
   } finally {
     clearInterval(poll);
+    clearTimeout(unmountTimer);
     await backend?.stop();
   }
   log(`${kind}: guest ${g.done ? 'finished' : 'did not finish'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -423,6 +437,9 @@ async function runBackend(kind: Kind, image: GuestImage, src: SourceTree, work: 
   const parsed = parseConsole(g.console);
   const problems: string[] = [];
   if (g.timedOut) problems.push(`QEMU killed by the harness (${g.timeoutReason})`);
+  if (unmountHung && !g.done) {
+    problems.push(`QEMU killed by the harness: no unmount ${UNMOUNT_DEADLINE_MS / 1000} s after the workload ended`);
+  }
   if (!g.done) problems.push(`no E2E-DONE (qemu ${fmtStatus(g.exit)})`);
   for (const r of g.results) if (!r.ok) problems.push(`${r.name}: ${r.detail}`);
   if (parsed.logs.length) problems.push(`fio said:\n    ${parsed.logs.join('\n    ')}`);
