@@ -157,7 +157,7 @@ class ThreadRequestServer implements RequestServer {
    * a READ that came back short, EOF or not, is for the main thread to tell).
    */
   private transfer(fh: number, fd: number, n: number, offset: number, size: number, write: boolean): number | null {
-    const mem = this.core.memory.buffer;
+    const mem = this.core.memoryBuffer();
     const iov = this.core.iovPtr;
     if (this.nowait(fh)) {
       const r = write ? native.pwritevNowait(fd, mem, iov, n, offset) : native.preadvNowait(fd, mem, iov, n, offset);
