@@ -21,6 +21,7 @@ import { FsGuard, PENDING, type SettledFileSystem } from './fs-guard.js';
 import { OpStats } from './op-stats.js';
 import type { ParkedRequest, ReplyParking } from '../virtio/queue-processor.js';
 import * as P from './protocol.js';
+import { u64At } from './ops/args.js';
 import { nameOf, putName } from './names.js';
 import { DIRENT_BUF_SIZE, LINEAR_QUEUE, REPLY_MAX } from '../core.js';
 
@@ -712,8 +713,7 @@ export class FuseServer implements OpContext {
       this.handed = 0;
       const req: Args = {
         view: v, base: core.argsPtr, len: v.getUint32(h + P.IN_HEADER.len, true) - P.IN_HEADER.SIZE,
-        nodeId: v.getUint32(h + P.IN_HEADER.nodeid + 4, true) * 0x1_0000_0000 +
-          v.getUint32(h + P.IN_HEADER.nodeid, true),
+        nodeId: u64At(v, h + P.IN_HEADER.nodeid),
         ctx: {
           uid: v.getUint32(h + P.IN_HEADER.uid, true), gid: v.getUint32(h + P.IN_HEADER.gid, true),
           pid: v.getUint32(h + P.IN_HEADER.pid, true),

@@ -161,7 +161,7 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
     const c = this.core;
     const len = c.linearReplyLen();
     if (len === 0 || this.ended) return;
-    const w = native.write(this.fd, c.memory.buffer, c.linearOutPtr, len);
+    const w = native.write(this.fd, c.memoryBuffer(), c.linearOutPtr, len);
     if (w < 0 && w !== -E.ENOENT) log.warn(`/dev/fuse: reply of ${len} bytes refused: ${native.strerror(-w)}`);
   }
 
@@ -216,7 +216,7 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
     const c = this.core;
     const size = c.linearBufSize;
     for (let i = 0; i < BATCH && !this.ended; i++) {
-      const n = native.read(this.fd, c.memory.buffer, c.linearInPtr, size);
+      const n = native.read(this.fd, c.memoryBuffer(), c.linearInPtr, size);
       if (n === -E.EAGAIN) break;
       if (n === -E.EINTR) continue;
       if (n === -E.ENODEV) {
@@ -247,7 +247,7 @@ export class DevFuseSession extends EventEmitter implements ReplyParking {
     }
     const len = c.linearReplyLen();
     if (len === 0) return;
-    const w = native.write(this.fd, c.memory.buffer, c.linearOutPtr, len);
+    const w = native.write(this.fd, c.memoryBuffer(), c.linearOutPtr, len);
     // ENOENT: the request is gone (interrupted, or the connection aborted): nobody waits for the answer.
     if (w < 0 && w !== -E.ENOENT) {
       if (w === -E.ENODEV) this.finish(null);

@@ -87,7 +87,7 @@ class ThreadRequestServer implements RequestServer {
       c.replySend(-E.EIO, 0, 0); // no window slot for a WRITE's payload: as a reply that could not be placed
       return;
     }
-    const bytes = c.memory.buffer.slice(c.linearInPtr, c.linearInPtr + n);
+    const bytes = c.memoryBuffer().slice(c.linearInPtr, c.linearInPtr + n);
     // FORGET, BATCH_FORGET, INTERRUPT: the chain goes back now (nothing is written into it).
     const noReply = op === P.FUSE_FORGET || op === P.FUSE_BATCH_FORGET || op === P.FUSE_INTERRUPT ||
       this.parking === null;

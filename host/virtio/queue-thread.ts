@@ -262,7 +262,7 @@ export class ForwardedRequests implements ReplyParking {
     this.sharedFiles?.setFlag(SHARED_LIVE, this.server.initialized);
     if (m.noReply || this.parkedCurrent) return;
     const len = c.linearReplyLen();
-    if (len >= P.OUT_HEADER.SIZE) this.send(from, m, c.memory.buffer.slice(c.linearOutPtr, c.linearOutPtr + len));
+    if (len >= P.OUT_HEADER.SIZE) this.send(from, m, c.memoryBuffer().slice(c.linearOutPtr, c.linearOutPtr + len));
     else this.send(from, m, this.headerOnly(m.unique, -5)); // EIO: the main core refused the bytes
   }
 
@@ -290,7 +290,7 @@ export class ForwardedRequests implements ReplyParking {
     const t = this.threads.get(p.queue);
     const len = c.linearReplyLen();
     if (t === undefined || len < P.OUT_HEADER.SIZE) return;
-    this.send(t, p as ForwardedParked, c.memory.buffer.slice(c.linearOutPtr, c.linearOutPtr + len));
+    this.send(t, p as ForwardedParked, c.memoryBuffer().slice(c.linearOutPtr, c.linearOutPtr + len));
   }
 
   /** The reply to a request as its thread parked it (a forwarded request, or one parked here since). */

@@ -17,8 +17,10 @@ export const u32 = (a: ArgBytes, off: number): number => a.view.getUint32(a.base
  * A u64 as a number (file handles, node ids, offsets, sizes: all below 2^53 in practice; larger -> rounded, as
  * Number(bigint) would). Two u32 reads: no BigInt is made on the request path.
  */
-export const u64Number = (a: ArgBytes, off: number): number =>
-  a.view.getUint32(a.base + off + 4, true) * 0x1_0000_0000 + a.view.getUint32(a.base + off, true);
+export const u64Number = (a: ArgBytes, off: number): number => u64At(a.view, a.base + off);
+/** u64Number at an absolute offset of `v` (the server's read of fuse_in_header.nodeid). */
+export const u64At = (v: DataView, at: number): number =>
+  v.getUint32(at + 4, true) * 0x1_0000_0000 + v.getUint32(at, true);
 /** A u64 exactly (directory cookies, lock ranges, DAX offsets, INIT flags: all 64 bits matter). */
 export const u64Big = (a: Args, off: number): bigint => a.view.getBigUint64(a.base + off, true);
 

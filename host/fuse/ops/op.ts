@@ -18,7 +18,6 @@ export const DEFER = -0x10001;
 
 /** The core surface the dispatch code needs (host/core.ts provides it). */
 export interface FuseCore {
-  readonly memory: WebAssembly.Memory;
   /** A DataView over the current memory buffer. */
   view(): DataView;
   /** The current memory buffer (cached: `memory.buffer` is a runtime call). */
