@@ -590,11 +590,7 @@ export class Core {
     const views = this.testRegions.filter((t) => t.fd >= 0);
     if (views.length > 0) {
       this.unmapGuestRegions();
-      const native = this.nativeOrThrow();
-      for (const t of views) {
-        const rc = native.unmapFrom(this.memory.buffer, t.offset, Math.ceil(t.size / WASM_PAGE) * WASM_PAGE);
-        if (rc < 0) throw new SystemError('mmap', -rc, native.strerror(-rc));
-      }
+      for (const t of views) this.unmapTestView(t);
     }
     const base = this.linearBase;
     const offset = this.grow(size);
@@ -620,6 +616,13 @@ export class Core {
       this.registerTestRegion(region);
     }
     return offset;
+  }
+
+  /** Zero pages over a test view again (mapTestView undone), so its memfd is mapped nowhere in linear memory. */
+  private unmapTestView(t: { size: number; offset: number }): void {
+    const native = this.nativeOrThrow();
+    const rc = native.unmapFrom(this.memory.buffer, t.offset, Math.ceil(t.size / WASM_PAGE) * WASM_PAGE);
+    if (rc < 0) throw new SystemError('mmap', -rc, native.strerror(-rc));
   }
 
   /** Maps a windowed test region's memfd over its pages of linear memory: the test's view of it. */
@@ -655,12 +658,13 @@ export class Core {
     }
     const views = this.testRegions.filter((t) => t.fd >= 0);
     this.testRegions = [];
-    if (views.length > 0) {
-      const native = this.nativeOrThrow();
-      for (const t of views) {
-        const rc = native.unmapFrom(this.memory.buffer, t.offset, Math.ceil(t.size / WASM_PAGE) * WASM_PAGE);
-        native.close(t.fd);
-        if (rc < 0 && failure === undefined) failure = new SystemError('mmap', -rc, native.strerror(-rc));
+    for (const t of views) {
+      try {
+        this.unmapTestView(t);
+      } catch (err) {
+        failure ??= err;
+      } finally {
+        this.native!.close(t.fd); // a view exists only with the addon
       }
     }
     if (failure !== undefined) throw failure;
