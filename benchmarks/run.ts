@@ -307,8 +307,8 @@ async function main(): Promise<void> {
     ...floors.map((x) => `${x.name}: ${Math.round(x.opsPerSec).toLocaleString('en-US')} ops/s, ${x.mbPerSec.toFixed(0)} MB/s`),
     `eventfd round trip (two processes in epoll_wait): ${rtt.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rtt.p50Us.toFixed(1)} µs, p99 ${rtt.p99Us.toFixed(1)} µs => ${Math.round(floorRate).toLocaleString('en-US')} round trips/s; answering process's CPU ${rtt.peerCpuUs.toFixed(1)} µs per round trip`,
     `eventfd round trip, the answering process woken through its Node event loop (as our daemon is by a kick): ` +
-      `${rttLoop!.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rttLoop!.p50Us.toFixed(1)} µs, p99 ${rttLoop!.p99Us.toFixed(1)} µs; ` +
-      `answering process's CPU ${rttLoop!.peerCpuUs.toFixed(1)} µs per round trip`,
+      `${rttLoop.usPerRoundTrip.toFixed(1)} µs mean, p50 ${rttLoop.p50Us.toFixed(1)} µs, p99 ${rttLoop.p99Us.toFixed(1)} µs; ` +
+      `answering process's CPU ${rttLoop.peerCpuUs.toFixed(1)} µs per round trip`,
   ];
   console.log(`\nvirtiofsd-ts vs C virtiofsd (${quick ? 'quick' : 'full'} run: ${cfg.reps} repetitions x ${cfg.durationMs} ms, file ${cfg.fileSize >> 20} MiB, medians)\n`);
   if (!daxOnly) {
@@ -328,7 +328,7 @@ async function main(): Promise<void> {
       command: commands.get(l), idleCpuPercent: median(idleCpu.get(l)!), privateKb: median(privKb.get(l)!),
     }]));
     const result = {
-      date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, eventfdRoundTripLoop: rttLoop!, rows, processes, bareNodeKb,
+      date: new Date().toISOString(), machine: mach, config: cfg, floors, eventfdRoundTrip: rtt, eventfdRoundTripLoop: rttLoop, rows, processes, bareNodeKb,
       dax: daxRows, gcSoak: soak,
     };
     fs.writeFileSync(`${base}.json`, JSON.stringify(result, null, 2) + '\n');

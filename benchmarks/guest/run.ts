@@ -99,7 +99,7 @@ const BENCH_GUEST_DIR = process.env.BENCH_GUEST_DIR ??
   path.join(ROOT, '.cache', cfg.kernel === '6.12' ? 'guest-bench-6.12' : 'guest-bench');
 const BENCH_INITRD = path.join(BENCH_GUEST_DIR, 'initramfs-bench.img');
 const TAG = 'bench';
-/** How long a guest may take to unmount and power off after its workload ended (seconds, in practice). */
+/** How long a guest may take to unmount and power off after its workload ended; it takes seconds. */
 const UNMOUNT_DEADLINE_MS = 90_000;
 
 const log = (...a: unknown[]): void => console.error('[bench:guest]', ...a);
